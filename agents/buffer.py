@@ -1,0 +1,251 @@
+"""Rollout storage, GAE, and cutting the rollout into sequences for truncated BPTT.
+
+Layout: every per-step array is ``(T, N, ...)`` for T steps of N envs; the
+recurrent state stored at step t is the state *before* obs_t (see policy.py),
+kept as ``states: (T, S, L, N, H)`` so that a step's state is one slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from agents.spaces import Tree, tree_map
+
+
+def _empty_like_space(space: spaces.Space, lead: tuple[int, ...], device: torch.device) -> Tree:
+    """Zero tensors (*lead, *shape) for every leaf of an observation space, in the leaf's dtype."""
+    if isinstance(space, spaces.Dict):
+        return {k: _empty_like_space(s, lead, device) for k, s in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_empty_like_space(s, lead, device) for s in space.spaces)
+    dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
+    if dtype == torch.float64:
+        dtype = torch.float32
+    return torch.zeros(*lead, *(space.shape or ()), dtype=dtype, device=device)
+
+
+class RolloutBuffer:
+    """T steps x N envs of transitions, with the recurrent state before each step.
+
+    Filled by the collector one step at a time (``store``), then read by the
+    update through ``compute_gae`` and ``make_sequences``.
+    """
+
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        observation_space: spaces.Space,
+        action_shape: tuple[int, ...],
+        action_dtype: torch.dtype,
+        state_shape: tuple[int, int, int],
+        device: torch.device,
+    ):
+        t, n = num_steps, num_envs
+        self.num_steps, self.num_envs, self.device = t, n, device
+        self.obs = _empty_like_space(observation_space, (t, n), device)
+        self.actions = torch.zeros(t, n, *action_shape, dtype=action_dtype, device=device)
+        self.logprobs = torch.zeros(t, n, device=device)
+        self.values = torch.zeros(t, n, device=device)
+        self.rewards = torch.zeros(t, n, device=device)
+        self.terminated = torch.zeros(t, n, device=device)
+        self.truncated = torch.zeros(t, n, device=device)
+        # V(final observation) for steps that ended in truncation, else 0.
+        self.truncation_values = torch.zeros(t, n, device=device)
+        self.episode_starts = torch.zeros(t, n, device=device)
+        s, layers, hidden = state_shape
+        self.states = torch.zeros(t, s, layers, n, hidden, device=device)
+
+    def store_step(
+        self, t: int, obs: Tree, episode_start: torch.Tensor, state: torch.Tensor,
+        action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor,
+    ) -> None:
+        """Record what the policy saw and did at step t (obs leaves (N, ...), state (S, L, N, H))."""
+        _copy_into(self.obs, obs, t)
+        self.episode_starts[t] = episode_start
+        self.states[t] = state
+        self.actions[t] = action
+        self.logprobs[t] = logprob
+        self.values[t] = value
+
+    def store_outcome(self, t: int, reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor) -> None:
+        """Record what the env answered to the step-t action."""
+        self.rewards[t] = reward
+        self.terminated[t] = terminated
+        self.truncated[t] = truncated
+        self.truncation_values[t] = 0.0
+
+
+def _copy_into(storage: Tree, value: Tree, t: int) -> None:
+    """storage leaves (T, N, ...)[t] <- value leaves (N, ...)."""
+    if isinstance(storage, dict):
+        for key in storage:
+            _copy_into(storage[key], value[key], t)
+    elif isinstance(storage, tuple):
+        for dst, src in zip(storage, value, strict=True):
+            _copy_into(dst, src, t)
+    else:
+        storage[t].copy_(value)
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    truncation_values: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation that tells terminations from truncations.
+
+    Step t's reward came from acting on obs_t. If the episode ended there:
+    terminated -> the next value is 0; truncated -> it is V(final obs), the
+    value of the observation the episode stopped at (``truncation_values[t]``).
+    Either way the advantage does not flow back across the episode boundary.
+
+    Args:
+        rewards, values, terminated, truncated, truncation_values: (T, N).
+        last_value: (N,), V(obs_T) for the observation after the rollout.
+
+    Returns:
+        advantages (T, N) and returns = advantages + values (T, N).
+    """
+    t_len = rewards.shape[0]
+    done = torch.maximum(terminated, truncated)
+    next_values = torch.cat((values[1:], last_value.unsqueeze(0)))
+    # Episode ended at t: replace the next episode's value by the bootstrap target (0 if terminated).
+    next_values = torch.where(done > 0, truncation_values * (1.0 - terminated), next_values)
+    deltas = rewards + gamma * next_values - values
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(last_value)
+    for t in reversed(range(t_len)):
+        last_gae = deltas[t] + gamma * gae_lambda * (1.0 - done[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+@dataclass
+class Sequences:
+    """Where the rollout's sequences lie: M sequences of at most L steps, padded at the end.
+
+    Attributes:
+        time_index, env_index: (L, M) int64 positions in the (T, N) rollout (0 where padded).
+        mask: (L, M) float, 1 at real steps.
+        start_time, start_env: (M,) where each sequence starts (its stored start state).
+    """
+
+    time_index: torch.Tensor
+    env_index: torch.Tensor
+    mask: torch.Tensor
+    start_time: torch.Tensor
+    start_env: torch.Tensor
+
+    @property
+    def num_sequences(self) -> int:
+        return self.mask.shape[1]
+
+
+def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_starts: bool) -> Sequences:
+    """Cut each env's T steps into sequences of at most ``bptt_len`` steps.
+
+    A sequence starts at the rollout start, at every episode start when
+    ``cut_at_episode_starts`` (reset mode), and after ``bptt_len`` steps. Since
+    sequences never contain an episode start after their first step in reset
+    mode, the update runs each minibatch as one fused recurrent call.
+
+    Args:
+        episode_starts: (T, N) bool/0-1.
+    """
+    t_len, n_envs = episode_starts.shape
+    starts = np.zeros((t_len, n_envs), dtype=bool)
+    starts[0] = True
+    if cut_at_episode_starts:
+        starts |= episode_starts.astype(bool)
+    # Steps since the last forced start, then a new sequence every bptt_len steps after it.
+    times = np.arange(t_len)[:, None]
+    last_start = np.maximum.accumulate(np.where(starts, times, 0), axis=0)
+    position = (times - last_start) % bptt_len
+    # Enumerate sequences env by env, in time order: env-major flattening.
+    position_flat = position.T.reshape(-1)
+    seq_id = np.cumsum(position_flat == 0) - 1
+    num_seq = int(seq_id[-1]) + 1
+    seq_len = np.bincount(seq_id, minlength=num_seq)
+    max_len = int(seq_len.max())
+    time_flat = np.tile(np.arange(t_len), n_envs)
+    env_flat = np.repeat(np.arange(n_envs), t_len)
+    time_index = np.zeros((max_len, num_seq), dtype=np.int64)
+    env_index = np.zeros((max_len, num_seq), dtype=np.int64)
+    mask = np.zeros((max_len, num_seq), dtype=np.float32)
+    time_index[position_flat, seq_id] = time_flat
+    env_index[position_flat, seq_id] = env_flat
+    mask[position_flat, seq_id] = 1.0
+    first = position_flat == 0
+    return Sequences(
+        time_index=torch.from_numpy(time_index),
+        env_index=torch.from_numpy(env_index),
+        mask=torch.from_numpy(mask),
+        start_time=torch.from_numpy(time_flat[first]),
+        start_env=torch.from_numpy(env_flat[first]),
+    )
+
+
+@dataclass
+class SequenceBatch:
+    """Rollout data laid out as padded sequences: every tensor is (L, M, ...) except start_states.
+
+    ``start_states`` is (S, L_layers, M, H): the stored state before each sequence's first step.
+    """
+
+    obs: Tree
+    actions: torch.Tensor
+    episode_starts: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    mask: torch.Tensor
+    start_states: torch.Tensor
+
+    def select(self, ids: torch.Tensor) -> SequenceBatch:
+        """The sequences ``ids`` (a minibatch)."""
+        return SequenceBatch(
+            obs=tree_map(lambda x: x[:, ids], self.obs),
+            actions=self.actions[:, ids],
+            episode_starts=self.episode_starts[:, ids],
+            logprobs=self.logprobs[:, ids],
+            values=self.values[:, ids],
+            advantages=self.advantages[:, ids],
+            returns=self.returns[:, ids],
+            mask=self.mask[:, ids],
+            start_states=self.start_states[:, :, ids],
+        )
+
+
+def gather_sequences(
+    buffer: RolloutBuffer, seqs: Sequences, advantages: torch.Tensor, returns: torch.Tensor
+) -> SequenceBatch:
+    """Lay the rollout out as padded sequences, once per update (minibatches then only slice)."""
+    device = buffer.device
+    ti, ei = seqs.time_index.to(device), seqs.env_index.to(device)
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        return x[ti, ei]
+
+    states = buffer.states[seqs.start_time.to(device), :, :, seqs.start_env.to(device)]  # (M, S, L, H)
+    return SequenceBatch(
+        obs=tree_map(take, buffer.obs),
+        actions=take(buffer.actions),
+        episode_starts=take(buffer.episode_starts),
+        logprobs=take(buffer.logprobs),
+        values=take(buffer.values),
+        advantages=take(advantages),
+        returns=take(returns),
+        mask=seqs.mask.to(device),
+        start_states=states.permute(1, 2, 0, 3).contiguous(),
+    )

@@ -1,0 +1,212 @@
+"""Typed training configuration: env, policy, PPO and run settings, with validation.
+
+Every field carries a one-line help text that becomes the command line's
+``--help``. Flag names are the field names with dashes (``bptt_len`` ->
+``--bptt-len``), so a preset, a JSON config and the command line all use the
+same names. Sizes derived from the config (batch size, iteration count) are
+properties, never written back into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting and how to fix it."""
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text (shown by ``train.py --help``)."""
+    if isinstance(default, (list, dict, tuple)) and not isinstance(default, tuple):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class EnvConfig:
+    """Which game to play and how many copies run side by side."""
+
+    env_id: str = _f("mnemo/TMaze-v0", "Gymnasium id of the env to train on (any registered id).")
+    env_import: tuple[str, ...] = _f(
+        (), "Module to import before making the env, so third-party packages can register their ids "
+        "(repeatable).", repeatable=True)
+    env_kwargs: dict = _f({}, "Keyword arguments for gymnasium.make, as JSON (e.g. '{\"corridor_length\": 20}').")
+    num_envs: int = _f(8, "Number of envs stepped together in the vector env.")
+    async_envs: bool = _f(False, "Step envs in subprocesses (gymnasium AsyncVectorEnv) instead of in-process.")
+
+
+@dataclass
+class PolicyConfig:
+    """The network: encoder -> recurrent core -> actor and critic heads."""
+
+    core: Literal["lstm", "gru", "none"] = _f("lstm", "Recurrent core; 'none' is the memoryless baseline.")
+    hidden_size: int = _f(64, "Units per recurrent layer.")
+    num_layers: int = _f(1, "Stacked recurrent layers.")
+    separate_critic: bool = _f(False, "Give the critic its own recurrent core instead of sharing the actor's.")
+    carry_across_episodes: bool = _f(
+        False, "Never reset the recurrent state at episode ends, so memory runs across episodes (RL^2 style).")
+    encoder_sizes: tuple[int, ...] = _f((64,), "Hidden sizes of the MLP between observation and core; "
+                                        "empty feeds the preprocessed observation to the core directly.")
+    head_sizes: tuple[int, ...] = _f((64,), "Hidden sizes of the actor's and the critic's MLP after the core.")
+    activation: Literal["tanh", "relu"] = _f("tanh", "Activation of the encoder and head MLPs.")
+    normalize_obs: bool = _f(False, "Normalise Box observations with running mean and std (saved with the model).")
+
+
+@dataclass
+class PPOConfig:
+    """Proximal Policy Optimisation with truncated backpropagation through time."""
+
+    total_steps: int = _f(100_000, "Env steps to train for, summed over all envs.")
+    num_steps: int = _f(128, "Rollout length per env between updates.")
+    bptt_len: int = _f(16, "Length of the sequences that backpropagation through time runs over.")
+    num_minibatches: int = _f(4, "Minibatches of sequences per epoch.")
+    update_epochs: int = _f(4, "Passes over each rollout.")
+    learning_rate: float = _f(2.5e-4, "Adam learning rate.")
+    anneal_lr: bool = _f(True, "Decay the learning rate linearly to zero over training.")
+    anneal_clip: bool = _f(False, "Decay the clip coefficient linearly to zero over training.")
+    gamma: float = _f(0.99, "Discount factor.")
+    gae_lambda: float = _f(0.95, "GAE lambda.")
+    clip_coef: float = _f(0.2, "PPO clip coefficient for the policy ratio.")
+    clip_vloss: bool = _f(False, "Clip the value loss around the old values as in the PPO baselines.")
+    ent_coef: float = _f(0.01, "Entropy bonus coefficient.")
+    vf_coef: float = _f(0.5, "Value loss coefficient.")
+    max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
+    target_kl: float | None = _f(None, "Stop the epochs of an update early once approx KL exceeds this.")
+    norm_adv: bool = _f(True, "Normalise advantages per minibatch (over real steps only).")
+    adam_eps: float = _f(1e-5, "Adam epsilon.")
+    refresh_start_states: bool = _f(
+        False, "Recompute the sequences' stored start states with the current network before each epoch.")
+
+
+@dataclass
+class RunConfig:
+    """Seeding, device, output and evaluation."""
+
+    seed: int = _f(1, "Seed for envs, network initialisation and sampling.")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where the network runs; auto picks cuda when available.")
+    torch_threads: int = _f(1, "torch intra-op threads; small recurrent nets run fastest on one.")
+    run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
+    eval_episodes: int = _f(20, "Deterministic evaluation episodes at the end of training (0 to skip).")
+    checkpoint_every: int = _f(50_000, "Write the latest checkpoint every this many env steps.")
+    progress: bool = _f(True, "Show a progress bar.")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as JSON in the run directory."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # Derived sizes: read-only views, never stored.
+    @property
+    def batch_size(self) -> int:
+        """Env steps per rollout, over all envs."""
+        return self.env.num_envs * self.ppo.num_steps
+
+    @property
+    def num_iterations(self) -> int:
+        """Rollout-update iterations needed to reach ``total_steps``."""
+        return math.ceil(self.ppo.total_steps / self.batch_size)
+
+    def validate(self) -> TrainConfig:
+        """Check every setting; raise ConfigError naming the first bad one and the fix."""
+        env, pol, ppo, run = self.env, self.policy, self.ppo, self.run
+        positive_ints = {
+            "num_envs": env.num_envs, "hidden_size": pol.hidden_size, "num_layers": pol.num_layers,
+            "total_steps": ppo.total_steps, "num_steps": ppo.num_steps, "bptt_len": ppo.bptt_len,
+            "num_minibatches": ppo.num_minibatches, "update_epochs": ppo.update_epochs,
+            "checkpoint_every": run.checkpoint_every, "torch_threads": run.torch_threads,
+        }
+        for name, value in positive_ints.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}.")
+        for name, sizes in (("encoder_sizes", pol.encoder_sizes), ("head_sizes", pol.head_sizes)):
+            if any(int(s) <= 0 for s in sizes):
+                raise ConfigError(f"--{_flag(name)} must list positive layer sizes, got {list(sizes)}.")
+        if pol.core not in ("lstm", "gru", "none"):
+            raise ConfigError(f"--core must be one of lstm, gru, none; got {pol.core!r}.")
+        if pol.activation not in ("tanh", "relu"):
+            raise ConfigError(f"--activation must be tanh or relu; got {pol.activation!r}.")
+        if run.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda; got {run.device!r}.")
+        if ppo.bptt_len > ppo.num_steps:
+            raise ConfigError(
+                f"--bptt-len ({ppo.bptt_len}) is longer than the rollout (--num-steps {ppo.num_steps}); "
+                f"lower --bptt-len or raise --num-steps.")
+        min_sequences = env.num_envs * (ppo.num_steps // ppo.bptt_len)
+        if ppo.num_minibatches > min_sequences:
+            raise ConfigError(
+                f"--num-minibatches ({ppo.num_minibatches}) exceeds the number of sequences per rollout "
+                f"(num_envs {env.num_envs} x num_steps {ppo.num_steps} // bptt_len {ppo.bptt_len} = "
+                f"{min_sequences}); lower --num-minibatches or raise --num-envs.")
+        if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
+            raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
+        if not (0 < ppo.gamma <= 1):
+            raise ConfigError(f"--gamma must be in (0, 1], got {ppo.gamma}.")
+        if not (0 <= ppo.gae_lambda <= 1):
+            raise ConfigError(f"--gae-lambda must be in [0, 1], got {ppo.gae_lambda}.")
+        for name in ("clip_coef", "max_grad_norm", "adam_eps"):
+            if not getattr(ppo, name) > 0:
+                raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(ppo, name)}.")
+        for name in ("ent_coef", "vf_coef"):
+            if not getattr(ppo, name) >= 0:
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(ppo, name)}.")
+        if ppo.target_kl is not None and not ppo.target_kl > 0:
+            raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
+        if run.eval_episodes < 0:
+            raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict, nested by section."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of ``to_dict``; unknown keys are an error (a typo must not pass silently)."""
+        sections = {}
+        for section in dataclasses.fields(cls):
+            section_cls = section.default_factory  # type: ignore[misc]
+            values = dict(data.get(section.name, {}))
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            unknown = set(values) - known
+            if unknown:
+                raise ConfigError(f"Unknown {section.name} settings {sorted(unknown)}; known: {sorted(known)}.")
+            for f in dataclasses.fields(section_cls):
+                if f.name in values and isinstance(values[f.name], list):
+                    values[f.name] = tuple(values[f.name])
+            sections[section.name] = section_cls(**values)
+        unknown_sections = set(data) - set(sections)
+        if unknown_sections:
+            raise ConfigError(f"Unknown config sections {sorted(unknown_sections)}.")
+        return cls(**sections)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        """A copy with flat overrides applied, e.g. ``{"bptt_len": 8, "core": "gru"}``."""
+        owner = flat_field_owners()
+        data = self.to_dict()
+        for name, value in overrides.items():
+            if name not in owner:
+                raise ConfigError(f"Unknown setting {name!r}; see `python train.py --help`.")
+            data[owner[name]][name] = value
+        return TrainConfig.from_dict(data)
+
+
+def flat_field_owners() -> dict[str, str]:
+    """Map each flat setting name to the section that holds it (names are unique across sections)."""
+    owners: dict[str, str] = {}
+    for section in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+            owners[f.name] = section.name
+    return owners
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

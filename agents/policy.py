@@ -1,0 +1,252 @@
+"""RecurrentActorCritic: encode -> recurrent core (lstm | gru | none) -> actor and critic heads.
+
+The recurrent state is one tensor ``state: (S, L, B, H)``:
+
+- ``S`` stacks the state tensors: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU,
+  nothing for ``none`` (S = 0); with a separate critic core the critic's
+  tensors follow the actor's (e.g. ``(h_pi, c_pi, h_vf, c_vf)``).
+- ``L`` is the number of layers, ``B`` the batch (envs or agents), ``H`` the
+  hidden size.
+
+One tensor keeps the rollout buffer, the collector, checkpoints and the game
+runtime free of per-core special cases.
+
+Hidden-state semantics (DESIGN.md): ``state`` is the state *before* the
+agent sees ``obs_t``; where ``episode_start_t`` is 1 and the policy is in
+reset mode, the state is zeroed before ``obs_t`` is processed. The same rule
+runs in the single-step path (rollout, game runtime) and the sequence path
+(training), so the two agree to float rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from agents.config import PolicyConfig
+from agents.distributions import ActionHead, Distribution, check_action_space
+from agents.spaces import (
+    Tree,
+    check_observation_space,
+    flatten_leading,
+    leading_shape,
+    make_leaf_encoder,
+    update_normalizers,
+)
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(in_features: int, sizes: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+    """A plain MLP (identity when ``sizes`` is empty); returns the module and its output size."""
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_features, size), _ACTIVATIONS[activation]()]
+        in_features = size
+    return (nn.Sequential(*layers) if layers else nn.Identity()), in_features
+
+
+class RecurrentCore(nn.Module):
+    """An nn.LSTM / nn.GRU (or nothing) that honours episode starts.
+
+    ``forward(x: (T, B, F), state: (S, L, B, H), episode_start: (T, B))``
+    returns ``(out: (T, B, H), new_state: (S, L, B, H))``. In reset mode the
+    state is zeroed for envs whose ``episode_start`` is 1, before that step.
+
+    Speed: when no episode starts inside the sequence (t > 0) -- always true
+    for training sequences, which are cut at episode starts -- this is ONE
+    fused ``nn.LSTM`` call. Otherwise the sequence is split at the times where
+    some env starts an episode and each segment is one fused call.
+    """
+
+    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool):
+        super().__init__()
+        self.kind = kind
+        self.reset_on_episode_start = reset_on_episode_start
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+        if kind == "lstm":
+            self.rnn: nn.Module | None = nn.LSTM(input_size, hidden_size, num_layers)
+            self.num_state_tensors = 2
+        elif kind == "gru":
+            self.rnn = nn.GRU(input_size, hidden_size, num_layers)
+            self.num_state_tensors = 1
+        elif kind == "none":
+            self.rnn, self.num_state_tensors = None, 0
+        else:
+            raise ValueError(f"Unknown core {kind!r}; choose lstm, gru or none.")
+        self.out_features = hidden_size if self.rnn is not None else input_size
+        if self.rnn is not None:
+            for name, param in self.rnn.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.orthogonal_(param, 1.0)
+
+    def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "lstm":
+            out, (h, c) = self.rnn(x, (state[0], state[1]))
+            return out, torch.stack((h, c))
+        out, h = self.rnn(x, state[0])
+        return out, h.unsqueeze(0)
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rnn is None:
+            return x, state
+        if not self.reset_on_episode_start:
+            return self._run(x, state)
+        keep = 1.0 - episode_start.to(x.dtype)  # (T, B)
+        if x.shape[0] == 1:
+            return self._run(x, state * keep[0].view(1, 1, -1, 1))
+        # Times t > 0 where any env begins an episode split the sequence into fused segments.
+        cuts = (episode_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        outputs = []
+        for start, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+            out, state = self._run(x[start:end], state * keep[start].view(1, 1, -1, 1))
+            outputs.append(out)
+        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), state
+
+
+@dataclass
+class StepOutput:
+    """What one rollout step produces for a batch of B envs."""
+
+    action: torch.Tensor  # (B, *action_shape)
+    logprob: torch.Tensor  # (B,)
+    value: torch.Tensor  # (B,)
+    state: torch.Tensor  # (S, L, B, H): the state after processing obs_t
+
+
+class RecurrentActorCritic(nn.Module):
+    """Actor-critic with a recurrent memory, for any supported observation and action space.
+
+    Args:
+        observation_space: the env's (single, not batched) observation space.
+        action_space: the env's (single) action space.
+        config: network settings (core, sizes, reset or carry mode).
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: PolicyConfig):
+        super().__init__()
+        check_observation_space(observation_space)
+        check_action_space(action_space)
+        self.observation_space, self.action_space, self.config = observation_space, action_space, config
+        reset = not config.carry_across_episodes
+
+        self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs)
+        self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
+        core_args = (config.core, features, config.hidden_size, config.num_layers, reset)
+        self.actor_core = RecurrentCore(*core_args)
+        self.critic_core = RecurrentCore(*core_args) if config.separate_critic and config.core != "none" else None
+        core_out = self.actor_core.out_features
+        self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
+        self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
+        self.action_head = ActionHead(action_space, pi_features)
+        self.value_head = nn.Linear(vf_features, 1)
+        nn.init.orthogonal_(self.value_head.weight, 1.0)
+        nn.init.zeros_(self.value_head.bias)
+        self._actor_states = self.actor_core.num_state_tensors
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """(S, L, H): the state tensor's shape without the batch dim."""
+        s = self._actor_states * (2 if self.critic_core is not None else 1)
+        return (s, self.config.num_layers, self.config.hidden_size)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """Zero state (S, L, B, H)."""
+        s, layers, hidden = self.state_shape
+        return torch.zeros(s, layers, batch_size, hidden, device=device)
+
+    # ------------------------------------------------------------------ shared path
+    def encode(self, obs: Tree) -> torch.Tensor:
+        """obs leaves (N, *shape) -> features (N, F)."""
+        return self.encoder(self.preprocess(obs))
+
+    def forward_sequence(
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
+        """Run T steps for B envs.
+
+        Args:
+            obs: leaves (T, B, *shape).
+            state: (S, L, B, H), the state before obs[0].
+            episode_start: (T, B), 1 where obs[t] begins an episode.
+
+        Returns:
+            dist over actions with batch (T*B,), value (T, B), final state (S, L, B, H).
+        """
+        t_len, batch = episode_start.shape
+        features = self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
+        actor_state, critic_state = state[: self._actor_states], state[self._actor_states:]
+        hidden, new_actor_state = self.actor_core(features, actor_state, episode_start)
+        if self.critic_core is not None:
+            critic_hidden, new_critic_state = self.critic_core(features, critic_state, episode_start)
+            new_state = torch.cat((new_actor_state, new_critic_state))
+        else:
+            critic_hidden, new_state = hidden, new_actor_state
+        dist = self.action_head(self.actor_mlp(hidden.reshape(t_len * batch, -1)))
+        value = self.value_head(self.critic_mlp(critic_hidden.reshape(t_len * batch, -1))).view(t_len, batch)
+        return dist, value, new_state
+
+    # ------------------------------------------------------------------ rollout / runtime
+    def step(
+        self,
+        obs: Tree,
+        state: torch.Tensor,
+        episode_start: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """One step for B envs: obs leaves (B, *shape), state (S, L, B, H), episode_start (B,)."""
+        obs_seq = _add_time_dim(obs)
+        dist, value, new_state = self.forward_sequence(obs_seq, state, episode_start.unsqueeze(0))
+        raw = dist.mode() if deterministic else dist.sample(generator)
+        return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value[0], new_state)
+
+    def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+        """V(obs) for B envs without advancing anyone's state: (B,)."""
+        _, value, _ = self.forward_sequence(_add_time_dim(obs), state, episode_start.unsqueeze(0))
+        return value[0]
+
+    # ------------------------------------------------------------------ training
+    def evaluate(
+        self, obs: Tree, start_state: torch.Tensor, episode_start: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score stored actions along sequences, in one fused recurrent call per core.
+
+        Args:
+            obs: leaves (T, M, *shape) for M sequences (padded at the end).
+            start_state: (S, L, M, H), each sequence's stored start state.
+            episode_start: (T, M).
+            actions: (T, M, *action_shape).
+
+        Returns:
+            logprob (T, M), entropy (T, M), value (T, M).
+        """
+        t_len, batch = episode_start.shape
+        dist, value, _ = self.forward_sequence(obs, start_state, episode_start)
+        flat = self.action_head.flat_actions(actions.reshape(t_len * batch, *actions.shape[2:]))
+        logprob = dist.log_prob(flat).view(t_len, batch)
+        entropy = dist.entropy().view(t_len, batch)
+        return logprob, entropy, value
+
+    @torch.no_grad()
+    def update_obs_normalizer(self, obs: Tree) -> None:
+        """Feed observations with leaves (..., *shape) to the running normalisers (no-op when off)."""
+        if self.config.normalize_obs:
+            n_leading = len(leading_shape(obs, self.observation_space))
+            update_normalizers(self.preprocess, flatten_leading(obs, self.observation_space, n_leading))
+
+
+def _add_time_dim(obs: Tree) -> Tree:
+    if isinstance(obs, dict):
+        return {k: _add_time_dim(v) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(_add_time_dim(v) for v in obs)
+    return obs.unsqueeze(0)

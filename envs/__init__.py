@@ -1,0 +1,37 @@
+"""Partially observable games and memory tasks, registered with Gymnasium.
+
+Importing this package registers every env under the ``mnemo/`` namespace::
+
+    import gymnasium as gym
+    import envs  # noqa: F401  (registers the ids)
+
+    env = gym.make("mnemo/TMaze-v0")
+
+Entry points are strings, so registering costs nothing until an env is made
+and pygame is imported only by the games that draw.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+NAMESPACE = "mnemo"
+
+
+def _register(name: str, entry_point: str, **kwargs) -> None:
+    env_id = f"{NAMESPACE}/{name}"
+    # Re-importing (e.g. under importlib.reload) must not warn about re-registration.
+    if env_id not in registry:
+        register(id=env_id, entry_point=entry_point, **kwargs)
+
+
+# Classic control with velocities hidden (envs/wrappers.py).
+_register("CartPoleNoVel-v1", "envs.wrappers:make_cartpole_no_velocity", max_episode_steps=500)
+_register("PendulumNoVel-v1", "envs.wrappers:make_pendulum_no_velocity", max_episode_steps=200)
+_register("AcrobotNoVel-v1", "envs.wrappers:make_acrobot_no_velocity", max_episode_steps=500)
+_register("MountainCarNoVel-v0", "envs.wrappers:make_mountaincar_no_velocity", max_episode_steps=200)
+_register("CartPoleFlicker-v1", "envs.wrappers:make_cartpole_flicker", max_episode_steps=500, kwargs={"p": 0.5})
+
+# Memory tasks (envs/memory.py).
+_register("TMaze-v0", "envs.memory:TMazeEnv", max_episode_steps=50, kwargs={"corridor_length": 10})
+_register("TMazeLong-v0", "envs.memory:TMazeEnv", max_episode_steps=500, kwargs={"corridor_length": 100})
+_register("GatedMemory-v0", "envs.memory:GatedMemoryEnv")
+_register("CountRecall-v0", "envs.memory:CountRecallEnv")
