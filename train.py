@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "help": f"{f.metadata['help']} (default: {default!r})"}
             hint = hints[f.name]
             if f.metadata.get("repeatable"):
-                kwargs.update(action="append", metavar="MODULE")
+                kwargs.update(action="append", metavar="MODULE", default=None)
             elif hint is bool:
                 kwargs.update(nargs="?", const=True, type=_str2bool, metavar="BOOL")
             elif typing.get_origin(hint) is typing.Literal:
@@ -103,7 +103,9 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     """Parse flags into a validated config: defaults < preset < explicit flags (or the resumed run's config)."""
     args = build_parser().parse_args(argv)
     explicit = {k: v for k, v in vars(args).items() if v is not _UNSET and k != "resume"}
-    if "env_import" in explicit:
+    if explicit.get("env_import") is None:
+        explicit.pop("env_import")
+    else:
         explicit["env_import"] = tuple(explicit["env_import"])
     if args.resume:
         saved = Path(args.resume) / "config.json"

@@ -23,6 +23,7 @@ import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from agents.buffer import RolloutBuffer
+from agents.config import ConfigError
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_stack
 
@@ -52,8 +53,23 @@ def env_factory(env_id: str, env_kwargs: dict | None = None, render_mode: str | 
     return make
 
 
-def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False) -> VectorEnv:
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError for an unregistered id, with Gymnasium's close-name suggestion."""
+    import envs  # noqa: F401  (built-in ids)
+
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ConfigError(
+            f"--env-id {env_id}: {exc} If the env comes from another package, add --env-import MODULE "
+            f"so that it registers its ids.") from exc
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False
+) -> VectorEnv:
     """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring)."""
+    check_env_id(env_id)
     fns = [env_factory(env_id, env_kwargs) for _ in range(num_envs)]
     if asynchronous:
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

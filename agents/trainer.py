@@ -94,6 +94,7 @@ class Trainer:
             # Envs cannot be snapshotted in general: they restart with a seed derived from the step count.
             env_seed = cfg.run.seed + self.global_step
         self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once everything above has worked
         if checkpoint is not None and "collector" in checkpoint:
             self.collector.load_state_dict(checkpoint["collector"])
 
@@ -114,7 +115,6 @@ class Trainer:
             raise ConfigError(
                 f"Run directory {self.run_dir} already exists and is not empty; pass --resume {self.run_dir} "
                 f"to continue it, or choose another --run-dir.")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_resume_checkpoint(self) -> dict:
         path = self.run_dir / CHECKPOINT_DIR / LATEST

@@ -1,0 +1,110 @@
+"""Save -> load -> identical actions; safe loading; resume continues the run."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+import train
+from agents.checkpoint import CheckpointError, atomic_torch_save, load_payload, load_policy
+from agents.spaces import obs_to_tensor
+
+FAST = ["--total-steps", "2048", "--num-envs", "4", "--num-steps", "64", "--bptt-len", "8",
+        "--num-minibatches", "2", "--update-epochs", "2", "--eval-episodes", "2", "--no-progress",
+        "--checkpoint-every", "512"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tmaze"
+    assert train.main(["--run-dir", str(run), *FAST]) == 0
+    return run
+
+
+def test_run_directory_contents(trained_run):
+    assert (trained_run / "config.json").is_file()
+    assert (trained_run / "checkpoints" / "latest.pt").is_file()
+    assert list(trained_run.glob("events.out.tfevents.*"))
+    summary = json.loads((trained_run / "summary.json").read_text())
+    for key in ("env_id", "total_steps", "wall_time_s", "sps", "eval_return_mean", "eval_return_std",
+                "eval_episodes", "seed"):
+        assert key in summary
+    assert summary["total_steps"] == 2048
+
+
+def test_save_load_gives_identical_deterministic_actions(trained_run):
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    policy_a, config = load_policy(trained_run)
+    policy_b, _ = load_policy(trained_run / "checkpoints" / "latest.pt")
+    env = gym.make(config.env.env_id)
+    obs, _ = env.reset(seed=0)
+    state_a = policy_a.initial_state(1)
+    state_b = policy_b.initial_state(1)
+    start = torch.ones(1)
+    for _ in range(30):
+        x = obs_to_tensor(obs[None], "cpu")
+        with torch.no_grad():
+            out_a = policy_a.step(x, state_a, start, deterministic=True)
+            out_b = policy_b.step(x, state_b, start, deterministic=True)
+        assert torch.equal(out_a.action, out_b.action)
+        torch.testing.assert_close(out_a.state, out_b.state, atol=0, rtol=0)
+        obs, _, term, trunc, _ = env.step(int(out_a.action[0]))
+        state_a, state_b = out_a.state, out_b.state
+        start = torch.tensor([float(term or trunc)])
+        if term or trunc:
+            obs, _ = env.reset()
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "mnemo-checkpoint", "payload": Exploit()}, f)
+    with pytest.raises(CheckpointError, match="Refusing to load"):
+        load_payload(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_gives_a_clear_error(tmp_path, trained_run):
+    data = (trained_run / "checkpoints" / "latest.pt").read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_payload(bad)
+
+
+def test_atomic_save_leaves_no_temp_files(tmp_path):
+    atomic_torch_save({"x": torch.ones(2)}, tmp_path / "a.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_resume_continues_counters_and_policy(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(trained_run, run)
+    before, _ = load_payload(run / "checkpoints" / "latest.pt")
+    assert train.main(["--resume", str(run), "--total-steps", "4096", "--no-progress", "--eval-episodes", "0"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["total_steps"] == 4096
+    _, meta = load_payload(run / "checkpoints" / "latest.pt")
+    assert json.loads(before["meta"])["counters"]["global_step"] == 2048
+    assert meta["counters"]["global_step"] == 4096
+
+
+def test_resume_refuses_a_different_network(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "changed"
+    shutil.copytree(trained_run, run)
+    assert train.main(["--resume", str(run), "--hidden-size", "7", "--no-progress"]) == 2
+    assert "differ" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""train.py flags, presets and config validation: bad input stops early with a message that says the fix."""
+
+import json
+
+import pytest
+
+import train
+from agents.config import ConfigError, TrainConfig
+
+
+def test_defaults_use_the_builtin_memory_task_and_its_preset():
+    config, resume = train.resolve_config([])
+    assert not resume
+    assert config.env.env_id == "mnemo/TMaze-v0"
+    assert config.env.num_envs == 16  # from the preset, not the dataclass default
+
+
+def test_explicit_flags_override_the_preset():
+    config, _ = train.resolve_config(["--num-envs", "4", "--core", "gru", "--separate-critic",
+                                      "--encoder-sizes", "32,32", "--target-kl", "0.02", "--no-anneal-lr",
+                                      "--env-kwargs", '{"corridor_length": 5}'])
+    assert config.env.num_envs == 4 and config.policy.core == "gru" and config.policy.separate_critic
+    assert config.policy.encoder_sizes == (32, 32) and config.ppo.target_kl == 0.02
+    assert config.ppo.anneal_lr is False and config.env.env_kwargs == {"corridor_length": 5}
+
+
+def test_env_import_is_repeatable():
+    config, _ = train.resolve_config(["--env-id", "CartPole-v1", "--env-import", "a", "--env-import", "b"])
+    assert config.env.env_import == ("a", "b")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--bptt-len", "64", "--num-steps", "32"], "--bptt-len (64) is longer than the rollout"),
+    (["--num-minibatches", "1000"], "--num-minibatches (1000) exceeds"),
+    (["--learning-rate", "0"], "--learning-rate must be > 0"),
+    (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
+    (["--gamma", "0"], "--gamma must be in (0, 1]"),
+    (["--num-envs", "0"], "--num-envs must be a positive integer"),
+    (["--hidden-size", "-3"], "--hidden-size must be a positive integer"),
+])
+def test_invalid_hyperparameters_are_rejected_with_the_fix(flags, message):
+    with pytest.raises(ConfigError) as err:
+        train.resolve_config(flags)
+    assert message in str(err.value)
+
+
+def test_unknown_flag_and_bad_choice_exit_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        train.resolve_config(["--core", "transformer"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig().with_overrides({"encoder_sizes": (8,), "env_import": ("x",), "target_kl": 0.1})
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ConfigError, match="Unknown setting 'bptt'"):
+        TrainConfig().with_overrides({"bptt": 3})
+
+
+def test_main_reports_errors_without_a_traceback(tmp_path, capsys):
+    code = train.main(["--env-id", "CartPole-v1", "--env-import", "no_such_module_xyz",
+                       "--run-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "no_such_module_xyz" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_env_id_suggests_close_names(tmp_path, capsys):
+    code = train.main(["--env-id", "mnemo/TMaz-v0", "--run-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "TMaze" in capsys.readouterr().err
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    code = train.main(["--env-id", "CartPole-v1", "--run-dir", str(run)])
+    assert code == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == "{}"
