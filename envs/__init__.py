@@ -35,3 +35,18 @@ _register("TMaze-v0", "envs.memory:TMazeEnv", max_episode_steps=50, kwargs={"cor
 _register("TMazeLong-v0", "envs.memory:TMazeEnv", max_episode_steps=500, kwargs={"corridor_length": 100})
 _register("GatedMemory-v0", "envs.memory:GatedMemoryEnv")
 _register("CountRecall-v0", "envs.memory:CountRecallEnv")
+
+# Partially observable pygame games (envs/games/); the Pixels ids observe a small uint8 image.
+_register("FlickerPong-v0", "envs.games.flicker_pong:FlickerPongEnv", max_episode_steps=1500)
+_register(
+    "FlickerPongPixels-v0",
+    "envs.games.flicker_pong:FlickerPongEnv",
+    max_episode_steps=1500,
+    kwargs={"obs_mode": "pixels"},
+)
+_register("FogMaze-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100)
+_register("FogMazePixels-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100, kwargs={"obs_mode": "pixels"})
+_register("DarkCatch-v0", "envs.games.dark_catch:DarkCatchEnv", max_episode_steps=200)
+_register(
+    "DarkCatchPixels-v0", "envs.games.dark_catch:DarkCatchEnv", max_episode_steps=200, kwargs={"obs_mode": "pixels"}
+)

@@ -1,0 +1,128 @@
+"""The pygame side of rendering: an off-screen canvas and, in human mode, a window.
+
+Everything here imports pygame lazily, inside the functions that draw, so that
+importing a game or stepping it with vector or pixel observations never loads
+pygame. Observations are never read back from these surfaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+RENDER_MODES = ("human", "rgb_array")
+
+
+def import_pygame() -> Any:
+    """Import pygame without its "Hello from the pygame community" banner.
+
+    The banner is silenced through ``PYGAME_HIDE_SUPPORT_PROMPT`` in pygame's
+    docs, but a library must not write environment variables, so the print is
+    swallowed instead (only on the first import; later imports are cached).
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        import pygame
+    return pygame
+
+
+def check_render_mode(render_mode: str | None) -> None:
+    """Raise ``ValueError`` for a render mode the games do not support."""
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def font(size: int) -> Any:
+    """pygame's default font at ``size`` points (cached: loading a font costs milliseconds)."""
+    pygame = import_pygame()
+    if not pygame.font.get_init():
+        pygame.font.init()
+    return pygame.font.Font(None, size)
+
+
+def blit_text(surface: Any, text: str, center: tuple[int, int], size: int, color: tuple[int, int, int]) -> None:
+    """Draw ``text`` centred at ``center``."""
+    image = font(size).render(text, True, color)
+    surface.blit(image, image.get_rect(center=center))
+
+
+def key_code(name: str) -> int:
+    """pygame's code for a key name such as ``"up"``, ``"w"`` or ``"space"`` (``pygame.K_UP``, ...).
+
+    Looked up among the ``K_`` constants rather than with ``pygame.key.key_code``,
+    which warns unless all of pygame (audio included) has been initialised.
+    """
+    pygame = import_pygame()
+    code = getattr(pygame, f"K_{name}" if len(name) == 1 else f"K_{name.upper()}", None)
+    if code is None:
+        raise ValueError(f"unknown key name {name!r}: expected a pygame key name such as 'up', 'w', 'space'")
+    return code
+
+
+def key_codes(keys_to_action: Mapping[tuple[str, ...], int]) -> dict[tuple[int, ...], int]:
+    """Turn a game's ``KEYS_TO_ACTION`` (pygame key names) into pygame key codes.
+
+    The result is the format of ``gymnasium.utils.play.play(keys_to_action=...)``.
+    """
+    return {tuple(sorted(key_code(name) for name in combo)): action for combo, action in keys_to_action.items()}
+
+
+class GameWindow:
+    """Owns the pygame surface, window and clock that one env renders into.
+
+    Args:
+        render_mode: ``"human"`` (a window, ticked at ``fps``), ``"rgb_array"``
+            (an off-screen surface returned as an array) or ``None``.
+        size: (width, height) of the rendered frame in pixels.
+        fps: frames per second of human mode.
+        title: window caption.
+    """
+
+    def __init__(self, render_mode: str | None, size: tuple[int, int], fps: int, title: str) -> None:
+        check_render_mode(render_mode)
+        self.render_mode = render_mode
+        self.size = size
+        self.fps = fps
+        self.title = title
+        self._surface: Any = None
+        self._screen: Any = None
+        self._clock: Any = None
+
+    def show(self, draw: Callable[[Any], None]) -> np.ndarray | None:
+        """Call ``draw(surface)`` and present the result.
+
+        Returns:
+            ``(H, W, 3)`` uint8 frame in ``rgb_array`` mode, else ``None``.
+        """
+        if self.render_mode is None:
+            return None
+        pygame = import_pygame()
+        if self._surface is None:
+            self._surface = pygame.Surface(self.size)
+        draw(self._surface)
+        if self.render_mode == "rgb_array":
+            return np.transpose(pygame.surfarray.array3d(self._surface), (1, 0, 2))
+        if self._screen is None:
+            pygame.display.init()
+            pygame.display.set_caption(self.title)
+            self._screen = pygame.display.set_mode(self.size)
+            self._clock = pygame.time.Clock()
+        self._screen.blit(self._surface, (0, 0))
+        pygame.event.pump()
+        self._clock.tick(self.fps)
+        pygame.display.flip()
+        return None
+
+    def close(self) -> None:
+        """Close the window if one is open; safe to call twice."""
+        if self._screen is not None:
+            pygame = import_pygame()
+            pygame.display.quit()
+            self._screen = None
+            self._clock = None
+        self._surface = None
