@@ -8,6 +8,7 @@ array, so a 48x48 frame costs a few microseconds.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -48,10 +49,24 @@ def palette(colors: Mapping[str, Color], grayscale: bool) -> dict[str, np.ndarra
 
 
 def canvas(size: int, fill: np.ndarray) -> np.ndarray:
-    """A ``(size, size, C)`` uint8 image filled with one color (``C`` from ``fill``)."""
-    img = np.empty((size, size, fill.shape[0]), dtype=np.uint8)
-    img[:] = fill
+    """A new ``(size, size, C)`` uint8 image filled with one color (``C`` from ``fill``)."""
+    # Copying a cached blank frame is a memcpy; broadcasting a 3-byte color over
+    # the image is ~30x slower (12 us vs 0.4 us at 48x48x3).
+    return _blank(size, fill.tobytes()).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _blank(size: int, fill: bytes) -> np.ndarray:
+    img = np.empty((size, size, len(fill)), dtype=np.uint8)
+    img[:] = np.frombuffer(fill, dtype=np.uint8)
+    img.flags.writeable = False
     return img
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_index(rows: int, cols: int, cell: int) -> np.ndarray:
+    """(rows*cell, cols*cell) index of the grid cell under each pixel, row-major."""
+    return (np.arange(rows * cell) // cell)[:, None] * cols + (np.arange(cols * cell) // cell)[None, :]
 
 
 def fill_rect(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color: np.ndarray) -> None:
@@ -82,7 +97,8 @@ def blow_up(codes: np.ndarray, lut: np.ndarray, cell: int, size: int, margin: np
     Returns:
         (size, size, C) uint8 image.
     """
-    tiles = lut[codes.repeat(cell, axis=0).repeat(cell, axis=1)]
+    rows, cols = codes.shape
+    tiles = np.take(lut, np.take(codes, _cell_index(rows, cols, cell)), axis=0)
     if tiles.shape[0] == size and tiles.shape[1] == size:
         return tiles
     img = canvas(size, margin)
