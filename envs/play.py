@@ -49,7 +49,8 @@ def play(env_id: str, agent_view: bool = False, seed: int | None = None, episode
     """
     from envs.games.window import import_pygame, key_code
 
-    env = gym.make(env_id, render_mode="human", render_reveal=not agent_view)
+    # Only the games know render_reveal; other envs fail below for want of KEYS_TO_ACTION.
+    env = gym.make(env_id, render_mode="human", **({"render_reveal": False} if agent_view else {}))
     game = env.unwrapped
     keys_to_action = getattr(game, "KEYS_TO_ACTION", None)
     if keys_to_action is None:
