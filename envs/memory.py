@@ -9,7 +9,7 @@ well below the maximum return; an LSTM policy can reach it.
 - :class:`GatedMemoryEnv` (``mnemo/GatedMemory-v0``): write, clear and read an
   additive memory cell, the hand-set LSTM cell of the tutorial turned into a game.
 - :class:`CountRecallEnv` (``mnemo/CountRecall-v0``): count how often each symbol
-  appeared, answer for one of them at the end.
+  has appeared, answer for the one asked, every step.
 
 The envs are built for speed (> 100k steps/s in one process): episodes are drawn
 in ``reset``, observations precomputed, and ``step`` only indexes and copies.
@@ -35,9 +35,7 @@ _CUE_DOWN = (240, 180, 30)
 
 def _check_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> None:
     if render_mode is not None and render_mode not in metadata["render_modes"]:
-        raise ValueError(
-            f"render_mode must be None or one of {metadata['render_modes']}, got {render_mode!r}"
-        )
+        raise ValueError(f"render_mode must be None or one of {metadata['render_modes']}, got {render_mode!r}")
 
 
 class TMazeEnv(gym.Env[np.ndarray, np.int64]):
@@ -268,9 +266,7 @@ class GatedMemoryEnv(gym.Env[np.ndarray, np.int64]):
         if int(n_reads) != n_reads or not 1 <= n_reads <= length:
             raise ValueError(f"n_reads must be an integer in [1, length={length}], got {n_reads!r}")
         if int(value_high) != value_high or value_high < 1:
-            raise ValueError(
-                f"value_high must be an integer >= 1 (values are 1..value_high), got {value_high!r}"
-            )
+            raise ValueError(f"value_high must be an integer >= 1 (values are 1..value_high), got {value_high!r}")
         if int(max_memory) != max_memory or max_memory < value_high:
             raise ValueError(f"max_memory must be an integer >= value_high={value_high}, got {max_memory!r}")
         if not 0.0 <= p_write <= 1.0:
@@ -361,9 +357,7 @@ class GatedMemoryEnv(gym.Env[np.ndarray, np.int64]):
             elif gate == self.CLEAR:
                 memory = 0
             if memory > self.max_memory:
-                raise ValueError(
-                    f"script memory reaches {memory} at step {t}, above max_memory={self.max_memory}"
-                )
+                raise ValueError(f"script memory reaches {memory} at step {t}, above max_memory={self.max_memory}")
             if read:
                 self._answer[t] = memory
             self._memory[t] = memory
@@ -412,93 +406,84 @@ class GatedMemoryEnv(gym.Env[np.ndarray, np.int64]):
 
 
 class CountRecallEnv(gym.Env[np.ndarray, np.int64]):
-    """Count how many times each symbol was shown; answer for one at the end.
+    """Count how many times each symbol has been shown; answer for the one asked.
 
     ## Description
-    For ``length - 1`` steps the agent sees one of ``n_symbols`` symbols
-    (one-hot), drawn uniformly. On the last step a query flag is raised and the
-    one-hot shows the query symbol: the agent must answer how many times that
-    symbol was shown before. The answer needs counting memory: a memoryless
-    policy can only guess the most likely count (about 25% correct for the
-    defaults); an LSTM can keep one counter per symbol in its cell.
+    After POPGym's CountRecall (Morad et al., ICLR 2023). Each step shows a
+    symbol (one of ``n_symbols``, drawn uniformly) and a query symbol (also
+    drawn uniformly); the agent must answer how many times the query symbol has
+    been shown so far, the current step included. Every step asks, so every
+    step gives feedback. Since the query changes, the agent must keep one
+    counter per symbol: a memoryless policy sees only whether the current
+    symbol equals the query and cannot know the counts (about 0.2 of the
+    return for the defaults), an LSTM can count in its cell.
 
     ## Observation Space
-    ``Box(0, 1, (n_symbols + 1,), float32)``:
+    ``Box(0, 1, (2 * n_symbols,), float32)``:
 
-    | Num            | Observation                                  |
-    |----------------|----------------------------------------------|
-    | 0..n_symbols-1 | one-hot symbol (the query symbol on the last step) |
-    | n_symbols      | query flag: 1 on the last step               |
+    | Num                          | Observation                  |
+    |------------------------------|------------------------------|
+    | 0..n_symbols-1               | one-hot symbol shown         |
+    | n_symbols..2 * n_symbols - 1 | one-hot query symbol         |
 
     The observation after the last step is all zeros.
 
     ## Action Space
-    ``Discrete(length)``: the count ``0..length-1``. Ignored before the query.
+    ``Discrete(length + 1)``: the count ``0..length``.
 
     ## Rewards
-    On the query step only, 0 on earlier steps:
-    - ``reward_mode="exact"``: +1 if the count is right, else 0.
-    - ``reward_mode="distance"``: ``1 - |answer - count| / (length - 1)``, a
-      shaped variant that gives credit for near misses.
-
-    Maximum return: 1.
+    ``1 / length`` for each correct count, 0 otherwise. Maximum return: 1.
 
     ## Starting State
-    A sequence of ``length - 1`` symbols and a query symbol, drawn from ``np_random``.
+    The symbols and queries of the whole episode, drawn from ``np_random``.
 
     ## Episode End
-    Termination after the query step (``length`` steps). No truncation.
+    Termination after ``length`` steps. No truncation.
 
     ## Arguments
-    - ``length`` (int, default 10): steps per episode including the query, ``>= 2``.
+    - ``length`` (int, default 10): steps per episode, ``>= 1``.
     - ``n_symbols`` (int, default 2): number of symbols, ``>= 1``.
-    - ``reward_mode`` (``"exact"`` or ``"distance"``, default ``"exact"``).
     - ``render_mode`` (``None``, ``"ansi"`` or ``"rgb_array"``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    REWARD_MODES = ("exact", "distance")
     _PALETTE = np.array(
         [(60, 90, 230), (240, 180, 30), (40, 180, 60), (220, 40, 40), (150, 60, 200), (40, 200, 200)],
         dtype=np.uint8,
     )
 
-    def __init__(
-        self, length: int = 10, n_symbols: int = 2, reward_mode: str = "exact", render_mode: str | None = None
-    ):
-        if int(length) != length or length < 2:
-            raise ValueError(
-                f"length must be an integer >= 2 (at least one symbol, then the query), got {length!r}"
-            )
+    def __init__(self, length: int = 10, n_symbols: int = 2, render_mode: str | None = None):
+        if int(length) != length or length < 1:
+            raise ValueError(f"length must be an integer >= 1, got {length!r}")
         if int(n_symbols) != n_symbols or n_symbols < 1:
             raise ValueError(f"n_symbols must be an integer >= 1, got {n_symbols!r}")
-        if reward_mode not in self.REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {self.REWARD_MODES}, got {reward_mode!r}")
         _check_render_mode(render_mode, self.metadata)
         self.length = int(length)
         self.n_symbols = int(n_symbols)
-        self.reward_mode = reward_mode
         self.render_mode = render_mode
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_symbols + 1,), dtype=np.float32)
-        self.action_space = spaces.Discrete(self.length)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(2 * self.n_symbols,), dtype=np.float32)
+        self.action_space = spaces.Discrete(self.length + 1)
+        self.unit_reward = 1.0 / self.length
 
-        self._eye = np.eye(self.n_symbols + 1, dtype=np.float32)
-        self._obs = np.zeros((self.length + 1, self.n_symbols + 1), dtype=np.float32)
+        self._eye = np.eye(self.n_symbols, dtype=np.float32)
+        self._obs = np.zeros((self.length + 1, 2 * self.n_symbols), dtype=np.float32)
         self.symbols = np.zeros(self.length, dtype=np.int64)
-        self.count = 0
+        self.queries = np.zeros(self.length, dtype=np.int64)
+        self.answers = np.zeros(self.length, dtype=np.int64)
         self.t = 0
         self.last_action: int | None = None
         self.last_reward = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        n = self.length
-        self.symbols = self.np_random.integers(self.n_symbols, size=n)
-        query = self.symbols[n - 1]
-        self.count = int(np.count_nonzero(self.symbols[: n - 1] == query))
-        self._obs[:n] = self._eye[self.symbols]
-        self._obs[n - 1, self.n_symbols] = 1.0
+        n, k = self.length, self.n_symbols
+        self.symbols = self.np_random.integers(k, size=n)
+        self.queries = self.np_random.integers(k, size=n)
+        counts = np.cumsum(self._eye[self.symbols], axis=0)  # (n, k): counts up to and including t
+        self.answers = counts[np.arange(n), self.queries].astype(np.int64)
+        self._obs[:n, :k] = self._eye[self.symbols]
+        self._obs[:n, k:] = self._eye[self.queries]
         self._obs[n] = 0.0
         self.t = 0
         self.last_action = None
@@ -509,31 +494,27 @@ class CountRecallEnv(gym.Env[np.ndarray, np.int64]):
         t = self.t
         if t >= self.length:
             raise RuntimeError("CountRecallEnv episode is over: call reset()")
+        a = int(action)
+        reward = self.unit_reward if a == self.answers[t] else 0.0
         self.t = t + 1
-        terminated = self.t == self.length
-        reward = 0.0
-        if terminated:
-            a = int(action)
-            self.last_action = a
-            if self.reward_mode == "exact":
-                reward = 1.0 if a == self.count else 0.0
-            else:
-                reward = 1.0 - abs(a - self.count) / (self.length - 1)
+        self.last_action = a
         self.last_reward = reward
-        return self._obs[self.t].copy(), reward, terminated, False, {}
+        return self._obs[self.t].copy(), reward, self.t == self.length, False, {}
 
     def render(self):
+        t = min(self.t, self.length - 1)
         if self.render_mode == "ansi":
-            shown = " ".join(str(s) for s in self.symbols[: min(self.t + 1, self.length - 1)])
-            text = f"t={self.t} seen: {shown}"
-            if self.t >= self.length - 1:
-                text += f" | query {self.symbols[-1]}: count={self.count} answer={self.last_action}"
-            return text
+            shown = " ".join(str(s) for s in self.symbols[: t + 1])
+            return (
+                f"t={self.t} shown: {shown} | query {self.queries[t]}: count={self.answers[t]} "
+                f"answer={self.last_action}"
+            )
         if self.render_mode == "rgb_array":
+            # Top row: the symbols shown so far; bottom row: the queries.
             w = 8
-            img = np.zeros((12, w * self.length, 3), dtype=np.uint8)
-            for t in range(min(self.t + 1, self.length)):
-                img[:8, t * w : (t + 1) * w - 1] = self._PALETTE[self.symbols[t] % len(self._PALETTE)]
-            img[9:, (self.length - 1) * w :] = _FLOOR
+            img = np.zeros((18, w * self.length, 3), dtype=np.uint8)
+            for i in range(t + 1):
+                img[:8, i * w : (i + 1) * w - 1] = self._PALETTE[self.symbols[i] % len(self._PALETTE)]
+                img[10:, i * w : (i + 1) * w - 1] = self._PALETTE[self.queries[i] % len(self._PALETTE)]
             return img
         return None

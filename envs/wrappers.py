@@ -83,9 +83,7 @@ class MaskObservation(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.u
             raise ValueError(f"MaskObservation keep_indices has duplicates: {indices}")
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
-            raise ValueError(
-                f"MaskObservation keep_indices {bad} out of range for an observation of size {n}"
-            )
+            raise ValueError(f"MaskObservation keep_indices {bad} out of range for an observation of size {n}")
         gym.ObservationWrapper.__init__(self, env)
         self.keep_indices = np.asarray(indices, dtype=np.intp)
         self.observation_space = spaces.Box(
@@ -98,9 +96,7 @@ class MaskObservation(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.u
         return observation[self.keep_indices]
 
 
-class FlickerObservation(
-    gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.utils.RecordConstructorArgs
-):
+class FlickerObservation(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.utils.RecordConstructorArgs):
     """Replace the whole observation by zeros with probability ``p`` each step.
 
     As in DRQN's flickering Atari (Hausknecht & Stone 2015): on a blank step the
@@ -147,9 +143,7 @@ class FlickerObservation(
         return observation
 
 
-class GaussianObservationNoise(
-    gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.utils.RecordConstructorArgs
-):
+class GaussianObservationNoise(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], gym.utils.RecordConstructorArgs):
     """Add zero-mean Gaussian noise with standard deviation ``std`` to every entry.
 
     The noise is truncated at 5 ``std`` and the space widened by as much, so that
