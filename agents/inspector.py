@@ -1,0 +1,785 @@
+"""Look inside the agent's memory: gates recomputed from the trained weights, drawn as a live panel.
+
+Three parts, each usable alone:
+
+1. **The equations** (torch only). :func:`trace_rnn` re-runs a trained
+   ``nn.LSTM`` / ``nn.GRU`` step by step with the textbook equations, from the
+   module's own ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+   ``bias_hh_l{k}``, and returns every gate of every layer. PyTorch stacks the
+   LSTM gates in the order (i, f, g, o) and the GRU gates as (r, z, n)::
+
+       LSTM  i = σ(W_ii x + b_ii + W_hi h + b_hi)      GRU  r = σ(W_ir x + b_ir + W_hr h + b_hr)
+             f = σ(W_if x + b_if + W_hf h + b_hf)           z = σ(W_iz x + b_iz + W_hz h + b_hz)
+             g = tanh(W_ig x + b_ig + W_hg h + b_hg)        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+             o = σ(W_io x + b_io + W_ho h + b_ho)           h' = (1 - z) * n + z * h
+             c' = f * c + i * g
+             h' = o * tanh(c')
+
+   Layer k > 0 reads layer k - 1's new h as its x. The tests check that the
+   recomputed h and c equal ``nn.LSTM``'s (and ``nn.GRU``'s) to 1e-5.
+
+2. **The readout** (:class:`MemoryProbe`): one policy step for one env turned
+   into numpy arrays: the observation the core saw, every layer's gates and
+   states, the value estimate and the action probabilities.
+
+3. **The panel** (:class:`MemoryPanel`, pygame imported lazily): the last
+   ``history`` readouts as heat strips, one per quantity and layer, with units
+   as rows and time steps as columns (newest on the right). Gates, in [0, 1],
+   use a sequential colour map (viridis); states, in [-1, 1], a diverging
+   blue-white-red one. Everything is drawn on off-screen surfaces, so
+   recording needs no window and no display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.policy import RecurrentActorCritic, RecurrentCore
+from agents.spaces import ImageEncoder, Tree, tree_map
+
+
+class InspectorError(RuntimeError):
+    """The inspector cannot describe this network (e.g. its equations no longer match the core)."""
+
+
+# =========================================================================== 1. the equations
+def _check_rnn(rnn: nn.Module) -> None:
+    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
+        raise InspectorError(f"Expected an nn.LSTM or nn.GRU, got {type(rnn).__name__}.")
+    if rnn.bidirectional or rnn.batch_first or getattr(rnn, "proj_size", 0):
+        raise InspectorError(
+            f"{rnn} is bidirectional, batch_first or projected; the inspector reads time-major, "
+            "one-directional, unprojected cores only (as agents/policy.py builds them).")
+
+
+def _layer_weights(rnn: nn.LSTM | nn.GRU, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W_ih, W_hh, b_ih, b_hh) of layer ``k``; zero biases for ``bias=False`` modules."""
+    w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
+    if rnn.bias:
+        return w_ih, w_hh, getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")
+    zeros = w_ih.new_zeros(w_ih.shape[0])
+    return w_ih, w_hh, zeros, zeros
+
+
+def lstm_cell(
+    x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """One LSTM layer, one step: x (B, F), h and c (B, H) -> dict of i, f, g, o, c, h, each (B, H)."""
+    gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)  # PyTorch's order in weight_ih_l{k}
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_new = f * c + i * g
+    h_new = o * torch.tanh(c_new)
+    return {"i": i, "f": f, "g": g, "o": o, "c": c_new, "h": h_new}
+
+
+def gru_cell(
+    x: torch.Tensor, h: torch.Tensor,
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """One GRU layer, one step: x (B, F), h (B, H) -> dict of r, z, n, h, each (B, H)."""
+    x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
+    h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)  # the reset gate scales the recurrent term, bias included (PyTorch's form)
+    return {"r": r, "z": z, "n": n, "h": (1.0 - z) * n + z * h}
+
+
+@dataclass
+class CoreTrace:
+    """Everything an LSTM / GRU computed over a sequence.
+
+    Attributes:
+        kind: ``"lstm"`` or ``"gru"``.
+        quantities: name -> (T, L, B, H); LSTM: i, f, g, o, c, h; GRU: r, z, n, h.
+        state: (S, L, B, H), the state after the last step, laid out as RecurrentCore keeps it.
+    """
+
+    kind: str
+    quantities: dict[str, torch.Tensor]
+    state: torch.Tensor
+
+
+LSTM_QUANTITIES = ("i", "f", "g", "o", "c", "h")
+GRU_QUANTITIES = ("r", "z", "n", "h")
+
+
+@torch.no_grad()
+def trace_rnn(
+    rnn: nn.LSTM | nn.GRU, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor | None = None
+) -> CoreTrace:
+    """Re-run ``rnn`` step by step with the textbook equations and keep every gate.
+
+    Args:
+        rnn: a trained nn.LSTM or nn.GRU (time-major).
+        x: (T, B, F) inputs.
+        state: (S, L, B, H) state before x[0]: (h, c) for an LSTM (S = 2), (h,) for a GRU (S = 1).
+        episode_start: (T, B) or None; where 1, the state is zeroed before that step (reset mode).
+
+    Returns:
+        A CoreTrace whose h (and c) equal what ``rnn`` computes, to float rounding.
+    """
+    _check_rnn(rnn)
+    is_lstm = isinstance(rnn, nn.LSTM)
+    names = LSTM_QUANTITIES if is_lstm else GRU_QUANTITIES
+    weights = [_layer_weights(rnn, k) for k in range(rnn.num_layers)]
+    h = list(state[0].unbind(0))
+    c = list(state[1].unbind(0)) if is_lstm else []
+    steps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for t in range(x.shape[0]):
+        if episode_start is not None:
+            keep = (1.0 - episode_start[t].to(x.dtype)).unsqueeze(-1)  # (B, 1)
+            h = [hk * keep for hk in h]
+            c = [ck * keep for ck in c]
+        inp = x[t]
+        layers = []
+        for k, w in enumerate(weights):
+            out = lstm_cell(inp, h[k], c[k], *w) if is_lstm else gru_cell(inp, h[k], *w)
+            h[k] = out["h"]
+            if is_lstm:
+                c[k] = out["c"]
+            inp = out["h"]
+            layers.append(out)
+        for name in names:
+            steps[name].append(torch.stack([out[name] for out in layers]))  # (L, B, H)
+    quantities = {name: torch.stack(v) for name, v in steps.items()}
+    final = torch.stack([torch.stack(h), torch.stack(c)]) if is_lstm else torch.stack(h).unsqueeze(0)
+    return CoreTrace("lstm" if is_lstm else "gru", quantities, final)
+
+
+def trace_core(core: RecurrentCore, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor) -> CoreTrace:
+    """:func:`trace_rnn` for a policy's RecurrentCore, honouring its reset or carry mode."""
+    if core.rnn is None:
+        raise InspectorError("This core is 'none': it has no recurrent state to trace.")
+    return trace_rnn(core.rnn, x, state, episode_start if core.reset_on_episode_start else None)
+
+
+# =========================================================================== 2. the readout
+@dataclass
+class StepReadout:
+    """One policy step of one env, as numpy arrays for drawing.
+
+    Attributes:
+        episode_start: whether this observation began an episode (the state was reset before it).
+        obs: (P,) the preprocessed observation fed to the encoder, or None when not shown (images, P > 64).
+        layers: per layer, quantity name -> (H,) values.
+        value: the critic's estimate V(obs).
+        action_values: (R,) one row per action choice: probabilities, or Gaussian means scaled to [-1, 1].
+        chosen: row indices of the action taken.
+        reward: the reward the action earned (set once the env has stepped).
+    """
+
+    episode_start: bool
+    obs: np.ndarray | None
+    layers: list[dict[str, np.ndarray]]
+    value: float
+    action_values: np.ndarray
+    chosen: list[int]
+    reward: float | None = None
+
+
+def _time_major(obs: Tree) -> Tree:
+    return tree_map(lambda x: x.unsqueeze(0), obs)
+
+
+class MemoryProbe:
+    """Reads a policy's memory and outputs for one env (batch B = 1).
+
+    Args:
+        policy: the trained agent (its actor core is shown; a separate critic core is not).
+        action_labels: names of the action rows (Discrete: one per action); defaults to numbers.
+        max_obs_rows: preprocessed observations up to this size are shown as a strip.
+    """
+
+    def __init__(self, policy: RecurrentActorCritic, action_labels: Sequence[str] | None = None,
+                 max_obs_rows: int = 64):
+        self.policy = policy
+        core = policy.actor_core
+        self.kind = policy.config.core if core.rnn is not None else "none"
+        self.num_layers = policy.config.num_layers if core.rnn is not None else 0
+        self.hidden_size = policy.config.hidden_size
+        self.separate_critic = policy.critic_core is not None
+        self._actor_states = core.num_state_tensors
+        has_image = any(isinstance(m, ImageEncoder) for m in policy.preprocess.modules())
+        self.obs_size = 0 if has_image or policy.preprocess.out_features > max_obs_rows \
+            else policy.preprocess.out_features
+        head = policy.action_head
+        self.action_kind = head.kind
+        self.action_labels = self._labels(head, action_labels)
+
+    @staticmethod
+    def _labels(head: Any, given: Sequence[str] | None) -> list[str]:
+        if head.kind == "categorical":
+            n = head.num_outputs
+            start = int(head.space.start)
+            if given is not None and len(given) == n:
+                return [str(label) for label in given]
+            return [str(start + a) for a in range(n)]
+        if head.kind == "multi_categorical":
+            return [f"{i}:{j}" for i, n in enumerate(head.nvec) for j in range(n)]
+        prefix = "mean a" if head.kind == "gaussian" else "p(b=1) "
+        return [f"{prefix}{i}" for i in range(head.num_outputs)]
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The quantities the panel draws per layer (the LSTM candidate g is traced but not drawn)."""
+        return {"lstm": ("i", "f", "o", "c", "h"), "gru": ("r", "z", "n", "h")}.get(self.kind, ())
+
+    @torch.no_grad()
+    def read(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, action: torch.Tensor,
+             next_state: torch.Tensor | None = None) -> StepReadout:
+        """Readout of the step that ``policy.step(obs, state, episode_start)`` took.
+
+        Args:
+            obs: leaves (1, *shape).
+            state: (S, L, 1, H), the state before obs.
+            episode_start: (1,).
+            action: (1, *action_shape), the action the policy chose.
+            next_state: the state ``policy.step`` returned; when given, the recomputed core state must
+                equal it (1e-4), which guards the equations against changes to the policy's core.
+        """
+        policy = self.policy
+        pre = policy.preprocess(obs)
+        layers: list[dict[str, np.ndarray]] = []
+        if self.kind != "none":
+            features = policy.encoder(pre).unsqueeze(0)  # (1, 1, F)
+            trace = trace_core(policy.actor_core, features, state[: self._actor_states], episode_start.unsqueeze(0))
+            if next_state is not None:
+                diff = (trace.state - next_state[: self._actor_states]).abs().max().item()
+                if diff > 1e-4:
+                    raise InspectorError(
+                        f"Recomputed {self.kind} state differs from the policy's by {diff:.2e}: the inspector's "
+                        "equations no longer describe agents/policy.py's core.")
+            for k in range(self.num_layers):
+                layers.append({q: trace.quantities[q][0, k, 0].cpu().numpy() for q in self.quantities})
+        dist, value, _ = policy.forward_sequence(_time_major(obs), state, episode_start.unsqueeze(0))
+        values, chosen = self._action_rows(dist, action[0])
+        return StepReadout(
+            episode_start=bool(episode_start[0].item() > 0.5),
+            obs=pre[0].cpu().numpy() if self.obs_size else None,
+            layers=layers,
+            value=float(value[0, 0].item()),
+            action_values=values,
+            chosen=chosen,
+        )
+
+    def _action_rows(self, dist: Any, action: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        head = self.policy.action_head
+        if head.kind == "categorical":
+            return dist.logits[0].exp().cpu().numpy(), [int(action.item())]
+        if head.kind == "multi_categorical":
+            probs = dist.logits[0].exp().cpu().numpy()  # (k, max_n), padding has probability 0
+            rows = np.concatenate([probs[i, :n] for i, n in enumerate(head.nvec)])
+            offsets = np.cumsum([0, *head.nvec[:-1]])
+            return rows, [int(offsets[i] + a) for i, a in enumerate(action.reshape(-1).tolist())]
+        if head.kind == "gaussian":
+            mean = dist.mean[0].cpu().numpy()
+            low, high = head.low.reshape(-1), head.high.reshape(-1)
+            finite = np.isfinite(low) & np.isfinite(high) & (high > low)
+            mid = np.where(finite, (low + high) / 2, 0.0)
+            half = np.where(finite, (high - low) / 2, 1.0)
+            scaled = np.where(finite, (mean - mid) / half, np.tanh(mean))
+            return np.clip(scaled, -1.0, 1.0), []
+        probs = torch.sigmoid(dist.logits[0]).cpu().numpy()
+        return probs, [i for i, a in enumerate(action.reshape(-1).tolist()) if a > 0.5]
+
+
+# =========================================================================== 3. the panel
+# Colour maps as anchor colours, linearly interpolated.
+VIRIDIS = np.array([
+    (68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+    (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)], dtype=np.float64)
+BLUE_WHITE_RED = np.array([  # ColorBrewer RdBu, reversed: blue for negative, red for positive
+    (5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
+    (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)], dtype=np.float64)
+
+BACKGROUND = (22, 24, 31)
+EMPTY = (38, 41, 52)
+TEXT = (232, 234, 240)
+DIM = (150, 156, 170)
+ACCENT = (255, 186, 60)
+
+
+def colormap(values: np.ndarray, anchors: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """values (...) -> uint8 colours (..., 3); NaN becomes the empty-cell colour."""
+    v = np.asarray(values, dtype=np.float64)
+    x = np.clip((np.nan_to_num(v, nan=lo) - lo) / (hi - lo), 0.0, 1.0) * (len(anchors) - 1)
+    idx = np.minimum(x.astype(np.int64), len(anchors) - 2)
+    frac = (x - idx)[..., None]
+    out = anchors[idx] * (1.0 - frac) + anchors[idx + 1] * frac
+    out[np.isnan(v)] = EMPTY
+    return np.round(out).astype(np.uint8)
+
+
+def import_pygame() -> Any:
+    """Import pygame lazily, without its banner (a library must not set PYGAME_HIDE_SUPPORT_PROMPT)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import pygame
+    return pygame
+
+
+def array_to_surface(rgb: np.ndarray) -> Any:
+    """(H, W, 3) uint8 -> a pygame Surface (a copy)."""
+    pygame = import_pygame()
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return pygame.image.frombuffer(rgb.tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB").copy()
+
+
+def surface_to_array(surface: Any) -> np.ndarray:
+    """pygame Surface -> (H, W, 3) uint8."""
+    pygame = import_pygame()
+    return np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
+
+
+# A 3x5 pixel font for machines whose pygame has no font module (SDL_ttf missing):
+# five rows of three pixels per glyph, '#' = ink. Lower case draws as upper case.
+_GLYPHS = {
+    "A": ".#. #.# ### #.# #.#", "B": "##. #.# ##. #.# ##.", "C": ".## #.. #.. #.. .##", "D": "##. #.# #.# #.# ##.",
+    "E": "### #.. ##. #.. ###", "F": "### #.. ##. #.. #..", "G": ".## #.. #.# #.# .##", "H": "#.# #.# ### #.# #.#",
+    "I": "### .#. .#. .#. ###", "J": "..# ..# ..# #.# .#.", "K": "#.# #.# ##. #.# #.#", "L": "#.. #.. #.. #.. ###",
+    "M": "#.# ### ### #.# #.#", "N": "##. #.# #.# #.# #.#", "O": ".#. #.# #.# #.# .#.", "P": "##. #.# ##. #.. #..",
+    "Q": ".#. #.# #.# ##. .##", "R": "##. #.# ##. #.# #.#", "S": ".## #.. .#. ..# ##.", "T": "### .#. .#. .#. .#.",
+    "U": "#.# #.# #.# #.# ###", "V": "#.# #.# #.# #.# .#.", "W": "#.# #.# ### ### #.#", "X": "#.# #.# .#. #.# #.#",
+    "Y": "#.# #.# .#. .#. .#.", "Z": "### ..# .#. #.. ###", "0": "### #.# #.# #.# ###", "1": ".#. ##. .#. .#. ###",
+    "2": "##. ..# .#. #.. ###", "3": "##. ..# .#. ..# ##.", "4": "#.# #.# ### ..# ..#", "5": "### #.. ##. ..# ##.",
+    "6": ".## #.. ### #.# ###", "7": "### ..# .#. .#. .#.", "8": "### #.# ### #.# ###", "9": "### #.# ### ..# ##.",
+    " ": "... ... ... ... ...", ".": "... ... ... ... .#.", ",": "... ... ... .#. #..", ":": "... .#. ... .#. ...",
+    "-": "... ... ### ... ...", "+": "... .#. ### .#. ...", "=": "... ### ... ### ...", "(": ".#. #.. #.. #.. .#.",
+    ")": ".#. ..# ..# ..# .#.", "/": "..# ..# .#. #.. #..", "%": "#.# ..# .#. #.. #.#", "?": "##. ..# .#. ... .#.",
+    "_": "... ... ... ... ###", "<": "..# .#. #.. .#. ..#", ">": "#.. .#. ..# .#. #..", "!": ".#. .#. .#. ... .#.",
+    "'": ".#. .#. ... ... ...", "[": "##. #.. #.. #.. ##.", "]": ".## ..# ..# ..# .##", "|": ".#. .#. .#. .#. .#.",
+    "*": "... #.# .#. #.# ...", "#": "#.# ### #.# ### #.#",
+}
+_ASCII = {"×": "x", "·": ".", "±": "+-", "σ": "s", "μ": "u", "π": "pi", "…": "...", "–": "-", "—": "-"}
+
+
+def _glyph_rows(char: str) -> np.ndarray:
+    rows = _GLYPHS.get(char.upper(), _GLYPHS["?"]).split()
+    return np.array([[b == "#" for b in row] for row in rows], dtype=bool)
+
+
+class TextRenderer:
+    """Text as pygame surfaces: pygame.font's default font, or a built-in pixel font when fonts are unavailable.
+
+    Args:
+        use_system_font: try pygame.font first (False forces the pixel font, e.g. in tests).
+    """
+
+    def __init__(self, use_system_font: bool = True):
+        self._fonts: dict[int, Any] = {}
+        self.has_font = use_system_font and self._init_font()
+
+    @staticmethod
+    def _init_font() -> bool:
+        pygame = import_pygame()
+        try:
+            if not pygame.font.get_init():
+                pygame.font.init()
+            pygame.font.Font(None, 12)
+        except Exception:  # a missing SDL_ttf shows up as ImportError, NotImplementedError or pygame.error
+            return False
+        return True
+
+    def render(self, text: str, size: int, color: tuple[int, int, int]) -> Any:
+        """A surface with per-pixel alpha holding ``text`` at about ``size`` pixels of line height."""
+        pygame = import_pygame()
+        if self.has_font:
+            if size not in self._fonts:
+                self._fonts[size] = pygame.font.Font(None, size)
+            return self._fonts[size].render(text, True, color)
+        text = "".join(_ASCII.get(ch, ch) for ch in text)
+        scale = max(1, round(size / 9))
+        ink = np.zeros((5, max(1, 4 * len(text))), dtype=bool)
+        for n, ch in enumerate(text):
+            ink[:, 4 * n: 4 * n + 3] = _glyph_rows(ch)
+        ink = ink.repeat(scale, 0).repeat(scale, 1)
+        rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
+        rgba[..., :3] = color
+        rgba[..., 3] = ink * 255
+        return pygame.image.frombuffer(rgba.tobytes(), (ink.shape[1], ink.shape[0]), "RGBA").copy()
+
+    def draw(self, surface: Any, text: str, pos: tuple[int, int], size: int,
+             color: tuple[int, int, int] = TEXT, anchor: str = "topleft") -> Any:
+        """Blit ``text`` with its ``anchor`` (a pygame Rect attribute name) at ``pos``; returns the Rect."""
+        image = self.render(text, size, color)
+        rect = image.get_rect(**{anchor: pos})
+        surface.blit(image, rect)
+        return rect
+
+
+# Names and scales of the drawn quantities: (label, symbol, colour map, fixed range or None).
+_QUANTITY_STYLE: dict[str, tuple[str, str, np.ndarray, tuple[float, float] | None]] = {
+    "i": ("input gate", "i", VIRIDIS, (0.0, 1.0)),
+    "f": ("forget gate", "f", VIRIDIS, (0.0, 1.0)),
+    "o": ("output gate", "o", VIRIDIS, (0.0, 1.0)),
+    "g": ("candidate", "g", BLUE_WHITE_RED, (-1.0, 1.0)),
+    "c": ("cell state", "c", BLUE_WHITE_RED, None),  # unbounded: scaled by the largest |c| seen
+    "h": ("hidden state", "h", BLUE_WHITE_RED, (-1.0, 1.0)),
+    "r": ("reset gate", "r", VIRIDIS, (0.0, 1.0)),
+    "z": ("update gate", "z", VIRIDIS, (0.0, 1.0)),
+    "n": ("candidate", "n", BLUE_WHITE_RED, (-1.0, 1.0)),
+}
+
+_M = 14          # outer margin
+_LABEL_W = 136   # label column
+_GAP = 18        # between layer columns
+_ROW_GAP = 9     # between strips
+_NOW_W = 190     # current action probabilities, right of the action strip
+_VALUE_H = 56
+_REWARD_H = 12
+_TITLE, _TEXT, _SMALL = 26, 19, 16  # font sizes
+
+
+@dataclass
+class _Layout:
+    width: int
+    height: int
+    step_px: int
+    strip_w: int
+    strip_h: int
+    obs_row_px: int
+    action_row_px: int
+    rows: dict[str, int] = field(default_factory=dict)  # section name -> y
+
+
+class MemoryPanel:
+    """A live picture of the agent's memory: heat strips of the last ``history`` steps per quantity and layer.
+
+    Args:
+        probe: what to read (its network shapes fix the layout).
+        history: steps shown, newest on the right.
+        strip_width: target width of one strip in pixels (each step gets ``strip_width // history``).
+        text: text renderer (a default one is made; pass ``TextRenderer(False)`` for the pixel font).
+    """
+
+    def __init__(self, probe: MemoryProbe, history: int = 48, strip_width: int = 288,
+                 text: TextRenderer | None = None):
+        if history < 2:
+            raise ValueError(f"history must be at least 2 steps, got {history}")
+        self.probe = probe
+        self.history = history
+        self.readouts: deque[StepReadout] = deque(maxlen=history)
+        self.text = text or TextRenderer()
+        self.c_scale = 1.0
+        self.v_lo, self.v_hi = 0.0, 0.0
+        self.obs_scale = 1.0
+        self.layout = self._make_layout(strip_width)
+
+    # ------------------------------------------------------------------ data
+    def push(self, readout: StepReadout) -> None:
+        """Add the newest step; running scales only grow, so colours keep their meaning within a video."""
+        self.readouts.append(readout)
+        for layer in readout.layers:
+            if "c" in layer:
+                # A robust scale (95th percentile of |c|): a few large units saturate instead of washing out the rest.
+                self.c_scale = max(self.c_scale, float(np.percentile(np.abs(layer["c"]), 95)))
+        if readout.obs is not None and readout.obs.size:
+            self.obs_scale = max(self.obs_scale, float(np.abs(readout.obs).max()))
+        self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
+
+    def set_reward(self, reward: float) -> None:
+        """The reward the newest step's action earned."""
+        if self.readouts:
+            self.readouts[-1].reward = float(reward)
+
+    # ------------------------------------------------------------------ layout
+    def _make_layout(self, strip_width: int) -> _Layout:
+        p = self.probe
+        step_px = max(1, strip_width // self.history)
+        strip_w = step_px * self.history
+        units = p.hidden_size
+        strip_h = units * max(1, 96 // units) if units <= 128 else 128
+        obs_row_px = max(2, min(12, 48 // max(1, p.obs_size)))
+        n_rows = len(p.action_labels)
+        action_row_px = 16 if n_rows <= 8 else max(3, 128 // n_rows)
+        n_cols = max(1, p.num_layers)
+        width = _M + _LABEL_W + max(n_cols * strip_w + (n_cols - 1) * _GAP, strip_w + _GAP + _NOW_W) + _M
+        rows: dict[str, int] = {}
+        y = _M
+        rows["title"] = y
+        y += 30
+        rows["subtitle"] = y
+        y += 24
+        if p.kind != "none":
+            rows["headers"] = y
+            y += 20
+        if p.obs_size:
+            rows["obs"] = y
+            y += max(p.obs_size * obs_row_px, 30) + _ROW_GAP
+        if p.kind == "none":
+            rows["note"] = y
+            y += 64
+        for q in p.quantities:
+            rows[q] = y
+            y += max(strip_h, 34) + _ROW_GAP
+        y += 6
+        rows["value"] = y
+        y += _VALUE_H + _ROW_GAP
+        rows["reward"] = y
+        y += _REWARD_H + _ROW_GAP
+        rows["action"] = y
+        y += max(n_rows * action_row_px, 34) + 4
+        rows["axis"] = y
+        y += 18 + _M
+        return _Layout(width, y, step_px, strip_w, strip_h, obs_row_px, action_row_px, rows)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the panel in pixels."""
+        return self.layout.width, self.layout.height
+
+    def _column_x(self, k: int) -> int:
+        return _M + _LABEL_W + k * (self.layout.strip_w + _GAP)
+
+    # ------------------------------------------------------------------ drawing
+    def _history_matrix(self, get: Any, rows: int) -> np.ndarray:
+        """(rows, history) values, NaN where no step has been seen yet; newest column last."""
+        out = np.full((rows, self.history), np.nan)
+        offset = self.history - len(self.readouts)
+        for j, r in enumerate(self.readouts):
+            value = get(r)
+            if value is not None:
+                out[:, offset + j] = value
+        return out
+
+    def _strip(self, surface: Any, x: int, y: int, data: np.ndarray, anchors: np.ndarray,
+               lo: float, hi: float, height: int) -> None:
+        pygame = import_pygame()
+        image = array_to_surface(colormap(data, anchors, lo, hi))
+        lay = self.layout
+        surface.blit(pygame.transform.scale(image, (lay.strip_w, height)), (x, y))
+        # A dark line where an episode began: the state was reset before that step.
+        offset = self.history - len(self.readouts)
+        for j, r in enumerate(self.readouts):
+            if r.episode_start and offset + j > 0:
+                sx = x + (offset + j) * lay.step_px
+                pygame.draw.line(surface, (0, 0, 0), (sx, y), (sx, y + height - 1), max(1, lay.step_px // 4))
+
+    def _label(self, surface: Any, y: int, title: str, note: str = "") -> None:
+        self.text.draw(surface, title, (_M, y), _TEXT)
+        if note:
+            self.text.draw(surface, note, (_M, y + 17), _SMALL, DIM)
+
+    def draw(self, surface: Any | None = None) -> Any:
+        """Draw the panel (on a new surface unless one of at least ``size`` is given) and return the surface."""
+        pygame = import_pygame()
+        lay, p = self.layout, self.probe
+        if surface is None:
+            surface = pygame.Surface((lay.width, lay.height))
+        surface.fill(BACKGROUND)
+        kind_name = {"lstm": "LSTM", "gru": "GRU", "none": "no recurrent core"}[p.kind]
+        if p.kind == "none":
+            title = "Memory: none (core = none)"
+        else:
+            layers = f"{p.num_layers} layer{'s' if p.num_layers > 1 else ''}"
+            title = f"Memory: {kind_name}, {layers} × {p.hidden_size} units"
+        self.text.draw(surface, title, (_M, lay.rows["title"]), _TITLE)
+        subtitle = f"rows: units, columns: the last {self.history} steps (newest right)"
+        if p.separate_critic:
+            subtitle += "; actor core shown"
+        self.text.draw(surface, subtitle, (_M, lay.rows["subtitle"]), _SMALL, DIM)
+
+        if p.kind != "none":
+            for k in range(p.num_layers):
+                self.text.draw(surface, f"layer {k + 1}", (self._column_x(k), lay.rows["headers"]), _SMALL, DIM)
+        if p.obs_size:
+            y = lay.rows["obs"]
+            self._label(surface, y, "observation x", f"±{self.obs_scale:.1f}")
+            data = self._history_matrix(lambda r: r.obs, p.obs_size)
+            self._strip(surface, self._column_x(0), y, data, BLUE_WHITE_RED, -self.obs_scale, self.obs_scale,
+                        p.obs_size * lay.obs_row_px)
+        if p.kind == "none":
+            y = lay.rows["note"]
+            self.text.draw(surface, "This agent has no memory (core = none):", (_M, y), _TEXT, ACCENT)
+            self.text.draw(surface, "it acts on the current observation alone; only its value and action",
+                           (_M, y + 22), _SMALL, DIM)
+            self.text.draw(surface, "probabilities are shown.", (_M, y + 38), _SMALL, DIM)
+        for q in p.quantities:
+            name, symbol, anchors, fixed = _QUANTITY_STYLE[q]
+            lo, hi = fixed if fixed is not None else (-self.c_scale, self.c_scale)
+            note = "0 .. 1" if lo == 0.0 else f"±{hi:.1f}"
+            y = lay.rows[q]
+            self._label(surface, y, f"{name} {symbol}", note)
+            for k in range(p.num_layers):
+                data = self._history_matrix(lambda r, k=k, q=q: r.layers[k][q] if r.layers else None, p.hidden_size)
+                self._strip(surface, self._column_x(k), y, data, anchors, lo, hi, lay.strip_h)
+        self._draw_value(surface)
+        self._draw_reward(surface)
+        self._draw_actions(surface)
+        y = lay.rows["axis"]
+        x0 = self._column_x(0)
+        self.text.draw(surface, f"-{self.history} steps", (x0, y), _SMALL, DIM)
+        self.text.draw(surface, "now", (x0 + lay.strip_w, y), _SMALL, DIM, anchor="topright")
+        return surface
+
+    def _step_x(self, j: int) -> float:
+        """Centre x of the j-th stored readout's column."""
+        offset = self.history - len(self.readouts)
+        return self._column_x(0) + (offset + j + 0.5) * self.layout.step_px
+
+    def _draw_value(self, surface: Any) -> None:
+        pygame = import_pygame()
+        lay = self.layout
+        y, x0 = lay.rows["value"], self._column_x(0)
+        current = self.readouts[-1].value if self.readouts else float("nan")
+        self._label(surface, y, "value V", f"now {current:+.2f}" if self.readouts else "")
+        pygame.draw.rect(surface, EMPTY, (x0, y, lay.strip_w, _VALUE_H))
+        lo, hi = self.v_lo, self.v_hi
+        if hi - lo < 1e-6:
+            lo, hi = lo - 1.0, hi + 1.0
+        pad = 4
+
+        def to_y(v: float) -> float:
+            return y + pad + (hi - v) / (hi - lo) * (_VALUE_H - 2 * pad)
+
+        pygame.draw.line(surface, (90, 95, 110), (x0, to_y(0.0)), (x0 + lay.strip_w - 1, to_y(0.0)))
+        self.text.draw(surface, f"{hi:+.1f}", (x0 + lay.strip_w + 6, y), _SMALL, DIM)
+        self.text.draw(surface, f"{lo:+.1f}", (x0 + lay.strip_w + 6, y + _VALUE_H), _SMALL, DIM,
+                       anchor="bottomleft")
+        points: list[tuple[float, float]] = []
+        for j, r in enumerate(self.readouts):
+            if r.episode_start and len(points) > 1:
+                pygame.draw.lines(surface, ACCENT, False, points, 2)
+            if r.episode_start:
+                points = []
+            points.append((self._step_x(j), to_y(r.value)))
+        if len(points) > 1:
+            pygame.draw.lines(surface, ACCENT, False, points, 2)
+        if points:
+            pygame.draw.circle(surface, ACCENT, (round(points[-1][0]), round(points[-1][1])), 3)
+
+    def _draw_reward(self, surface: Any) -> None:
+        pygame = import_pygame()
+        lay = self.layout
+        y, x0 = lay.rows["reward"], self._column_x(0)
+        self.text.draw(surface, "reward r", (_M, y - 3), _SMALL, DIM)
+        pygame.draw.rect(surface, EMPTY, (x0, y, lay.strip_w, _REWARD_H))
+        for j, r in enumerate(self.readouts):
+            if r.reward:
+                color = (80, 200, 110) if r.reward > 0 else (230, 80, 70)
+                radius = 5 if abs(r.reward) >= 1.0 else 2
+                pygame.draw.circle(surface, color, (round(self._step_x(j)), y + _REWARD_H // 2), radius)
+
+    def _draw_actions(self, surface: Any) -> None:
+        pygame = import_pygame()
+        lay, p = self.layout, self.probe
+        y, x0 = lay.rows["action"], self._column_x(0)
+        labels = p.action_labels
+        gaussian = p.action_kind == "gaussian"
+        title = "action mean" if gaussian else "action prob"
+        self.text.draw(surface, title, (_M, y - 2), _TEXT)
+        row = lay.action_row_px
+        data = self._history_matrix(lambda r: r.action_values, len(labels))
+        anchors, lo = (BLUE_WHITE_RED, -1.0) if gaussian else (VIRIDIS, 0.0)
+        self._strip(surface, x0, y, data, anchors, lo, 1.0, len(labels) * row)
+        # A dot marks the action taken at each step.
+        radius = max(1, min(lay.step_px, row) // 4)
+        for j, r in enumerate(self.readouts):
+            for c in r.chosen:
+                centre = (round(self._step_x(j)), y + c * row + row // 2)
+                pygame.draw.circle(surface, (0, 0, 0), centre, radius + 1)
+                pygame.draw.circle(surface, (255, 255, 255), centre, radius)
+        # Current values as bars with their labels, right of the strip.
+        bx = x0 + lay.strip_w + _GAP
+        bar_w = _NOW_W - 60
+        current = self.readouts[-1] if self.readouts else None
+        show_labels = row >= 12
+        for n, label in enumerate(labels):
+            ry = y + n * row
+            if show_labels:
+                self.text.draw(surface, label, (x0 - 6, ry + row // 2), _SMALL, DIM, anchor="midright")
+            if current is None or row < 6:
+                continue
+            v = float(current.action_values[n])
+            pygame.draw.rect(surface, EMPTY, (bx, ry + 2, bar_w, row - 4))
+            color = tuple(int(cv) for cv in colormap(np.array([v]), anchors, lo, 1.0)[0])
+            if gaussian:
+                half = bar_w // 2
+                length = round(abs(v) * half)
+                start = bx + half if v >= 0 else bx + half - length
+                pygame.draw.rect(surface, color, (start, ry + 2, length, row - 4))
+            else:
+                pygame.draw.rect(surface, color, (bx, ry + 2, round(v * bar_w), row - 4))
+            if n in current.chosen:
+                pygame.draw.rect(surface, (255, 255, 255), (bx, ry + 2, bar_w, row - 4), 1)
+            if show_labels:
+                self.text.draw(surface, f"{v:.2f}", (bx + bar_w + 6, ry + row // 2), _SMALL, TEXT, anchor="midleft")
+
+    # ------------------------------------------------------------------ whole frame
+    def compose(self, game_frame: np.ndarray, caption: Sequence[str] = ()) -> np.ndarray:
+        """One inspector frame: the game (with ``caption`` lines and a colour legend below it) beside the panel.
+
+        Args:
+            game_frame: (h, w, 3) uint8, already scaled for display.
+            caption: short lines of text shown under the game (episode, step, return...).
+
+        Returns:
+            (H, W, 3) uint8, the same size for every call with same-sized game frames.
+        """
+        pygame = import_pygame()
+        gh, gw = game_frame.shape[:2]
+        left_w = max(gw, 300) + 2 * _M
+        legend_h = 150
+        height = max(self.layout.height, _M + gh + 12 + 22 * len(caption) + legend_h + _M)
+        canvas = pygame.Surface((left_w + self.layout.width, height))
+        canvas.fill(BACKGROUND)
+        canvas.blit(array_to_surface(game_frame), (_M + (left_w - 2 * _M - gw) // 2, _M))
+        y = _M + gh + 12
+        for n, line in enumerate(caption):
+            self.text.draw(canvas, line, (_M, y), _TEXT if n == 0 else _SMALL, TEXT if n == 0 else DIM)
+            y += 22
+        self._draw_legend(canvas, _M, y + 16)
+        pygame.draw.line(canvas, EMPTY, (left_w - 1, 0), (left_w - 1, height), 2)
+        self.draw(canvas.subsurface((left_w, 0, self.layout.width, self.layout.height)))
+        return surface_to_array(canvas)
+
+    def _draw_legend(self, surface: Any, x: int, y: int) -> None:
+        pygame = import_pygame()
+        bar_w, bar_h = 160, 12
+        ramp = np.linspace(0.0, 1.0, bar_w)[None, :].repeat(bar_h, 0)
+        if self.probe.kind == "gru":
+            gate_text, state_text = "gates r, z", "n, h (c scaled)"
+        else:
+            gate_text, state_text = "gates i, f, o", "states c, h"
+        if self.probe.kind != "none":
+            entries = [(gate_text, VIRIDIS, ("0", "1")), (state_text, BLUE_WHITE_RED, ("-1", "+1"))]
+        else:
+            entries = [("probabilities", VIRIDIS, ("0", "1"))]
+        for label, anchors, (lo_text, hi_text) in entries:
+            self.text.draw(surface, label, (x, y), _SMALL, DIM)
+            surface.blit(array_to_surface(colormap(ramp, anchors, 0.0, 1.0)), (x, y + 18))
+            pygame.draw.rect(surface, EMPTY, (x, y + 18, bar_w, bar_h), 1)
+            self.text.draw(surface, lo_text, (x, y + 18 + bar_h + 2), _SMALL, DIM)
+            self.text.draw(surface, hi_text, (x + bar_w, y + 18 + bar_h + 2), _SMALL, DIM, anchor="topright")
+            y += 56
+        if self.probe.kind == "lstm":
+            self.text.draw(surface, "c: ± its 95th percentile |c|", (x, y - 4), _SMALL, DIM)
+
+
+def action_labels_for(env: Any) -> list[str] | None:
+    """Names of a Discrete env's actions, from ``get_action_meanings()`` (Atari style) or ``KEYS_TO_ACTION``."""
+    base = getattr(env, "unwrapped", env)
+    meanings = getattr(base, "get_action_meanings", None)
+    if callable(meanings):
+        with contextlib.suppress(Exception):
+            return [str(m).lower() for m in meanings()]
+    keys = getattr(base, "KEYS_TO_ACTION", None)
+    n = getattr(getattr(env, "action_space", None), "n", None)
+    if isinstance(keys, dict) and n is not None:
+        names: dict[int, str] = {}
+        for combo, action in keys.items():
+            names.setdefault(int(action), "+".join(combo))
+        start = int(env.action_space.start)
+        return [names.get(start + a, str(start + a)) for a in range(int(n))]
+    return None
