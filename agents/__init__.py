@@ -2,5 +2,6 @@
 
 from agents.config import ConfigError, TrainConfig
 from agents.policy import RecurrentActorCritic
+from agents.runner import PolicyRunner
 
-__all__ = ["ConfigError", "RecurrentActorCritic", "TrainConfig"]
+__all__ = ["ConfigError", "PolicyRunner", "RecurrentActorCritic", "TrainConfig"]

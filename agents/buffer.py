@@ -241,7 +241,8 @@ def gather_sequences(
     return SequenceBatch(
         obs=tree_map(take, buffer.obs),
         actions=take(buffer.actions),
-        episode_starts=take(buffer.episode_starts),
+        # Padding copies step (0, 0); its episode start must not split the fused recurrent call.
+        episode_starts=take(buffer.episode_starts) * seqs.mask.to(device),
         logprobs=take(buffer.logprobs),
         values=take(buffer.values),
         advantages=take(advantages),

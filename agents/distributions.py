@@ -112,7 +112,7 @@ class ActionHead(nn.Module):
         num_outputs: size of the raw output (logits or mean) that ``export`` exposes.
     """
 
-    def __init__(self, action_space: spaces.Space, in_features: int):
+    def __init__(self, action_space: spaces.Space, in_features: int, ortho_init: bool = True):
         super().__init__()
         check_action_space(action_space)
         self.space = action_space
@@ -142,9 +142,10 @@ class ActionHead(nn.Module):
             self.kind, self.num_outputs = "bernoulli", int(np.prod(action_space.shape))
             self.action_shape, self.action_dtype = tuple(action_space.shape), torch.float32
         self.linear = nn.Linear(in_features, self.num_outputs)
-        # Small initial outputs: a near-uniform (or unit-std) starting policy, as in the PPO baselines.
-        nn.init.orthogonal_(self.linear.weight, gain=0.01)
-        nn.init.zeros_(self.linear.bias)
+        if ortho_init:
+            # Small initial outputs: a near-uniform (or unit-std) starting policy, as in the PPO baselines.
+            nn.init.orthogonal_(self.linear.weight, gain=0.01)
+            nn.init.zeros_(self.linear.bias)
 
     def forward(self, features: torch.Tensor) -> Distribution:
         return self.distribution(self.linear(features))

@@ -62,7 +62,8 @@ class RecurrentCore(nn.Module):
     some env starts an episode and each segment is one fused call.
     """
 
-    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool):
+    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
+                 ortho_init: bool = True):
         super().__init__()
         self.kind = kind
         self.reset_on_episode_start = reset_on_episode_start
@@ -78,7 +79,7 @@ class RecurrentCore(nn.Module):
         else:
             raise ValueError(f"Unknown core {kind!r}; choose lstm, gru or none.")
         self.out_features = hidden_size if self.rnn is not None else input_size
-        if self.rnn is not None:
+        if self.rnn is not None and ortho_init:
             for name, param in self.rnn.named_parameters():
                 if "bias" in name:
                     nn.init.zeros_(param)
@@ -139,16 +140,17 @@ class RecurrentActorCritic(nn.Module):
 
         self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
-        core_args = (config.core, features, config.hidden_size, config.num_layers, reset)
+        core_args = (config.core, features, config.hidden_size, config.num_layers, reset, config.ortho_init)
         self.actor_core = RecurrentCore(*core_args)
         self.critic_core = RecurrentCore(*core_args) if config.separate_critic and config.core != "none" else None
         core_out = self.actor_core.out_features
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
-        self.action_head = ActionHead(action_space, pi_features)
+        self.action_head = ActionHead(action_space, pi_features, config.ortho_init)
         self.value_head = nn.Linear(vf_features, 1)
-        nn.init.orthogonal_(self.value_head.weight, 1.0)
-        nn.init.zeros_(self.value_head.bias)
+        if config.ortho_init:
+            nn.init.orthogonal_(self.value_head.weight, 1.0)
+            nn.init.zeros_(self.value_head.bias)
         self._actor_states = self.actor_core.num_state_tensors
 
     # ------------------------------------------------------------------ state

@@ -12,7 +12,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Default task of `python train.py`: solved in about a minute on 2 CPU cores.
     "mnemo/TMaze-v0": {
         "total_steps": 60_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
-        "update_epochs": 4, "learning_rate": 1e-3, "ent_coef": 0.01, "gamma": 0.99, "hidden_size": 32,
+        "update_epochs": 4, "learning_rate": 1e-3, "ent_coef": 0.02, "gamma": 0.99, "hidden_size": 64,
     },
     # rl-baselines3-zoo ppo_lstm hyperparameters for CartPoleNoVel (the benchmark's settings).
     "mnemo/CartPoleNoVel-v1": {

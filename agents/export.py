@@ -1,0 +1,498 @@
+"""Export a trained policy to ONNX or TorchScript: one step, with the recurrent state in and out explicitly.
+
+```
+python -m agents.export runs/tmaze --format onnx --out tmaze.onnx
+python -m agents.export runs/tmaze --format torchscript --out tmaze.torchscript.pt
+```
+
+The exported graph is ONE policy step for a batch of B agents (B is a dynamic axis):
+
+| inputs | shape | dtype |
+| --- | --- | --- |
+| ``obs`` (one input per leaf of a Dict / Tuple space: ``obs.<key>``, ``obs.<index>``) | (B, *leaf shape) | the space's (Discrete: int64, MultiBinary: int8) |
+| ``h``, ``c`` (LSTM) or ``h`` (GRU); none for core ``none`` | (L, B, H) | float32 |
+| ``h_critic``, ``c_critic`` (separate critic core only) | (L, B, H) | float32 |
+| ``episode_start`` | (B,) | float32, 1.0 where obs is an episode's first |
+
+| outputs | shape | meaning |
+| --- | --- | --- |
+| ``logits`` (Discrete, MultiDiscrete: per-part logits concatenated; MultiBinary: Bernoulli logits) or ``mean`` (Box: Gaussian mean, ``log_std`` in the metadata) | (B, num_outputs) | the action distribution |
+| ``action`` | (B, *action shape) | the greedy action in the env's format (Discrete start added, Box clipped) |
+| ``value`` | (B,) | the critic's V(obs) |
+| ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``) | (L, B, H) | the state to feed back next step |
+
+Every leaf space the policy accepts (Box vectors and uint8 images, Discrete, MultiDiscrete,
+MultiBinary, nested in Dict / Tuple) exports; the preprocessing (one-hot, scaling, observation
+normalisation) is inside the graph, so a game feeds raw observations.
+
+Reset rule: in reset mode the graph zeroes the incoming state where ``episode_start`` is 1, before it
+processes ``obs`` -- the rule training used. In carry mode the graph ignores ``episode_start``
+(the input stays, so the signature does not depend on the mode); zero the state yourself to start
+a new series of episodes. Stacking ``(h, c, h_critic, c_critic)`` gives the ``(S, L, B, H)`` state
+tensor of ``agents.policy``.
+
+Metadata (ONNX ``metadata_props["mnemo"]``, TorchScript extra file ``mnemo.json``) is one JSON
+object: the spaces (``agents.spaces.space_to_json``), inputs and outputs with roles, shapes and
+dtypes, the core, layers and hidden size, the action kind, and ``reset_on_episode_start``.
+
+The ONNX file is written by torch's TorchScript-based exporter (``dynamo=False``, opset 17): it
+needs no extra packages and turns ``nn.LSTM`` / ``nn.GRU`` into ONNX LSTM / GRU ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from agents.checkpoint import LATEST, CheckpointError, load_policy
+from agents.policy import RecurrentActorCritic
+from agents.spaces import Tree, space_to_json, tree_stack
+
+METADATA_KEY = "mnemo"
+TORCHSCRIPT_EXTRA_FILE = "mnemo.json"
+FORMAT = "mnemo-policy"
+VERSION = 1
+DEFAULT_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The policy cannot be exported, or the export does not reproduce the torch policy."""
+
+
+# --------------------------------------------------------------------------- observation leaves
+def observation_leaves(space: spaces.Space, name: str = "obs",
+                       path: tuple = ()) -> list[tuple[str, tuple, spaces.Space]]:
+    """The exported observation inputs: (input name, path into the observation tree, leaf space)."""
+    if isinstance(space, spaces.Dict):
+        return [leaf for key, sub in space.spaces.items()
+                for leaf in observation_leaves(sub, f"{name}.{key}", (*path, key))]
+    if isinstance(space, spaces.Tuple):
+        return [leaf for i, sub in enumerate(space.spaces) for leaf in observation_leaves(sub, f"{name}.{i}", (*path, i))]
+    return [(name, path, space)]
+
+
+def leaf_dtype(space: spaces.Space) -> np.dtype:
+    """The numpy dtype an exported observation input takes."""
+    if isinstance(space, spaces.Discrete):
+        return np.dtype(np.int64)
+    if isinstance(space, spaces.MultiBinary):
+        return np.dtype(np.int8)
+    return np.dtype(space.dtype)
+
+
+def _build_tree(space: spaces.Space, leaves: list[torch.Tensor]) -> Tree:
+    """Inverse of ``observation_leaves``: consume leaves (in order) into a tree shaped like ``space``."""
+    if isinstance(space, spaces.Dict):
+        return {key: _build_tree(sub, leaves) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_build_tree(sub, leaves) for sub in space.spaces)
+    return leaves.pop(0)
+
+
+def _get(tree: Tree, path: tuple) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+# --------------------------------------------------------------------------- the exported step
+class PolicyStep(nn.Module):
+    """One policy step with explicit state: ``forward(*obs_leaves, *states, episode_start)``.
+
+    Returns ``(logits_or_mean, action, value, *new_states)``; see the module docstring for shapes.
+    It uses the policy's own modules, so the exported weights are the trained ones.
+    """
+
+    def __init__(self, policy: RecurrentActorCritic):
+        super().__init__()
+        self.policy = policy
+        self.leaves = observation_leaves(policy.observation_space)
+        self.reset_on_episode_start = not policy.config.carry_across_episodes
+        self.cores = [c for c in (policy.actor_core, policy.critic_core) if c is not None and c.rnn is not None]
+        head = policy.action_head
+        self.kind = head.kind
+        if head.kind == "categorical":
+            self.action_start = int(head.space.start)
+        elif head.kind == "multi_categorical":
+            self.segments = [(int(s), int(s) + n) for s, n in zip(np.cumsum([0, *head.nvec[:-1]]), head.nvec,
+                                                                   strict=True)]
+        elif head.kind == "gaussian":
+            self.register_buffer("low", torch.as_tensor(head.low.reshape(-1), dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(head.high.reshape(-1), dtype=torch.float32))
+        self.action_shape = tuple(head.action_shape)
+
+    # names, in forward's order
+    @property
+    def state_names(self) -> list[str]:
+        names = []
+        for suffix, core in zip(("", "_critic"), self.cores, strict=False):
+            names += [f"h{suffix}", f"c{suffix}"] if core.kind == "lstm" else [f"h{suffix}"]
+        return names
+
+    @property
+    def input_names(self) -> list[str]:
+        return [name for name, _, _ in self.leaves] + self.state_names + ["episode_start"]
+
+    @property
+    def output_names(self) -> list[str]:
+        first = "mean" if self.kind == "gaussian" else "logits"
+        return [first, "action", "value"] + [f"{n}_out" for n in self.state_names]
+
+    def example_inputs(self, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Valid inputs (random observations from the space, random states, mixed episode starts)."""
+        device = next(self.policy.parameters()).device
+        space = copy.deepcopy(self.policy.observation_space)  # seeding the policy's own space would be a side effect
+        space.seed(seed)
+        obs = tree_stack([space.sample() for _ in range(batch)])
+        leaves = [torch.as_tensor(np.asarray(_get(obs, path), dtype=leaf_dtype(s)), device=device)
+                  for _, path, s in self.leaves]
+        gen = torch.Generator().manual_seed(seed)
+        _, layers, hidden = self.policy.state_shape
+        states = [torch.randn(layers, batch, hidden, generator=gen).to(device) for _ in self.state_names]
+        episode_start = (torch.arange(batch) % 2 == 0).float().to(device)
+        return (*leaves, *states, episode_start)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        policy = self.policy
+        n_obs = len(self.leaves)
+        obs = _build_tree(policy.observation_space, list(inputs[:n_obs]))
+        states, episode_start = inputs[n_obs:-1], inputs[-1]
+        features = policy.encode(obs)  # (B, F)
+        x = features.unsqueeze(0)  # (T=1, B, F)
+        keep = (1.0 - episode_start.to(x.dtype)).view(1, -1, 1)
+        outputs, new_states, i = [], [], 0
+        for core in self.cores:
+            if core.kind == "lstm":
+                h, c = states[i], states[i + 1]
+                i += 2
+                if self.reset_on_episode_start:
+                    h, c = h * keep, c * keep
+                out, (h, c) = core.rnn(x, (h, c))
+                new_states += [h, c]
+            else:
+                h = states[i]
+                i += 1
+                if self.reset_on_episode_start:
+                    h = h * keep
+                out, h = core.rnn(x, h)
+                new_states.append(h)
+            outputs.append(out[0])
+        actor_hidden = outputs[0] if outputs else features
+        critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
+        raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
+        value = policy.value_head(policy.critic_mlp(critic_hidden))[:, 0]
+        return (raw, self._greedy(raw), value, *new_states)
+
+    def _greedy(self, raw: torch.Tensor) -> torch.Tensor:
+        """The most likely action, in the env's format (what ``ActionHead.to_env(mode)`` gives)."""
+        if self.kind == "categorical":
+            action = raw.argmax(-1)
+            return action + self.action_start if self.action_start else action
+        if self.kind == "multi_categorical":
+            return torch.stack([raw[:, a:b].argmax(-1) for a, b in self.segments], dim=1)
+        if self.kind == "gaussian":
+            return torch.minimum(torch.maximum(raw, self.low), self.high).reshape(-1, *self.action_shape)
+        return (raw > 0).to(torch.int8).reshape(-1, *self.action_shape)
+
+
+def export_metadata(step: PolicyStep) -> dict:
+    """The JSON metadata stored with an export (see the module docstring)."""
+    policy = step.policy
+    head = policy.action_head
+    _, layers, hidden = policy.state_shape
+    torch_to_np = {torch.int64: "int64", torch.float32: "float32"}
+    action_dtype = ("int8" if head.kind == "bernoulli" else torch_to_np.get(head.action_dtype, "float32"))
+    inputs = [{"name": name, "role": "obs", "path": list(path), "shape": [None, *leaf.shape],
+               "dtype": str(leaf_dtype(leaf))} for name, path, leaf in step.leaves]
+    inputs += [{"name": n, "role": "state", "shape": [layers, None, hidden], "dtype": "float32"}
+               for n in step.state_names]
+    inputs.append({"name": "episode_start", "role": "episode_start", "shape": [None], "dtype": "float32"})
+    first = step.output_names[0]
+    outputs = [
+        {"name": first, "role": "action_distribution", "shape": [None, head.num_outputs], "dtype": "float32"},
+        {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": action_dtype},
+        {"name": "value", "role": "value", "shape": [None], "dtype": "float32"},
+    ]
+    outputs += [{"name": f"{n}_out", "role": "state", "state_input": n, "shape": [layers, None, hidden],
+                 "dtype": "float32"} for n in step.state_names]
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "observation_space": space_to_json(policy.observation_space),
+        "action_space": space_to_json(policy.action_space),
+        "inputs": inputs,
+        "outputs": outputs,
+        "core": policy.config.core,
+        "num_layers": layers,
+        "hidden_size": hidden,
+        "separate_critic": policy.critic_core is not None,
+        "state_inputs": step.state_names,
+        "state_shape": list(policy.state_shape),
+        "reset_on_episode_start": step.reset_on_episode_start,
+        "mode": "reset" if step.reset_on_episode_start else "carry",
+        "action_kind": head.kind,
+        "action_output": first,
+    }
+    if head.kind == "categorical":
+        meta["action_start"] = step.action_start
+    if head.kind == "multi_categorical":
+        meta["nvec"] = list(head.nvec)
+    if head.kind == "gaussian":
+        meta["log_std"] = head.log_std.detach().cpu().tolist()
+        meta["action_low"] = head.low.reshape(-1).tolist()
+        meta["action_high"] = head.high.reshape(-1).tolist()
+    return meta
+
+
+def _prepare(policy: RecurrentActorCritic) -> PolicyStep:
+    was_training = policy.training
+    policy.eval()
+    if was_training:
+        warnings.warn("export: the policy was in training mode; exporting it in eval mode.", stacklevel=3)
+    return PolicyStep(policy).eval()
+
+
+def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
+    """Write the policy step to ``path`` as ONNX (dynamic batch axis, metadata attached); returns the metadata."""
+    import onnx  # optional dependency (pip install mnemo[export])
+
+    step = _prepare(policy)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic_axes = {name: {0: "batch"} for name, _, _ in step.leaves}
+    dynamic_axes.update({name: {1: "batch"} for name in step.state_names})
+    dynamic_axes["episode_start"] = {0: "batch"}
+    dynamic_axes.update({name: {0: "batch"} for name in step.output_names[:3]})
+    dynamic_axes.update({f"{name}_out": {1: "batch"} for name in step.state_names})
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter warns that LSTMs exported with batch > 1 need a fixed sequence length;
+        # our sequence length is always 1, and the batch axis is declared dynamic.
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(step, step.example_inputs(), str(path), input_names=step.input_names,
+                          output_names=step.output_names, dynamic_axes=dynamic_axes, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
+    meta = export_metadata(step)
+    model = onnx.load(str(path))
+    graph_inputs = [i.name for i in model.graph.input]
+    if graph_inputs != step.input_names:  # the signature the metadata promises
+        raise ExportError(f"ONNX export produced inputs {graph_inputs}, expected {step.input_names}.")
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return meta
+
+
+def export_torchscript(policy: RecurrentActorCritic, path: str | Path) -> dict:
+    """Write the policy step to ``path`` as a traced TorchScript module (metadata as ``mnemo.json``)."""
+    step = _prepare(policy)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        traced = torch.jit.trace(step, step.example_inputs(), check_trace=False)
+    meta = export_metadata(step)
+    traced.save(str(path), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(meta)})
+    return meta
+
+
+def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
+    """A TorchScript export and its metadata."""
+    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.jit is deprecated, still supported
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    return module.eval(), json.loads(extra[TORCHSCRIPT_EXTRA_FILE])
+
+
+def load_onnx_metadata(path: str | Path) -> dict:
+    """The metadata of an ONNX export (needs the ``onnx`` package)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    raise ExportError(f"{path} has no {METADATA_KEY!r} metadata; was it written by agents.export?")
+
+
+# --------------------------------------------------------------------------- checking an export
+StepFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def onnx_step_fn(path: str | Path) -> StepFn:
+    """feed dict -> output dict, through onnxruntime (one thread, CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return lambda feed: dict(zip(names, session.run(None, feed), strict=True))
+
+
+def torchscript_step_fn(path: str | Path) -> StepFn:
+    """feed dict -> output dict, through the TorchScript module."""
+    module, meta = load_torchscript(path)
+    in_names = [i["name"] for i in meta["inputs"]]
+    out_names = [o["name"] for o in meta["outputs"]]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            outs = module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in in_names])
+        return {n: o.numpy() for n, o in zip(out_names, outs, strict=True)}
+
+    return run
+
+
+def _normalised(raw: np.ndarray, kind: str, nvec: list[int] | None) -> np.ndarray:
+    """Raw head outputs -> what the torch distribution holds (log-probabilities for categoricals)."""
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        m = x.max(-1, keepdims=True)
+        return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+    if kind == "categorical":
+        return log_softmax(raw)
+    if kind == "multi_categorical":
+        bounds = np.cumsum([0, *nvec])
+        return np.concatenate([log_softmax(raw[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], 1)
+    return raw
+
+
+def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int = 100, batch: int = 4,
+                       seed: int = 0, reset_prob: float = 0.1) -> dict[str, float | bool]:
+    """Run an export and the torch policy side by side over a rollout with episode starts inside.
+
+    The export steps ``steps`` times, feeding its own state back; torch runs the same observations
+    through the training path (``policy.forward_sequence``, one call over the whole rollout).
+
+    Returns:
+        ``max_abs_diff`` over distributions (log-probabilities for categoricals), values and the final
+        state; ``actions_equal`` (greedy actions identical, within 1e-5 for Box); ``steps``, ``batch``.
+    """
+    step = PolicyStep(policy.eval())
+    head = policy.action_head
+    rng = np.random.default_rng(seed)
+    space = copy.deepcopy(policy.observation_space)
+    space.seed(seed)
+    obs_seq = [tree_stack([space.sample() for _ in range(batch)]) for _ in range(steps)]
+    starts = (rng.random((steps, batch)) < reset_prob).astype(np.float32)
+    starts[0] = 1.0
+    _, layers, hidden = policy.state_shape
+    state = {n: rng.standard_normal((layers, batch, hidden)).astype(np.float32) for n in step.state_names}
+    start_state = torch.as_tensor(np.stack([state[n] for n in step.state_names])) if step.state_names else \
+        torch.zeros(0, layers, batch, hidden)
+
+    got_dist, got_value, got_action = [], [], []
+    for t in range(steps):
+        feed = {name: np.asarray(_get(obs_seq[t], path), dtype=leaf_dtype(s)) for name, path, s in step.leaves}
+        feed.update(state)
+        feed["episode_start"] = starts[t]
+        out = step_fn(feed)
+        got_dist.append(out[step.output_names[0]])
+        got_value.append(out["value"])
+        got_action.append(out["action"])
+        state = {n: out[f"{n}_out"] for n in step.state_names}
+
+    device = next(policy.parameters()).device
+    with torch.inference_mode():
+        obs_t = _stack_time(obs_seq, space, device)
+        dist, value, final_state = policy.forward_sequence(
+            obs_t, start_state.to(device), torch.as_tensor(starts, device=device))
+        ref_action = head.to_env(head.shape_actions(dist.mode()))
+    if head.kind == "categorical":
+        ref_dist = dist.logits.cpu().numpy()
+    elif head.kind == "multi_categorical":
+        ref_dist = np.concatenate([dist.logits[:, i, :n].cpu().numpy() for i, n in enumerate(head.nvec)], 1)
+    elif head.kind == "gaussian":
+        ref_dist = dist.mean.cpu().numpy()
+    else:
+        ref_dist = dist.logits.cpu().numpy()
+    nvec = list(head.nvec) if head.kind == "multi_categorical" else None
+    got = _normalised(np.concatenate(got_dist), head.kind, nvec)
+    diffs = [np.abs(got - ref_dist).max(), np.abs(np.stack(got_value) - value.cpu().numpy()).max()]
+    if step.state_names:
+        diffs.append(np.abs(np.stack([state[n] for n in step.state_names]) - final_state.cpu().numpy()).max())
+    got_action = np.concatenate(got_action)
+    if head.kind == "gaussian":
+        actions_equal = bool(np.allclose(got_action, ref_action, atol=1e-5, rtol=0))
+    else:
+        actions_equal = bool(np.array_equal(got_action.astype(np.int64), np.asarray(ref_action).astype(np.int64)))
+    return {"max_abs_diff": float(max(diffs)), "actions_equal": actions_equal, "steps": steps, "batch": batch}
+
+
+def _stack_time(obs_seq: list[Tree], space: spaces.Space, device: torch.device) -> Tree:
+    """A list of T numpy batches (B, ...) -> tensors (T, B, ...) in the dtypes the policy takes."""
+    stacked = tree_stack(obs_seq)
+
+    def convert(x: Any, s: spaces.Space) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=leaf_dtype(s)), device=device)
+
+    def walk(x: Any, s: spaces.Space) -> Any:
+        if isinstance(s, spaces.Dict):
+            return {k: walk(x[k], sub) for k, sub in s.spaces.items()}
+        if isinstance(s, spaces.Tuple):
+            return tuple(walk(x[i], sub) for i, sub in enumerate(s.spaces))
+        return convert(x, s)
+
+    return walk(stacked, space)
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.export", description="Export a trained policy (one step, explicit state) "
+        "to ONNX or TorchScript, then check it against the torch policy.")
+    parser.add_argument("run", help="run directory (uses checkpoints/<which>) or checkpoint file")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("--out", help="output file (default: policy.onnx / policy.torchscript.pt)")
+    parser.add_argument("--which", default=LATEST, help="checkpoint in a run directory (default: latest.pt)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (17 or later)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the 100-step comparison with torch")
+    args = parser.parse_args(argv)
+    out = Path(args.out or ("policy.onnx" if args.format == "onnx" else "policy.torchscript.pt"))
+    try:
+        policy, _ = load_policy(args.run, device="cpu", which=args.which)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "onnx":
+        meta = export_onnx(policy, out, opset=args.opset)
+    else:
+        meta = export_torchscript(policy, out)
+    names = ", ".join(i["name"] for i in meta["inputs"])
+    outs = ", ".join(o["name"] for o in meta["outputs"])
+    print(f"wrote {out} ({args.format}; {meta['core']} x{meta['num_layers']} hidden {meta['hidden_size']}, "
+          f"{meta['mode']} mode)\n  inputs:  {names}\n  outputs: {outs}")
+    if args.no_verify:
+        return 0
+    try:
+        step_fn = onnx_step_fn(out) if args.format == "onnx" else torchscript_step_fn(out)
+    except ImportError as exc:
+        print(f"  not verified: {exc.name} is not installed (pip install onnxruntime)")
+        return 0
+    report = compare_with_torch(policy, step_fn)
+    ok = report["max_abs_diff"] <= 1e-4 and report["actions_equal"]
+    print(f"  check against torch over {report['steps']} steps x {report['batch']} agents: max abs diff "
+          f"{report['max_abs_diff']:.2e}, greedy actions {'identical' if report['actions_equal'] else 'DIFFER'}"
+          f" -> {'ok' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
