@@ -439,6 +439,7 @@ _NOW_W = 190     # current action probabilities, right of the action strip
 _VALUE_H = 56
 _REWARD_H = 12
 _TITLE, _TEXT, _SMALL = 26, 19, 16  # font sizes
+_CAPTION_LINES = 5  # lines of text under the game in a composed frame
 
 
 @dataclass
@@ -722,7 +723,7 @@ class MemoryPanel:
 
         Args:
             game_frame: (h, w, 3) uint8, already scaled for display.
-            caption: short lines of text shown under the game (episode, step, return...).
+            caption: up to five short lines of text shown under the game (episode, step, return...).
 
         Returns:
             (H, W, 3) uint8, the same size for every call with same-sized game frames.
@@ -730,16 +731,16 @@ class MemoryPanel:
         pygame = import_pygame()
         gh, gw = game_frame.shape[:2]
         left_w = max(gw, 300) + 2 * _M
-        legend_h = 150
-        height = max(self.layout.height, _M + gh + 12 + 22 * len(caption) + legend_h + _M)
+        legend_y = _M + gh + 12 + 22 * _CAPTION_LINES + 10  # fixed: frames keep one size whatever the caption
+        height = max(self.layout.height, legend_y + 150 + _M)
         canvas = pygame.Surface((left_w + self.layout.width, height))
         canvas.fill(BACKGROUND)
         canvas.blit(array_to_surface(game_frame), (_M + (left_w - 2 * _M - gw) // 2, _M))
         y = _M + gh + 12
-        for n, line in enumerate(caption):
+        for n, line in enumerate(caption[:_CAPTION_LINES]):
             self.text.draw(canvas, line, (_M, y), _TEXT if n == 0 else _SMALL, TEXT if n == 0 else DIM)
             y += 22
-        self._draw_legend(canvas, _M, y + 16)
+        self._draw_legend(canvas, _M, legend_y)
         pygame.draw.line(canvas, EMPTY, (left_w - 1, 0), (left_w - 1, height), 2)
         self.draw(canvas.subsurface((left_w, 0, self.layout.width, self.layout.height)))
         return surface_to_array(canvas)
