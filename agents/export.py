@@ -5,21 +5,25 @@ python -m agents.export runs/tmaze --format onnx --out tmaze.onnx
 python -m agents.export runs/tmaze --format torchscript --out tmaze.torchscript.pt
 ```
 
-The exported graph is ONE policy step for a batch of B agents (B is a dynamic axis):
+The exported graph is ONE policy step for a batch of B agents (B is a dynamic axis).
 
-| inputs | shape | dtype |
-| --- | --- | --- |
-| ``obs`` (one input per leaf of a Dict / Tuple space: ``obs.<key>``, ``obs.<index>``) | (B, *leaf shape) | the space's (Discrete: int64, MultiBinary: int8) |
-| ``h``, ``c`` (LSTM) or ``h`` (GRU); none for core ``none`` | (L, B, H) | float32 |
-| ``h_critic``, ``c_critic`` (separate critic core only) | (L, B, H) | float32 |
-| ``episode_start`` | (B,) | float32, 1.0 where obs is an episode's first |
+Inputs, in this order:
 
-| outputs | shape | meaning |
-| --- | --- | --- |
-| ``logits`` (Discrete, MultiDiscrete: per-part logits concatenated; MultiBinary: Bernoulli logits) or ``mean`` (Box: Gaussian mean, ``log_std`` in the metadata) | (B, num_outputs) | the action distribution |
-| ``action`` | (B, *action shape) | the greedy action in the env's format (Discrete start added, Box clipped) |
-| ``value`` | (B,) | the critic's V(obs) |
-| ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``) | (L, B, H) | the state to feed back next step |
+- ``obs`` (B, *shape): one input per leaf of a Dict / Tuple space, named ``obs.<key>`` /
+  ``obs.<index>``; the leaf space's dtype (Discrete: int64, MultiBinary: int8).
+- ``h``, ``c`` (LSTM) or ``h`` (GRU), each (L, B, H) float32; none for core ``none``.
+- ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core.
+- ``episode_start`` (B,) float32: 1.0 where ``obs`` is the first observation of an episode.
+
+Outputs, in this order:
+
+- ``logits`` (B, num_outputs): categorical logits (MultiDiscrete: the parts' logits
+  concatenated) or Bernoulli logits (MultiBinary); ``mean`` for a Box action space (Gaussian
+  mean; ``log_std`` is in the metadata).
+- ``action`` (B, *action shape): the greedy action in the env's format (Discrete start added,
+  Box clipped to the bounds, MultiBinary int8).
+- ``value`` (B,): the critic's V(obs).
+- ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``) (L, B, H): feed them back next step.
 
 Every leaf space the policy accepts (Box vectors and uint8 images, Discrete, MultiDiscrete,
 MultiBinary, nested in Dict / Tuple) exports; the preprocessing (one-hot, scaling, observation
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import sys
 import warnings
@@ -78,7 +83,8 @@ def observation_leaves(space: spaces.Space, name: str = "obs",
         return [leaf for key, sub in space.spaces.items()
                 for leaf in observation_leaves(sub, f"{name}.{key}", (*path, key))]
     if isinstance(space, spaces.Tuple):
-        return [leaf for i, sub in enumerate(space.spaces) for leaf in observation_leaves(sub, f"{name}.{i}", (*path, i))]
+        return [leaf for i, sub in enumerate(space.spaces)
+                for leaf in observation_leaves(sub, f"{name}.{i}", (*path, i))]
     return [(name, path, space)]
 
 
@@ -287,14 +293,27 @@ def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEF
     meta = export_metadata(step)
     model = onnx.load(str(path))
     graph_inputs = [i.name for i in model.graph.input]
-    if graph_inputs != step.input_names:  # the signature the metadata promises
-        raise ExportError(f"ONNX export produced inputs {graph_inputs}, expected {step.input_names}.")
+    if graph_inputs != step.input_names:
+        # The exporter drops inputs the graph does not read (episode_start in carry mode or without a
+        # core); put them back so that the signature never depends on the mode.
+        _restore_inputs(model, meta["inputs"])
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return meta
+
+
+def _restore_inputs(model: Any, specs: list[dict]) -> None:
+    from onnx import helper
+
+    present = {i.name: i for i in model.graph.input}
+    inputs = [present.get(spec["name"]) or helper.make_tensor_value_info(
+        spec["name"], helper.np_dtype_to_tensor_dtype(np.dtype(spec["dtype"])),
+        ["batch" if d is None else d for d in spec["shape"]]) for spec in specs]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
 
 
 def export_torchscript(policy: RecurrentActorCritic, path: str | Path) -> dict:
@@ -370,7 +389,7 @@ def _normalised(raw: np.ndarray, kind: str, nvec: list[int] | None) -> np.ndarra
         return log_softmax(raw)
     if kind == "multi_categorical":
         bounds = np.cumsum([0, *nvec])
-        return np.concatenate([log_softmax(raw[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], 1)
+        return np.concatenate([log_softmax(raw[:, a:b]) for a, b in itertools.pairwise(bounds)], 1)
     return raw
 
 
@@ -471,10 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.format == "onnx":
-        meta = export_onnx(policy, out, opset=args.opset)
-    else:
-        meta = export_torchscript(policy, out)
+    meta = export_onnx(policy, out, opset=args.opset) if args.format == "onnx" else export_torchscript(policy, out)
     names = ", ".join(i["name"] for i in meta["inputs"])
     outs = ", ".join(o["name"] for o in meta["outputs"])
     print(f"wrote {out} ({args.format}; {meta['core']} x{meta['num_layers']} hidden {meta['hidden_size']}, "
