@@ -322,6 +322,14 @@ def colormap(values: np.ndarray, anchors: np.ndarray, lo: float, hi: float) -> n
     return np.round(out).astype(np.uint8)
 
 
+def _nice_ceil(x: float) -> float:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is >= x."""
+    if not np.isfinite(x) or x <= 1.0:
+        return 1.0
+    decade = 10.0 ** np.floor(np.log10(x))
+    return float(next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= x))
+
+
 def import_pygame() -> Any:
     """Import pygame lazily, without its banner (a library must not set PYGAME_HIDE_SUPPORT_PROMPT)."""
     with contextlib.redirect_stdout(io.StringIO()):
@@ -483,8 +491,9 @@ class MemoryPanel:
         self.readouts.append(readout)
         for layer in readout.layers:
             if "c" in layer:
-                # A robust scale (95th percentile of |c|): a few large units saturate instead of washing out the rest.
-                self.c_scale = max(self.c_scale, float(np.percentile(np.abs(layer["c"]), 95)))
+                # A robust scale (95th percentile of |c|) so a few large units saturate instead of washing out
+                # the rest, rounded up to 1, 2, 5, 10, ... so that it changes rarely during a video.
+                self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer["c"]), 95))))
         if readout.obs is not None and readout.obs.size:
             self.obs_scale = max(self.obs_scale, float(np.abs(readout.obs).max()))
         self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
@@ -596,7 +605,7 @@ class MemoryPanel:
                 self.text.draw(surface, f"layer {k + 1}", (self._column_x(k), lay.rows["headers"]), _SMALL, DIM)
         if p.obs_size:
             y = lay.rows["obs"]
-            self._label(surface, y, "observation x", f"±{self.obs_scale:.1f}")
+            self._label(surface, y, "observation x", f"±{self.obs_scale:.3g}")
             data = self._history_matrix(lambda r: r.obs, p.obs_size)
             self._strip(surface, self._column_x(0), y, data, BLUE_WHITE_RED, -self.obs_scale, self.obs_scale,
                         p.obs_size * lay.obs_row_px)
@@ -609,7 +618,7 @@ class MemoryPanel:
         for q in p.quantities:
             name, symbol, anchors, fixed = _QUANTITY_STYLE[q]
             lo, hi = fixed if fixed is not None else (-self.c_scale, self.c_scale)
-            note = "0 .. 1" if lo == 0.0 else f"±{hi:.1f}"
+            note = "0 .. 1" if lo == 0.0 else f"±{hi:g}"
             y = lay.rows[q]
             self._label(surface, y, f"{name} {symbol}", note)
             for k in range(p.num_layers):
@@ -645,8 +654,9 @@ class MemoryPanel:
             return y + pad + (hi - v) / (hi - lo) * (_VALUE_H - 2 * pad)
 
         pygame.draw.line(surface, (90, 95, 110), (x0, to_y(0.0)), (x0 + lay.strip_w - 1, to_y(0.0)))
-        self.text.draw(surface, f"{hi:+.1f}", (x0 + lay.strip_w + 6, y), _SMALL, DIM)
-        self.text.draw(surface, f"{lo:+.1f}", (x0 + lay.strip_w + 6, y + _VALUE_H), _SMALL, DIM,
+        digits = 1 if hi - lo >= 2.0 else 2
+        self.text.draw(surface, f"{hi:+.{digits}f}", (x0 + lay.strip_w + 6, y), _SMALL, DIM)
+        self.text.draw(surface, f"{lo:+.{digits}f}", (x0 + lay.strip_w + 6, y + _VALUE_H), _SMALL, DIM,
                        anchor="bottomleft")
         points: list[tuple[float, float]] = []
         for j, r in enumerate(self.readouts):
@@ -765,7 +775,7 @@ class MemoryPanel:
             self.text.draw(surface, hi_text, (x + bar_w, y + 18 + bar_h + 2), _SMALL, DIM, anchor="topright")
             y += 56
         if self.probe.kind == "lstm":
-            self.text.draw(surface, "c: ± its 95th percentile |c|", (x, y - 4), _SMALL, DIM)
+            self.text.draw(surface, "c: ± a round number above most |c|", (x, y - 4), _SMALL, DIM)
 
 
 def action_labels_for(env: Any) -> list[str] | None:

@@ -14,6 +14,7 @@ from agents.inspector import (
     MemoryPanel,
     MemoryProbe,
     TextRenderer,
+    _nice_ceil,
     colormap,
     trace_core,
     trace_rnn,
@@ -163,6 +164,8 @@ def test_colormaps():
     blue, red = colormap(np.array([-5.0, 5.0]), BLUE_WHITE_RED, -1.0, 1.0)  # clipped to the ends
     assert blue[2] > blue[0] and red[0] > red[2]
     assert tuple(colormap(np.array([np.nan]), VIRIDIS, 0.0, 1.0)[0]) == EMPTY
+    # The cell state's colour range only takes round values, so it rarely changes during a video.
+    assert [_nice_ceil(x) for x in (0.3, 1.4, 2.1, 4.3, 7.0, 11.0)] == [1.0, 2.0, 5.0, 5.0, 10.0, 20.0]
 
 
 @pytest.mark.parametrize("use_system_font", [True, False])
