@@ -139,12 +139,18 @@ class FrameSink:
         pass
 
 
+_NO_DISPLAY = "Cannot open a window ({}); on a machine without a display use --record FILE.gif or FILE.mp4."
+
+
 class WindowSink(FrameSink):
     """A pygame window ticked at ``fps``; Esc / Q / closing the window stops, Space pauses."""
 
     def __init__(self, fps: float, caption: str):
         self.pygame = import_pygame()
-        self.pygame.display.init()
+        try:
+            self.pygame.display.init()
+        except self.pygame.error as exc:
+            raise WatchError(_NO_DISPLAY.format(exc)) from exc
         self.fps, self.caption = fps, caption
         self.screen: Any = None
         self.clock = self.pygame.time.Clock()
@@ -166,7 +172,10 @@ class WindowSink(FrameSink):
         pg = self.pygame
         size = (frame.shape[1], frame.shape[0])
         if self.screen is None or self.screen.get_size() != size:
-            self.screen = pg.display.set_mode(size)
+            try:
+                self.screen = pg.display.set_mode(size)
+            except pg.error as exc:
+                raise WatchError(_NO_DISPLAY.format(exc)) from exc
         pg.display.set_caption(f"{self.caption} {title}".strip())
         self.screen.blit(array_to_surface(frame), (0, 0))
         pg.display.flip()
@@ -231,8 +240,11 @@ class FileSink(FrameSink):
             self.writer.close()
         if self.is_gif and self.frames:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Pillow's duration is in milliseconds; GIFs store hundredths of a second.
-            self.imageio.mimwrite(self.path, self.frames, format="GIF", duration=1000.0 / self.fps, loop=0)
+            import imageio.v3 as iio
+
+            # Pillow's duration is in milliseconds (GIFs store hundredths of a second); loop=0 repeats forever.
+            iio.imwrite(self.path, np.stack(self.frames), plugin="pillow", extension=".gif",
+                        duration=1000.0 / self.fps, loop=0)
             self.frames = []
 
 

@@ -4,6 +4,8 @@ Checkpoints are written directly from an untrained policy (no training: fast); t
 suite's conftest makes SDL headless.
 """
 
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -171,3 +173,9 @@ def test_bad_paths_and_formats_are_clear_errors(tmaze_run, tmp_path, capsys):
         watch(junk, sink=ListSink())
     with pytest.raises(WatchError, match="unknown format"):
         watch(tmaze_run, record=tmp_path / "play.avi", log=lambda s: None)
+
+
+def test_mp4_without_imageio_ffmpeg_says_what_to_install(tmaze_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes the import fail
+    with pytest.raises(WatchError, match="pip install imageio-ffmpeg"):
+        watch(tmaze_run, record=tmp_path / "play.mp4", log=lambda s: None)
