@@ -87,11 +87,32 @@ class RecurrentCore(nn.Module):
                     nn.init.orthogonal_(param, 1.0)
 
     def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[0] == 1 and x.device.type == "cpu":
+            return self._run_one_step(x[0], state)
         if self.kind == "lstm":
             out, (h, c) = self.rnn(x, (state[0], state[1]))
             return out, torch.stack((h, c))
         out, h = self.rnn(x, state[0])
         return out, h.unsqueeze(0)
+
+    def _run_one_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step, layer by layer with the fused cell kernels: x (B, F) -> out (1, B, H).
+
+        On CPU a length-1 ``nn.LSTM`` call goes through oneDNN's sequence
+        kernel and costs several times more than ``torch.lstm_cell``; the
+        rollout and the game runtime call this every step. Same weights, same
+        math: results agree with ``nn.LSTM`` to float rounding (~1e-7).
+        """
+        new_states = []
+        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.rnn.all_weights):
+            if self.kind == "lstm":
+                h, c = torch.lstm_cell(x, (state[0, layer], state[1, layer]), w_ih, w_hh, b_ih, b_hh)
+                new_states.append(torch.stack((h, c)))
+            else:
+                h = torch.gru_cell(x, state[0, layer], w_ih, w_hh, b_ih, b_hh)
+                new_states.append(h.unsqueeze(0))
+            x = h
+        return x.unsqueeze(0), torch.stack(new_states, dim=1)
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor

@@ -48,7 +48,7 @@ PEER = ROOT.parent / "shared" / "peers" / "sb3_recurrent_ppo.py"
 def train_ours(steps: int, seed: int, eval_episodes: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig().with_overrides({
-            **preset_for(ENV_ID), "total_steps": steps, "seed": seed, "run_dir": f"{tmp}/run",
+            **preset_for(ENV_ID), "env_id": ENV_ID, "total_steps": steps, "seed": seed, "run_dir": f"{tmp}/run",
             "eval_episodes": eval_episodes, "progress": False, "device": "cpu",
             "checkpoint_every": 10 * steps})
         return Trainer(config.validate()).train()
@@ -78,7 +78,7 @@ def raw_env_sps(num_envs: int, steps: int, seed: int) -> float:
 
 
 def collect_sps(num_envs: int, steps: int, seed: int) -> float:
-    config = TrainConfig().with_overrides({**preset_for(ENV_ID), "seed": seed})
+    config = TrainConfig().with_overrides({**preset_for(ENV_ID), "env_id": ENV_ID, "seed": seed})
     envs = make_vector_env(ENV_ID, num_envs)
     torch.manual_seed(seed)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, config.policy)
