@@ -98,3 +98,25 @@ def test_stored_state_is_reset_semantics_consistent():
         _, v_stored, _ = policy.forward_sequence(obs_t, buf.states[t][:, :, n:n + 1], torch.ones(1, 1))
         _, v_zero, _ = policy.forward_sequence(obs_t, torch.zeros_like(buf.states[t][:, :, n:n + 1]), torch.ones(1, 1))
     torch.testing.assert_close(v_stored, v_zero)
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monkeypatch):
+    """DESIGN.md speed rule: no Python loop over timesteps in the update."""
+    from agents.config import PPOConfig
+    from agents.policy import RecurrentCore
+    from agents.ppo import ppo_update
+
+    policy, collector, buf = collect(separate=True, carry=carry)
+    seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=6, cut_at_episode_starts=not carry)
+    adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
+                           collector.bootstrap_value(), 0.99, 0.95)
+    batch = gather_sequences(buf, seqs, adv, ret)
+    calls = []
+    original = RecurrentCore._run
+    monkeypatch.setattr(RecurrentCore, "_run", lambda self, x, s: calls.append(x.shape[0]) or original(self, x, s))
+    cfg = PPOConfig(num_minibatches=3, update_epochs=2)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    ppo_update(policy, optimizer, batch, cfg, 0.2, np.random.default_rng(0))
+    assert len(calls) == 2 * cfg.num_minibatches * cfg.update_epochs  # actor + critic core, once each
+    assert all(length == seqs.mask.shape[0] for length in calls)
