@@ -311,7 +311,7 @@ def versus(
         params = game.params
         fps = float(fps or env.metadata.get("render_fps") or 30)
         if sink is None:
-            sink = _open_sink(record, fps, env_id)
+            sink = _open_sink(record, fps, env_id, keyboard=name == "keyboard")
         screen = VersusScreen(params)
         view_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         hold = round(pause * fps)
@@ -360,6 +360,8 @@ def versus(
                     obs, _, terminated, truncated, _ = env.step(agent_action)
                     state = game.state
                     steps += 1
+                if not result.quit and not frame(state, title):  # the final score, also without a pause
+                    result.quit = True
                 if result.quit:
                     log(f"match {match}: left at you {state.opponent_score} - {state.agent_score} agent "
                         f"after {steps} steps")
@@ -388,17 +390,29 @@ def versus(
         env.close()
 
 
-def _open_sink(record: str | Path | None, fps: float, env_id: str) -> FrameSink:
+_HEADLESS_DRIVERS = ("dummy", "offscreen")
+_DEMO_HINT = "for a headless demo, record a scripted left paddle: --record match.gif --human scripted."
+
+
+def _open_sink(record: str | Path | None, fps: float, env_id: str, keyboard: bool) -> FrameSink:
+    """A file, or a window; a window nobody can see is an error when a person is meant to play in it."""
     if record is not None:
         try:
             return FileSink(record, fps)
         except WatchError as exc:
             raise VersusError(str(exc)) from exc
     try:
-        return WindowSink(fps, f"mnemo versus: {env_id}")
+        sink = WindowSink(fps, f"mnemo versus: {env_id}")
     except WatchError as exc:
-        raise VersusError(f"{exc} Playing needs a display; for a headless demo record a scripted left paddle: "
-                          "--record match.gif --human scripted.") from exc
+        raise VersusError(f"{exc} Playing needs a display; {_DEMO_HINT}") from exc
+    driver = sink.pygame.display.get_driver()
+    if keyboard and driver in _HEADLESS_DRIVERS:
+        sink.close()
+        # SDL falls back to an invisible driver when no display is reachable (or SDL_VIDEODRIVER asks for one).
+        raise VersusError(f"No display: SDL's video driver is {driver!r}, so the window would be invisible and "
+                          f"nobody could play. Run where a display is available (DISPLAY / WAYLAND_DISPLAY set), "
+                          f"or, {_DEMO_HINT}")
+    return sink
 
 
 # --------------------------------------------------------------------------- command line
