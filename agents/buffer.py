@@ -212,19 +212,67 @@ class SequenceBatch:
     mask: torch.Tensor
     start_states: torch.Tensor
 
-    def select(self, ids: torch.Tensor) -> SequenceBatch:
-        """The sequences ``ids`` (a minibatch)."""
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(M,) real steps per sequence."""
+        return self.mask.sum(0).long()
+
+    def select(self, ids: torch.Tensor, max_len: int | None = None) -> SequenceBatch:
+        """The sequences ``ids``, trimmed to their first ``max_len`` steps (default: all)."""
+        t = slice(0, max_len)
         return SequenceBatch(
-            obs=tree_map(lambda x: x[:, ids], self.obs),
-            actions=self.actions[:, ids],
-            episode_starts=self.episode_starts[:, ids],
-            logprobs=self.logprobs[:, ids],
-            values=self.values[:, ids],
-            advantages=self.advantages[:, ids],
-            returns=self.returns[:, ids],
-            mask=self.mask[:, ids],
+            obs=tree_map(lambda x: x[t, ids], self.obs),
+            actions=self.actions[t, ids],
+            episode_starts=self.episode_starts[t, ids],
+            logprobs=self.logprobs[t, ids],
+            values=self.values[t, ids],
+            advantages=self.advantages[t, ids],
+            returns=self.returns[t, ids],
+            mask=self.mask[t, ids],
             start_states=self.start_states[:, :, ids],
         )
+
+
+def length_buckets(lengths: np.ndarray, max_buckets: int = 4, call_cost: float = 64.0) -> list[np.ndarray]:
+    """Group sequences by length so that padding costs little, as few groups as pay off.
+
+    A fused recurrent call over M sequences padded to length L computes L * M
+    steps whatever the real lengths: with short episodes most of that is
+    padding. The recurrent kernels on CPU are compute bound at these sizes, so
+    splitting a minibatch into a few length groups, each padded only to its own
+    longest sequence, does less work at the price of one more call per group.
+    The groups minimise ``sum(max_len * count) + call_cost * groups`` exactly
+    (dynamic programming over the distinct lengths, at most ``max_buckets``).
+
+    Args:
+        lengths: (M,) real steps per sequence.
+        call_cost: the fixed cost of one more fused call, in padded steps.
+
+    Returns:
+        Index arrays into ``lengths``, one per group, each sorted by length.
+    """
+    order = np.argsort(lengths, kind="stable")
+    values, counts = np.unique(lengths[order], return_counts=True)
+    k = len(values)
+    prefix = np.concatenate([[0], np.cumsum(counts)])
+    inf = float("inf")
+    # best[b][j]: least cost covering the j shortest distinct lengths with b groups.
+    best = np.full((max_buckets + 1, k + 1), inf)
+    cut = np.zeros((max_buckets + 1, k + 1), dtype=np.int64)
+    best[0][0] = 0.0
+    for b in range(1, max_buckets + 1):
+        for j in range(1, k + 1):
+            for i in range(j):  # group covers distinct lengths i..j-1
+                cost = best[b - 1][i] + values[j - 1] * (prefix[j] - prefix[i]) + call_cost
+                if cost < best[b][j]:
+                    best[b][j], cut[b][j] = cost, i
+    b = int(np.argmin(best[:, k]))
+    groups, j = [], k
+    while j > 0:
+        i = cut[b][j]
+        groups.append(order[prefix[i]:prefix[j]])
+        j, b = i, b - 1
+    return groups[::-1]
 
 
 def gather_sequences(

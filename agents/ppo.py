@@ -15,15 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.buffer import SequenceBatch
+from agents.buffer import SequenceBatch, length_buckets
 from agents.config import PPOConfig
 from agents.policy import RecurrentActorCritic
 from agents.spaces import Tree, tree_map
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Mean of x over the steps where mask is 1 (count = mask.sum())."""
-    return (x * mask).sum() / count
 
 
 @dataclass
@@ -39,41 +34,79 @@ class LossTerms:
     clipfrac: torch.Tensor
 
 
-def ppo_loss(
-    policy: RecurrentActorCritic, mb: SequenceBatch, cfg: PPOConfig, clip_coef: float
-) -> LossTerms:
-    """Clipped surrogate + value loss - entropy bonus for one minibatch of sequences (L, M)."""
-    new_logprob, entropy, new_value = policy.evaluate(mb.obs, mb.start_states, mb.episode_starts, mb.actions)
-    mask = mb.mask
-    count = mask.sum()
+@dataclass
+class Minibatch:
+    """One minibatch of sequences, split into length groups, with its fixed targets over real steps.
+
+    Attributes:
+        groups: padded sequences, one fused recurrent call each (see ``length_buckets``).
+        real: per group, flat indices of the real steps in its (L_g * M_g) layout.
+        old_logprob, old_value, advantages, returns: (R,) over the R real steps, group by group.
+    """
+
+    groups: list[SequenceBatch]
+    real: list[torch.Tensor]
+    old_logprob: torch.Tensor
+    old_value: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -> Minibatch:
+    """Select sequences ``ids`` of the rollout, group them by length, gather their targets once."""
+    device = batch.mask.device
+    groups, real = [], []
+    for g in length_buckets(lengths[ids]):
+        sub = batch.select(torch.from_numpy(ids[g]).to(device), int(lengths[ids[g]].max()))
+        groups.append(sub)
+        real.append(sub.mask.flatten().nonzero().squeeze(1))
+
+    def gather(name: str) -> torch.Tensor:
+        return torch.cat([getattr(sub, name).flatten()[idx] for sub, idx in zip(groups, real, strict=True)])
+
+    return Minibatch(groups, real, gather("logprobs"), gather("values"), gather("advantages"), gather("returns"))
+
+
+def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
+    """Clipped surrogate + value loss - entropy bonus for one minibatch.
+
+    Each length group is one fused recurrent call; the real steps of all groups
+    are then concatenated, so every mean below is a mean over real steps and
+    padding never enters a term or a statistic.
+    """
+    new_logprob, entropy, new_value = [], [], []
+    for sub, idx in zip(mb.groups, mb.real, strict=True):
+        lp, ent, val = policy.evaluate(sub.obs, sub.start_states, sub.episode_starts, sub.actions)
+        new_logprob.append(lp.flatten()[idx])
+        entropy.append(ent.flatten()[idx])
+        new_value.append(val.flatten()[idx])
+    new_logprob, entropy, new_value = torch.cat(new_logprob), torch.cat(entropy), torch.cat(new_value)
 
     advantages = mb.advantages
     if cfg.norm_adv:
-        adv_mean = masked_mean(advantages, mask, count)
-        adv_var = masked_mean((advantages - adv_mean).pow(2), mask, count)
-        advantages = (advantages - adv_mean) / (adv_var.sqrt() + 1e-8)
+        advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
 
-    logratio = new_logprob - mb.logprobs
+    logratio = new_logprob - mb.old_logprob
     ratio = logratio.exp()
     with torch.no_grad():
         # Schulman's low-variance KL estimator, http://joschu.net/blog/kl-approx.html
-        old_approx_kl = masked_mean(-logratio, mask, count)
-        approx_kl = masked_mean((ratio - 1) - logratio, mask, count)
-        clipfrac = masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask, count)
+        old_approx_kl = (-logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()
+        clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
 
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
-    pg_loss = masked_mean(torch.max(pg_loss1, pg_loss2), mask, count)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
 
     if cfg.clip_vloss:
         v_loss_unclipped = (new_value - mb.returns).pow(2)
-        v_clipped = mb.values + torch.clamp(new_value - mb.values, -clip_coef, clip_coef)
+        v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef, clip_coef)
         v_loss_clipped = (v_clipped - mb.returns).pow(2)
-        v_loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, v_loss_clipped), mask, count)
+        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
     else:
-        v_loss = 0.5 * masked_mean((new_value - mb.returns).pow(2), mask, count)
+        v_loss = 0.5 * (new_value - mb.returns).pow(2).mean()
 
-    entropy_loss = masked_mean(entropy, mask, count)
+    entropy_loss = entropy.mean()
     loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
     return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
 
@@ -126,30 +159,37 @@ def ppo_update(
         Mean statistics over the minibatches run (losses, approx_kl, clipfrac, explained variance).
     """
     num_seq = batch.mask.shape[1]
-    totals: dict[str, float] = {}
+    lengths = batch.lengths.cpu().numpy()
+    # One minibatch covers the whole rollout: its grouping is the same every epoch, so build it once
+    # (unless start states are refreshed, which rewrites the sequences' start states in place).
+    whole = make_minibatch(batch, np.arange(num_seq), lengths) if cfg.num_minibatches == 1 else None
+    names = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac")
+    totals = torch.zeros(len(names))
     n_minibatches_run = 0
     stopped_early = False
     for epoch in range(cfg.update_epochs):
         if refresh is not None and epoch > 0:
             refresh()
-        epoch_kl, epoch_minibatches = 0.0, 0
-        order = torch.from_numpy(rng.permutation(num_seq))
-        for ids in torch.tensor_split(order, cfg.num_minibatches):
-            mb = batch.select(ids.to(batch.mask.device))
+            whole = None if whole is None else make_minibatch(batch, np.arange(num_seq), lengths)
+        epoch_kl = torch.zeros(())
+        if whole is not None:
+            minibatches = [whole]
+        else:
+            order = rng.permutation(num_seq)
+            minibatches = [make_minibatch(batch, ids, lengths) for ids in np.array_split(order, cfg.num_minibatches)]
+        for mb in minibatches:
             terms = ppo_loss(policy, mb, cfg, clip_coef)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
-            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True)
             optimizer.step()
-            for name in ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac"):
-                totals[name] = totals.get(name, 0.0) + float(getattr(terms, name).detach())
+            totals += torch.stack([getattr(terms, name).detach() for name in names])
+            epoch_kl += terms.approx_kl
             n_minibatches_run += 1
-            epoch_kl += float(terms.approx_kl)
-            epoch_minibatches += 1
-        if cfg.target_kl is not None and epoch_kl / epoch_minibatches > cfg.target_kl:
+        if cfg.target_kl is not None and float(epoch_kl) / len(minibatches) > cfg.target_kl:
             stopped_early = True
             break
-    stats = {name: value / n_minibatches_run for name, value in totals.items()}
+    stats = {name: float(value) / n_minibatches_run for name, value in zip(names, totals, strict=True)}
     stats["epochs"] = epoch + 1
     stats["stopped_early"] = float(stopped_early)
     mask = batch.mask.bool()

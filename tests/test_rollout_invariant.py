@@ -13,7 +13,7 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences
+from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, length_buckets, make_sequences
 from agents.collector import VectorCollector, make_vector_env
 from agents.config import PolicyConfig
 from agents.policy import RecurrentActorCritic
@@ -115,8 +115,42 @@ def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monk
     calls = []
     original = RecurrentCore._run
     monkeypatch.setattr(RecurrentCore, "_run", lambda self, x, s: calls.append(x.shape[0]) or original(self, x, s))
+    monkeypatch.setattr("agents.ppo.length_buckets", lambda lengths: [np.arange(len(lengths))])  # one group
     cfg = PPOConfig(num_minibatches=3, update_epochs=2)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
     ppo_update(policy, optimizer, batch, cfg, 0.2, np.random.default_rng(0))
     assert len(calls) == 2 * cfg.num_minibatches * cfg.update_epochs  # actor + critic core, once each
-    assert all(length == seqs.mask.shape[0] for length in calls)
+    assert all(length > 1 for length in calls)
+
+
+def test_length_groups_change_nothing_but_the_work(monkeypatch):
+    """Splitting a minibatch into length groups gives the same loss and gradients as one padded call."""
+    from agents.config import PPOConfig
+    from agents.ppo import make_minibatch, ppo_loss
+
+    policy, collector, buf = collect(separate=True)
+    seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=8, cut_at_episode_starts=True)
+    adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
+                           collector.bootstrap_value(), 0.99, 0.95)
+    batch = gather_sequences(buf, seqs, adv, ret)
+    lengths = batch.lengths.numpy()
+    ids = np.arange(len(lengths))
+    assert len(length_buckets(lengths, call_cost=0.0)) > 1
+    results = []
+    for grouping in ([ids], length_buckets(lengths, call_cost=0.0)):
+        monkeypatch.setattr("agents.ppo.length_buckets", lambda _lengths, grouping=grouping: grouping)
+        policy.zero_grad()
+        terms = ppo_loss(policy, make_minibatch(batch, ids, lengths), PPOConfig(ent_coef=0.01), 0.2)
+        terms.loss.backward()
+        results.append((terms.loss.detach(), [p.grad.clone() for p in policy.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_length_buckets_minimise_padded_work():
+    lengths = np.array([32, 3, 3, 3, 3, 3, 3, 3, 3, 30, 31, 2])
+    groups = length_buckets(lengths, max_buckets=4, call_cost=4.0)
+    work = sum(lengths[g].max() * len(g) for g in groups)
+    assert work < 32 * len(lengths) / 2
+    assert len(length_buckets(np.full(10, 7))) == 1
