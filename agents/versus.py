@@ -284,15 +284,15 @@ def versus(
     if pause < 0:
         raise VersusError(f"pause must be >= 0 seconds, got {pause}.")
     flicker = parse_flicker(flicker)
-    headless = record is not None or sink is not None
     if human is None:
-        human = "scripted" if headless else "keyboard"
-    if human == "keyboard" and record is not None:
+        human = "scripted" if record is not None or sink is not None else "keyboard"
+    player = make_human(human) if isinstance(human, str) else human
+    keyboard = isinstance(player, KeyboardHuman)
+    if keyboard and record is not None:
         raise VersusError("--record writes a file without opening a window, so nobody can play with the keyboard; "
                           "use --human scripted or --human idle for a recorded demo.")
-    player = make_human(human) if isinstance(human, str) else human
     name = human if isinstance(human, str) else getattr(human, "__name__", type(human).__name__)
-    hint = "W/S or Up/Down, Esc quits" if name == "keyboard" else f"left paddle: {name}"
+    hint = "W/S or Up/Down, Esc quits" if keyboard else f"left paddle: {name}"
 
     runner = PolicyRunner.load(path, which=which, deterministic=deterministic, seed=seed)
     config = runner.config
@@ -311,12 +311,12 @@ def versus(
         params = game.params
         fps = float(fps or env.metadata.get("render_fps") or 30)
         if sink is None:
-            sink = _open_sink(record, fps, env_id, keyboard=name == "keyboard")
+            sink = _open_sink(record, fps, env_id, keyboard)
         screen = VersusScreen(params)
         view_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         hold = round(pause * fps)
         mode = "deterministic" if deterministic else "stochastic"
-        you = "you, W/S or Up/Down; Esc quits" if name == "keyboard" else name
+        you = "you, W/S or Up/Down; Esc quits" if keyboard else name
         log(f"Left paddle (orange): {you}. Right paddle (green): the agent, {env_id} "
             f"(flicker_p {params.flicker_p}, {game.obs_mode} observations, {mode}).")
 
