@@ -191,10 +191,38 @@ class RecurrentActorCritic(nn.Module):
         """obs leaves (N, *shape) -> features (N, F)."""
         return self.encoder(self.preprocess(obs))
 
+    def memory(
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode and run the recurrent core(s) over T steps for B envs.
+
+        Args:
+            obs: leaves (T, B, *shape).
+            state: (S, L, B, H), the state before obs[0].
+            episode_start: (T, B), 1 where obs[t] begins an episode.
+
+        Returns:
+            actor features (T, B, F), critic features (T, B, F) (the same tensor when the critic
+            shares the core), final state (S, L, B, H).
+        """
+        t_len, batch = episode_start.shape
+        features = self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
+        actor_state, critic_state = state[: self._actor_states], state[self._actor_states:]
+        hidden, new_actor_state = self.actor_core(features, actor_state, episode_start)
+        if self.critic_core is None:
+            return hidden, hidden, new_actor_state
+        critic_hidden, new_critic_state = self.critic_core(features, critic_state, episode_start)
+        return hidden, critic_hidden, torch.cat((new_actor_state, new_critic_state))
+
+    def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """Heads: actor features (N, F) -> action distribution, critic features (N, F) -> value (N,)."""
+        dist = self.action_head(self.actor_mlp(hidden))
+        return dist, self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+
     def forward_sequence(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
-        """Run T steps for B envs.
+        """Run T steps for B envs: ``memory`` then ``decode``.
 
         Args:
             obs: leaves (T, B, *shape).
@@ -205,17 +233,11 @@ class RecurrentActorCritic(nn.Module):
             dist over actions with batch (T*B,), value (T, B), final state (S, L, B, H).
         """
         t_len, batch = episode_start.shape
-        features = self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
-        actor_state, critic_state = state[: self._actor_states], state[self._actor_states:]
-        hidden, new_actor_state = self.actor_core(features, actor_state, episode_start)
-        if self.critic_core is not None:
-            critic_hidden, new_critic_state = self.critic_core(features, critic_state, episode_start)
-            new_state = torch.cat((new_actor_state, new_critic_state))
-        else:
-            critic_hidden, new_state = hidden, new_actor_state
-        dist = self.action_head(self.actor_mlp(hidden.reshape(t_len * batch, -1)))
-        value = self.value_head(self.critic_mlp(critic_hidden.reshape(t_len * batch, -1))).view(t_len, batch)
-        return dist, value, new_state
+        hidden, critic_hidden, new_state = self.memory(obs, state, episode_start)
+        flat = hidden.reshape(t_len * batch, -1)
+        critic_flat = flat if critic_hidden is hidden else critic_hidden.reshape(t_len * batch, -1)
+        dist, value = self.decode(flat, critic_flat)
+        return dist, value.view(t_len, batch), new_state
 
     # ------------------------------------------------------------------ rollout / runtime
     def step(

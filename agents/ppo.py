@@ -36,16 +36,18 @@ class LossTerms:
 
 @dataclass
 class Minibatch:
-    """One minibatch of sequences, split into length groups, with its fixed targets over real steps.
+    """One minibatch of sequences, split into length groups, with its fixed data over real steps.
 
     Attributes:
         groups: padded sequences, one fused recurrent call each (see ``length_buckets``).
         real: per group, flat indices of the real steps in its (L_g * M_g) layout.
-        old_logprob, old_value, advantages, returns: (R,) over the R real steps, group by group.
+        actions: (R, *action_shape) over the R real steps, group by group.
+        old_logprob, old_value, advantages, returns: (R,).
     """
 
     groups: list[SequenceBatch]
     real: list[torch.Tensor]
+    actions: torch.Tensor
     old_logprob: torch.Tensor
     old_value: torch.Tensor
     advantages: torch.Tensor
@@ -53,7 +55,7 @@ class Minibatch:
 
 
 def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -> Minibatch:
-    """Select sequences ``ids`` of the rollout, group them by length, gather their targets once."""
+    """Select sequences ``ids`` of the rollout, group them by length, gather their real steps once."""
     device = batch.mask.device
     groups, real = [], []
     for g in length_buckets(lengths[ids]):
@@ -62,25 +64,30 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
         real.append(sub.mask.flatten().nonzero().squeeze(1))
 
     def gather(name: str) -> torch.Tensor:
-        return torch.cat([getattr(sub, name).flatten()[idx] for sub, idx in zip(groups, real, strict=True)])
+        return torch.cat([getattr(sub, name).flatten(0, 1)[idx] for sub, idx in zip(groups, real, strict=True)])
 
-    return Minibatch(groups, real, gather("logprobs"), gather("values"), gather("advantages"), gather("returns"))
+    return Minibatch(groups, real, gather("actions"), gather("logprobs"), gather("values"), gather("advantages"),
+                     gather("returns"))
 
 
 def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
     """Clipped surrogate + value loss - entropy bonus for one minibatch.
 
     Each length group is one fused recurrent call; the real steps of all groups
-    are then concatenated, so every mean below is a mean over real steps and
-    padding never enters a term or a statistic.
+    are then concatenated and the heads run once over them, so every mean below
+    is a mean over real steps and padding never enters a term or a statistic.
     """
-    new_logprob, entropy, new_value = [], [], []
+    actor_parts, critic_parts = [], []
     for sub, idx in zip(mb.groups, mb.real, strict=True):
-        lp, ent, val = policy.evaluate(sub.obs, sub.start_states, sub.episode_starts, sub.actions)
-        new_logprob.append(lp.flatten()[idx])
-        entropy.append(ent.flatten()[idx])
-        new_value.append(val.flatten()[idx])
-    new_logprob, entropy, new_value = torch.cat(new_logprob), torch.cat(entropy), torch.cat(new_value)
+        hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
+        actor_parts.append(hidden.flatten(0, 1)[idx])
+        if critic_hidden is not hidden:
+            critic_parts.append(critic_hidden.flatten(0, 1)[idx])
+    hidden = torch.cat(actor_parts) if len(actor_parts) > 1 else actor_parts[0]
+    critic_hidden = hidden if not critic_parts else torch.cat(critic_parts)
+    dist, new_value = policy.decode(hidden, critic_hidden)
+    actions = policy.action_head.flat_actions(mb.actions)
+    new_logprob, entropy = dist.log_prob(actions), dist.entropy()
 
     advantages = mb.advantages
     if cfg.norm_adv:
