@@ -7,21 +7,32 @@
 
 Settings resolve in order: dataclass defaults < the env's preset (built-in
 envs) < flags given on the command line. ``--help`` lists every flag.
+
+Stopping: the first Ctrl-C (or SIGTERM) finishes the current iteration,
+saves a checkpoint and exits with 130 (143); a second one aborts at once,
+leaving the last checkpoint intact. Exit codes: 0 done, 1 the env or the
+training failed (a checkpoint was saved where possible), 2 bad input (nothing
+written), 130 / 143 stopped by a signal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
 from agents.checkpoint import CheckpointError
 from agents.config import ConfigError, TrainConfig
 from agents.spaces import UnsupportedSpaceError
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 _UNSET = object()
 
@@ -93,25 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
                 group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const",
                                    const=False, default=_UNSET, help=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="Continue the run in RUN_DIR from its latest checkpoint; other flags may change "
-                             "the step budget or run settings but not the network.")
+                        help="Continue the run in RUN_DIR from its latest checkpoint (previous.pt if latest.pt "
+                             "is damaged); other flags may change the step budget or run settings but not the "
+                             "network or --num-envs.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Start afresh in --run-dir even if it holds a run: its checkpoints, events and "
+                             "config are deleted (a directory with other files is refused).")
     parser.formatter_class = argparse.HelpFormatter  # defaults are already in the help texts
     return parser
 
 
 def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     """Parse flags into a validated config: defaults < preset < explicit flags (or the resumed run's config)."""
-    args = build_parser().parse_args(argv)
-    explicit = {k: v for k, v in vars(args).items() if v is not _UNSET and k != "resume"}
+    return resolve_args(build_parser().parse_args(argv))
+
+
+def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """``resolve_config`` for parsed arguments; returns (config, resume)."""
+    explicit = {k: v for k, v in vars(args).items() if v is not _UNSET and k not in ("resume", "overwrite")}
     if explicit.get("env_import") is None:
         explicit.pop("env_import")
     else:
         explicit["env_import"] = tuple(explicit["env_import"])
     if args.resume:
-        saved = Path(args.resume) / "config.json"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {args.resume}: no config.json there; is it a run directory?")
-        config = TrainConfig.from_dict(json.loads(saved.read_text()))
+        if "run_dir" in explicit and Path(explicit["run_dir"]).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--resume {args.resume} and --run-dir {explicit['run_dir']} name different "
+                              f"directories; --resume alone says where the run is.")
+        config = _saved_config(Path(args.resume))
         config = config.with_overrides({**explicit, "run_dir": args.resume})
         return config.validate(), True
 
@@ -122,21 +141,94 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     return config.validate(), False
 
 
-def main(argv: list[str] | None = None) -> int:
+def _saved_config(run_dir: Path) -> TrainConfig:
+    """The run's config.json, or (if that is missing or damaged) the config inside its latest checkpoint."""
+    saved = run_dir / "config.json"
     try:
-        config, resume = resolve_config(argv)
+        return TrainConfig.from_dict(json.loads(saved.read_text()))
+    except FileNotFoundError:
+        problem = "no config.json there"
+    except (json.JSONDecodeError, ConfigError, TypeError, AttributeError) as exc:
+        problem = f"its config.json is damaged ({exc})"
+    from agents.checkpoint import load_latest
+
+    try:
+        _, meta, path, _ = load_latest(run_dir)
+    except CheckpointError:
+        raise ConfigError(f"--resume {run_dir}: {problem}, and no readable checkpoint; is it a run directory?") \
+            from None
+    warnings.warn(f"--resume {run_dir}: {problem}; using the config stored in {path}.", stacklevel=2)
+    return TrainConfig.from_dict(meta["config"])
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Any):
+    """First SIGINT / SIGTERM: ask the trainer to save and stop after this iteration; second: abort."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_reason is not None:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        trainer.request_stop(name)
+        print(f"\n{name}: finishing this iteration, then saving a checkpoint and stopping "
+              f"(press Ctrl-C again to abort at once; the last checkpoint stays intact).", file=sys.stderr,
+              flush=True)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    trainer = None
+    show_warning = warnings.showwarning
+    warnings.showwarning = _show_warning  # CLI users need the message, not the source line
+    try:
+        args = build_parser().parse_args(argv)
+        config, resume = resolve_args(args)
         import torch
 
         torch.set_num_threads(config.run.torch_threads)
         from agents.trainer import Trainer
 
-        trainer = Trainer(config, resume=resume)
-        print(f"Training {config.env.env_id} ({config.policy.core}, {config.ppo.total_steps} steps) "
-              f"-> {trainer.run_dir}", flush=True)
-        summary = trainer.train()
+        trainer = Trainer(config, resume=resume, overwrite=args.overwrite)
+        print(f"{'Resuming' if resume else 'Training'} {config.env.env_id} ({config.policy.core}, "
+              f"{trainer.global_step}/{config.ppo.total_steps} steps) -> {trainer.run_dir}", flush=True)
+        with stop_on_signals(trainer):
+            summary = trainer.train()
     except (ConfigError, CheckpointError, UnsupportedSpaceError, ModuleNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        where = f" The last checkpoint in {trainer.run_dir / 'checkpoints'} is intact." if trainer else ""
+        print(f"Aborted.{where}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as exc:
+        from agents.collector import EnvError, NonFiniteError
+        from agents.trainer import TrainingDiverged
+
+        if not isinstance(exc, (EnvError, NonFiniteError, TrainingDiverged)):
+            raise
+        if isinstance(exc, EnvError) and exc.env_traceback:
+            print(exc.env_traceback, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        warnings.showwarning = show_warning
+    if trainer.stop_reason is not None:
+        print(f"Stopped by {trainer.stop_reason} at step {trainer.global_step}; checkpoint saved to "
+              f"{summary['checkpoint']}. Continue with: python train.py --resume {trainer.run_dir}", file=sys.stderr)
+        return 128 + getattr(signal, trainer.stop_reason, signal.SIGINT)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -14,6 +14,10 @@ A Ray-based collector can replace ``VectorCollector``: anything with
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import signal
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,8 +28,34 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from agents.buffer import RolloutBuffer
 from agents.config import ConfigError
+from agents.env_state import decode, encode, restore_env, snapshot_env
 from agents.policy import RecurrentActorCritic
-from agents.spaces import obs_to_tensor, tree_stack
+from agents.spaces import obs_to_tensor, tree_map, tree_map2, tree_stack
+
+
+class EnvError(RuntimeError):
+    """A sub-env raised inside ``reset`` or ``step``; the message names the env index and the original error.
+
+    Raised in the process that runs the env (an AsyncVectorEnv worker re-raises it in the main
+    process as ``EnvError(original)``, which keeps the message, index and traceback).
+    """
+
+    def __init__(self, message: str | EnvError, env_index: int | None = None, env_traceback: str = ""):
+        if isinstance(message, EnvError):
+            message, env_index, env_traceback = str(message), message.env_index, message.env_traceback
+        super().__init__(message)
+        self.env_index, self.env_traceback = env_index, env_traceback
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.env_index, self.env_traceback))
+
+
+class NonFiniteError(RuntimeError):
+    """A sub-env returned a NaN or infinite observation or reward."""
+
+    def __init__(self, message: str, env_index: int, rollout_step: int):
+        super().__init__(message)
+        self.env_index, self.rollout_step = env_index, rollout_step
 
 
 def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
@@ -37,6 +67,9 @@ def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
             raise ModuleNotFoundError(
                 f"--env-import {name}: module {exc.name!r} is not installed or not on the Python path; "
                 f"install the package that provides it (pip install ...) or fix the module name.") from exc
+        except Exception as exc:
+            raise ConfigError(f"--env-import {name}: importing the module failed with {type(exc).__name__}: "
+                              f"{exc}. Fix the module (run `python -c 'import {name}'` to see the traceback).") from exc
 
 
 def env_factory(env_id: str, env_kwargs: dict | None = None, render_mode: str | None = None) -> Callable[[], gym.Env]:
@@ -49,6 +82,67 @@ def env_factory(env_id: str, env_kwargs: dict | None = None, render_mode: str | 
         import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
 
         return gym.make(env_id, **kwargs)
+
+    return make
+
+
+class GuardedEnv(gym.Wrapper):
+    """The outermost layer of every training env: names the env when it fails, and reads or writes its state.
+
+    ``step`` / ``reset`` re-raise any exception as ``EnvError`` with the env's index (a vector env alone
+    does not say which env failed). ``mnemo_snapshot_env`` / ``mnemo_restore_env`` reach the env
+    through ``VectorEnv.call`` in-process and in AsyncVectorEnv workers alike; they return an error
+    text instead of raising, because an exception inside a worker's ``call`` kills the worker.
+    """
+
+    def __init__(self, env: gym.Env, index: int):
+        super().__init__(env)
+        self.index = index
+
+    def _fail(self, where: str, exc: Exception) -> EnvError:
+        return EnvError(f"env {self.index} raised {type(exc).__name__} in {where}: {exc}", self.index,
+                        traceback.format_exc())
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as exc:
+            raise self._fail("step", exc) from exc
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        try:
+            return self.env.reset(seed=seed, options=options)
+        except Exception as exc:
+            raise self._fail("reset", exc) from exc
+
+    def mnemo_snapshot_env(self) -> dict:
+        """``{"snapshot": ...}`` or ``{"error": why not}``."""
+        try:
+            return {"snapshot": snapshot_env(self.env)}
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    def mnemo_restore_env(self, snapshots: list[dict]) -> str | None:
+        """Restore this env from ``snapshots[index]``; None on success, else the reason."""
+        try:
+            restore_env(self.env, snapshots[self.index])
+            return None
+        except Exception as exc:
+            return f"env {self.index}: {type(exc).__name__}: {exc}"
+
+
+def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tuple[str, ...]) -> Callable[[], gym.Env]:
+    creator = os.getpid()
+
+    def make() -> gym.Env:
+        if os.getpid() != creator:
+            # An AsyncVectorEnv worker: Ctrl-C in a terminal reaches the whole process group, and the
+            # trainer (not each worker) decides what it means. Workers end when the trainer closes them.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            import_env_modules(env_import)
+        import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
+
+        return GuardedEnv(gym.make(env_id, **env_kwargs), index)
 
     return make
 
@@ -66,42 +160,62 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False
+    env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False,
+    env_import: tuple[str, ...] | list[str] = (),
 ) -> VectorEnv:
-    """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring)."""
+    """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring), each in a ``GuardedEnv``.
+
+    Raises:
+        ConfigError: unknown id, or making the env failed (bad ``env_kwargs``, a broken constructor).
+    """
     check_env_id(env_id)
-    fns = [env_factory(env_id, env_kwargs) for _ in range(num_envs)]
-    if asynchronous:
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    kwargs = dict(env_kwargs or {})
+    fns = [_guarded_factory(env_id, kwargs, i, tuple(env_import)) for i in range(num_envs)]
+    try:
+        if asynchronous:
+            return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    except Exception as exc:
+        raise ConfigError(
+            f"Making {env_id} with --env-kwargs {json.dumps(kwargs)} failed: {type(exc).__name__}: {exc}. "
+            f"Check the env's arguments (its docstring lists them).") from exc
 
 
 @dataclass
 class RolloutInfo:
-    """Episodes that finished during one rollout."""
+    """Episodes that finished during one rollout, and steps skipped for non-finite env output."""
 
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    nonfinite_skips: int = 0
 
 
 class VectorCollector:
     """Fills a RolloutBuffer from a vector env, carrying obs, episode starts and recurrent state across rollouts.
 
     Args:
-        envs: a vector env in SAME_STEP autoreset mode.
+        envs: a vector env in SAME_STEP autoreset mode (``make_vector_env``).
         policy: the agent (its ``step`` runs under inference mode).
         device: where the policy lives.
         generator: draws the sampled actions (seeded: same seed, same run).
         seed: seeds the envs' first reset.
+        on_nonfinite: a NaN / inf observation or reward either stops collection (``"stop"``: raises
+            NonFiniteError naming the env and step) or ends that env's episode as a truncation
+            bootstrapped with V(obs_t), with reward 0, and resets the env (``"skip"``).
     """
 
     def __init__(self, envs: VectorEnv, policy: RecurrentActorCritic, device: torch.device,
-                 generator: torch.Generator, seed: int):
+                 generator: torch.Generator, seed: int, on_nonfinite: str = "stop"):
         if envs.metadata.get("autoreset_mode") not in (AutoresetMode.SAME_STEP, "SameStep"):
             raise ValueError("VectorCollector needs a vector env in AutoresetMode.SAME_STEP; use make_vector_env.")
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.envs, self.policy, self.device, self.generator = envs, policy, device, generator
         self.num_envs = envs.num_envs
+        self.on_nonfinite = on_nonfinite
+        self.seed = seed
         obs, _ = envs.reset(seed=seed)
+        self._check_reset_obs(obs, np.ones(self.num_envs, dtype=bool))
         self.next_obs = obs
         self.next_episode_start = torch.ones(self.num_envs, device=device)
         self.state = policy.initial_state(self.num_envs, device)
@@ -118,6 +232,14 @@ class VectorCollector:
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
 
             next_obs, reward, terminated, truncated, infos = self.envs.step(policy.action_head.to_env(out.action))
+            done = terminated | truncated
+            bad = self._nonfinite(next_obs, reward, infos, done)
+            if bad is not None:
+                if self.on_nonfinite == "stop":
+                    raise self._nonfinite_error(bad, next_obs, reward, infos, done, t)
+                next_obs, reward, terminated, truncated = self._skip(bad, next_obs, reward, terminated, truncated)
+                info_out.nonfinite_skips += int(bad.sum())
+                done = terminated | truncated
             buffer.store_outcome(
                 t,
                 torch.as_tensor(reward, dtype=torch.float32, device=self.device),
@@ -126,13 +248,19 @@ class VectorCollector:
             )
             cut = truncated & ~terminated
             if cut.any():
-                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state)
+                natural = cut if bad is None else cut & ~bad
+                values = self._truncation_values(natural, infos, out.state)
+                if bad is not None:
+                    # A skipped step has no usable next observation: bootstrap with V(obs_t).
+                    bad_t = torch.as_tensor(bad, device=self.device)
+                    values = torch.where(bad_t, out.value, values)
+                buffer.truncation_values[t] = values
 
-            done = terminated | truncated
             self._episode_return += reward
             self._episode_length += 1
             if done.any():
-                for i in np.flatnonzero(done):
+                finished = done if bad is None else done & ~bad
+                for i in np.flatnonzero(finished):
                     info_out.episode_returns.append(float(self._episode_return[i]))
                     info_out.episode_lengths.append(int(self._episode_length[i]))
                 self._episode_return[done] = 0.0
@@ -144,13 +272,15 @@ class VectorCollector:
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor) -> torch.Tensor:
         """V(final obs) for the envs in ``cut``, with the state their episode reached; 0 elsewhere: (N,)."""
+        out = torch.zeros(self.num_envs, device=self.device)
         idx = np.flatnonzero(cut)
+        if idx.size == 0:
+            return out
         final_obs = tree_stack([infos["final_obs"][i] for i in idx])
         obs = obs_to_tensor(final_obs, self.device)
         idx_t = torch.as_tensor(idx, device=self.device)
         with torch.inference_mode():
             values = self.policy.value(obs, state[:, :, idx_t], torch.zeros(len(idx), device=self.device))
-        out = torch.zeros(self.num_envs, device=self.device)
         out[idx_t] = values
         return out
 
@@ -160,19 +290,117 @@ class VectorCollector:
             obs = obs_to_tensor(self.next_obs, self.device)
             return self.policy.value(obs, self.state, self.next_episode_start)
 
+    # ---------------------------------------------------------------- non-finite env output
+    def _nonfinite(self, next_obs, reward: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray | None:
+        """(N,) bool mask of envs whose reward, observation or final observation is NaN / inf; None if all fine."""
+        bad = ~np.isfinite(reward)
+        for leaf in _float_leaves(next_obs):
+            if not np.isfinite(leaf).all():
+                bad |= ~np.isfinite(leaf.reshape(self.num_envs, -1)).all(axis=1)
+        if done.any():
+            for i in np.flatnonzero(done):
+                if any(not np.isfinite(leaf).all() for leaf in _float_leaves(infos["final_obs"][i])):
+                    bad[i] = True
+        return bad if bad.any() else None
+
+    def _nonfinite_error(self, bad, next_obs, reward, infos, done, t: int) -> NonFiniteError:
+        i = int(np.flatnonzero(bad)[0])
+        if not np.isfinite(reward[i]):
+            what = f"reward {reward[i]}"
+        elif done[i] and any(not np.isfinite(x).all() for x in _float_leaves(infos["final_obs"][i])):
+            what = "final observation (before its autoreset)"
+        else:
+            what = "observation"
+        others = f" (and {int(bad.sum()) - 1} other envs)" if bad.sum() > 1 else ""
+        return NonFiniteError(
+            f"env {i}{others} returned a non-finite {what} at step {int(self._episode_length[i]) + 1} of its "
+            f"episode (step {t} of this rollout). Fix the env, or pass --on-nonfinite skip to end such "
+            f"episodes, reset the env and continue.", i, t)
+
+    def _skip(self, bad: np.ndarray, next_obs, reward, terminated, truncated):
+        """End the bad envs' episodes as truncations with reward 0, and reset those envs."""
+        reward = np.where(bad & ~np.isfinite(reward), 0.0, reward)
+        terminated, truncated = terminated & ~bad, truncated | bad
+        reset_obs, _ = self.envs.reset(options={"reset_mask": bad.copy()})
+        self._check_reset_obs(reset_obs, bad)
+
+        def take(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+            out = np.array(old, copy=True)
+            out[bad] = new[bad]
+            return out
+
+        return tree_map2(take, next_obs, reset_obs), reward, terminated, truncated
+
+    def _check_reset_obs(self, obs, mask: np.ndarray) -> None:
+        for leaf in _float_leaves(obs):
+            finite = np.isfinite(leaf.reshape(self.num_envs, -1)).all(axis=1)
+            if (mask & ~finite).any():
+                i = int(np.flatnonzero(mask & ~finite)[0])
+                raise NonFiniteError(
+                    f"env {i} returned a non-finite observation from reset; no episode can start. Fix the env's "
+                    f"reset.", i, -1)
+
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
-        """Per-env recurrent state and episode bookkeeping (tensors only)."""
+        """Per-env recurrent state and episode starts (tensors only)."""
         return {"state": self.state.clone(), "next_episode_start": self.next_episode_start.clone()}
 
-    def load_state_dict(self, data: dict) -> None:
-        """Restore per-env recurrent state. Envs restart their episodes, so every env begins a new one."""
+    def resume_state(self) -> dict:
+        """JSON-ready: the next observations, episode accumulators and every env's state, for an exact resume.
+
+        ``envs`` is None (and ``reason`` says why) when some env cannot be snapshotted; a resume then
+        restarts episodes.
+        """
+        results = self.envs.call("mnemo_snapshot_env")
+        errors = [r["error"] for r in results if "error" in r]
+        return {
+            "next_obs": encode(self.next_obs, "next_obs"),
+            "episode_return": encode(self._episode_return),
+            "episode_length": encode(self._episode_length),
+            "envs": None if errors else [r["snapshot"] for r in results],
+            "reason": f"the env cannot be snapshotted: {errors[0]}" if errors else None,
+        }
+
+    def load_state_dict(self, data: dict, resume: dict | None = None) -> str | None:
+        """Restore the recurrent state and, when ``resume`` holds env snapshots, every env exactly.
+
+        Returns:
+            None when the run continues exactly; otherwise why every env begins a new episode instead.
+        """
         if data["state"].shape != self.state.shape:
             raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
                              f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
         self.state = data["state"].to(self.device)
+        reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
+        if resume is not None and resume.get("envs") is not None:
+            errors = [e for e in self.envs.call("mnemo_restore_env", resume["envs"]) if e is not None]
+            if not errors:
+                self.next_obs = decode(resume["next_obs"], None, "next_obs")
+                self._episode_return = decode(resume["episode_return"])
+                self._episode_length = decode(resume["episode_length"])
+                self.next_episode_start = data["next_episode_start"].to(self.device)
+                return None
+            reason = f"restoring the envs failed ({errors[0]})"
+            obs, _ = self.envs.reset(seed=self.seed)  # some envs may be half restored: start all afresh
+            self.next_obs = obs
         self.next_episode_start = torch.ones(self.num_envs, device=self.device)
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+        return reason or "unknown"
 
     def close(self) -> None:
-        self.envs.close()
+        """Close the envs; AsyncVectorEnv workers are terminated if they do not stop cleanly."""
+        try:
+            self.envs.close()
+        except Exception:
+            if isinstance(self.envs, AsyncVectorEnv):
+                self.envs.close(terminate=True)
+            else:
+                raise
 
+
+def _float_leaves(tree) -> list[np.ndarray]:
+    """The floating-point leaves of a numpy observation tree (integer leaves cannot be NaN)."""
+    leaves: list[np.ndarray] = []
+    tree_map(lambda x: leaves.append(x) if np.asarray(x).dtype.kind in "fc" else None, tree)
+    return [np.asarray(x) for x in leaves]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,7 +95,11 @@ class RunConfig:
     torch_threads: int = _f(1, "torch intra-op threads; small recurrent nets run fastest on one.")
     run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
     eval_episodes: int = _f(20, "Deterministic evaluation episodes at the end of training (0 to skip).")
-    checkpoint_every: int = _f(50_000, "Write the latest checkpoint every this many env steps.")
+    checkpoint_every: int = _f(50_000, "Write the latest checkpoint every this many env steps (also written at "
+                               "the end and on Ctrl-C; the one before is kept as previous.pt).")
+    on_nonfinite: Literal["stop", "skip"] = _f(
+        "stop", "When an env returns a NaN or infinite observation or reward: 'stop' saves a checkpoint and "
+        "stops naming the env and step; 'skip' ends that episode (reward 0), resets the env and goes on.")
     progress: bool = _f(True, "Show a progress bar.")
 
 
@@ -119,7 +125,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every setting; raise ConfigError naming the first bad one and the fix."""
+        self._check_types()
         env, pol, ppo, run = self.env, self.policy, self.ppo, self.run
+        if not env.env_id:
+            raise ConfigError("--env-id must name a Gymnasium env, e.g. mnemo/TMaze-v0 or CartPole-v1.")
         positive_ints = {
             "num_envs": env.num_envs, "hidden_size": pol.hidden_size, "num_layers": pol.num_layers,
             "total_steps": ppo.total_steps, "num_steps": ppo.num_steps, "bptt_len": ppo.bptt_len,
@@ -136,6 +145,8 @@ class TrainConfig:
             raise ConfigError(f"--core must be one of lstm, gru, none; got {pol.core!r}.")
         if pol.activation not in ("tanh", "relu"):
             raise ConfigError(f"--activation must be tanh or relu; got {pol.activation!r}.")
+        if run.on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"--on-nonfinite must be stop or skip; got {run.on_nonfinite!r}.")
         if run.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda; got {run.device!r}.")
         if ppo.bptt_len > ppo.num_steps:
@@ -165,6 +176,16 @@ class TrainConfig:
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
         return self
+
+    def _check_types(self) -> None:
+        """Every setting has its declared type (a JSON config or a Python caller can pass anything)."""
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            hints = typing.get_type_hints(type(values))
+            for f in dataclasses.fields(values):
+                value, hint = getattr(values, f.name), hints[f.name]
+                if not _has_type(value, hint):
+                    raise ConfigError(f"--{_flag(f.name)} must be {_describe_type(hint)}, got {value!r}.")
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict, nested by section."""
@@ -208,6 +229,38 @@ def flat_field_owners() -> dict[str, str]:
         for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
             owners[f.name] = section.name
     return owners
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe_type(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in args)
+    if origin is tuple:
+        return "a list of integers such as 64,64" if args[0] is int else "a list of names"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a JSON object", type(None): "none"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _flag(name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -21,11 +23,14 @@ def evaluate_policy(
     num_envs: int = 8,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Returns of ``episodes`` episodes, in parallel envs.
 
     Each env plays a fixed share of the episodes (as in SB3's evaluate_policy),
-    so short episodes cannot crowd out long ones and bias the mean.
+    so short episodes cannot crowd out long ones and bias the mean. ``should_stop`` is polled
+    every step; once it returns True, the returns finished so far come back (Ctrl-C during the
+    final evaluation of a training run).
     """
     num_envs = max(1, min(num_envs, episodes))
     targets = np.array([(episodes + i) // num_envs for i in range(num_envs)])
@@ -37,7 +42,7 @@ def evaluate_policy(
         counts = np.zeros(num_envs, dtype=np.int64)
         running = np.zeros(num_envs)
         returns: list[float] = []
-        while (counts < targets).any():
+        while (counts < targets).any() and not (should_stop is not None and should_stop()):
             out = policy.step(obs_to_tensor(obs, device), state, episode_start, deterministic, generator)
             obs, reward, terminated, truncated, _ = envs.step(policy.action_head.to_env(out.action))
             running += reward

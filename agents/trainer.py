@@ -6,19 +6,34 @@ from the config, a policy from the env's spaces, and runs PPO.
 Run directory layout::
 
     RUN_DIR/
-      config.json              resolved config
+      config.json              resolved config (rewritten atomically on every resume)
       events.out.tfevents.*    TensorBoard: charts/*, losses/*, perf/*, hyperparameters
-      checkpoints/latest.pt    written every --checkpoint-every steps and at the end
+      checkpoints/latest.pt    written every --checkpoint-every steps, at the end, and on a stop
+      checkpoints/previous.pt  the checkpoint before latest (a resume falls back to it)
       checkpoints/best.pt      best recent training return so far
       summary.json             final figures (eval return, steps, wall time, SPS)
+      .lock                    held while a process trains in the directory
+
+Crash safety (docs/robustness.md): every file is written atomically; a
+checkpoint holds the policy, optimizer, counters, every RNG, the recurrent
+state, the next observations and (where the env allows, see
+``agents/env_state.py``) every env's state, so a resumed run continues
+exactly as if it had never stopped. TensorBoard events up to a checkpoint
+are flushed before it is written, and a resume purges events logged after
+it, so curves have neither gaps nor duplicates.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
+import warnings
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +44,33 @@ from agents.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
     LATEST,
+    PREVIOUS,
     CheckpointError,
     atomic_torch_save,
+    atomic_write_text,
     build_payload,
-    load_payload,
+    check_spaces_match,
+    describe_differences,
+    load_latest,
+    remove_stale_temp_files,
 )
-from agents.collector import VectorCollector, import_env_modules, make_vector_env
+from agents.collector import EnvError, NonFiniteError, VectorCollector, import_env_modules, make_vector_env
 from agents.config import ConfigError, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import ppo_update, refresh_start_states
+
+# Files a training run writes; --overwrite deletes these and refuses to touch anything else.
+RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
+LOCK_FILE = ".lock"
+
+
+class ResumeWarning(UserWarning):
+    """A resume cannot continue exactly (the env cannot be snapshotted, or a fallback checkpoint was used)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,23 +87,89 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{env_name}__{config.run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def is_run_file(name: str) -> bool:
+    return name in RUN_FILES or name.startswith("events.out.tfevents.")
+
+
+class RunDirLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock`` for as long as a process trains there.
+
+    Two processes writing one run directory would interleave checkpoints and event files. The OS
+    releases the lock when the holder exits, even on SIGKILL, so a crashed run never blocks its resume.
+    Where ``fcntl`` does not exist (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+        self._file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError(
+                f"Run directory {run_dir} is in use by another training process (pid {holder}); wait for it "
+                f"to finish or stop it (Ctrl-C saves a checkpoint), then resume.") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the descriptor drops the flock
+
+
+@dataclass
+class _RollbackPoint:
+    """What the collector and the sampler looked like when a rollout began (cheap copies)."""
+
+    collector: dict[str, torch.Tensor]
+    generator: torch.Tensor
+
+
 class Trainer:
     """Owns one training run: its envs, policy, optimizer, RNGs, counters and run directory.
 
+    Bad input fails here, before any file is written: invalid settings, an unknown env id or
+    module, bad env arguments, unsupported spaces, a run directory that holds another run, a
+    checkpoint that does not fit the env or flags.
+
     Args:
         config: the full, validated config.
-        resume: continue the run in ``config.run.run_dir`` from its latest checkpoint.
+        resume: continue the run in ``config.run.run_dir`` from its latest readable checkpoint.
+        overwrite: start afresh in ``config.run.run_dir`` even if it holds a run (its files are deleted).
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False):
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
         self.config = config.validate()
-        cfg = config
+        cfg = self.config
+        if resume and overwrite:
+            raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
         import_env_modules(cfg.env.env_import)
         self.device = resolve_device(cfg.run.device)
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
-        self._check_run_dir(resume)
+        self._check_run_dir(resume, overwrite)
+        self.stop_reason: str | None = None
+        self.resume_note: str | None = None  # why a resume is not exact (None: exact, or a fresh run)
+        self._lock: RunDirLock | None = None
+        self.envs = make_vector_env(cfg.env.env_id, cfg.env.num_envs, cfg.env.env_kwargs, cfg.env.async_envs,
+                                    cfg.env.env_import)
+        try:
+            self._build(resume, overwrite)
+        except BaseException:
+            self.envs.close()
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
-        self.envs = make_vector_env(cfg.env.env_id, cfg.env.num_envs, cfg.env.env_kwargs, cfg.env.async_envs)
+    def _build(self, resume: bool, overwrite: bool) -> None:
+        cfg = self.config
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         # Seed the network's initialisation without leaving the global RNG changed.
         with torch.random.fork_rng(devices=[]):
@@ -90,45 +188,106 @@ class Trainer:
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
         self.recent_returns: deque[float] = deque(maxlen=20)
+        self.nonfinite_skips = 0
         env_seed = cfg.run.seed
         checkpoint = None
         if resume:
+            self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
             checkpoint = self._load_resume_checkpoint()
-            # Envs cannot be snapshotted in general: they restart with a seed derived from the step count.
+            # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
-        self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once everything above has worked
-        if checkpoint is not None and "collector" in checkpoint:
-            self.collector.load_state_dict(checkpoint["collector"])
+        self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed,
+                                         cfg.run.on_nonfinite)
+        if checkpoint is not None:
+            payload, meta = checkpoint
+            self.resume_note = self._restore_collector(payload, meta)
+            if self.resume_note is not None:
+                warnings.warn(f"Resuming {self.run_dir} at step {self.global_step}, but not exactly: "
+                              f"{self.resume_note}. Every env starts a new episode (the recurrent state is kept).",
+                              ResumeWarning, stacklevel=3)
+
+        # Everything above has worked: only now touch the directory.
+        if not resume:
+            if overwrite and self.run_dir.exists():
+                self._lock = RunDirLock(self.run_dir)
+                self._clear_run_dir()
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._lock = RunDirLock(self.run_dir)
+        remove_stale_temp_files(self.run_dir / CHECKPOINT_DIR)
+        remove_stale_temp_files(self.run_dir)
 
         from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
 
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step if resume else None)
+        # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
+        # the checkpoint's own step stays: its events were flushed before it was written.
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
+        atomic_write_text(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         if not resume:
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
             table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
     # ------------------------------------------------------------------ run directory
-    def _check_run_dir(self, resume: bool) -> None:
-        has_run = (self.run_dir / "config.json").exists()
-        if resume and not has_run:
-            raise ConfigError(f"--resume {self.run_dir}: no training run there (config.json missing).")
-        if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Refuse, before any work, a run directory that does not fit the request. Writes nothing."""
+        run_dir = self.run_dir
+        if resume:
+            if not (run_dir / "config.json").exists() and not (run_dir / CHECKPOINT_DIR).is_dir():
+                raise ConfigError(f"--resume {run_dir}: no training run there (config.json missing).")
+            return
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--run-dir {run_dir} is a file, not a directory; choose another --run-dir.")
+        if not run_dir.exists() or not any(run_dir.iterdir()):
+            return
+        if not overwrite:
             raise ConfigError(
-                f"Run directory {self.run_dir} already exists and is not empty; pass --resume {self.run_dir} "
-                f"to continue it, or choose another --run-dir.")
+                f"Run directory {run_dir} already exists and is not empty; pass --resume {run_dir} to continue "
+                f"it, --overwrite to replace it, or choose another --run-dir.")
+        foreign = sorted(p.name for p in run_dir.iterdir() if not is_run_file(p.name))
+        if foreign:
+            raise ConfigError(
+                f"--overwrite refuses to clear {run_dir}: it holds files a training run does not write "
+                f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another --run-dir.")
 
-    def _load_resume_checkpoint(self) -> dict:
-        path = self.run_dir / CHECKPOINT_DIR / LATEST
-        payload, meta = load_payload(path, map_location=self.device)
+    def _clear_run_dir(self) -> None:
+        for entry in self.run_dir.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _load_resume_checkpoint(self) -> tuple[dict, dict]:
+        """Load the newest readable checkpoint into the policy, optimizer, RNGs and counters."""
+        cfg = self.config
+        try:
+            payload, meta, path, problems = load_latest(self.run_dir, map_location=self.device)
+        except CheckpointError as exc:
+            raise CheckpointError(f"--resume {self.run_dir}: {exc} Start the run again with --overwrite, or "
+                                  f"choose another --run-dir.") from exc
+        if problems:
+            latest = self.run_dir / CHECKPOINT_DIR / LATEST
+            if path.name == PREVIOUS and latest.exists():
+                # Keep the damaged file for inspection, out of the rotation (the next save would make it previous).
+                os.replace(latest, latest.with_name(LATEST + ".corrupt"))
+            warnings.warn(f"Resuming from {path} because {'; '.join(problems)}.", ResumeWarning, stacklevel=4)
         saved = TrainConfig.from_dict(meta["config"])
-        if saved.policy != self.config.policy:
+        if saved.policy != cfg.policy:
             raise CheckpointError(
-                f"The checkpoint in {self.run_dir} was trained with policy settings {saved.policy}, "
-                f"which differ from the requested {self.config.policy}; drop the changed flags to resume.")
-        self.policy.load_state_dict(payload["policy"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+                f"The checkpoint {path} was trained with other network settings "
+                f"({describe_differences(saved.policy, cfg.policy)}); drop the changed flags to resume.")
+        if saved.env.num_envs != cfg.env.num_envs:
+            raise CheckpointError(
+                f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
+                f"{cfg.env.num_envs}; the per-env memory cannot be carried over. Drop --num-envs to resume.")
+        check_spaces_match(meta, self.envs.single_observation_space, self.envs.single_action_space,
+                           cfg.env.env_id, path)
+        try:
+            self.policy.load_state_dict(payload["policy"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
         if "generator" in payload:
             self.generator.set_state(payload["generator"].cpu())
         if meta.get("numpy_rng") is not None:
@@ -137,56 +296,162 @@ class Trainer:
         self.global_step, self.iteration, self.episodes = c["global_step"], c["iteration"], c["episodes"]
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
-        return payload
+        self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        return payload, meta
 
-    def save_checkpoint(self, name: str = LATEST) -> Path:
-        """Write ``checkpoints/<name>`` atomically with everything needed to resume."""
+    def _restore_collector(self, payload: dict, meta: dict) -> str | None:
+        """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None."""
+        if "collector" not in payload:
+            return "the checkpoint holds no collector state"
+        resume = meta.get("resume")
+        saved_env = TrainConfig.from_dict(meta["config"]).env
+        env = self.config.env
+        changed = [name for name in ("env_id", "env_kwargs", "env_import")
+                   if getattr(saved_env, name) != getattr(env, name)]
+        note = None
+        if changed:
+            note, resume = f"the env settings changed ({', '.join(changed)})", None
+        elif resume is not None and not resume.get("exact", True):
+            note, resume = resume.get("reason") or "the checkpoint was saved mid-rollout", None
+        try:
+            collector_note = self.collector.load_state_dict(payload["collector"], resume)
+        except ValueError as exc:
+            raise CheckpointError(f"{exc}") from exc
+        return note or collector_note
+
+    # ------------------------------------------------------------------ checkpoints
+    def _counters(self) -> dict:
         counters = {"global_step": self.global_step, "iteration": self.iteration, "episodes": self.episodes,
-                    "best_return": self.best_return if math.isfinite(self.best_return) else None,
-                    "recent_returns": list(self.recent_returns)}
-        if counters["best_return"] is None:
-            counters.pop("best_return")
-        payload = build_payload(self.config, self.policy, self.optimizer, counters, self.collector.state_dict(),
-                                self.generator.get_state(), self.np_rng.bit_generator.state)
+                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips}
+        if math.isfinite(self.best_return):
+            counters["best_return"] = self.best_return
+        return counters
+
+    def save_checkpoint(self, name: str = LATEST, rollback: _RollbackPoint | None = None,
+                        reason: str | None = None) -> Path:
+        """Write ``checkpoints/<name>`` atomically with everything needed to resume.
+
+        Args:
+            rollback: save the collector and sampler as they were when the current rollout began (after
+                a failure mid-rollout): the policy, optimizer and counters have not changed since, so the
+                checkpoint is consistent, but the envs have moved on and restart on resume.
+            reason: why a resume from this checkpoint cannot be exact (with ``rollback``).
+        """
+        if rollback is not None:
+            collector_state, generator_state = rollback.collector, rollback.generator
+            resume = {"exact": False, "reason": reason or "saved after a failure mid-rollout"}
+        else:
+            collector_state, generator_state = self.collector.state_dict(), self.generator.get_state()
+            if name == LATEST:
+                resume = self.collector.resume_state()
+                resume["exact"] = resume["envs"] is not None
+            else:
+                resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
+        payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), collector_state,
+                                generator_state, self.np_rng.bit_generator.state, resume)
+        # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
+        self.writer.flush()
         path = self.run_dir / CHECKPOINT_DIR / name
-        atomic_torch_save(payload, path)
+        atomic_torch_save(payload, path, keep_previous=PREVIOUS if name == LATEST else None)
         return path
 
+    def request_stop(self, reason: str = "a stop request") -> None:
+        """Finish the current iteration, save a checkpoint and return from ``train`` (signal-handler safe)."""
+        self.stop_reason = reason
+
     # ------------------------------------------------------------------ training
-    def train(self) -> dict:
-        """Train to ``total_steps``, evaluate, write summary.json; returns the summary."""
+    def train(self, on_iteration: Callable[[Trainer], None] | None = None) -> dict:
+        """Train to ``total_steps``, evaluate, write summary.json; returns the summary.
+
+        Args:
+            on_iteration: called after every iteration (after logging and any scheduled checkpoint).
+
+        Returns:
+            The summary; after ``request_stop`` it has ``"stopped": reason`` and no evaluation.
+
+        Raises:
+            NonFiniteError / EnvError: an env misbehaved; a checkpoint of the training state as of the
+                last update was saved first (resuming from it restarts the envs' episodes).
+            TrainingDiverged: an update produced NaN / inf parameters; nothing was saved.
+        """
+        try:
+            wall, start_step = self._train_loop(on_iteration)
+            if self.stop_reason is not None:
+                return {"stopped": self.stop_reason, "total_steps": self.global_step,
+                        "checkpoint": str(self.run_dir / CHECKPOINT_DIR / LATEST)}
+            return self._finish(wall, start_step)
+        finally:
+            self.writer.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _train_loop(self, on_iteration: Callable[[Trainer], None] | None) -> tuple[float, int]:
         cfg, ppo = self.config, self.config.ppo
         num_iterations = cfg.num_iterations
         start_time, start_step = time.perf_counter(), self.global_step
         last_checkpoint_step = self.global_step
         progress = _progress_bar(cfg, self.global_step)
         try:
-            while self.iteration < num_iterations:
-                self.iteration += 1
-                frac = 1.0 - (self.iteration - 1) / num_iterations
+            while self.iteration < num_iterations and self.stop_reason is None:
+                iteration = self.iteration + 1
+                frac = 1.0 - (iteration - 1) / num_iterations
                 lr = ppo.learning_rate * (frac if ppo.anneal_lr else 1.0)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 clip_coef = ppo.clip_coef * (frac if ppo.anneal_clip else 1.0)
 
                 t0 = time.perf_counter()
-                rollout = self.collector.collect(self.buffer)
+                rollback = _RollbackPoint(self.collector.state_dict(), self.generator.get_state())
+                try:
+                    rollout = self.collector.collect(self.buffer)
+                except (NonFiniteError, EnvError) as exc:
+                    raise self._fail_mid_rollout(exc, rollback, last_checkpoint_step) from exc
                 self.global_step += cfg.batch_size
+                self.iteration = iteration
                 t1 = time.perf_counter()
                 stats = self._update(clip_coef)
                 t2 = time.perf_counter()
+                self._check_finite_parameters(last_checkpoint_step)
 
                 self._log(rollout, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
                 if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
                     self.save_checkpoint(LATEST)
                     last_checkpoint_step = self.global_step
+                if on_iteration is not None:
+                    on_iteration(self)
             wall = time.perf_counter() - start_time
-            self.save_checkpoint(LATEST)
+            if last_checkpoint_step != self.global_step or not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
+                self.save_checkpoint(LATEST)
         finally:
             if progress is not None:
                 progress.close()
             self.collector.close()
-        return self._finish(wall, start_step)
+        return wall, start_step
+
+    def _fail_mid_rollout(self, exc: Exception, rollback: _RollbackPoint, last_checkpoint_step: int) -> Exception:
+        """Save what is consistent (the state before this rollout), and say so in the error."""
+        self.writer.flush()
+        try:
+            path = self.save_checkpoint(LATEST, rollback=rollback, reason=f"saved after an env failure ({exc})")
+            saved = (f"Saved the training state as of the last update (step {self.global_step}) to {path}; the "
+                     f"checkpoint before it is {path.with_name(PREVIOUS)}. Resume with --resume {self.run_dir} "
+                     f"(envs restart their episodes).")
+        except Exception as save_exc:  # the checkpoint from step last_checkpoint_step is still intact
+            saved = (f"Saving a checkpoint failed too ({save_exc}); the last checkpoint (step "
+                     f"{last_checkpoint_step}) is intact.")
+        where = f"during the rollout after step {self.global_step} (iteration {self.iteration + 1})"
+        if isinstance(exc, NonFiniteError):
+            return NonFiniteError(f"{exc} Stopped {where}. {saved}", exc.env_index, exc.rollout_step)
+        return EnvError(f"{exc}. Stopped {where}. {saved}", exc.env_index, exc.env_traceback)
+
+    def _check_finite_parameters(self, last_checkpoint_step: int) -> None:
+        finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
+        if not bool(finite):
+            raise TrainingDiverged(
+                f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite "
+                f"weights, so nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
+                f"{self.run_dir / CHECKPOINT_DIR} is intact. Lower --learning-rate or --max-grad-norm, or check "
+                f"the scale of the env's rewards and observations (--normalize-obs).")
 
     def _update(self, clip_coef: float) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
@@ -215,6 +480,13 @@ class Trainer:
             w.add_scalar("charts/episodic_length", length, step)
         self.episodes += len(rollout.episode_returns)
         self.recent_returns.extend(rollout.episode_returns)
+        if rollout.nonfinite_skips:
+            if self.nonfinite_skips == 0:
+                warnings.warn(f"An env returned NaN or inf output by step {step}; --on-nonfinite skip ended those "
+                              f"episodes and reset the envs (counted in charts/nonfinite_skips).", RuntimeWarning,
+                              stacklevel=3)
+            self.nonfinite_skips += rollout.nonfinite_skips
+            w.add_scalar("charts/nonfinite_skips", self.nonfinite_skips, step)
         for name in ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac",
                      "explained_variance"):
             w.add_scalar(f"losses/{name}", stats[name], step)
@@ -239,7 +511,7 @@ class Trainer:
         if cfg.run.eval_episodes > 0:
             eval_returns = evaluate_policy(self.policy, cfg.env.env_id, cfg.run.eval_episodes,
                                            seed=cfg.run.seed + 10_000, env_kwargs=cfg.env.env_kwargs,
-                                           device=self.device)
+                                           device=self.device, should_stop=lambda: self.stop_reason is not None)
         summary = {
             "env_id": cfg.env.env_id,
             "core": cfg.policy.core,
@@ -253,11 +525,25 @@ class Trainer:
             "eval_return_std": float(eval_returns.std()) if eval_returns.size else None,
             "eval_episodes": int(eval_returns.size),
         }
+        if self.nonfinite_skips:
+            summary["nonfinite_skips"] = self.nonfinite_skips
         if eval_returns.size:
             self.writer.add_scalar("eval/return_mean", summary["eval_return_mean"], self.global_step)
-        self.writer.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.writer.flush()
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+    def close(self) -> None:
+        """Release the envs, the event file and the run directory's lock without training (``train`` does this)."""
+        self.collector.close()
+        self.writer.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __del__(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
 
 def _progress_bar(cfg: TrainConfig, initial: int):
