@@ -91,7 +91,7 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
 
     advantages = mb.advantages
     if cfg.norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)  # unbiased, as CleanRL and SB3
 
     logratio = new_logprob - mb.old_logprob
     ratio = logratio.exp()
