@@ -275,7 +275,7 @@ class Trainer:
         saved = TrainConfig.from_dict(meta["config"])
         if saved.policy != cfg.policy:
             raise CheckpointError(
-                f"The checkpoint {path} was trained with other network settings "
+                f"The requested network settings differ from those the checkpoint {path} was trained with "
                 f"({describe_differences(saved.policy, cfg.policy)}); drop the changed flags to resume.")
         if saved.env.num_envs != cfg.env.num_envs:
             raise CheckpointError(

@@ -1,0 +1,186 @@
+"""Never lose a run: atomic checkpoints, exact resume after a crash or a stop, TensorBoard continuity, fallbacks.
+
+Exactness (CPU): a run that crashes (or is stopped, or SIGKILLed) and is resumed ends with parameters,
+optimizer state and counters *bitwise* equal to an uninterrupted run of the same config -- for envs whose
+state can be snapshotted (agents/env_state.py), which includes every built-in env. Bound asserted: 0.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import faulty_envs  # noqa: F401  (registers tests/NoSnapshot-v0)
+import pytest
+import torch
+
+import train
+from agents.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy
+from agents.config import ConfigError, TrainConfig
+from agents.trainer import ResumeWarning, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"env_id": "mnemo/CartPoleNoVel-v1", "total_steps": 2048, "num_envs": 4, "num_steps": 64, "bptt_len": 8,
+         "num_minibatches": 2, "update_epochs": 2, "eval_episodes": 0, "progress": False, "checkpoint_every": 512,
+         "seed": 3}
+BATCH = SMALL["num_envs"] * SMALL["num_steps"]
+
+
+class Crash(Exception):
+    """Stands in for a process dying between two iterations."""
+
+
+def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
+    config = TrainConfig().with_overrides({**SMALL, "run_dir": str(run_dir), **overrides}).validate()
+    return Trainer(config, resume=resume)
+
+
+def crash_at(step: int):
+    def callback(trainer: Trainer) -> None:
+        if trainer.global_step == step:
+            trainer.writer.flush()  # a real crash may or may not have flushed; the purge must cope either way
+            raise Crash
+    return callback
+
+
+def assert_same_training_state(a: Trainer, b: Trainer) -> None:
+    for key, value in a.policy.state_dict().items():
+        assert torch.equal(value, b.policy.state_dict()[key]), key
+    opt_a, opt_b = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    for index in opt_a:
+        for name in opt_a[index]:
+            assert torch.equal(opt_a[index][name], opt_b[index][name]), (index, name)
+    assert (a.global_step, a.iteration, a.episodes) == (b.global_step, b.iteration, b.episodes)
+    assert list(a.recent_returns) == list(b.recent_returns)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    assert a.np_rng.bit_generator.state == b.np_rng.bit_generator.state
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of a tag as TensorBoard shows it (restarts purged), in file order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Trainer:
+    trainer = make(tmp_path_factory.mktemp("straight") / "run")
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("crash_step", [1024, 1280])  # right after a checkpoint / one iteration past it
+def test_crash_and_resume_is_bitwise_exact_and_curves_continue(straight, tmp_path, crash_step):
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        make(run).train(crash_at(crash_step))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)  # an exact resume warns about nothing
+        resumed = make(run, resume=True)
+    assert resumed.resume_note is None and resumed.global_step == 1024
+    resumed.train()
+    assert_same_training_state(straight, resumed)
+
+    expected = scalar_steps(straight.run_dir, "charts/learning_rate")
+    assert [s for s, _ in expected] == list(range(BATCH, SMALL["total_steps"] + 1, BATCH))
+    assert scalar_steps(run, "charts/learning_rate") == expected  # no gap, no duplicate, same values
+
+
+def test_stop_request_saves_at_the_next_iteration_and_resumes_exactly(straight, tmp_path):
+    run = tmp_path / "run"
+
+    def stop(trainer: Trainer) -> None:
+        if trainer.global_step == 768:  # not a scheduled checkpoint step
+            trainer.request_stop("test")
+
+    summary = make(run).train(stop)
+    assert summary["stopped"] == "test" and summary["total_steps"] == 768
+    assert not (run / "summary.json").exists()
+    _, meta = load_payload(run / "checkpoints" / LATEST)
+    assert meta["counters"]["global_step"] == 768 and meta["resume"]["exact"]
+    resumed = make(run, resume=True)
+    resumed.train()
+    assert_same_training_state(straight, resumed)
+
+
+def test_unsnapshottable_env_resumes_with_a_warning_and_fresh_episodes(tmp_path):
+    run = tmp_path / "run"
+    overrides = {"env_id": "tests/NoSnapshot-v0", "env_import": ("faulty_envs",), "total_steps": 1024}
+    with pytest.raises(Crash):
+        make(run, **overrides).train(crash_at(512))
+    _, meta = load_payload(run / "checkpoints" / LATEST)
+    assert not meta["resume"]["exact"] and "lock" in meta["resume"]["reason"]
+    with pytest.warns(ResumeWarning, match="not exactly.*cannot be snapshotted"):
+        resumed = make(run, resume=True, **overrides)
+    assert resumed.collector.next_episode_start.all()
+    assert resumed.train()["total_steps"] == 1024
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_latest_falls_back_to_previous(tmp_path, damage):
+    run = tmp_path / "run"
+    make(run, total_steps=1024).train()  # checkpoints at 512 and 1024: previous.pt is the one at 512
+    latest = run / "checkpoints" / LATEST
+    data = bytearray(latest.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF  # torch.load does not notice; the digest does
+    else:
+        data = data[: len(data) // 3]
+    latest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_payload(latest)
+    with pytest.warns(UserWarning, match="previous.pt"):
+        _policy, _ = load_policy(run)
+    with pytest.warns(ResumeWarning, match="Resuming from .*previous.pt"):
+        resumed = make(run, resume=True, total_steps=1536)
+    assert resumed.global_step == 512
+    assert (run / "checkpoints" / "latest.pt.corrupt").exists()  # kept for inspection, out of the rotation
+    assert resumed.train()["total_steps"] == 1536
+    load_payload(run / "checkpoints" / LATEST)
+    load_payload(run / "checkpoints" / PREVIOUS)
+
+
+def test_every_byte_flip_in_a_checkpoint_is_caught(tmp_path):
+    run = tmp_path / "run"
+    make(run, total_steps=256, checkpoint_every=256).train()
+    data = (run / "checkpoints" / LATEST).read_bytes()
+    bad = tmp_path / "bad.pt"
+    for position in random.Random(0).sample(range(len(data)), 25):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x01
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(CheckpointError):
+            load_payload(bad)
+
+
+def test_rotation_keeps_the_checkpoint_before_latest(tmp_path):
+    run = tmp_path / "run"
+    make(run, total_steps=1536).train()
+    _, latest = load_payload(run / "checkpoints" / LATEST)
+    _, previous = load_payload(run / "checkpoints" / PREVIOUS)
+    assert (latest["counters"]["global_step"], previous["counters"]["global_step"]) == (1536, 1024)
+    assert not list((run / "checkpoints").glob(".*"))
+
+
+def test_a_second_process_cannot_train_in_a_run_directory_in_use(tmp_path):
+    run = tmp_path / "run"
+    first = make(run)
+    first.save_checkpoint()
+    try:
+        with pytest.raises(ConfigError, match="in use by another training process"):
+            make(run, resume=True)
+    finally:
+        first.close()
+    make(run, resume=True).close()  # free again once the holder is gone
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_says_what_to_do(tmp_path, capsys):
+    run = tmp_path / "run"
+    make(run).close()  # config.json written, no checkpoint yet
+    assert train.main(["--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoints/latest.pt" in err and "--overwrite" in err
