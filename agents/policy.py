@@ -191,6 +191,22 @@ class RecurrentActorCritic(nn.Module):
         """obs leaves (N, *shape) -> features (N, F)."""
         return self.encoder(self.preprocess(obs))
 
+    def encode_sequence(self, obs: Tree, t_len: int, batch: int) -> torch.Tensor:
+        """obs leaves (T, B, *shape) -> features (T, B, F) that feed the core(s)."""
+        return self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
+
+    def actor_memory(
+        self, features: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's core over features (T, B, F) from the full state (S, L, B, H) -> (T, B, H), actor state."""
+        return self.actor_core(features, state[: self._actor_states], episode_start)
+
+    def critic_memory(
+        self, features: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The separate critic core (requires ``critic_core``): like ``actor_memory``, for the critic."""
+        return self.critic_core(features, state[self._actor_states:], episode_start)
+
     def memory(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,13 +221,11 @@ class RecurrentActorCritic(nn.Module):
             actor features (T, B, F), critic features (T, B, F) (the same tensor when the critic
             shares the core), final state (S, L, B, H).
         """
-        t_len, batch = episode_start.shape
-        features = self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
-        actor_state, critic_state = state[: self._actor_states], state[self._actor_states:]
-        hidden, new_actor_state = self.actor_core(features, actor_state, episode_start)
+        features = self.encode_sequence(obs, *episode_start.shape)
+        hidden, new_actor_state = self.actor_memory(features, state, episode_start)
         if self.critic_core is None:
             return hidden, hidden, new_actor_state
-        critic_hidden, new_critic_state = self.critic_core(features, critic_state, episode_start)
+        critic_hidden, new_critic_state = self.critic_memory(features, state, episode_start)
         return hidden, critic_hidden, torch.cat((new_actor_state, new_critic_state))
 
     def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:

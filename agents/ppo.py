@@ -70,24 +70,19 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
                      gather("returns"))
 
 
-def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
-    """Clipped surrogate + value loss - entropy bonus for one minibatch.
+def _real_steps(parts: list[torch.Tensor], mb: Minibatch) -> torch.Tensor:
+    """Per-group core outputs (T_g, M_g, H) -> their real steps, concatenated: (R, H)."""
+    picked = [h.flatten(0, 1)[idx] for h, idx in zip(parts, mb.real, strict=True)]
+    return torch.cat(picked) if len(picked) > 1 else picked[0]
 
-    Each length group is one fused recurrent call; the real steps of all groups
-    are then concatenated and the heads run once over them, so every mean below
-    is a mean over real steps and padding never enters a term or a statistic.
-    """
-    actor_parts, critic_parts = [], []
-    for sub, idx in zip(mb.groups, mb.real, strict=True):
-        hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
-        actor_parts.append(hidden.flatten(0, 1)[idx])
-        if critic_hidden is not hidden:
-            critic_parts.append(critic_hidden.flatten(0, 1)[idx])
-    hidden = torch.cat(actor_parts) if len(actor_parts) > 1 else actor_parts[0]
-    critic_hidden = hidden if not critic_parts else torch.cat(critic_parts)
-    dist, new_value = policy.decode(hidden, critic_hidden)
-    actions = policy.action_head.flat_actions(mb.actions)
-    new_logprob, entropy = dist.log_prob(actions), dist.entropy()
+
+def _policy_terms(
+    policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
+) -> tuple[torch.Tensor, ...]:
+    """Actor features over real steps (R, H) -> pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac."""
+    dist = policy.action_head(policy.actor_mlp(hidden))
+    new_logprob = dist.log_prob(policy.action_head.flat_actions(mb.actions))
+    entropy_loss = dist.entropy().mean()
 
     advantages = mb.advantages
     if cfg.norm_adv:
@@ -104,16 +99,38 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
     pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+    return pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac
 
+
+def _value_loss(
+    policy: RecurrentActorCritic, critic_hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
+) -> torch.Tensor:
+    """Critic features over real steps (R, H) -> v_loss (optionally clipped around the old values)."""
+    new_value = policy.value_head(policy.critic_mlp(critic_hidden)).squeeze(-1)
     if cfg.clip_vloss:
         v_loss_unclipped = (new_value - mb.returns).pow(2)
         v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef, clip_coef)
         v_loss_clipped = (v_clipped - mb.returns).pow(2)
-        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
-    else:
-        v_loss = 0.5 * (new_value - mb.returns).pow(2).mean()
+        return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+    return 0.5 * (new_value - mb.returns).pow(2).mean()
 
-    entropy_loss = entropy.mean()
+
+def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
+    """Clipped surrogate + value loss - entropy bonus for one minibatch.
+
+    Each length group is one fused recurrent call; the real steps of all groups
+    are then concatenated and the heads run once over them, so every mean below
+    is a mean over real steps and padding never enters a term or a statistic.
+    """
+    actor_parts, critic_parts = [], []
+    for sub in mb.groups:
+        hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
+        actor_parts.append(hidden)
+        critic_parts.append(critic_hidden)
+    hidden = _real_steps(actor_parts, mb)
+    critic_hidden = hidden if policy.critic_core is None else _real_steps(critic_parts, mb)
+    pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = _policy_terms(policy, hidden, mb, cfg, clip_coef)
+    v_loss = _value_loss(policy, critic_hidden, mb, cfg, clip_coef)
     loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
     return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
 
@@ -183,10 +200,11 @@ def ppo_update(
             minibatches = [whole]
         else:
             order = rng.permutation(num_seq)
-            minibatches = [make_minibatch(batch, ids, lengths) for ids in np.array_split(order, cfg.num_minibatches)]
+            split = np.array_split(order, cfg.num_minibatches)
+            minibatches = [make_minibatch(batch, ids, lengths) for ids in split]
         for mb in minibatches:
-            terms = ppo_loss(policy, mb, cfg, clip_coef)
             optimizer.zero_grad(set_to_none=True)
+            terms = ppo_loss(policy, mb, cfg, clip_coef)
             terms.loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True)
             optimizer.step()
