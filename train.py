@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, (EnvError, NonFiniteError, TrainingDiverged)):
             raise
-        if isinstance(exc, EnvError) and exc.env_traceback:
+        if isinstance(exc, EnvError) and exc.env_traceback and not exc.from_worker:
             print(exc.env_traceback, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -41,6 +41,8 @@ class EnvError(RuntimeError):
     """
 
     def __init__(self, message: str | EnvError, env_index: int | None = None, env_traceback: str = ""):
+        # Re-raised from a worker (``EnvError(original)``): gymnasium has logged the traceback already.
+        self.from_worker = isinstance(message, EnvError)
         if isinstance(message, EnvError):
             message, env_index, env_traceback = str(message), message.env_index, message.env_traceback
         super().__init__(message)

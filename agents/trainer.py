@@ -432,7 +432,8 @@ class Trainer:
         """Save what is consistent (the state before this rollout), and say so in the error."""
         self.writer.flush()
         try:
-            path = self.save_checkpoint(LATEST, rollback=rollback, reason=f"saved after an env failure ({exc})")
+            path = self.save_checkpoint(LATEST, rollback=rollback,
+                                        reason=f"it was saved after env {exc.env_index} failed mid-rollout")
             saved = (f"Saved the training state as of the last update (step {self.global_step}) to {path}; the "
                      f"checkpoint before it is {path.with_name(PREVIOUS)}. Resume with --resume {self.run_dir} "
                      f"(envs restart their episodes).")
@@ -442,7 +443,9 @@ class Trainer:
         where = f"during the rollout after step {self.global_step} (iteration {self.iteration + 1})"
         if isinstance(exc, NonFiniteError):
             return NonFiniteError(f"{exc} Stopped {where}. {saved}", exc.env_index, exc.rollout_step)
-        return EnvError(f"{exc}. Stopped {where}. {saved}", exc.env_index, exc.env_traceback)
+        error = EnvError(f"{exc}. Stopped {where}. {saved}", exc.env_index, exc.env_traceback)
+        error.from_worker = getattr(exc, "from_worker", False)
+        return error
 
     def _check_finite_parameters(self, last_checkpoint_step: int) -> None:
         finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
