@@ -12,12 +12,18 @@ env's preset (``envs/presets.py``), then reads the TensorBoard events back:
 - the final deterministic evaluation return (``summary.json``).
 
 It prints a Markdown table (one row per env: LSTM and memoryless side by side)
-and writes one PNG per env with both curves (rolling mean, every seed).
+and writes one PNG per env with both curves (rolling mean, every seed). Columns:
+steps and training wall time to the threshold per seed ("-": never reached),
+seeds that reached it, the mean training return of the last ``window`` episodes
+("final train"), the 20-episode deterministic evaluation ("final eval"), the
+memoryless core's best rolling mean ("best train": a maximum over many noisy
+windows, so biased upwards), and the LSTM run's steps per second. Several seeds
+show as ``median [min, max]``.
 
     nice -n 19 python benchmarks/memory_suite.py                       # all built-in envs, seed 1
     nice -n 19 python benchmarks/memory_suite.py --envs mnemo/GatedMemory-v0 mnemo/CountRecall-v0 --seeds 1 2
     nice -n 19 python benchmarks/memory_suite.py --jobs 2 --plot-dir docs/assets/curves
-    python benchmarks/memory_suite.py --reuse --plot-dir docs/assets/curves   # table and plots from finished runs
+    python benchmarks/memory_suite.py --report-only --seeds 1 2 --plot-dir docs/assets/curves  # from finished runs
     nice -n 19 python benchmarks/memory_suite.py --envs mnemo/DarkCatch-v0 --cores lstm --set learning_rate=5e-4
 
 Runs go to ``--out`` (default ``runs/memory_suite/<env>__<core>__s<seed>``);
@@ -119,7 +125,12 @@ class RunResult:
         step = int(self.steps[hit[0]])
         return step, self.wall_at(step)
 
+    def final_rolling(self, window: int) -> float:
+        """Mean training return of the last ``window`` episodes."""
+        return float(self.returns[-window:].mean()) if len(self.returns) else float("nan")
+
     def best_rolling(self, window: int) -> float:
+        """Best rolling mean over a full window (biased upwards by noise: the max of many windows)."""
         roll = self.rolling(window)
         return float(roll[window - 1:].max()) if len(roll) >= window else float("nan")
 
@@ -188,7 +199,8 @@ def window_for(env_id: str, override: int | None) -> int:
 def table(results: dict[str, dict[str, list[RunResult]]], window_override: int | None = None) -> str:
     """Markdown table, one row per env."""
     head = ("| Env | Threshold | Budget | LSTM: steps to threshold | LSTM: wall time | LSTM: solved | "
-            "LSTM: final eval | None: best rolling mean | None: final eval | LSTM sps |")
+            "LSTM: final train | LSTM: final eval | None: final train | None: best train | None: final eval | "
+            "LSTM sps |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for env_id, by_core in results.items():
         thr, window = THRESHOLDS[env_id].value, window_for(env_id, window_override)
@@ -206,7 +218,9 @@ def table(results: dict[str, dict[str, list[RunResult]]], window_override: int |
         sps = [r.summary["sps"] for r in lstm]
         lines.append(
             f"| {env_id.split('/')[-1]} | {_fmt(thr)} | {_kilo(budget)} | {step_txt} | {wall_txt} | "
-            f"{len(solved)}/{len(lstm)} | {_spread([r.summary['eval_return_mean'] for r in lstm])} | "
+            f"{len(solved)}/{len(lstm)} | {_spread([r.final_rolling(window) for r in lstm])} | "
+            f"{_spread([r.summary['eval_return_mean'] for r in lstm])} | "
+            f"{_spread([r.final_rolling(window) for r in none])} | "
             f"{_spread([r.best_rolling(window) for r in none])} | "
             f"{_spread([r.summary['eval_return_mean'] for r in none])} | "
             f"{_spread(sps, 0) if sps else '-'} |")
@@ -225,7 +239,8 @@ def plot(env_id: str, by_core: dict[str, list[RunResult]], window: int, path: Pa
     fig, ax = plt.subplots(figsize=(5.0, 3.0), dpi=80)
     for core, runs in by_core.items():
         for i, r in enumerate(runs):
-            ax.plot(r.steps, r.rolling(window), color=colors.get(core, "gray"), lw=1.2, alpha=0.85,
+            skip = min(window, 20) - 1  # the first few episodes alone make a noisy spike
+            ax.plot(r.steps[skip:], r.rolling(window)[skip:], color=colors.get(core, "gray"), lw=1.2, alpha=0.85,
                     label=labels.get(core, core) if i == 0 else None)
     thr = THRESHOLDS[env_id]
     ax.axhline(thr.value, color="black", ls="--", lw=0.8, label=f"threshold {thr.value:g}")
@@ -267,6 +282,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="training processes side by side")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "memory_suite")
     p.add_argument("--reuse", action="store_true", help="skip runs that already have a summary.json")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: table and plots from the finished runs found in --out")
     p.add_argument("--plot-dir", type=Path, default=None, help="write <env>.png curves here")
     p.add_argument("--json", type=Path, default=None, help="also write the per-run figures to this file")
     a = p.parse_args()
@@ -282,7 +299,7 @@ def main() -> None:
         for seed in a.seeds:
             for core in a.cores:
                 run_dir = run_dir_for(a.out, env_id, core, seed)
-                if a.reuse and (run_dir / "summary.json").exists():
+                if a.report_only or (a.reuse and (run_dir / "summary.json").exists()):
                     continue
                 if run_dir.exists() and any(run_dir.iterdir()):
                     raise SystemExit(f"{run_dir} exists; pass --reuse, or remove it or choose another --out")
@@ -315,7 +332,7 @@ def main() -> None:
                     step, wall = r.crossing(THRESHOLDS[env_id].value, window)
                     rows.append({**r.summary, "threshold": THRESHOLDS[env_id].value, "window": window,
                                  "threshold_step": step, "threshold_wall_s": wall,
-                                 "best_rolling": r.best_rolling(window)})
+                                 "final_rolling": r.final_rolling(window), "best_rolling": r.best_rolling(window)})
         a.json.write_text(json.dumps(rows, indent=2))
 
 
