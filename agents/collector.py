@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import signal
 import traceback
@@ -235,10 +236,10 @@ class VectorCollector:
 
             next_obs, reward, terminated, truncated, infos = self.envs.step(policy.action_head.to_env(out.action))
             done = terminated | truncated
-            bad = self._nonfinite(next_obs, reward, infos, done)
+            bad = self._nonfinite(next_obs, reward, infos, truncated & ~terminated)
             if bad is not None:
                 if self.on_nonfinite == "stop":
-                    raise self._nonfinite_error(bad, next_obs, reward, infos, done, t)
+                    raise self._nonfinite_error(bad, reward, infos, truncated & ~terminated, t)
                 next_obs, reward, terminated, truncated = self._skip(bad, next_obs, reward, terminated, truncated)
                 info_out.nonfinite_skips += int(bad.sum())
                 done = terminated | truncated
@@ -293,24 +294,39 @@ class VectorCollector:
             return self.policy.value(obs, self.state, self.next_episode_start)
 
     # ---------------------------------------------------------------- non-finite env output
-    def _nonfinite(self, next_obs, reward: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray | None:
-        """(N,) bool mask of envs whose reward, observation or final observation is NaN / inf; None if all fine."""
+    def _nonfinite(self, next_obs, reward: np.ndarray, infos: dict, cut: np.ndarray) -> np.ndarray | None:
+        """(N,) bool mask of envs whose reward, observation, or final observation of a truncated episode (the
+        one that is bootstrapped from) is NaN / inf; None if all fine.
+
+        Runs every step, so the common case is one reduction per array: a sum is finite exactly when
+        no entry is NaN / inf (or the sum overflows, which the exact check below then clears).
+        """
+        any_cut = cut.any()
+        if isinstance(next_obs, np.ndarray) and not any_cut:  # the common case, in as few numpy calls as possible
+            total = reward.sum() + next_obs.sum() if next_obs.dtype.kind in "fc" else reward.sum()
+            if math.isfinite(total):
+                return None
+        leaves = [next_obs] if isinstance(next_obs, np.ndarray) else _float_leaves(next_obs)
+        finals = [infos["final_obs"][i] for i in np.flatnonzero(cut)] if any_cut else []
+        if math.isfinite(reward.sum()) and all(
+                leaf.dtype.kind not in "fc" or math.isfinite(leaf.sum()) for leaf in leaves) and all(
+                math.isfinite(leaf.sum()) for final in finals for leaf in _float_leaves(final)):
+            return None
         bad = ~np.isfinite(reward)
-        for leaf in _float_leaves(next_obs):
-            if not np.isfinite(leaf).all():
+        for leaf in leaves:
+            if leaf.dtype.kind in "fc":
                 bad |= ~np.isfinite(leaf.reshape(self.num_envs, -1)).all(axis=1)
-        if done.any():
-            for i in np.flatnonzero(done):
-                if any(not np.isfinite(leaf).all() for leaf in _float_leaves(infos["final_obs"][i])):
-                    bad[i] = True
+        for i in np.flatnonzero(cut):
+            if any(not np.isfinite(leaf).all() for leaf in _float_leaves(infos["final_obs"][i])):
+                bad[i] = True
         return bad if bad.any() else None
 
-    def _nonfinite_error(self, bad, next_obs, reward, infos, done, t: int) -> NonFiniteError:
+    def _nonfinite_error(self, bad, reward, infos, cut, t: int) -> NonFiniteError:
         i = int(np.flatnonzero(bad)[0])
         if not np.isfinite(reward[i]):
             what = f"reward {reward[i]}"
-        elif done[i] and any(not np.isfinite(x).all() for x in _float_leaves(infos["final_obs"][i])):
-            what = "final observation (before its autoreset)"
+        elif cut[i] and any(not np.isfinite(x).all() for x in _float_leaves(infos["final_obs"][i])):
+            what = "final observation (of a truncated episode, before its autoreset)"
         else:
             what = "observation"
         others = f" (and {int(bad.sum()) - 1} other envs)" if bad.sum() > 1 else ""

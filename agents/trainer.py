@@ -8,7 +8,7 @@ Run directory layout::
     RUN_DIR/
       config.json              resolved config (rewritten atomically on every resume)
       events.out.tfevents.*    TensorBoard: charts/*, losses/*, perf/*, hyperparameters
-      checkpoints/latest.pt    written every --checkpoint-every steps, at the end, and on a stop
+      checkpoints/latest.pt    written at the start, every --checkpoint-every steps, at the end, and on a stop
       checkpoints/previous.pt  the checkpoint before latest (a resume falls back to it)
       checkpoints/best.pt      best recent training return so far
       summary.json             final figures (eval return, steps, wall time, SPS)
@@ -389,9 +389,11 @@ class Trainer:
         cfg, ppo = self.config, self.config.ppo
         num_iterations = cfg.num_iterations
         start_time, start_step = time.perf_counter(), self.global_step
-        last_checkpoint_step = self.global_step
         progress = _progress_bar(cfg, self.global_step)
         try:
+            if not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
+                self.save_checkpoint(LATEST)  # from now on a kill at any moment leaves a run that resumes
+            last_checkpoint_step = self.global_step
             while self.iteration < num_iterations and self.stop_reason is None:
                 iteration = self.iteration + 1
                 frac = 1.0 - (iteration - 1) / num_iterations
@@ -420,7 +422,7 @@ class Trainer:
                 if on_iteration is not None:
                     on_iteration(self)
             wall = time.perf_counter() - start_time
-            if last_checkpoint_step != self.global_step or not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
+            if last_checkpoint_step != self.global_step:
                 self.save_checkpoint(LATEST)
         finally:
             if progress is not None:

@@ -90,6 +90,16 @@ def test_crash_and_resume_is_bitwise_exact_and_curves_continue(straight, tmp_pat
     assert scalar_steps(run, "charts/learning_rate") == expected  # no gap, no duplicate, same values
 
 
+def test_async_envs_are_restored_exactly_in_their_workers(straight, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        make(run, async_envs=True).train(crash_at(1280))
+    resumed = make(run, resume=True, async_envs=True)
+    assert resumed.resume_note is None
+    resumed.train()
+    assert_same_training_state(straight, resumed)  # the sync run: same envs, same numbers
+
+
 def test_stop_request_saves_at_the_next_iteration_and_resumes_exactly(straight, tmp_path):
     run = tmp_path / "run"
 
