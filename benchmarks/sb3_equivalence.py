@@ -8,9 +8,10 @@ are imported from this checkout):
 It builds sb3-contrib's RecurrentPPO for CartPole without velocities (the
 benchmark's zoo settings), collects a few rollouts with it, then
 
-1. copies its weights into a mnemo ``RecurrentActorCritic`` and recomputes the
+1. copies its weights into a mnemo ``RecurrentActorCritic``, recomputes the
    stored log-probabilities and values along mnemo's sequences (cut at episode
-   starts and every ``bptt_len`` steps, stored start states, fused calls);
+   starts and every ``bptt_len`` steps, stored start states, fused calls), and
+   recomputes the advantages with mnemo's GAE;
 2. runs one epoch of each implementation's update on the same rollout and
    compares the gradients each hands to its optimizer (after clipping).
 
@@ -37,7 +38,7 @@ from sb3_contrib import RecurrentPPO  # noqa: E402
 from sb3_recurrent_ppo import NoVelocity  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
-from agents.buffer import RolloutBuffer, gather_sequences, make_sequences  # noqa: E402
+from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences  # noqa: E402
 from agents.config import PolicyConfig, PPOConfig  # noqa: E402
 from agents.policy import RecurrentActorCritic  # noqa: E402
 from agents.ppo import ppo_update  # noqa: E402
@@ -83,7 +84,18 @@ def main() -> None:
     buf.states.copy_(torch.stack([torch.as_tensor(getattr(rb, n)) for n in
                                   ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")], dim=1))
     seqs = make_sequences(buf.episode_starts.numpy(), 32, cut_at_episode_starts=True)
-    advantages, returns = torch.as_tensor(rb.advantages).float(), torch.as_tensor(rb.returns).float()
+    # GAE: sb3 folds V(final obs) of truncated episodes into the reward and marks every episode end
+    # done; mnemo's compute_gae sees the same when those ends are passed as terminations.
+    buf.rewards.copy_(torch.as_tensor(rb.rewards))
+    last_start = torch.as_tensor(model._last_episode_starts, dtype=torch.float32)
+    buf.terminated[:-1] = buf.episode_starts[1:]
+    buf.terminated[-1] = last_start
+    last_state = torch.cat([torch.stack(model._last_lstm_states.pi), torch.stack(model._last_lstm_states.vf)])
+    with torch.no_grad():
+        last_value = policy.value(torch.as_tensor(model._last_obs).float(), last_state, last_start)
+    advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated,
+                                      buf.truncation_values, last_value, model.gamma, model.gae_lambda)
+    print(f"GAE vs sb3's: max |advantage diff| {(advantages - torch.as_tensor(rb.advantages)).abs().max():.2e}")
     batch = gather_sequences(buf, seqs, advantages, returns)
     with torch.no_grad():
         logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
