@@ -117,6 +117,21 @@ def test_stop_request_saves_at_the_next_iteration_and_resumes_exactly(straight, 
     assert_same_training_state(straight, resumed)
 
 
+def test_finishing_n_steps_then_resuming_to_2n_equals_2n_at_once_with_a_constant_schedule(tmp_path):
+    """A finished run extended with --total-steps continues exactly when no schedule depends on total_steps.
+
+    With --anneal-lr (the default) the learning rate at iteration k is lr * (1 - (k-1) / iterations), so
+    raising total_steps on resume changes the schedule from then on: exactness needs the same total.
+    """
+    straight = make(tmp_path / "straight", anneal_lr=False)
+    straight.train()
+    run = tmp_path / "run"
+    make(run, anneal_lr=False, total_steps=1024).train()
+    resumed = make(run, resume=True, anneal_lr=False)
+    resumed.train()
+    assert_same_training_state(straight, resumed)
+
+
 def test_unsnapshottable_env_resumes_with_a_warning_and_fresh_episodes(tmp_path):
     run = tmp_path / "run"
     overrides = {"env_id": "tests/NoSnapshot-v0", "env_import": ("faulty_envs",), "total_steps": 1024}
