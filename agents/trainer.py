@@ -171,16 +171,20 @@ class Trainer:
     def _build(self, resume: bool, overwrite: bool) -> None:
         cfg = self.config
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        # Seed the network's initialisation without leaving the global RNG changed.
+        # Independent streams for the network's initialisation, action sampling and minibatch
+        # shuffling, all derived from --seed. Seeding two torch generators with the same number
+        # would make the first actions' sampling noise replay the uniforms that drew the weights.
+        init_seed, sample_seed, shuffle_seed = (int(x) for x in np.random.SeedSequence(cfg.run.seed).generate_state(3))
+        # Seed the initialisation without leaving the global RNG changed.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.run.seed)
+            torch.manual_seed(init_seed)
             self.policy = RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)
         # fused: one kernel for all parameters instead of a dozen small ops per tensor (the update's
         # minibatches are small, so per-op overhead dominates).
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
                                           fused=True)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.run.seed)
-        self.np_rng = np.random.default_rng(cfg.run.seed)
+        self.generator = torch.Generator(self.device).manual_seed(sample_seed)
+        self.np_rng = np.random.default_rng(shuffle_seed)
         head = self.policy.action_head
         self.buffer = RolloutBuffer(cfg.ppo.num_steps, cfg.env.num_envs, obs_space, head.action_shape,
                                     head.action_dtype, self.policy.state_shape, self.device)

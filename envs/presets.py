@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Default task of `python train.py`: solved in about a minute on 2 CPU cores.
+    # Default task of `python train.py`: about 10 s on 2 CPU cores; eval return 4.0 (the maximum) for
+    # seeds 1-5, 7 and 8 of 1-8, 1.6 for seed 6 (its memoryless plateau).
     "mnemo/TMaze-v0": {
-        "total_steps": 60_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
+        "total_steps": 100_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 1e-3, "ent_coef": 0.02, "gamma": 0.99, "hidden_size": 64,
     },
     # rl-baselines3-zoo ppo_lstm hyperparameters for CartPoleNoVel (the benchmark's settings). SB3's value
