@@ -107,4 +107,4 @@ def test_resume_refuses_a_different_network(trained_run, tmp_path, capsys):
     run = tmp_path / "changed"
     shutil.copytree(trained_run, run)
     assert train.main(["--resume", str(run), "--hidden-size", "7", "--no-progress"]) == 2
-    assert "differ" in capsys.readouterr().err
+    assert "--hidden-size: checkpoint 64, requested 7" in capsys.readouterr().err
