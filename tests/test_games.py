@@ -382,3 +382,16 @@ def test_play_steps_on_key_presses_and_quits_on_escape(monkeypatch):
     monkeypatch.setattr(FogMazeEnv, "step", lambda self, a: steps.append(a) or real_step(self, a))
     assert play("mnemo/FogMaze-v0", seed=0) == []
     assert steps == [fm.UP]
+
+
+def test_rendering_survives_pygame_quit_and_init():
+    """pygame.quit() frees fonts; cached ones must not be reused (that crashed the interpreter)."""
+    import pygame
+
+    env = gym.make("mnemo/FlickerPong-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    assert env.render().shape[2] == 3
+    pygame.quit()
+    pygame.init()
+    assert env.render().shape[2] == 3
+    env.close()

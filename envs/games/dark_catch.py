@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.games import raster
-from envs.games.window import GameWindow, check_render_mode, key_codes
+from envs.games.window import GameWindow, RenderedGame, check_render_mode
 
 STAY, LEFT, RIGHT = 0, 1, 2
 
@@ -213,7 +213,7 @@ def draw(surface: Any, state: CatchState, params: CatchParams, reveal: bool = Tr
 # ----------------------------------------------------------------------- env
 
 
-class DarkCatchEnv(gym.Env[np.ndarray, np.int64]):
+class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """Catch falling balls that are visible only at the start of their fall.
 
     ## Description
@@ -276,6 +276,7 @@ class DarkCatchEnv(gym.Env[np.ndarray, np.int64]):
     * ``render_reveal``: rendering shows the ball in the dark as a faint outline.
     """
 
+    draw_state = staticmethod(draw)
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {
         ("left",): LEFT,
@@ -356,22 +357,3 @@ class DarkCatchEnv(gym.Env[np.ndarray, np.int64]):
         if self.render_mode == "human":
             self.render()
         return self._observe(), reward, terminated, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                "You are calling render method without specifying any render mode. "
-                'Pass render_mode="rgb_array" or "human" when making the env.'
-            )
-            return None
-        if self.state is None:
-            raise RuntimeError("call reset() before render()")
-        state = self.state
-        return self._window.show(lambda surface: draw(surface, state, self.params, self.render_reveal))
-
-    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
-        """``KEYS_TO_ACTION`` as pygame key codes, for ``gymnasium.utils.play.play``."""
-        return key_codes(self.KEYS_TO_ACTION)
-
-    def close(self) -> None:
-        self._window.close()

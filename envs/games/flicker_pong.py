@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.games import raster
-from envs.games.window import GameWindow, check_render_mode, key_codes
+from envs.games.window import GameWindow, RenderedGame, check_render_mode
 
 NOOP, UP, DOWN = 0, 1, 2
 OPPONENTS = ("scripted", "external")
@@ -314,7 +314,7 @@ def draw(surface: Any, state: PongState, params: PongParams, reveal: bool = True
 # ----------------------------------------------------------------------- env
 
 
-class FlickerPongEnv(gym.Env[np.ndarray, np.int64]):
+class FlickerPongEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """Pong against a scripted paddle, seen through a flickering screen.
 
     ## Description
@@ -384,6 +384,7 @@ class FlickerPongEnv(gym.Env[np.ndarray, np.int64]):
     * ``render_reveal``: rendering shows the ball even on frames blank to the agent.
     """
 
+    draw_state = staticmethod(draw)
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {("up",): UP, ("w",): UP, ("down",): DOWN, ("s",): DOWN}
     """pygame key names -> action, for keyboard play (``python -m envs.play``)"""
@@ -467,22 +468,3 @@ class FlickerPongEnv(gym.Env[np.ndarray, np.int64]):
         if self.render_mode == "human":
             self.render()
         return self._observe(), reward, terminated, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                "You are calling render method without specifying any render mode. "
-                'Pass render_mode="rgb_array" or "human" when making the env.'
-            )
-            return None
-        if self.state is None:
-            raise RuntimeError("call reset() before render()")
-        state = self.state
-        return self._window.show(lambda surface: draw(surface, state, self.params, self.render_reveal))
-
-    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
-        """``KEYS_TO_ACTION`` as pygame key codes, for ``gymnasium.utils.play.play``."""
-        return key_codes(self.KEYS_TO_ACTION)
-
-    def close(self) -> None:
-        self._window.close()

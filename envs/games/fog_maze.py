@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.games import raster
-from envs.games.window import GameWindow, check_render_mode, key_codes
+from envs.games.window import GameWindow, RenderedGame, check_render_mode
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
 _MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (drow, dcol) per action
@@ -281,7 +281,7 @@ def draw(surface: Any, state: MazeState, params: MazeParams, reveal: bool = True
 # ----------------------------------------------------------------------- env
 
 
-class FogMazeEnv(gym.Env[np.ndarray, np.int64]):
+class FogMazeEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """Find the treasure in a foggy room, told only at the start which corner holds it.
 
     ## Description
@@ -348,6 +348,7 @@ class FogMazeEnv(gym.Env[np.ndarray, np.int64]):
     * ``render_reveal``: rendering shows the room under the fog and marks the treasure.
     """
 
+    draw_state = staticmethod(draw)
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {
         ("up",): UP,
@@ -445,22 +446,3 @@ class FogMazeEnv(gym.Env[np.ndarray, np.int64]):
         if self.render_mode == "human":
             self.render()
         return self._observe(), reward, terminated, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                "You are calling render method without specifying any render mode. "
-                'Pass render_mode="rgb_array" or "human" when making the env.'
-            )
-            return None
-        if self.state is None:
-            raise RuntimeError("call reset() before render()")
-        state = self.state
-        return self._window.show(lambda surface: draw(surface, state, self.params, self.render_reveal))
-
-    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
-        """``KEYS_TO_ACTION`` as pygame key codes, for ``gymnasium.utils.play.play``."""
-        return key_codes(self.KEYS_TO_ACTION)
-
-    def close(self) -> None:
-        self._window.close()

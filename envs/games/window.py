@@ -8,7 +8,6 @@ pygame. Observations are never read back from these surfaces.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,13 +35,29 @@ def check_render_mode(render_mode: str | None) -> None:
         raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
 
 
-@functools.lru_cache(maxsize=16)
+_FONTS: dict[int, Any] = {}
+
+
+def _forget_fonts() -> None:
+    _FONTS.clear()
+
+
 def font(size: int) -> Any:
-    """pygame's default font at ``size`` points (cached: loading a font costs milliseconds)."""
+    """pygame's default font at ``size`` points (cached: loading a font costs milliseconds).
+
+    ``pygame.quit()`` frees every font, and using a freed one crashes the
+    interpreter, so the cache is emptied by a quit hook and whenever the font
+    module is found shut down.
+    """
     pygame = import_pygame()
     if not pygame.font.get_init():
+        _FONTS.clear()
         pygame.font.init()
-    return pygame.font.Font(None, size)
+    if size not in _FONTS:
+        if not _FONTS:
+            pygame.register_quit(_forget_fonts)
+        _FONTS[size] = pygame.font.Font(None, size)
+    return _FONTS[size]
 
 
 def blit_text(surface: Any, text: str, center: tuple[int, int], size: int, color: tuple[int, int, int]) -> None:
@@ -126,3 +141,40 @@ class GameWindow:
             self._screen = None
             self._clock = None
         self._surface = None
+
+
+class RenderedGame:
+    """What the three games share on their rendering side: ``render``, ``get_keys_to_action``, ``close``.
+
+    A game sets ``self._window`` (a ``GameWindow``), ``self.state``, ``self.params``,
+    ``self.render_reveal`` and the class attribute ``KEYS_TO_ACTION``, and names
+    its pure drawing function in ``draw_state``. Listed before ``gymnasium.Env``
+    in the game's bases.
+    """
+
+    KEYS_TO_ACTION: Mapping[tuple[str, ...], int]
+
+    @staticmethod
+    def draw_state(surface: Any, state: Any, params: Any, reveal: bool) -> None:
+        raise NotImplementedError
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            import gymnasium as gym
+
+            gym.logger.warn(
+                "You are calling render method without specifying any render mode. "
+                'Pass render_mode="rgb_array" or "human" when making the env.'
+            )
+            return None
+        if self.state is None:
+            raise RuntimeError("call reset() before render()")
+        state = self.state
+        return self._window.show(lambda surface: self.draw_state(surface, state, self.params, self.render_reveal))
+
+    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
+        """``KEYS_TO_ACTION`` as pygame key codes, for ``gymnasium.utils.play.play``."""
+        return key_codes(self.KEYS_TO_ACTION)
+
+    def close(self) -> None:
+        self._window.close()
