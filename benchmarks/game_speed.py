@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,31 +20,8 @@ import gymnasium as gym
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: F401  (registers the ids)
+from benchmarks.env_speed import steps_per_second
 from envs.games import DarkCatchEnv, FlickerPongEnv, FogMazeEnv
-
-N_ACTIONS = 1 << 14
-
-
-def steps_per_second(make: Callable[[], gym.Env], seconds: float, seed: int = 0) -> float:
-    env = make()
-    env.action_space.seed(seed)
-    actions = [env.action_space.sample() for _ in range(N_ACTIONS)]
-    env.reset(seed=seed)
-    steps, i = 0, 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        # Check the clock once per block of steps, not per step.
-        for _ in range(1024):
-            _, _, terminated, truncated, _ = env.step(actions[i])
-            i = (i + 1) & (N_ACTIONS - 1)
-            if terminated or truncated:
-                env.reset()
-        steps += 1024
-        now = time.perf_counter()
-        if now >= deadline:
-            env.close()
-            return steps / (now - start)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Speed and learning benchmarks; each script prints its figures (run them as files)."""
