@@ -58,6 +58,8 @@ class PolicyConfig:
     normalize_obs: bool = _f(False, "Normalise Box observations with running mean and std (saved with the model).")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the recurrent core and the heads (the PPO "
                           "baselines' choice); off keeps PyTorch's default initialisation.")
+    forget_bias: float = _f(0.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
+                            "out kept rather than halved every step (Jozefowicz et al. 2015).")
 
 
 @dataclass
@@ -159,6 +161,8 @@ class TrainConfig:
                 f"--num-minibatches ({ppo.num_minibatches}) exceeds the number of sequences per rollout "
                 f"(num_envs {env.num_envs} x num_steps {ppo.num_steps} // bptt_len {ppo.bptt_len} = "
                 f"{min_sequences}); lower --num-minibatches or raise --num-envs.")
+        if not math.isfinite(pol.forget_bias):
+            raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
         if not (0 < ppo.gamma <= 1):

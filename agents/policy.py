@@ -63,7 +63,7 @@ class RecurrentCore(nn.Module):
     """
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True):
+                 ortho_init: bool = True, forget_bias: float = 0.0):
         super().__init__()
         self.kind = kind
         self.reset_on_episode_start = reset_on_episode_start
@@ -85,6 +85,11 @@ class RecurrentCore(nn.Module):
                     nn.init.zeros_(param)
                 else:
                     nn.init.orthogonal_(param, 1.0)
+        if kind == "lstm" and forget_bias:
+            with torch.no_grad():
+                for layer in range(num_layers):
+                    # PyTorch's gate order is (i, f, g, o): the second quarter is the forget gate.
+                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size:2 * hidden_size] += forget_bias
 
     def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[0] == 1 and x.device.type == "cpu":
@@ -161,7 +166,8 @@ class RecurrentActorCritic(nn.Module):
 
         self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
-        core_args = (config.core, features, config.hidden_size, config.num_layers, reset, config.ortho_init)
+        core_args = (config.core, features, config.hidden_size, config.num_layers, reset, config.ortho_init,
+                     config.forget_bias)
         self.actor_core = RecurrentCore(*core_args)
         self.critic_core = RecurrentCore(*core_args) if config.separate_critic and config.core != "none" else None
         core_out = self.actor_core.out_features

@@ -85,3 +85,19 @@ def test_none_core_has_empty_state_and_same_api():
     assert state.shape == (0, 1, 4, 64)
     out = policy.step(torch.randn(4, 3), state, torch.ones(4))
     assert out.action.shape == (4,) and out.state.shape == state.shape
+
+
+@pytest.mark.parametrize("ortho_init", [True, False])
+def test_forget_bias_shifts_only_the_forget_gates(ortho_init):
+    def core_biases(forget_bias):
+        torch.manual_seed(0)
+        cfg = PolicyConfig(num_layers=2, hidden_size=8, ortho_init=ortho_init, forget_bias=forget_bias)
+        policy = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg)
+        rnn = policy.actor_core.rnn
+        return [(getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach()) for k in range(2)]
+
+    for (ih0, hh0), (ih1, hh1) in zip(core_biases(0.0), core_biases(1.5), strict=True):
+        delta = ih1 - ih0
+        torch.testing.assert_close(delta[8:16], torch.full((8,), 1.5))  # gate order i, f, g, o
+        assert delta[:8].abs().max() == 0 and delta[16:].abs().max() == 0
+        torch.testing.assert_close(hh1, hh0)
