@@ -72,8 +72,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, flush, fsync, rename over ``path``."""
+def _atomic_write(path: Path, write: Any, before_replace: Any = None) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, flush, fsync, rename over ``path``.
+
+    ``before_replace()``, if given, runs after the new file is safely on disk and
+    just before the rename (the checkpoint rotation hooks in here).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -81,6 +85,8 @@ def _atomic_write(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -97,39 +103,27 @@ def atomic_torch_save(payload: dict, path: str | Path, keep_previous: str | None
             just before the new one replaces it, so one older checkpoint always survives.
     """
     path = Path(path)
-
-    def write(f: Any) -> None:
-        torch.save(payload, f)
-
-    if keep_previous is None or not path.exists():
-        _atomic_write(path, write)
-        return
-    # Write the new file first, then rotate: a kill at any point leaves latest (old or new) and previous.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+    rotate = None
+    if keep_previous is not None and path.exists():
         previous = path.parent / keep_previous
         link_tmp = path.parent / f".{keep_previous}.{os.getpid()}.link.tmp"
-        try:
-            if link_tmp.exists():
-                link_tmp.unlink()
-            os.link(path, link_tmp)  # latest stays in place while previous is replaced
-        except OSError:  # no hard links on this file system: copy instead
-            import shutil
 
-            shutil.copyfile(path, link_tmp)
-        os.replace(link_tmp, previous)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        for leftover in (tmp, path.parent / f".{keep_previous}.{os.getpid()}.link.tmp"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        raise
+        def rotate() -> None:
+            # The new file is written first: a kill at any point leaves latest (old or new) and previous.
+            try:
+                link_tmp.unlink(missing_ok=True)
+                try:
+                    os.link(path, link_tmp)  # latest stays in place while previous is replaced
+                except OSError:  # no hard links on this file system: copy instead
+                    import shutil
+
+                    shutil.copyfile(path, link_tmp)
+                os.replace(link_tmp, previous)
+            except BaseException:
+                link_tmp.unlink(missing_ok=True)
+                raise
+
+    _atomic_write(path, lambda f: torch.save(payload, f), rotate)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
