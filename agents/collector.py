@@ -235,21 +235,20 @@ class VectorCollector:
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
 
             next_obs, reward, terminated, truncated, infos = self.envs.step(policy.action_head.to_env(out.action))
-            done = terminated | truncated
-            bad = self._nonfinite(next_obs, reward, infos, truncated & ~terminated)
+            done, cut = terminated | truncated, truncated & ~terminated
+            bad = self._nonfinite(next_obs, reward, infos, cut)
             if bad is not None:
                 if self.on_nonfinite == "stop":
-                    raise self._nonfinite_error(bad, reward, infos, truncated & ~terminated, t)
+                    raise self._nonfinite_error(bad, reward, infos, cut, t)
                 next_obs, reward, terminated, truncated = self._skip(bad, next_obs, reward, terminated, truncated)
                 info_out.nonfinite_skips += int(bad.sum())
-                done = terminated | truncated
+                done, cut = terminated | truncated, truncated & ~terminated
             buffer.store_outcome(
                 t,
                 torch.as_tensor(reward, dtype=torch.float32, device=self.device),
                 torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
                 torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
             )
-            cut = truncated & ~terminated
             if cut.any():
                 natural = cut if bad is None else cut & ~bad
                 values = self._truncation_values(natural, infos, out.state)
