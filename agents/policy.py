@@ -34,6 +34,7 @@ from agents.spaces import (
     flatten_leading,
     leading_shape,
     make_leaf_encoder,
+    tree_map,
     update_normalizers,
 )
 
@@ -310,8 +311,5 @@ class RecurrentActorCritic(nn.Module):
 
 
 def _add_time_dim(obs: Tree) -> Tree:
-    if isinstance(obs, dict):
-        return {k: _add_time_dim(v) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_add_time_dim(v) for v in obs)
-    return obs.unsqueeze(0)
+    """Leaves (B, *shape) -> (1, B, *shape)."""
+    return tree_map(lambda x: x.unsqueeze(0), obs)
