@@ -10,6 +10,7 @@ A checkpoint file holds one dict, saved with ``torch.save``:
 | ``policy`` | the policy's ``state_dict`` (tensors; includes observation normalisers) |
 | ``optimizer`` | the optimizer's ``state_dict`` (tensors and numbers) |
 | ``collector`` | per-env recurrent state and episode starts (tensors) |
+| ``reward_scaler`` | with ``--normalize-reward``: per-env discounted returns and their running variance |
 | ``generator`` | the action-sampling torch generator's state (uint8 tensor) |
 | ``digest`` | BLAKE2b of everything above (version 2 on) |
 
@@ -176,6 +177,7 @@ def build_payload(
     generator_state: torch.Tensor | None = None,
     numpy_rng_state: dict | None = None,
     resume: dict | None = None,
+    reward_scaler_state: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Everything needed to act with the policy, and to resume training exactly where it stopped.
 
@@ -200,6 +202,8 @@ def build_payload(
         payload["collector"] = collector_state
     if generator_state is not None:
         payload["generator"] = generator_state
+    if reward_scaler_state is not None:
+        payload["reward_scaler"] = reward_scaler_state
     payload["digest"] = payload_digest(payload)
     return payload
 
@@ -216,8 +220,9 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(
             f"Refusing to load {path}: it contains pickled objects other than tensors and plain data, which "
             f"could run code when loaded. Only load checkpoints written by this framework. ({exc})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"Checkpoint {path} is truncated or corrupted and cannot be read ({exc}).") from exc
+    except Exception as exc:  # a damaged zip or pickle stream fails in many ways (IndexError, KeyError, ...)
+        raise CheckpointError(f"Checkpoint {path} is truncated or corrupted and cannot be read "
+                              f"({type(exc).__name__}: {exc}).") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file.")
     if payload.get("version") not in READABLE_VERSIONS:

@@ -83,6 +83,9 @@ class PPOConfig:
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
     target_kl: float | None = _f(None, "Stop the epochs of an update early once approx KL exceeds this.")
     norm_adv: bool = _f(True, "Normalise advantages per minibatch (over real steps only).")
+    normalize_reward: bool = _f(
+        False, "Divide rewards by a running std of the discounted return, clipped to +-10 (as SB3's VecNormalize; "
+        "saved in checkpoints). Logged episode returns stay in the env's units.")
     adam_eps: float = _f(1e-5, "Adam epsilon.")
     refresh_start_states: bool = _f(
         False, "Recompute the sequences' stored start states with the current network before each epoch.")

@@ -59,6 +59,7 @@ from agents.config import ConfigError, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import ppo_update, refresh_start_states
+from agents.reward_scale import RewardScaler
 
 # Files a training run writes; --overwrite deletes these and refuses to touch anything else.
 RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
@@ -188,6 +189,8 @@ class Trainer:
         head = self.policy.action_head
         self.buffer = RolloutBuffer(cfg.ppo.num_steps, cfg.env.num_envs, obs_space, head.action_shape,
                                     head.action_dtype, self.policy.state_shape, self.device)
+        self.reward_scaler = (RewardScaler(cfg.env.num_envs, cfg.ppo.gamma, device=self.device)
+                              if cfg.ppo.normalize_reward else None)
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
@@ -294,6 +297,11 @@ class Trainer:
             raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
         if "generator" in payload:
             self.generator.set_state(payload["generator"].cpu())
+        if self.reward_scaler is not None and "reward_scaler" in payload:
+            try:
+                self.reward_scaler.load_state_dict(payload["reward_scaler"])
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"The checkpoint {path}'s reward scaler does not fit this run ({exc}).") from exc
         if meta.get("numpy_rng") is not None:
             self.np_rng.bit_generator.state = meta["numpy_rng"]
         c = meta["counters"]
@@ -352,7 +360,8 @@ class Trainer:
             else:
                 resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
         payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), collector_state,
-                                generator_state, self.np_rng.bit_generator.state, resume)
+                                generator_state, self.np_rng.bit_generator.state, resume,
+                                self.reward_scaler.state_dict() if self.reward_scaler is not None else None)
         # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
         self.writer.flush()
         path = self.run_dir / CHECKPOINT_DIR / name
@@ -460,12 +469,15 @@ class Trainer:
                 f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite "
                 f"weights, so nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
                 f"{self.run_dir / CHECKPOINT_DIR} is intact. Lower --learning-rate or --max-grad-norm, or check "
-                f"the scale of the env's rewards and observations (--normalize-obs).")
+                f"the scale of the env's rewards and observations (--normalize-reward, --normalize-obs).")
 
     def _update(self, clip_coef: float) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
         last_value = self.collector.bootstrap_value()
-        advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated,
+        rewards = buf.rewards
+        if self.reward_scaler is not None:
+            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(buf.terminated, buf.truncated))
+        advantages, returns = compute_gae(rewards, buf.values, buf.terminated, buf.truncated,
                                           buf.truncation_values, last_value, cfg.ppo.gamma, cfg.ppo.gae_lambda)
         seqs = make_sequences(buf.episode_starts.cpu().numpy(), cfg.ppo.bptt_len,
                               cut_at_episode_starts=not cfg.policy.carry_across_episodes)
@@ -480,6 +492,8 @@ class Trainer:
         # rollout and the one that trains on it see identical inputs.
         self.policy.update_obs_normalizer(buf.obs)
         stats["num_sequences"] = seqs.num_sequences
+        if self.reward_scaler is not None:
+            stats["reward_scale"] = self.reward_scaler.std
         return stats
 
     def _log(self, rollout, stats, lr, clip_coef, collect_s, update_s, start_time, start_step, progress) -> None:
@@ -502,6 +516,8 @@ class Trainer:
         w.add_scalar("charts/learning_rate", lr, step)
         w.add_scalar("charts/clip_coef", clip_coef, step)
         w.add_scalar("charts/update_epochs_run", stats["epochs"], step)
+        if "reward_scale" in stats:
+            w.add_scalar("charts/reward_scale", stats["reward_scale"], step)
         sps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
         w.add_scalar("perf/sps", sps, step)
         w.add_scalar("perf/collect_sps", self.config.batch_size / max(collect_s, 1e-9), step)
