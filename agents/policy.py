@@ -127,16 +127,18 @@ class RecurrentCore(nn.Module):
             return x, state
         if not self.reset_on_episode_start:
             return self._run(x, state)
-        keep = 1.0 - episode_start.to(x.dtype)  # (T, B)
-        if x.shape[0] == 1:
-            return self._run(x, state * keep[0].view(1, 1, -1, 1))
+        first_keep = (1.0 - episode_start[0].to(x.dtype)).view(1, 1, -1, 1)
+        # Training sequences never have an episode start after their first step (one check, no split).
+        if x.shape[0] == 1 or not bool(episode_start[1:].any()):
+            return self._run(x, state * first_keep)
         # Times t > 0 where any env begins an episode split the sequence into fused segments.
+        keep = 1.0 - episode_start.to(x.dtype)  # (T, B)
         cuts = (episode_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
         outputs = []
         for start, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
             out, state = self._run(x[start:end], state * keep[start].view(1, 1, -1, 1))
             outputs.append(out)
-        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), state
+        return torch.cat(outputs), state
 
 
 @dataclass

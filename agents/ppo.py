@@ -40,13 +40,14 @@ class Minibatch:
 
     Attributes:
         groups: padded sequences, one fused recurrent call each (see ``length_buckets``).
-        real: per group, flat indices of the real steps in its (L_g * M_g) layout.
+        real: per group, flat indices of the real steps in its (L_g * M_g) layout; None for a group
+            without padding (every step real: no gather needed).
         actions: (R, *action_shape) over the R real steps, group by group.
         old_logprob, old_value, advantages, returns: (R,).
     """
 
     groups: list[SequenceBatch]
-    real: list[torch.Tensor]
+    real: list[torch.Tensor | None]
     actions: torch.Tensor
     old_logprob: torch.Tensor
     old_value: torch.Tensor
@@ -61,18 +62,19 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
     for g in length_buckets(lengths[ids]):
         sub = batch.select(torch.from_numpy(ids[g]).to(device), int(lengths[ids[g]].max()))
         groups.append(sub)
-        real.append(sub.mask.flatten().nonzero().squeeze(1))
+        idx = sub.mask.flatten().nonzero().squeeze(1)
+        real.append(None if idx.numel() == sub.mask.numel() else idx)
 
     def gather(name: str) -> torch.Tensor:
-        return torch.cat([getattr(sub, name).flatten(0, 1)[idx] for sub, idx in zip(groups, real, strict=True)])
+        return _real_steps([getattr(sub, name) for sub in groups], real)
 
     return Minibatch(groups, real, gather("actions"), gather("logprobs"), gather("values"), gather("advantages"),
                      gather("returns"))
 
 
-def _real_steps(parts: list[torch.Tensor], mb: Minibatch) -> torch.Tensor:
-    """Per-group core outputs (T_g, M_g, H) -> their real steps, concatenated: (R, H)."""
-    picked = [h.flatten(0, 1)[idx] for h, idx in zip(parts, mb.real, strict=True)]
+def _real_steps(parts: list[torch.Tensor], real: list[torch.Tensor | None]) -> torch.Tensor:
+    """Per-group tensors (T_g, M_g, ...) -> their real steps, concatenated: (R, ...)."""
+    picked = [x.flatten(0, 1) if idx is None else x.flatten(0, 1)[idx] for x, idx in zip(parts, real, strict=True)]
     return torch.cat(picked) if len(picked) > 1 else picked[0]
 
 
@@ -127,8 +129,8 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
         hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
         actor_parts.append(hidden)
         critic_parts.append(critic_hidden)
-    hidden = _real_steps(actor_parts, mb)
-    critic_hidden = hidden if policy.critic_core is None else _real_steps(critic_parts, mb)
+    hidden = _real_steps(actor_parts, mb.real)
+    critic_hidden = hidden if policy.critic_core is None else _real_steps(critic_parts, mb.real)
     pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = _policy_terms(policy, hidden, mb, cfg, clip_coef)
     v_loss = _value_loss(policy, critic_hidden, mb, cfg, clip_coef)
     loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
