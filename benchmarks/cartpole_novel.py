@@ -3,11 +3,14 @@
 Both use rl-baselines3-zoo's ppo_lstm hyperparameters for CartPoleNoVel-v1
 (8 envs x 32 steps, one minibatch of 256, 20 epochs, lr 1e-3 and clip 0.2
 decayed linearly, gamma 0.98, lambda 0.8, LSTM 64 with a separate critic
-LSTM, pi/vf MLPs [64] with ReLU). They are the project's preset for
-``mnemo/CartPoleNoVel-v1``.
+LSTM, pi/vf MLPs [64] with ReLU) and the zoo's ``normalize: True``
+(observation and reward normalisation). They are the project's preset for
+``mnemo/CartPoleNoVel-v1``. The shared peer script leaves VecNormalize out;
+``--peer-normalized`` runs the peer with it (``sb3_zoo_normalized.py``).
 
     python benchmarks/cartpole_novel.py --seeds 0 1 2
     python benchmarks/cartpole_novel.py --seeds 0 1 2 --peer-python /path/to/venv-with-sb3-contrib/bin/python
+    python benchmarks/cartpole_novel.py --seeds 0 1 2 --peer-python ... --peer-normalized
 
 Prints, per seed: wall time, steps per second, deterministic eval return
 (20 episodes); then medians and the speed ratio to the peer. Also prints the
@@ -43,6 +46,7 @@ from envs.presets import preset_for  # noqa: E402
 
 ENV_ID = "mnemo/CartPoleNoVel-v1"
 PEER = ROOT.parent / "shared" / "peers" / "sb3_recurrent_ppo.py"
+PEER_NORMALIZED = ROOT / "benchmarks" / "sb3_zoo_normalized.py"  # the peer plus the zoo's VecNormalize
 
 
 def train_ours(steps: int, seed: int, eval_episodes: int) -> dict:
@@ -54,8 +58,8 @@ def train_ours(steps: int, seed: int, eval_episodes: int) -> dict:
         return Trainer(config.validate()).train()
 
 
-def train_peer(python: str, steps: int, seed: int, eval_episodes: int) -> dict:
-    out = subprocess.run([python, str(PEER), "--steps", str(steps), "--seed", str(seed),
+def train_peer(python: str, steps: int, seed: int, eval_episodes: int, script: Path = PEER) -> dict:
+    out = subprocess.run([python, str(script), "--steps", str(steps), "--seed", str(seed),
                           "--eval-episodes", str(eval_episodes)], capture_output=True, text=True, check=True)
     line = out.stdout.strip().splitlines()[-1]
     fields = dict(re.findall(r"(\w+)=([\d.+-]+)", line))
@@ -103,6 +107,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for both implementations")
     p.add_argument("--peer-python", default=None,
                    help="Python of a venv with sb3-contrib installed; runs the peer after each of our seeds")
+    p.add_argument("--peer-normalized", action="store_true",
+                   help="run the peer with the zoo's VecNormalize (benchmarks/sb3_zoo_normalized.py) instead of "
+                        "the shared peer script, which has none")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -116,7 +123,8 @@ def main() -> None:
         print(f"mnemo        seed={seed} wall_s={ours['wall_time_s']:.1f} sps={ours['sps']:.0f} "
               f"eval_return={ours['eval_return_mean']:.1f}+-{ours['eval_return_std']:.1f}", flush=True)
         if a.peer_python:
-            peer = train_peer(a.peer_python, a.steps, seed, a.eval_episodes)
+            peer = train_peer(a.peer_python, a.steps, seed, a.eval_episodes,
+                              PEER_NORMALIZED if a.peer_normalized else PEER)
             rows.append(("sb3-contrib", seed, peer))
             print(f"sb3-contrib  seed={seed} wall_s={peer['wall_time_s']:.1f} sps={peer['sps']:.0f} "
                   f"eval_return={peer['eval_return_mean']:.1f}+-{peer['eval_return_std']:.1f}", flush=True)
