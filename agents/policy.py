@@ -34,7 +34,6 @@ from agents.spaces import (
     flatten_leading,
     leading_shape,
     make_leaf_encoder,
-    tree_map,
     update_normalizers,
 )
 
@@ -94,7 +93,8 @@ class RecurrentCore(nn.Module):
 
     def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[0] == 1 and x.device.type == "cpu":
-            return self._run_one_step(x[0], state)
+            out, new_state = self._run_one_step(x[0], state)
+            return out.unsqueeze(0), new_state
         if self.kind == "lstm":
             out, (h, c) = self.rnn(x, (state[0], state[1]))
             return out, torch.stack((h, c))
@@ -102,7 +102,7 @@ class RecurrentCore(nn.Module):
         return out, h.unsqueeze(0)
 
     def _run_one_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step, layer by layer with the fused cell kernels: x (B, F) -> out (1, B, H).
+        """One time step, layer by layer with the fused cell kernels: x (B, F) -> out (B, H), new state.
 
         On CPU a length-1 ``nn.LSTM`` call goes through oneDNN's sequence
         kernel and costs several times more than ``torch.lstm_cell``; the
@@ -118,7 +118,27 @@ class RecurrentCore(nn.Module):
                 h = torch.gru_cell(x, state[0, layer], w_ih, w_hh, b_ih, b_hh)
                 new_states.append(h.unsqueeze(0))
             x = h
-        return x.unsqueeze(0), torch.stack(new_states, dim=1)
+        return x, (new_states[0].unsqueeze(1) if len(new_states) == 1 else torch.stack(new_states, dim=1))
+
+    def step(
+        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step for B envs (the rollout's and the runtime's path), without a time dim.
+
+        Args:
+            x: (B, F) features; state: (S, L, B, H); episode_start: (B,).
+
+        Returns:
+            out (B, H) and the new state (S, L, B, H): what ``forward`` returns for T = 1.
+        """
+        if self.rnn is None:
+            return x, state
+        if self.reset_on_episode_start:
+            state = state * (1.0 - episode_start.to(x.dtype)).view(1, 1, -1, 1)
+        if x.device.type == "cpu":
+            return self._run_one_step(x, state)
+        out, new_state = self._run(x.unsqueeze(0), state)
+        return out[0], new_state
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
@@ -272,15 +292,29 @@ class RecurrentActorCritic(nn.Module):
         generator: torch.Generator | None = None,
     ) -> StepOutput:
         """One step for B envs: obs leaves (B, *shape), state (S, L, B, H), episode_start (B,)."""
-        obs_seq = _add_time_dim(obs)
-        dist, value, new_state = self.forward_sequence(obs_seq, state, episode_start.unsqueeze(0))
+        dist, value, new_state = self._one_step(obs, state, episode_start)
         raw = dist.mode() if deterministic else dist.sample(generator)
-        return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value[0], new_state)
+        return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value, new_state)
 
     def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
         """V(obs) for B envs without advancing anyone's state: (B,)."""
-        _, value, _ = self.forward_sequence(_add_time_dim(obs), state, episode_start.unsqueeze(0))
-        return value[0]
+        return self._one_step(obs, state, episode_start)[1]
+
+    def _one_step(
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
+        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, H).
+
+        Called every rollout step, so it skips the sequence path's reshapes and segment checks.
+        """
+        features = self.encode(obs)
+        hidden, new_state = self.actor_core.step(features, state[: self._actor_states], episode_start)
+        critic_hidden = hidden
+        if self.critic_core is not None:
+            critic_hidden, critic_state = self.critic_core.step(features, state[self._actor_states:], episode_start)
+            new_state = torch.cat((new_state, critic_state))
+        dist, value = self.decode(hidden, critic_hidden)
+        return dist, value, new_state
 
     # ------------------------------------------------------------------ training
     def evaluate(
@@ -311,7 +345,3 @@ class RecurrentActorCritic(nn.Module):
             n_leading = len(leading_shape(obs, self.observation_space))
             update_normalizers(self.preprocess, flatten_leading(obs, self.observation_space, n_leading))
 
-
-def _add_time_dim(obs: Tree) -> Tree:
-    """Leaves (B, *shape) -> (1, B, *shape)."""
-    return tree_map(lambda x: x.unsqueeze(0), obs)
