@@ -8,7 +8,9 @@ their count.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +139,69 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
     return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
 
 
+def _critic_worker() -> ThreadPoolExecutor:
+    """The one background thread that runs critic halves (created on first use, shared by all updates)."""
+    global _CRITIC_WORKER
+    with _CRITIC_WORKER_LOCK:
+        if _CRITIC_WORKER is None:
+            _CRITIC_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mnemo-critic")
+        return _CRITIC_WORKER
+
+
+_CRITIC_WORKER: ThreadPoolExecutor | None = None
+_CRITIC_WORKER_LOCK = threading.Lock()
+
+
+def can_split_actor_critic(policy: RecurrentActorCritic) -> bool:
+    """Whether the actor and critic halves of the loss can run on two threads (a separate critic core)."""
+    return policy.critic_core is not None
+
+
+def loss_and_backward(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float,
+                      split_threads: bool = False) -> LossTerms:
+    """``ppo_loss`` and its backward pass; the returned terms are detached.
+
+    With ``split_threads`` (needs a separate critic core) the critic's forward
+    and backward run on a second thread while the actor's run on this one.
+    With a separate critic the two halves share no parameter but the encoder's,
+    and the recurrent kernels release the GIL, so on a machine with a free core
+    the two LSTMs run at the same time. The gradients are bitwise the ones of
+    the joint backward: each parameter gets the same contributions, and the
+    encoder's two (one per half) are added once, in a fixed order.
+    """
+    if not split_threads or policy.critic_core is None:
+        terms = ppo_loss(policy, mb, cfg, clip_coef)
+        terms.loss.backward()
+        return LossTerms(*(t.detach() for t in vars(terms).values()))
+
+    features = [policy.encode_sequence(sub.obs, *sub.episode_starts.shape) for sub in mb.groups]
+    encoder_grad = features[0].requires_grad  # only when the encoder has parameters
+    actor_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
+    critic_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
+
+    def critic_half() -> torch.Tensor:
+        parts = [policy.critic_memory(f, sub.start_states, sub.episode_starts)[0]
+                 for f, sub in zip(critic_in, mb.groups, strict=True)]
+        v_loss = _value_loss(policy, _real_steps(parts, mb.real), mb, cfg, clip_coef)
+        (cfg.vf_coef * v_loss).backward()
+        return v_loss.detach()
+
+    future = _critic_worker().submit(critic_half)
+    try:
+        parts = [policy.actor_memory(f, sub.start_states, sub.episode_starts)[0]
+                 for f, sub in zip(actor_in, mb.groups, strict=True)]
+        pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = _policy_terms(
+            policy, _real_steps(parts, mb.real), mb, cfg, clip_coef)
+        (pg_loss - cfg.ent_coef * entropy_loss).backward()
+    finally:
+        v_loss = future.result()  # never leave the worker running (its exception is raised here)
+    if encoder_grad:
+        torch.autograd.backward(features, [a.grad + c.grad for a, c in zip(actor_in, critic_in, strict=True)])
+    pg_loss, entropy_loss = pg_loss.detach(), entropy_loss.detach()
+    loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
+    return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
+
+
 @torch.no_grad()
 def refresh_start_states(policy: RecurrentActorCritic, batch: SequenceBatch, rollout_states: torch.Tensor,
                          rollout_obs: Tree, rollout_episode_starts: torch.Tensor, seq_start_time: torch.Tensor,
@@ -172,6 +237,7 @@ def ppo_update(
     clip_coef: float,
     rng: np.random.Generator,
     refresh: Callable[[], None] | None = None,
+    split_threads: bool = False,
 ) -> dict[str, float]:
     """Run ``update_epochs`` passes of minibatched PPO over the rollout's sequences.
 
@@ -180,6 +246,7 @@ def ppo_update(
         clip_coef: the (possibly annealed) clip coefficient for this update.
         rng: draws the minibatch permutation.
         refresh: called before every epoch after the first when start states are to be recomputed.
+        split_threads: run the critic's half of each minibatch on a second thread (``loss_and_backward``).
 
     Returns:
         Mean statistics over the minibatches run (losses, approx_kl, clipfrac, explained variance).
@@ -206,11 +273,10 @@ def ppo_update(
             minibatches = [make_minibatch(batch, ids, lengths) for ids in split]
         for mb in minibatches:
             optimizer.zero_grad(set_to_none=True)
-            terms = ppo_loss(policy, mb, cfg, clip_coef)
-            terms.loss.backward()
+            terms = loss_and_backward(policy, mb, cfg, clip_coef, split_threads)
             nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True)
             optimizer.step()
-            totals += torch.stack([getattr(terms, name).detach() for name in names])
+            totals += torch.stack([getattr(terms, name) for name in names])
             epoch_kl += terms.approx_kl
             n_minibatches_run += 1
         if cfg.target_kl is not None and float(epoch_kl) / len(minibatches) > cfg.target_kl:

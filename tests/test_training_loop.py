@@ -1,6 +1,7 @@
 """The training loop end to end: same seed -> same run, async envs, refreshed start states."""
 
 import numpy as np
+import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
@@ -22,6 +23,18 @@ def test_same_seed_gives_the_same_run(tmp_path):
     params = []
     for name in ("a", "b"):
         trainer = _trainer(tmp_path, name, env_id="mnemo/CartPoleNoVel-v1", seed=7, normalize_obs=True)
+        trainer.train()
+        params.append(trainer.policy.state_dict())
+    for key in params[0]:
+        assert torch.equal(params[0][key], params[1][key]), key
+
+
+@pytest.mark.parametrize("encoder_sizes", [(), (32,)])  # no shared parameters / a shared encoder MLP
+def test_critic_on_a_second_thread_gives_bitwise_the_same_run(tmp_path, encoder_sizes):
+    params = []
+    for parallel in (False, True):
+        trainer = _trainer(tmp_path, f"parallel_{parallel}", env_id="mnemo/CartPoleNoVel-v1", seed=3,
+                           separate_critic=True, encoder_sizes=encoder_sizes, parallel_critic=parallel)
         trainer.train()
         params.append(trainer.policy.state_dict())
     for key in params[0]:
