@@ -99,7 +99,7 @@ class RunConfig:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where the network runs; auto picks cuda when available.")
     torch_threads: int = _f(1, "torch intra-op threads; small recurrent nets run fastest on one.")
     parallel_critic: bool = _f(
-        True, "With --separate-critic on CPU, run the critic's half of each update (its LSTM forward and "
+        False, "With --separate-critic on CPU, run the critic's half of each update (its LSTM forward and "
         "backward) on a second thread beside the actor's: bitwise the same result, faster when a second core "
         "is free.")
     run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
