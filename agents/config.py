@@ -99,9 +99,10 @@ class RunConfig:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where the network runs; auto picks cuda when available.")
     torch_threads: int = _f(1, "torch intra-op threads; small recurrent nets run fastest on one.")
     parallel_critic: bool = _f(
-        False, "With --separate-critic on CPU, run the critic's half of each update (its LSTM forward and "
-        "backward) on a second thread beside the actor's: bitwise the same result, faster when a second core "
-        "is free.")
+        True, "With --separate-critic on CPU, run the critic's half of each update (its LSTM forward and "
+        "backward) on a second thread beside the actor's: bitwise the same result, and an update epoch takes "
+        "about a fifth less time on 2 idle cores. Used only when this process may run on at least twice "
+        "--torch-threads cores.")
     run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
     eval_episodes: int = _f(20, "Deterministic evaluation episodes at the end of training (0 to skip).")
     checkpoint_every: int = _f(50_000, "Write the latest checkpoint every this many env steps (also written at "

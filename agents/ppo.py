@@ -8,6 +8,7 @@ their count.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,13 @@ def _critic_worker() -> ThreadPoolExecutor:
 
 _CRITIC_WORKER: ThreadPoolExecutor | None = None
 _CRITIC_WORKER_LOCK = threading.Lock()
+
+
+def usable_cpu_count() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def can_split_actor_critic(policy: RecurrentActorCritic) -> bool:

@@ -58,7 +58,7 @@ from agents.collector import EnvError, NonFiniteError, VectorCollector, import_e
 from agents.config import ConfigError, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
-from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states
+from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
 from agents.reward_scale import RewardScaler
 
 # Files a training run writes; --overwrite deletes these and refuses to touch anything else.
@@ -487,7 +487,8 @@ class Trainer:
             def refresh() -> None:
                 refresh_start_states(self.policy, batch, buf.states, buf.obs, buf.episode_starts,
                                      seqs.start_time.to(self.device), seqs.start_env.to(self.device))
-        split = cfg.run.parallel_critic and self.device.type == "cpu" and can_split_actor_critic(self.policy)
+        split = (cfg.run.parallel_critic and self.device.type == "cpu" and can_split_actor_critic(self.policy)
+                 and usable_cpu_count() >= 2 * torch.get_num_threads())
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng, refresh, split)
         # Normaliser statistics change only between updates, so the policy that collected a
         # rollout and the one that trains on it see identical inputs.
