@@ -118,10 +118,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 64, "normalize_obs": True,
     },
 }
-# The pixel ids play the same games through the CNN encoder (agents/spaces.py); they start from the vector
-# presets (not measured here: docs/results.md).
-for _game in ("DarkCatch", "FogMaze", "FlickerPong"):
-    PRESETS[f"mnemo/{_game}Pixels-v0"] = dict(PRESETS[f"mnemo/{_game}-v0"])
+# The pixel ids play the same games through the CNN encoder (agents/spaces.py) with the vector presets'
+# settings; the CNN has to learn to see first, so they get a longer budget. Seed 1 (docs/results.md): on the
+# vector budgets neither pixel game reached its threshold (FogMaze 0.47 of 0.8 and still rising at 400k;
+# FlickerPong -1.4 at 500k); on 800k FogMazePixels reached it at 596k, on 1M FlickerPongPixels at 662k.
+# DarkCatchPixels is not measured (its vector id is not solved either).
+_PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 800_000, "FlickerPong": 1_000_000}
+for _game, _budget in _PIXEL_BUDGETS.items():
+    PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
 
 
 def preset_for(env_id: str) -> dict[str, Any]:
