@@ -191,6 +191,10 @@ class Trainer:
                                     head.action_dtype, self.policy.state_shape, self.device)
         self.reward_scaler = (RewardScaler(cfg.env.num_envs, cfg.ppo.gamma, device=self.device)
                               if cfg.ppo.normalize_reward else None)
+        # The critic's half of each update on a second thread pays only with a core free for it.
+        self.split_critic = (cfg.run.parallel_critic and self.device.type == "cpu"
+                             and can_split_actor_critic(self.policy)
+                             and usable_cpu_count() >= 2 * torch.get_num_threads())
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
@@ -487,9 +491,8 @@ class Trainer:
             def refresh() -> None:
                 refresh_start_states(self.policy, batch, buf.states, buf.obs, buf.episode_starts,
                                      seqs.start_time.to(self.device), seqs.start_env.to(self.device))
-        split = (cfg.run.parallel_critic and self.device.type == "cpu" and can_split_actor_critic(self.policy)
-                 and usable_cpu_count() >= 2 * torch.get_num_threads())
-        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng, refresh, split)
+        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng, refresh,
+                           self.split_critic)
         # Normaliser statistics change only between updates, so the policy that collected a
         # rollout and the one that trains on it see identical inputs.
         self.policy.update_obs_normalizer(buf.obs)
