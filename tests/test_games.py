@@ -108,6 +108,9 @@ def test_rgb_array_render_is_an_image(name, reveal):
         (DarkCatchEnv, {"n_balls": 0}, "n_balls"),
         (DarkCatchEnv, {"visible_steps": 0}, "visible_steps"),
         (DarkCatchEnv, {"visible_steps": 30, "fall_steps": 20}, "visible_steps"),
+        (DarkCatchEnv, {"max_vx": -0.01}, "max_vx"),
+        (DarkCatchEnv, {"paddle_speed": 0.0}, "paddle_speed"),
+        (DarkCatchEnv, {"max_vx": float("nan")}, "max_vx"),
         (DarkCatchEnv, {"obs_size": 4}, "obs_size"),
         (DarkCatchEnv, {"grayscale": "yes"}, "grayscale"),
     ],
@@ -295,27 +298,31 @@ def landing_x(x: float, vx: float, steps: int) -> float:
     return x
 
 
-def test_catch_memory_policy_catches_everything_and_memoryless_does_not():
-    params = dc.CatchParams()
-    env = gym.make("mnemo/DarkCatch-v0")
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"max_vx": 0.035, "visible_steps": 3}],
+    ids=["straight-fall", "drift-and-bounce"],
+)
+def test_catch_memory_policy_catches_everything_and_memoryless_does_not(kwargs):
+    env = gym.make("mnemo/DarkCatch-v0", **kwargs)
+    params = env.unwrapped.params
+    needed = 1 if params.max_vx == 0 else 2  # shown positions needed to know the landing point
 
     def remembering(seed):
-        """Remembers the first two shown positions, extrapolates the landing point."""
+        """Remembers the first shown position(s) of each ball and steers to where it lands."""
         obs, _ = env.reset(seed=seed)
-        total, done, seen, t, target = 0.0, False, [], 0, 0.5
+        total, done, seen, target = 0.0, False, [], 0.5
         while not done:
-            if obs[0] == 1.0 and t > 0 and not seen:  # a new ball
-                t = 0
-            if obs[0] == 1.0 and len(seen) < 2:
+            if obs[0] == 1.0 and len(seen) < needed:
                 seen.append((obs[1] + 1) / 2)
-                if len(seen) == 2:
-                    target = landing_x(seen[1], seen[1] - seen[0], params.fall_steps - 1)
+                if len(seen) == needed:
+                    vx = seen[1] - seen[0] if needed == 2 else 0.0
+                    target = landing_x(seen[-1], vx, params.fall_steps - (needed - 1))
             paddle = (obs[3] + 1) / 2
             action = dc.LEFT if target < paddle - 0.035 else dc.RIGHT if target > paddle + 0.035 else dc.STAY
             obs, reward, done, _, _ = env.step(action)
-            t += 1
             if reward != 0:
-                seen, t = [], 0
+                seen = []
             total += reward
         return total
 
@@ -330,6 +337,16 @@ def test_catch_memory_policy_catches_everything_and_memoryless_does_not():
         return total
 
     assert np.mean([staying(seed) for seed in range(10)]) < 0
+
+
+def test_catch_balls_fall_straight_by_default():
+    env = gym.make("mnemo/DarkCatch-v0", visible_steps=20)
+    obs, _ = env.reset(seed=3)
+    xs = [obs[1]]
+    for _ in range(19):
+        obs, *_ = env.step(dc.RIGHT)
+        xs.append(obs[1])
+    assert len(set(xs)) == 1
 
 
 def test_catch_ball_hidden_after_visible_steps():

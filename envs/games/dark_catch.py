@@ -1,10 +1,12 @@
 """Dark catch: catch balls that are visible only at the start of their fall.
 
 The "Catch" toy game (bsuite, after Mnih et al., 2014) with the lights going
-out: each ball shows for its first ``visible_steps`` steps, then falls in the
-dark, drifting sideways and bouncing off the side walls. Two shown frames give
-the ball's velocity; the agent has to remember them and work out where the
-ball lands while nothing on screen tells it.
+out: each ball shows for its first ``visible_steps`` steps (one by default),
+then falls in the dark; the agent has to remember where it was shown and get
+the paddle there while nothing on screen tells it. With ``max_vx > 0`` the
+balls also drift sideways and bounce off the side walls, and the agent has to
+infer the velocity from two or more shown frames and extrapolate: a harder
+variant.
 
 Simulation (``reset_state``/``step_state``) and observation
 (``observe_vector``/``rasterize``) are numpy only; ``draw`` uses pygame.
@@ -39,12 +41,12 @@ class CatchParams:
     """balls per episode, dropped one after another"""
     fall_steps: int = 20
     """steps from the top to the paddle line"""
-    visible_steps: int = 3
+    visible_steps: int = 1
     """a ball is shown in the first ``visible_steps`` observations of its fall"""
     paddle_w: float = 0.2
     paddle_speed: float = 0.07
-    max_vx: float = 0.035
-    """the ball's horizontal speed is drawn from U(-max_vx, max_vx)"""
+    max_vx: float = 0.0
+    """the ball's horizontal speed is drawn from U(-max_vx, max_vx); 0: straight down"""
     miss_penalty: float = 1.0
     """reward -miss_penalty for a ball that falls past the paddle (+1 for a catch)"""
 
@@ -218,13 +220,17 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
 
     ## Description
 
-    ``n_balls`` (5) balls drop one after another from random places at the top,
-    each drifting sideways at a random speed and bouncing off the side walls.
-    A ball is shown for its first ``visible_steps`` (3) steps and then falls
-    in the dark for the rest of its ``fall_steps`` (20). The agent moves a
-    paddle along the bottom and must be under the ball when it lands: it has
-    to remember the shown positions, infer the velocity from them and
-    extrapolate (bounces included) while the screen shows nothing.
+    ``n_balls`` (5) balls drop one after another from random places at the
+    top. A ball is shown for its first ``visible_steps`` (1) steps and then
+    falls in the dark for the rest of its ``fall_steps`` (20). The agent moves
+    a paddle along the bottom and must be under the ball when it lands: it has
+    to remember where the ball was shown and steer there while the screen
+    shows nothing; the paddle needs up to 12 steps to cross the screen.
+
+    With ``max_vx > 0`` each ball also drifts sideways at a random speed and
+    bounces off the side walls: with ``visible_steps >= 2`` the agent has to
+    infer the velocity from the shown frames and extrapolate (bounces
+    included). This variant is harder; the preset does not solve it.
 
     ## Observation Space
 
@@ -248,14 +254,15 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
 
     +1 for each ball caught, -``miss_penalty`` (-1) for each ball missed, 0
     otherwise. Best return ``n_balls`` (5). Without memory a policy scores
-    about -2.4 (staying in the centre) to -1.8 (chasing the ball while it
-    shows, then stopping).
+    about -1.75 (staying in the centre: a ball lands within reach a third of
+    the time); with the defaults a trained memoryless agent stays near -1.5.
 
     ## Starting State
 
     Paddle centred; the first ball at the top at x ~ U(0.1, 0.9) with
-    horizontal speed ~ U(-max_vx, max_vx). Every later ball starts the same way
-    on the step after the previous one lands.
+    horizontal speed ~ U(-max_vx, max_vx) (0 by default). Every later ball
+    starts the same way on the step after the previous one lands; the paddle
+    stays where it was.
 
     ## Episode End
 
@@ -267,12 +274,15 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
 
     ```python
     gym.make("mnemo/DarkCatch-v0", render_mode=None, obs_mode="vector", obs_size=32,
-             grayscale=False, n_balls=5, fall_steps=20, visible_steps=3,
-             miss_penalty=1.0, render_reveal=True)
+             grayscale=False, n_balls=5, fall_steps=20, visible_steps=1,
+             miss_penalty=1.0, max_vx=0.0, paddle_speed=0.07, render_reveal=True)
     ```
 
     * ``obs_mode``: ``"vector"`` or ``"pixels"``; ``obs_size``/``grayscale`` shape the pixels.
-    * ``visible_steps``: 1 .. ``fall_steps``; 2 or more are needed to see the velocity.
+    * ``visible_steps``: 1 .. ``fall_steps``; with ``max_vx > 0``, 2 or more are needed to see the velocity.
+    * ``max_vx``: >= 0, the largest sideways speed (screen widths per step); 0.035 makes the
+      drifting, bouncing variant.
+    * ``paddle_speed``: > 0, screen widths per step.
     * ``render_reveal``: rendering shows the ball in the dark as a faint outline.
     """
 
@@ -297,8 +307,10 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
         grayscale: bool = False,
         n_balls: int = 5,
         fall_steps: int = 20,
-        visible_steps: int = 3,
+        visible_steps: int = 1,
         miss_penalty: float = 1.0,
+        max_vx: float = 0.0,
+        paddle_speed: float = 0.07,
         render_reveal: bool = True,
     ) -> None:
         check_render_mode(render_mode)
@@ -312,11 +324,19 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
             or not (1 <= visible_steps <= fall_steps)
         ):
             raise ValueError(f"visible_steps must be an integer in [1, fall_steps={fall_steps}], got {visible_steps!r}")
-        if not (math.isfinite(miss_penalty) and miss_penalty >= 0):
-            raise ValueError(f"miss_penalty must be a finite number >= 0, got {miss_penalty!r}")
+        for name, value in (("miss_penalty", miss_penalty), ("max_vx", max_vx)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (math.isfinite(paddle_speed) and paddle_speed > 0):
+            raise ValueError(f"paddle_speed must be a finite number > 0, got {paddle_speed!r}")
 
         self.params = CatchParams(
-            n_balls=n_balls, fall_steps=fall_steps, visible_steps=visible_steps, miss_penalty=float(miss_penalty)
+            n_balls=n_balls,
+            fall_steps=fall_steps,
+            visible_steps=visible_steps,
+            miss_penalty=float(miss_penalty),
+            max_vx=float(max_vx),
+            paddle_speed=float(paddle_speed),
         )
         self.obs_mode = obs_mode
         self.obs_size = obs_size
