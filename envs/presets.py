@@ -112,7 +112,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # After rl-baselines3-zoo's ppo_lstm MountainCarNoVel-v0 (16 envs, short rollouts, lambda 0.98), on a far
     # smaller budget than its 1M steps. Reward is -1 per step until the goal: PPO explores poorly here. Not
     # solved: no episode reached the goal in 150k steps with this preset, with reward scaling added, or with the
-    # zoo's own settings (16-step rollouts, no entropy bonus, both normalisations) on 300k.
+    # zoo's own settings (16-step rollouts, no entropy bonus, both normalisations) on 300k and on its full 1M
+    # (also with sb3-contrib's network). Per-step random actions never reach the goal in 200 steps, so PPO
+    # sees -200 in every episode and no signal; docs/results.md has the figures.
     "mnemo/MountainCarNoVel-v0": {
         "total_steps": 150_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.98, "ent_coef": 0.01,
