@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 5e-4, gamma 0.99, lambda 0.95, hidden 128, a separate critic, observation normalisation and reward scaling:
     # seeds 1-3 reach the threshold (docs/results.md). With 4 epochs at lr 1e-3, 2 of 3 (seed 2 peaked at 465);
     # the CartPoleNoVel settings on 200k-300k (with or without the normalisations, gamma 0.99, hidden 128)
-    # peaked at rolling means of 419-469, one run collapsing near its end.
+    # never passed a rolling mean of 466, one run collapsing near its end.
     "mnemo/CartPoleFlicker-v1": {
         "total_steps": 500_000, "num_envs": 16, "num_steps": 128, "bptt_len": 32, "num_minibatches": 4,
         "update_epochs": 8, "learning_rate": 5e-4, "anneal_lr": True, "anneal_clip": True, "gamma": 0.99,
