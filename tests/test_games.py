@@ -339,6 +339,19 @@ def test_catch_memory_policy_catches_everything_and_memoryless_does_not(kwargs):
     assert np.mean([staying(seed) for seed in range(10)]) < 0
 
 
+def test_catch_pixel_id_shows_each_ball_in_two_frames():
+    env = gym.make("mnemo/DarkCatchPixels-v0")
+    ball = np.array(dc._COLORS["ball"], dtype=np.uint8)
+    obs, _ = env.reset(seed=1)
+    shown = [bool((obs == ball).all(axis=-1).any())]
+    for _ in range(21):
+        obs, *_ = env.step(dc.STAY)
+        shown.append(bool((obs == ball).all(axis=-1).any()))
+    assert shown[:3] == [True, True, False]
+    assert not any(shown[3:20])
+    assert shown[20:22] == [True, True]  # the next ball
+
+
 def test_catch_balls_fall_straight_by_default():
     env = gym.make("mnemo/DarkCatch-v0", visible_steps=20)
     obs, _ = env.reset(seed=3)
