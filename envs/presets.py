@@ -126,7 +126,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # vector budgets neither pixel game reached its threshold (FogMaze 0.47 of 0.8 and still rising at 400k;
 # FlickerPong -1.4 at 500k); on 800k FogMazePixels reached it at 596k, on 1M FlickerPongPixels at 662k.
 # Seed 2 on the same budgets: FogMazePixels never took off (-1.03), FlickerPongPixels ended at 2.80 of 3.0.
-# DarkCatchPixels (each ball shown in 2 frames) reaches it at 227k of 500k; with 1 frame it was not solved on 1M.
+# DarkCatchPixels (each ball shown in 2 frames) reaches it at 227k of 500k on seed 1, not on seed 2 (-2.26);
+# with 1 frame it was not solved on 1M.
 _PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 800_000, "FlickerPong": 1_000_000}
 for _game, _budget in _PIXEL_BUDGETS.items():
     PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
