@@ -114,7 +114,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # solved: no episode reached the goal in 150k steps with this preset, with reward scaling added, or with the
     # zoo's own settings (16-step rollouts, no entropy bonus, both normalisations) on 300k and on its full 1M
     # (also with sb3-contrib's network). Per-step random actions never reach the goal in 200 steps, so PPO
-    # sees -200 in every episode and no signal; docs/results.md has the figures.
+    # sees -200 in every episode and no signal; docs/results.md has the figures. With the zoo's MountainCar-v0
+    # PPO settings the feed-forward agent finds the goal on the full observation and the LSTM agent does not,
+    # with or without velocities: the LSTM does not drift into pushing along the velocity.
     "mnemo/MountainCarNoVel-v0": {
         "total_steps": 150_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.98, "ent_coef": 0.01,
