@@ -56,8 +56,8 @@ class PolicyConfig:
     head_sizes: tuple[int, ...] = _f((64,), "Hidden sizes of the actor's and the critic's MLP after the core.")
     activation: Literal["tanh", "relu"] = _f("tanh", "Activation of the encoder and head MLPs.")
     normalize_obs: bool = _f(False, "Normalise Box observations with running mean and std (saved with the model).")
-    ortho_init: bool = _f(True, "Orthogonal initialisation of the recurrent core and the heads (the PPO "
-                          "baselines' choice); off keeps PyTorch's default initialisation.")
+    ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
+                          "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
     forget_bias: float = _f(0.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
 

@@ -49,6 +49,20 @@ def mlp(in_features: int, sizes: tuple[int, ...], activation: str) -> tuple[nn.M
     return (nn.Sequential(*layers) if layers else nn.Identity()), in_features
 
 
+def init_image_encoders(module: nn.Module) -> None:
+    """Orthogonal weights with gain sqrt(2) and zero biases for every conv and linear layer of the CNNs in
+    ``module`` (the other observation encoders have no weights), as CleanRL and Stable-Baselines3 do.
+
+    Why: PyTorch's default initialisation shrinks activations layer by layer; on the built-in games' frames
+    the default-initialised CNN's features barely change when the ball moves (on DarkCatchPixels their std
+    over an episode is 30-60 times smaller than with orthogonal weights), so the core starts out all but blind.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(layer.weight, 2 ** 0.5)
+            nn.init.zeros_(layer.bias)
+
+
 class RecurrentCore(nn.Module):
     """An nn.LSTM / nn.GRU (or nothing) that honours episode starts.
 
@@ -188,6 +202,8 @@ class RecurrentActorCritic(nn.Module):
         reset = not config.carry_across_episodes
 
         self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs)
+        if config.ortho_init:
+            init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
         core_args = (config.core, features, config.hidden_size, config.num_layers, reset, config.ortho_init,
                      config.forget_bias)

@@ -67,6 +67,34 @@ def test_images_are_encoded_by_a_cnn_from_either_layout():
         assert any(isinstance(m, torch.nn.Conv2d) for m in policy.modules())
 
 
+def test_ortho_init_gives_the_cnn_orthogonal_weights_and_features_that_follow_the_frames():
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+
+    env = gym.make("mnemo/DarkCatchPixels-v0")
+    frames, (obs, _) = [], env.reset(seed=0)
+    for _ in range(100):
+        frames.append(obs)
+        obs, *_ = env.step(env.action_space.sample())
+    frames = torch.as_tensor(np.stack(frames))
+    spread = {}
+    for ortho in (True, False):
+        torch.manual_seed(0)
+        policy = RecurrentActorCritic(env.observation_space, env.action_space, PolicyConfig(ortho_init=ortho))
+        with torch.no_grad():
+            spread[ortho] = float(policy.preprocess(frames).std(dim=0).mean())
+        if ortho:
+            for layer in policy.preprocess.modules():
+                if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+                    w = layer.weight.flatten(1)
+                    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+                    assert torch.allclose(gram, 2 * torch.eye(len(gram)), atol=1e-4)
+                    assert not layer.bias.any()
+    # PyTorch's default initialisation leaves the features almost constant over an episode.
+    assert spread[True] > 10 * spread[False]
+
+
 @pytest.mark.parametrize("space", [
     spaces.Text(5),
     spaces.Sequence(spaces.Discrete(2)),
