@@ -174,6 +174,7 @@ def test_sigkill_while_writing_never_leaves_a_broken_checkpoint(tmp_path):
             if (tmp_path / name).exists():
                 data = torch.load(tmp_path / name, weights_only=True)
                 assert torch.equal(data["x"], torch.full((6_000_000,), float(data["i"])))
-        first = torch.load(path, weights_only=True)["i"] + 1
+        if path.exists():  # absent only when the kill landed in the very first write (a slow, loaded machine)
+            first = torch.load(path, weights_only=True)["i"] + 1
         remove_stale_temp_files(tmp_path)
     assert leftovers >= 1, "no kill landed inside a write; the test proved nothing"
