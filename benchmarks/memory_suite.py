@@ -74,7 +74,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "mnemo/GatedMemory-v0": Threshold(2.7, "90% of max 3; memoryless about 1.27", 500),
     "mnemo/CountRecall-v0": Threshold(0.9, "90% of max 1; memoryless about 0.2", 500),
     "mnemo/DarkCatch-v0": Threshold(4.0, "9 of 10 balls caught (max 5); memoryless about -1.6"),
-    "mnemo/DarkCatchPixels-v0": Threshold(4.0, "9 of 10 balls caught (max 5); memoryless about -0.4 (2 shown frames)"),
+    "mnemo/DarkCatchPixels-v0": Threshold(4.0, "9 of 10 balls caught (max 5); memoryless about 0.1 (2 shown frames)"),
     "mnemo/FogMaze-v0": Threshold(0.8, "max 0.95, cue remembered on a shortest path 0.8-0.95; memoryless about -0.6"),
     "mnemo/FogMazePixels-v0": Threshold(0.8, "max 0.95; memoryless about -0.6"),
     "mnemo/FlickerPong-v0": Threshold(3.0, "a 3-0 win (max about 3.7); random about -1.5"),

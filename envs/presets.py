@@ -124,12 +124,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 # The pixel ids play the same games through the CNN encoder (agents/spaces.py) with the vector presets'
-# settings; the CNN has to learn to see first, so they get a longer budget. Seed 1 (docs/results.md): on the
-# vector budgets neither pixel game reached its threshold (FogMaze 0.47 of 0.8 and still rising at 400k;
-# FlickerPong -1.4 at 500k); on 800k FogMazePixels reached it at 596k, on 1M FlickerPongPixels at 662k.
-# Seed 2 on the same budgets: FogMazePixels never took off (-1.03), FlickerPongPixels ended at 2.80 of 3.0.
-# DarkCatchPixels (each ball shown in 2 frames) reaches it at 227k of 500k on seed 1, not on seed 2 (-2.26);
-# with 1 frame it was not solved on 1M.
+# settings; the CNN has to learn to see first, so they get a longer budget. With the CNN's orthogonal
+# initialisation (docs/results.md): DarkCatchPixels (each ball shown in 2 frames) reaches its threshold at
+# 112k-147k on seeds 1-3, FlickerPongPixels at 512k and 541k on seeds 1-2; FogMazePixels is not solved on
+# 800k (seed 1 ends at 0.49 of 0.8, seed 2 never takes off).
 _PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 800_000, "FlickerPong": 1_000_000}
 for _game, _budget in _PIXEL_BUDGETS.items():
     PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
