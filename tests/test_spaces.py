@@ -73,6 +73,7 @@ def test_ortho_init_gives_the_cnn_orthogonal_weights_and_features_that_follow_th
     import envs  # noqa: F401  (registers the ids)
 
     env = gym.make("mnemo/DarkCatchPixels-v0")
+    env.action_space.seed(0)
     frames, (obs, _) = [], env.reset(seed=0)
     for _ in range(100):
         frames.append(obs)
