@@ -45,7 +45,7 @@ _register(
     kwargs={"obs_mode": "pixels"},
 )
 _register("FogMaze-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100)
-# The maze's cue stays one frame, unlike DarkCatchPixels' ball: with two, the two cue-guided moves bring the
+# The maze's cue stays one frame, unlike DarkCatchPixels' ball: with two, the two cue-guided moves can bring the
 # treasure's corner into the 5x5 view and a memoryless agent learns to walk there (docs/results.md).
 _register("FogMazePixels-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100, kwargs={"obs_mode": "pixels"})
 _register("DarkCatch-v0", "envs.games.dark_catch:DarkCatchEnv", max_episode_steps=200)
