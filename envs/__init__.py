@@ -50,7 +50,8 @@ _register("FogMaze-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100)
 _register("FogMazePixels-v0", "envs.games.fog_maze:FogMazeEnv", max_episode_steps=100, kwargs={"obs_mode": "pixels"})
 _register("DarkCatch-v0", "envs.games.dark_catch:DarkCatchEnv", max_episode_steps=200)
 # The pixel id shows each ball in two frames, not one: with one, the CNN learnt to see the ball late or not at
-# all (seed 1 at 438k of 500k; never before its orthogonal initialisation; docs/results.md).
+# all (seed 1 at 438k of 500k, seeds 2 and 3 not in 500k; never before its orthogonal initialisation;
+# docs/results.md).
 _register(
     "DarkCatchPixels-v0",
     "envs.games.dark_catch:DarkCatchEnv",
