@@ -116,8 +116,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (also with sb3-contrib's network). Per-step random actions never reach the goal in 200 steps, so PPO
     # sees -200 in every episode and no signal; docs/results.md has the figures. With the zoo's MountainCar-v0
     # PPO settings the feed-forward agent finds the goal on the full observation and the LSTM agent does not,
-    # with or without velocities: the LSTM does not drift into pushing along the velocity, not even with a
-    # feed-forward critic or the observation fed past the LSTM to the heads. rl-baselines3-zoo's own ppo_lstm
+    # with or without velocities: without an entropy bonus the feed-forward policy narrows onto pushing along
+    # the velocity, the LSTM's onto one constant action, even with a feed-forward critic, the observation fed
+    # past the LSTM to the heads, or larger input weights. rl-baselines3-zoo's own ppo_lstm
     # entry for this env is marked "TO BE TUNED".
     "mnemo/MountainCarNoVel-v0": {
         "total_steps": 150_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
