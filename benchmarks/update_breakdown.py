@@ -1,8 +1,9 @@
 """Where a CartPoleNoVel training iteration's time goes: collection, update epochs, and the LSTM kernels inside.
 
-Trains the ``mnemo/CartPoleNoVel-v1`` preset (rl-baselines3-zoo's ppo_lstm
-settings) for ``--warmup`` iterations so that episodes are long, as they are
-for most of a 100k-step run, then times on one rollout (medians over repeats):
+Trains ``mnemo/CartPoleNoVel-v1`` with the speed benchmark's settings
+(rl-baselines3-zoo's ppo_lstm, ``envs.presets.ZOO_CARTPOLE_NOVEL``) for
+``--warmup`` iterations so that episodes are long, as they are for most of a
+100k-step run, then times on one rollout (medians over repeats):
 
 - collecting one rollout (8 envs x 32 steps);
 - one update epoch (forward, backward, gradient clipping, Adam), with the
@@ -36,7 +37,7 @@ from agents.buffer import compute_gae, gather_sequences, make_sequences  # noqa:
 from agents.config import TrainConfig  # noqa: E402
 from agents.ppo import loss_and_backward, make_minibatch  # noqa: E402
 from agents.trainer import Trainer  # noqa: E402
-from envs.presets import preset_for  # noqa: E402
+from envs.presets import ZOO_CARTPOLE_NOVEL  # noqa: E402
 
 ENV_ID = "mnemo/CartPoleNoVel-v1"
 
@@ -61,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig().with_overrides({
-            **preset_for(ENV_ID), "env_id": ENV_ID, "seed": a.seed, "run_dir": f"{tmp}/run", "progress": False,
+            **ZOO_CARTPOLE_NOVEL, "env_id": ENV_ID, "seed": a.seed, "run_dir": f"{tmp}/run", "progress": False,
             "device": "cpu", "eval_episodes": 0}).validate()
         trainer = Trainer(config)
         try:
