@@ -90,8 +90,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.9, 10 epochs, no entropy bonus), with a separate critic, observation normalisation and reward scaling,
     # and without its state-dependent exploration, which the trainer lacks. On 200k steps only seed 1 of 1-3
     # reached the threshold (-200, at 172k; seeds 2 and 3 came within 4 and 10 of it); on 250k all three do, two
-    # of them late (docs/results.md). On the earlier layout (8 envs x 256 steps, 150k) eval was -240 without the
-    # normalisations, -154 with them, but the training return stayed below the threshold (best -219).
+    # of them late (docs/results.md); on 400k seed 1 peaked at -244 and fell back. On the earlier layout (8 envs
+    # x 256 steps, 150k) eval was -240 without the normalisations, -154 with them, but the training return
+    # stayed below the threshold (best -219).
     "mnemo/PendulumNoVel-v1": {
         "total_steps": 250_000, "num_envs": 4, "num_steps": 1024, "bptt_len": 32, "num_minibatches": 32,
         "update_epochs": 10, "learning_rate": 1e-3, "gamma": 0.9, "gae_lambda": 0.95, "ent_coef": 0.0,
