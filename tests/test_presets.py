@@ -12,7 +12,7 @@ import envs
 from agents.config import RunConfig, TrainConfig, flat_field_owners
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor
-from envs.presets import PRESETS, preset_for
+from envs.presets import PRESETS, ZOO_CARTPOLE_NOVEL, preset_for
 
 MNEMO_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
 
@@ -76,3 +76,14 @@ def test_preset_for_returns_a_copy_and_nothing_for_other_envs():
     preset["num_envs"] = -1
     assert PRESETS["mnemo/GatedMemory-v0"]["num_envs"] > 0
     assert preset_for("CartPole-v1") == {}
+
+
+def test_the_speed_benchmark_keeps_the_zoo_settings_and_they_build_a_valid_config():
+    # benchmarks/cartpole_novel.py compares against sb3-contrib run with rl-baselines3-zoo's ppo_lstm
+    # CartPoleNoVel settings; the env's own preset may change, these must not.
+    config = TrainConfig().with_overrides({**ZOO_CARTPOLE_NOVEL, "env_id": "mnemo/CartPoleNoVel-v1"}).validate()
+    assert (config.env.num_envs, config.ppo.num_steps, config.ppo.num_minibatches, config.ppo.update_epochs) == (
+        8, 32, 1, 20)
+    assert (config.ppo.gamma, config.ppo.gae_lambda, config.ppo.learning_rate, config.policy.hidden_size) == (
+        0.98, 0.8, 1e-3, 64)
+    assert config.policy.separate_critic and config.policy.normalize_obs
