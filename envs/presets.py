@@ -123,9 +123,8 @@ _PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 1_600_000, "FlickerPong": 1_0
 for _game, _budget in _PIXEL_BUDGETS.items():
     PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
 
-# CartPoleNoVel learns reliably with CartPoleFlicker's settings (16 envs x 128 steps, 4 minibatches of 32-step
-# sequences, 8 epochs at lr 5e-4, hidden 128) on 200k: seeds 0-4 reach a rolling mean of 475 at 94k-106k
-# (docs/results.md). rl-baselines3-zoo's ppo_lstm settings (ZOO_CARTPOLE_NOVEL below, the speed benchmark's)
+# CartPoleNoVel learns reliably with CartPoleFlicker's settings on 200k: seeds 0-4 reach a rolling mean of 475
+# at 94k-106k (docs/results.md). rl-baselines3-zoo's ppo_lstm settings (ZOO_CARTPOLE_NOVEL below, the speed benchmark's)
 # reach it on 2 of 3 seeds on 100k, 150k and 200k alike, a different seed failing each time.
 PRESETS["mnemo/CartPoleNoVel-v1"] = {**PRESETS["mnemo/CartPoleFlicker-v1"], "total_steps": 200_000}
 
