@@ -106,7 +106,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # PPO settings the feed-forward agent finds the goal on the full observation and the LSTM agent does not,
     # with or without velocities: without an entropy bonus the feed-forward policy narrows onto pushing along
     # the velocity, the LSTM's onto one constant action, even with a feed-forward critic, the observation fed
-    # past the LSTM to the heads, or larger input weights. rl-baselines3-zoo's own ppo_lstm
+    # past the LSTM to the heads, or larger input weights. sb3-contrib's RecurrentPPO on the same settings does
+    # not learn MountainCar-v0 either (benchmarks/sb3_mountaincar.py), and rl-baselines3-zoo's own ppo_lstm
     # entry for this env is marked "TO BE TUNED".
     "mnemo/MountainCarNoVel-v0": {
         "total_steps": 150_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
