@@ -281,6 +281,10 @@ def test_maze_pixel_view_shows_cue_then_hides_it():
     corner = {0: obs[0, 0], 1: obs[0, -1], 2: obs[-1, -1], 3: obs[-1, 0]}
     assert np.array_equal(corner[info["goal"]], white)
     assert sum(np.array_equal(c, white) for c in corner.values()) == 1
+    cell = 40 // 5  # the 5x5 window in 8-pixel cells; the cue fills the corner cell
+    rows = slice(0, cell) if info["goal"] in (0, 1) else slice(40 - cell, 40)
+    cols = slice(0, cell) if info["goal"] in (0, 3) else slice(40 - cell, 40)
+    assert (obs[rows, cols] == white).all() and (obs == 255).all(axis=-1).sum() == cell * cell
     obs, *_ = env.step(fm.UP)
     assert not (obs == 255).all(axis=-1).any()
 

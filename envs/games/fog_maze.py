@@ -198,7 +198,7 @@ _AGENT = 3  # code of the agent's cell in the pixel view
 
 def rasterize(state: MazeState, params: MazeParams, size: int, grayscale: bool = False) -> np.ndarray:
     """The agent's pixel view: its window drawn in cells, centred; the cue is a white block
-    in the image corner of the treasure's corner (first ``cue_steps`` steps only).
+    of one cell in the image corner of the treasure's corner (first ``cue_steps`` steps only).
 
     Returns:
         (size, size, 1 or 3) uint8.
@@ -209,7 +209,8 @@ def rasterize(state: MazeState, params: MazeParams, size: int, grayscale: bool =
     codes[params.view_radius, params.view_radius] = _AGENT
     img = raster.blow_up(codes, _LUTS[grayscale], cell, size, _PIXELS[grayscale]["margin"])
     if cue_visible(state, params):
-        k = max(cell // 2, 1)
+        # A whole cell: a half-cell cue (16 of 1,600 pixels at 40x40) was learnt to be read on one seed of three.
+        k = cell
         rows = slice(0, k) if state.goal in (0, 1) else slice(size - k, size)
         cols = slice(0, k) if state.goal in (0, 3) else slice(size - k, size)
         img[rows, cols] = _PIXELS[grayscale]["cue"]
@@ -309,8 +310,8 @@ class FogMazeEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
 
     ``obs_mode="pixels"``: ``Box(0, 255, (obs_size, obs_size, 3), uint8)``
     (``(.., .., 1)`` with ``grayscale=True``): the window drawn in square
-    cells (agent blue, walls gray, chests gold); the cue is a white block in
-    the image corner that matches the treasure's corner.
+    cells (agent blue, walls gray, chests gold); the cue is a white block of
+    one cell in the image corner that matches the treasure's corner.
 
     ## Action Space
 
