@@ -9,7 +9,8 @@ both policies' defaults otherwise. Run it with a Python that has sb3-contrib:
 
     /path/to/peer-venv/bin/python benchmarks/sb3_mountaincar.py --policy lstm --steps 300000 --seed 1
 
-``--no-velocity`` drops the velocity (mnemo/MountainCarNoVel-v0's observation).
+``--no-velocity`` trains mnemo/MountainCarNoVel-v0 instead (the position only; the
+project's own registration, which needs gymnasium and numpy only).
 Prints one JSON line: training episodes, how many reached the goal (return
 above -200), the step of the first, the mean return of the last 100, the best
 rolling mean of 100, and the wall time.
@@ -17,9 +18,10 @@ rolling mean of 100, and the wall time.
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
@@ -28,17 +30,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-
-class PositionOnly(gym.ObservationWrapper):
-    """MountainCar-v0 without the velocity: observation (1,) = position."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(space.low[:1], space.high[:1], dtype=np.float32)
-
-    def observation(self, obs):
-        return obs[:1].astype(np.float32)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import envs  # noqa: F401  (registers mnemo/MountainCarNoVel-v0)
 
 
 class EpisodeLog(BaseCallback):
@@ -67,11 +60,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    def make() -> gym.Env:
-        env = gym.make("MountainCar-v0")
-        return PositionOnly(env) if a.no_velocity else env
-
-    env = VecNormalize(make_vec_env(make, n_envs=16, seed=a.seed), norm_obs=True, norm_reward=False)
+    env_id = "mnemo/MountainCarNoVel-v0" if a.no_velocity else "MountainCar-v0"
+    env = VecNormalize(make_vec_env(env_id, n_envs=16, seed=a.seed), norm_obs=True, norm_reward=False)
     settings = dict(n_steps=16, batch_size=a.batch_size, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0,
                     seed=a.seed, verbose=0)
     model = RecurrentPPO("MlpLstmPolicy", env, **settings) if a.policy == "lstm" else PPO("MlpPolicy", env, **settings)
