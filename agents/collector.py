@@ -30,6 +30,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from agents.buffer import RolloutBuffer
 from agents.config import ConfigError
 from agents.env_state import decode, encode, restore_env, snapshot_env
+from agents.noise import CorrelatedNoise
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_map, tree_map2, tree_stack
 
@@ -205,10 +206,12 @@ class VectorCollector:
         on_nonfinite: a NaN / inf observation or reward either stops collection (``"stop"``: raises
             NonFiniteError naming the env and step) or ends that env's episode as a truncation
             bootstrapped with V(obs_t), with reward 0, and resets the env (``"skip"``).
+        noise_correlation: correlation of each env's sampling noise from one step to the next
+            (``agents.noise``); 0 draws every action independently.
     """
 
     def __init__(self, envs: VectorEnv, policy: RecurrentActorCritic, device: torch.device,
-                 generator: torch.Generator, seed: int, on_nonfinite: str = "stop"):
+                 generator: torch.Generator, seed: int, on_nonfinite: str = "stop", noise_correlation: float = 0.0):
         if envs.metadata.get("autoreset_mode") not in (AutoresetMode.SAME_STEP, "SameStep"):
             raise ValueError("VectorCollector needs a vector env in AutoresetMode.SAME_STEP; use make_vector_env.")
         if on_nonfinite not in ("stop", "skip"):
@@ -217,6 +220,7 @@ class VectorCollector:
         self.num_envs = envs.num_envs
         self.on_nonfinite = on_nonfinite
         self.seed = seed
+        self.noise = CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
         obs, _ = envs.reset(seed=seed)
         self._check_reset_obs(obs, np.ones(self.num_envs, dtype=bool))
         self.next_obs = obs
@@ -231,7 +235,8 @@ class VectorCollector:
         for t in range(buffer.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
-                out = policy.step(obs_t, self.state, self.next_episode_start, generator=self.generator)
+                out = policy.step(obs_t, self.state, self.next_episode_start, generator=self.generator,
+                                  noise=self.noise)
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
 
             next_obs, reward, terminated, truncated, infos = self.envs.step(policy.action_head.to_env(out.action))
@@ -359,8 +364,11 @@ class VectorCollector:
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
-        """Per-env recurrent state and episode starts (tensors only)."""
-        return {"state": self.state.clone(), "next_episode_start": self.next_episode_start.clone()}
+        """Per-env recurrent state, episode starts and correlated sampling noise (tensors only)."""
+        data = {"state": self.state.clone(), "next_episode_start": self.next_episode_start.clone()}
+        if self.noise is not None and self.noise.last is not None:
+            data["sampling_noise"] = self.noise.last.clone()
+        return data
 
     def resume_state(self) -> dict:
         """JSON-ready: the next observations, episode accumulators and every env's state, for an exact resume.
@@ -388,6 +396,9 @@ class VectorCollector:
             raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
                              f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
         self.state = data["state"].to(self.device)
+        if self.noise is not None:
+            noise = data.get("sampling_noise")
+            self.noise.load_state_dict({} if noise is None else {"last": noise.to(self.device)})
         reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
         if resume is not None and resume.get("envs") is not None:
             errors = [e for e in self.envs.call("mnemo_restore_env", resume["envs"]) if e is not None]

@@ -79,6 +79,11 @@ class PPOConfig:
     clip_coef: float = _f(0.2, "PPO clip coefficient for the policy ratio.")
     clip_vloss: bool = _f(False, "Clip the value loss around the old values as in the PPO baselines.")
     ent_coef: float = _f(0.01, "Entropy bonus coefficient.")
+    noise_correlation: float = _f(
+        0.0, "Correlation in [0, 1) of each env's action-sampling noise from one rollout step to the next (an "
+        "AR(1) process); 0 draws independently, as usual. Each action keeps the policy's distribution, so "
+        "log-probs stay exact, but runs of one action grow longer: 0.98 makes a near-uniform policy change "
+        "action about once in 11 steps, which finds rewards that need persistence (MountainCar).")
     vf_coef: float = _f(0.5, "Value loss coefficient.")
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
     target_kl: float | None = _f(None, "Stop the epochs of an update early once approx KL exceeds this.")
@@ -183,6 +188,9 @@ class TrainConfig:
         for name in ("ent_coef", "vf_coef"):
             if not getattr(ppo, name) >= 0:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(ppo, name)}.")
+        if not 0 <= ppo.noise_correlation < 1:
+            raise ConfigError(f"--noise-correlation must be in [0, 1) (0: independent draws), got "
+                              f"{ppo.noise_correlation}.")
         if ppo.target_kl is not None and not ppo.target_kl > 0:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
         if run.eval_episodes < 0:

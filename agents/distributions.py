@@ -14,6 +14,11 @@ and lazy properties there cost more than the math.
 
 The stored action is the sampled one; ``to_env`` clips Box actions to the
 bounds for the env only, so log-probabilities stay exact.
+
+``sample`` draws its own noise, or turns standard-normal noise of
+``noise_shape`` (``agents.noise``, correlated over rollout steps) into an action
+by inverse transform: a Gaussian's mean + std * z, a uniform Phi(z) for the
+Gumbel-max and Bernoulli draws. Either way the action has the distribution's law.
 """
 
 from __future__ import annotations
@@ -31,9 +36,18 @@ from agents.spaces import UnsupportedSpaceError
 SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, Box (continuous, finite shape) and MultiBinary"
 
 
-def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device,
+             normal: torch.Tensor | None) -> torch.Tensor:
+    """U(0, 1) draws of ``shape``: fresh ones, or Phi(normal) (uniform when ``normal`` is standard normal)."""
+    if normal is None:
+        return torch.rand(shape, generator=generator, device=device)
+    return torch.special.ndtr(normal)
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None,
+                   normal: torch.Tensor | None = None) -> torch.Tensor:
     """Sample from softmax(logits) along the last dim (Gumbel-max: one uniform draw per logit)."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    u = _uniform(logits.shape, generator, logits.device, normal)
     return torch.argmax(logits - torch.log(-torch.log(u.clamp_(1e-20, 1.0))), dim=-1)
 
 
@@ -44,8 +58,13 @@ class Categorical:
         # Normalised log-probs; one fused kernel (logits - logsumexp costs several times more per call).
         self.logits = torch.log_softmax(logits, -1)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        return _gumbel_argmax(self.logits, generator)
+    @property
+    def noise_shape(self) -> torch.Size:
+        """Shape of the standard-normal noise ``sample`` turns into an action (one entry per logit)."""
+        return self.logits.shape
+
+    def sample(self, generator: torch.Generator | None = None, normal: torch.Tensor | None = None) -> torch.Tensor:
+        return _gumbel_argmax(self.logits, generator, normal)
 
     def mode(self) -> torch.Tensor:
         return self.logits.argmax(-1)
@@ -65,9 +84,14 @@ class DiagGaussian:
     def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
         self.mean, self.log_std = mean, log_std.expand_as(mean)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)
-        return self.mean + noise * self.log_std.exp()
+    @property
+    def noise_shape(self) -> torch.Size:
+        return self.mean.shape
+
+    def sample(self, generator: torch.Generator | None = None, normal: torch.Tensor | None = None) -> torch.Tensor:
+        if normal is None:
+            normal = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)
+        return self.mean + normal * self.log_std.exp()
 
     def mode(self) -> torch.Tensor:
         return self.mean
@@ -86,8 +110,12 @@ class Bernoulli:
     def __init__(self, logits: torch.Tensor):
         self.logits = logits
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        u = torch.rand(self.logits.shape, generator=generator, device=self.logits.device)
+    @property
+    def noise_shape(self) -> torch.Size:
+        return self.logits.shape
+
+    def sample(self, generator: torch.Generator | None = None, normal: torch.Tensor | None = None) -> torch.Tensor:
+        u = _uniform(self.logits.shape, generator, self.logits.device, normal)
         return (u < torch.sigmoid(self.logits)).float()
 
     def mode(self) -> torch.Tensor:

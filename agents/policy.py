@@ -28,6 +28,7 @@ from torch import nn
 
 from agents.config import PolicyConfig
 from agents.distributions import ActionHead, Distribution, check_action_space
+from agents.noise import CorrelatedNoise
 from agents.spaces import (
     Tree,
     check_observation_space,
@@ -306,10 +307,19 @@ class RecurrentActorCritic(nn.Module):
         episode_start: torch.Tensor,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        noise: CorrelatedNoise | None = None,
     ) -> StepOutput:
-        """One step for B envs: obs leaves (B, *shape), state (S, L, B, H), episode_start (B,)."""
+        """One step for B envs: obs leaves (B, *shape), state (S, L, B, H), episode_start (B,).
+
+        ``noise`` (rollouts with ``--noise-correlation``) supplies the sampling noise instead of fresh draws.
+        """
         dist, value, new_state = self._one_step(obs, state, episode_start)
-        raw = dist.mode() if deterministic else dist.sample(generator)
+        if deterministic:
+            raw = dist.mode()
+        elif noise is not None:
+            raw = dist.sample(normal=noise.draw(dist.noise_shape, generator, value.device))
+        else:
+            raw = dist.sample(generator)
         return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value, new_state)
 
     def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:

@@ -208,7 +208,7 @@ class Trainer:
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
         self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed,
-                                         cfg.run.on_nonfinite)
+                                         cfg.run.on_nonfinite, cfg.ppo.noise_correlation)
         if checkpoint is not None:
             payload, meta = checkpoint
             self.resume_note = self._restore_collector(payload, meta)

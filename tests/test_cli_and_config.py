@@ -37,6 +37,8 @@ def test_env_import_is_repeatable():
     (["--gamma", "0"], "--gamma must be in (0, 1]"),
     (["--num-envs", "0"], "--num-envs must be a positive integer"),
     (["--hidden-size", "-3"], "--hidden-size must be a positive integer"),
+    (["--noise-correlation", "1"], "--noise-correlation must be in [0, 1)"),
+    (["--noise-correlation", "-0.5"], "--noise-correlation must be in [0, 1)"),
 ])
 def test_invalid_hyperparameters_are_rejected_with_the_fix(flags, message):
     with pytest.raises(ConfigError) as err:

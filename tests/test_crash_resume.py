@@ -107,6 +107,21 @@ def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_p
     assert straight_run.reward_scaler.std != 1.0  # the statistics did move
 
 
+def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
+    # Each env's sampling noise (an AR(1) process) travels in the checkpoint with the recurrent state.
+    noisy = {"noise_correlation": 0.95, "total_steps": 1536}
+    straight_run = make(tmp_path / "straight", **noisy)
+    straight_run.train()
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        make(run, **noisy).train(crash_at(1280))
+    resumed = make(run, resume=True, **noisy)
+    assert resumed.resume_note is None and resumed.global_step == 1024
+    resumed.train()
+    assert_same_training_state(straight_run, resumed)
+    assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
+
+
 def test_async_envs_are_restored_exactly_in_their_workers(straight, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(Crash):

@@ -20,14 +20,14 @@ from agents.policy import RecurrentActorCritic
 
 
 def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="discrete", num_steps=24, seed=0,
-            rollouts=2):
+            rollouts=2, noise_correlation=0.0):
     envs = make_vector_env("tests/Boundary-v0", 4, {"action_kind": action_kind})
     torch.manual_seed(seed)
     cfg = PolicyConfig(core=core, num_layers=layers, hidden_size=16, separate_critic=separate,
                        carry_across_episodes=carry, normalize_obs=True)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
     gen = torch.Generator().manual_seed(seed)
-    collector = VectorCollector(envs, policy, torch.device("cpu"), gen, seed)
+    collector = VectorCollector(envs, policy, torch.device("cpu"), gen, seed, noise_correlation=noise_correlation)
     head = policy.action_head
     buf = RolloutBuffer(num_steps, 4, envs.single_observation_space, head.action_shape, head.action_dtype,
                         policy.state_shape, torch.device("cpu"))
@@ -56,9 +56,11 @@ def test_recomputed_logprobs_and_values_match_rollout(core, layers, separate, ca
     assert (value[real] - batch.values[real]).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("noise_correlation", [0.0, 0.95])
 @pytest.mark.parametrize("action_kind", ["discrete", "box", "multidiscrete", "multibinary"])
-def test_invariant_holds_for_every_action_space(action_kind):
-    policy, _collector, buf = collect(action_kind=action_kind, separate=True)
+def test_invariant_holds_for_every_action_space(action_kind, noise_correlation):
+    # Correlated sampling noise changes which actions are drawn, never the log-probs stored for them.
+    policy, _collector, buf = collect(action_kind=action_kind, separate=True, noise_correlation=noise_correlation)
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=8, cut_at_episode_starts=True)
     zeros = torch.zeros_like(buf.rewards)
     batch = gather_sequences(buf, seqs, zeros, zeros)

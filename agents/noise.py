@@ -1,0 +1,62 @@
+"""Temporally correlated sampling noise for rollouts (``--noise-correlation``).
+
+PPO draws every action independently of the one before. In a game whose reward
+only shows after a long run of the same action (MountainCar: the car must swing
+for dozens of steps before it can reach the flag), a near-uniform policy then
+explores like a random walk with one-step strides and may never see a reward.
+Here each env's sampling noise follows an AR(1) process, the discrete-time
+Ornstein-Uhlenbeck process:
+
+    z_t = rho * z_{t-1} + sqrt(1 - rho^2) * eps_t,    eps_t ~ N(0, I) i.i.d.,
+
+started from z_0 = eps_0. Every z_t is exactly N(0, I), and the distributions
+turn it into an action by inverse transform (``agents.distributions``), so the
+action drawn at each step has exactly the policy's distribution and the
+log-probabilities PPO stores and recomputes are unchanged. What changes is the
+joint law of consecutive actions: under a near-uniform categorical policy with
+``rho = 0.98`` about one step in eleven changes action instead of two in three.
+As the policy sharpens the noise decides less and less. The update still treats
+the steps as independent draws, the approximation colored-noise PPO makes
+(Hollenstein et al., "Colored noise in PPO", AAAI 2024).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class CorrelatedNoise:
+    """Standard-normal noise that is correlated from one rollout step to the next, per env.
+
+    Args:
+        rho: correlation between consecutive steps' noise, in [0, 1); 0 draws independent noise.
+
+    The state is the last draw (None before the first), shape ``(N, *event)`` with N envs; a draw of
+    another shape (a different number of envs) starts a fresh process.
+    """
+
+    def __init__(self, rho: float):
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"rho must be in [0, 1), got {rho}")
+        self.rho = rho
+        self._innovation_scale = math.sqrt(1.0 - rho * rho)
+        self.last: torch.Tensor | None = None
+
+    def draw(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None,
+             device: torch.device | str | None = None) -> torch.Tensor:
+        """The next noise tensor of ``shape``: N(0, 1) entries, each correlated ``rho`` with its previous value."""
+        eps = torch.randn(shape, generator=generator, device=device)
+        if self.last is None or self.last.shape != eps.shape:
+            self.last = eps
+        else:
+            self.last = self.rho * self.last + self._innovation_scale * eps
+        return self.last
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The last draw (empty before the first), for an exact resume."""
+        return {} if self.last is None else {"last": self.last.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.last = state["last"].clone() if "last" in state else None
