@@ -9,7 +9,7 @@ A checkpoint file holds one dict, saved with ``torch.save``:
 | ``meta`` | JSON string: config, spaces, counters, RNG states, the envs' state and next observations |
 | ``policy`` | the policy's ``state_dict`` (tensors; includes observation normalisers) |
 | ``optimizer`` | the optimizer's ``state_dict`` (tensors and numbers) |
-| ``collector`` | per-env recurrent state and episode starts (tensors) |
+| ``collector`` | per-env recurrent state, episode starts and correlated sampling noise (tensors) |
 | ``reward_scaler`` | with ``--normalize-reward``: per-env discounted returns and their running variance |
 | ``generator`` | the action-sampling torch generator's state (uint8 tensor) |
 | ``digest`` | BLAKE2b of everything above (version 2 on) |
