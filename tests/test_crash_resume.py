@@ -90,18 +90,24 @@ def test_crash_and_resume_is_bitwise_exact_and_curves_continue(straight, tmp_pat
     assert scalar_steps(run, "charts/learning_rate") == expected  # no gap, no duplicate, same values
 
 
-def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_path):
-    # The reward scaler's per-env discounted returns and running variance travel in the checkpoint.
-    normalised = {"normalize_obs": True, "normalize_reward": True, "total_steps": 1536}
-    straight_run = make(tmp_path / "straight", **normalised)
+def straight_and_resumed(tmp_path: Path, **overrides) -> tuple[Trainer, Trainer]:
+    """A 1536-step run, and the same run crashed at 1280 and resumed from 1024: asserted bitwise equal."""
+    overrides = {"total_steps": 1536, **overrides}
+    straight_run = make(tmp_path / "straight", **overrides)
     straight_run.train()
     run = tmp_path / "run"
     with pytest.raises(Crash):
-        make(run, **normalised).train(crash_at(1280))
-    resumed = make(run, resume=True, **normalised)
+        make(run, **overrides).train(crash_at(1280))
+    resumed = make(run, resume=True, **overrides)
     assert resumed.resume_note is None and resumed.global_step == 1024
     resumed.train()
     assert_same_training_state(straight_run, resumed)
+    return straight_run, resumed
+
+
+def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_path):
+    # The reward scaler's per-env discounted returns and running variance travel in the checkpoint.
+    straight_run, resumed = straight_and_resumed(tmp_path, normalize_obs=True, normalize_reward=True)
     for key, value in straight_run.reward_scaler.state_dict().items():
         assert torch.equal(value, resumed.reward_scaler.state_dict()[key]), key
     assert straight_run.reward_scaler.std != 1.0  # the statistics did move
@@ -109,16 +115,7 @@ def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_p
 
 def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
     # Each env's sampling noise (an AR(1) process) travels in the checkpoint with the recurrent state.
-    noisy = {"noise_correlation": 0.95, "total_steps": 1536}
-    straight_run = make(tmp_path / "straight", **noisy)
-    straight_run.train()
-    run = tmp_path / "run"
-    with pytest.raises(Crash):
-        make(run, **noisy).train(crash_at(1280))
-    resumed = make(run, resume=True, **noisy)
-    assert resumed.resume_note is None and resumed.global_step == 1024
-    resumed.train()
-    assert_same_training_state(straight_run, resumed)
+    straight_run, resumed = straight_and_resumed(tmp_path, noise_correlation=0.95)
     assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
 
 
