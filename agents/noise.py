@@ -17,7 +17,7 @@ joint law of consecutive actions: under a near-uniform categorical policy with
 ``rho = 0.98`` about one step in eleven changes action instead of two in three.
 As the policy sharpens the noise decides less and less. The update still treats
 the steps as independent draws, the approximation colored-noise PPO makes
-(Hollenstein et al., "Colored noise in PPO", AAAI 2024).
+(Hollenstein, Martius and Piater, "Colored noise in PPO", arXiv:2312.11091).
 """
 
 from __future__ import annotations
