@@ -116,8 +116,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The pixel ids play the same games through the CNN encoder (agents/spaces.py) with the vector presets'
 # settings; the CNN has to learn to see first, so they get a longer budget. With the CNN's orthogonal
 # initialisation (docs/results.md): DarkCatchPixels (each ball shown in 2 frames) reaches its threshold at
-# 112k-147k on seeds 1-3, FlickerPongPixels at 512k and 541k on seeds 1-2, FogMazePixels (its cue a whole
-# cell) at 463k-561k on seeds 1-3. With a half-cell cue the maze was learnt on 2 of 3 seeds on 1.6M, one at the end.
+# 112k-147k on seeds 1-3, FlickerPongPixels at 512k and 541k on seeds 1-2 (seed 3 never took off, nor with ent
+# 0.01), FogMazePixels (its cue a whole cell) at 463k-561k on seeds 1-3. With a half-cell cue the maze was learnt
+# on 2 of 3 seeds on 1.6M, one at the end.
 _PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 1_600_000, "FlickerPong": 1_000_000}
 for _game, _budget in _PIXEL_BUDGETS.items():
     PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
