@@ -116,12 +116,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The pixel ids play the same games through the CNN encoder (agents/spaces.py) with the vector presets'
 # settings; the CNN has to learn to see first, so they get a longer budget. With the CNN's orthogonal
 # initialisation (docs/results.md): DarkCatchPixels (each ball shown in 2 frames) reaches its threshold at
-# 112k-147k on seeds 1-3, FlickerPongPixels at 512k and 541k on seeds 1-2 (seed 3 never took off, nor with ent
-# 0.01), FogMazePixels (its cue a whole cell) at 463k-561k on seeds 1-3. With a half-cell cue the maze was learnt
-# on 2 of 3 seeds on 1.6M, one at the end.
+# 112k-147k on seeds 1-3, FogMazePixels (its cue a whole cell) at 463k-561k on seeds 1-3 (with a half-cell cue
+# the maze was learnt on 2 of 3 seeds on 1.6M, one at the end). FlickerPongPixels learns at half the vector
+# game's learning rate: with 2.5e-4 seeds 1-3 cross 3.0 at 752k, 631k and 866k; with the vector game's 5e-4 seeds 1
+# and 2 did at 512k and 541k but seed 3 never took off (nor with ent_coef 0.01).
 _PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 1_600_000, "FlickerPong": 1_000_000}
+_PIXEL_OVERRIDES = {"FlickerPong": {"learning_rate": 2.5e-4}}
 for _game, _budget in _PIXEL_BUDGETS.items():
-    PRESETS[f"mnemo/{_game}Pixels-v0"] = {**PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget}
+    PRESETS[f"mnemo/{_game}Pixels-v0"] = {
+        **PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget, **_PIXEL_OVERRIDES.get(_game, {})}
 
 # CartPoleNoVel learns reliably with CartPoleFlicker's settings on 200k: seeds 0-4 reach a rolling mean of 475
 # at 94k-106k (docs/results.md). rl-baselines3-zoo's ppo_lstm settings (ZOO_CARTPOLE_NOVEL below, the speed benchmark's)
