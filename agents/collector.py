@@ -398,7 +398,7 @@ class VectorCollector:
         self.state = data["state"].to(self.device)
         if self.noise is not None:
             noise = data.get("sampling_noise")
-            self.noise.load_state_dict({} if noise is None else {"last": noise.to(self.device)})
+            self.noise.last = None if noise is None else noise.to(self.device)
         reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
         if resume is not None and resume.get("envs") is not None:
             errors = [e for e in self.envs.call("mnemo_restore_env", resume["envs"]) if e is not None]

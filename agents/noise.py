@@ -33,8 +33,8 @@ class CorrelatedNoise:
     Args:
         rho: correlation between consecutive steps' noise, in [0, 1); 0 draws independent noise.
 
-    The state is the last draw (None before the first), shape ``(N, *event)`` with N envs; a draw of
-    another shape (a different number of envs) starts a fresh process.
+    The state is ``last``, the last draw (None before the first), shape ``(N, *event)`` with N envs; the
+    collector saves and restores it with its checkpoints. A draw of another shape starts a fresh process.
     """
 
     def __init__(self, rho: float):
@@ -53,10 +53,3 @@ class CorrelatedNoise:
         else:
             self.last = self.rho * self.last + self._innovation_scale * eps
         return self.last
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The last draw (empty before the first), for an exact resume."""
-        return {} if self.last is None else {"last": self.last.clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.last = state["last"].clone() if "last" in state else None
