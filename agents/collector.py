@@ -180,9 +180,13 @@ def make_vector_env(
             return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     except Exception as exc:
+        if isinstance(exc, (gym.error.DependencyNotInstalled, ImportError)):
+            fix = "The env needs a package that is not installed: install it as the message says, then run again."
+        else:
+            fix = "Check the env's arguments (its docstring lists them)."
         raise ConfigError(
-            f"Making {env_id} with --env-kwargs {json.dumps(kwargs)} failed: {type(exc).__name__}: {exc}. "
-            f"Check the env's arguments (its docstring lists them).") from exc
+            f"Making {env_id} with --env-kwargs {json.dumps(kwargs)} failed: {type(exc).__name__}: {exc}. {fix}"
+        ) from exc
 
 
 @dataclass

@@ -112,7 +112,15 @@ class GraphActionEnv(gym.Env):
         return np.zeros(2, np.float32), 0.0, True, False, {}
 
 
-for _id, _entry in (("tests/Faulty-v0", FaultyEnv), ("tests/NoSnapshot-v0", UnsnapshottableEnv),
+class NeedsMissingPackageEnv(gym.Env):
+    """Fails in its constructor the way Gymnasium's Box2D envs do when Box2D is not installed."""
+
+    def __init__(self):
+        raise gym.error.DependencyNotInstalled('Box2D is not installed, run `pip install "gymnasium[box2d]"`')
+
+
+for _id, _entry in (("tests/Faulty-v0", FaultyEnv), ("tests/NeedsMissingPackage-v0", NeedsMissingPackageEnv),
+                    ("tests/NoSnapshot-v0", UnsnapshottableEnv),
                     ("tests/TextObs-v0", TextObservationEnv), ("tests/SequenceAction-v0", GraphActionEnv)):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_entry)

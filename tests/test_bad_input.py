@@ -62,6 +62,15 @@ def test_bad_env_kwargs_name_the_argument(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_env_with_a_missing_dependency_says_to_install_it(tmp_path, capsys):
+    code = train.main(["--env-id", "tests/NeedsMissingPackage-v0", "--env-import", "faulty_envs", "--run-dir",
+                       str(tmp_path / "r"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "gymnasium[box2d]" in err and "install" in err
+    assert "arguments" not in err  # the env's arguments are not what is wrong
+    assert not (tmp_path / "r").exists()
+
+
 def test_env_import_of_a_module_that_fails_to_import(tmp_path, capsys, monkeypatch):
     (tmp_path / "broken_envs_mod.py").write_text("raise RuntimeError('missing licence key')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
