@@ -213,7 +213,9 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     """Read a checkpoint safely; returns (payload, meta). Raises CheckpointError with the cause and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}.")
+        what = "it is not a file" if path.exists() else "no such file or directory"
+        raise CheckpointError(f"No checkpoint at {path} ({what}). Pass a run directory written by train.py "
+                              f"(its --run-dir) or a .pt file from its {CHECKPOINT_DIR}/.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -164,7 +164,8 @@ def test_env_that_cannot_render_rgb_array_is_a_clear_error(tmp_path, env_id, cap
 
 def test_bad_paths_and_formats_are_clear_errors(tmaze_run, tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
-    assert "No checkpoint at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "No checkpoint at" in err and "no such file" in err and "--run-dir" in err
     assert main([str(tmp_path)]) == 2  # a directory that is not a run
     assert "is it a training run?" in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
