@@ -217,7 +217,11 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(f"No checkpoint at {path} ({what}). Pass a run directory written by train.py "
                               f"(its --run-dir) or a .pt file from its {CHECKPOINT_DIR}/.")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch.save writes protocol 2; any other protocol means a file from elsewhere, which torch flags
+            # before the refusal below explains it. That refusal is the message worth reading.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"Refusing to load {path}: it contains pickled objects other than tensors and plain data, which "

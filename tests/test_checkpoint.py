@@ -59,8 +59,6 @@ def test_save_load_gives_identical_deterministic_actions(trained_run):
             obs, _ = env.reset()
 
 
-# torch warns about the pickle protocol of the hand-made file before refusing it; the refusal is what is tested
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
 

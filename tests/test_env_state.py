@@ -146,7 +146,6 @@ def test_a_snapshot_of_another_env_is_refused():
         restore_env(b, snapshot_env(a))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the hand-made file
 def test_a_malicious_latest_checkpoint_in_a_run_is_refused_and_runs_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     flags = ["--num-envs", "4", "--num-steps", "32", "--bptt-len", "8", "--num-minibatches", "2",
