@@ -8,11 +8,14 @@ Trains ``mnemo/CartPoleNoVel-v1`` with the speed benchmark's settings
 - collecting one rollout (8 envs x 32 steps);
 - one update epoch (forward, backward, gradient clipping, Adam), with the
   critic on this thread and on a second one (``--parallel-critic``);
-- the two LSTMs' forward + backward alone, on the same sequences (oneDNN's kernels).
+- the two LSTMs' forward + backward alone, on the same sequences (oneDNN's
+  kernels), together and one at a time;
+- raw env stepping with random actions (the same vector env).
 
-The last figure bounds what any Python-side work can gain: with 20 epochs per
-rollout, ``20 x kernels`` is spent in the recurrent kernels whatever else is
-made faster.
+The kernel figures bound what any Python-side work can gain: with 20 epochs
+per rollout, ``20 x kernels`` is spent in the recurrent kernels whatever else
+is made faster (with the critic on a second core, ``20 x`` the slower LSTM's),
+and the envs take their own time on top.
 
     python benchmarks/update_breakdown.py
 """
@@ -25,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,7 @@ from agents.buffer import compute_gae, gather_sequences, make_sequences  # noqa:
 from agents.config import TrainConfig  # noqa: E402
 from agents.ppo import loss_and_backward, make_minibatch  # noqa: E402
 from agents.trainer import Trainer  # noqa: E402
+from benchmarks.cartpole_novel import raw_env_sps  # noqa: E402
 from envs.presets import ZOO_CARTPOLE_NOVEL  # noqa: E402
 
 ENV_ID = "mnemo/CartPoleNoVel-v1"
@@ -93,19 +98,25 @@ def report(trainer: Trainer, config: TrainConfig, a: argparse.Namespace) -> None
             optimizer.step()
         return run
 
-    def kernels() -> None:
-        total = 0.0
-        for core in (policy.actor_core, policy.critic_core):
-            for group in mb.groups:
-                x = torch.randn(*group.mask.shape, core.rnn.input_size)
-                out, _ = core.rnn(x, (group.start_states[0], group.start_states[1]))
-                total = total + out.sum()
-        total.backward()
+    def kernels(cores) -> Callable[[], None]:
+        inputs = [[torch.randn(*group.mask.shape, core.rnn.input_size) for group in mb.groups] for core in cores]
+
+        def run() -> None:
+            total = 0.0
+            for core, xs in zip(cores, inputs, strict=True):
+                for group, x in zip(mb.groups, xs, strict=True):
+                    out, _ = core.rnn(x, (group.start_states[0], group.start_states[1]))
+                    total = total + out.sum()
+            total.backward()
+        return run
 
     serial_ms = median_ms(epoch(False), a.repeats)
     parallel_ms = median_ms(epoch(True), a.repeats)
-    kernel_ms = median_ms(kernels, a.repeats)
+    kernel_ms = median_ms(kernels((policy.actor_core, policy.critic_core)), a.repeats)
+    # With the critic on the second core, the two LSTMs' kernels overlap: the slower one is the floor.
+    one_core_ms = max(median_ms(kernels((core,)), a.repeats) for core in (policy.actor_core, policy.critic_core))
     epochs, steps = ppo.update_epochs, config.batch_size
+    env_sps = raw_env_sps(config.env.num_envs, 20_000, a.seed)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 torch thread")
     print(f"rollout after {a.warmup} iterations: {len(lengths)} sequences, lengths {sorted(lengths.tolist())}")
     print(f"collect one rollout ({steps} steps):          {collect_ms:7.2f} ms")
@@ -116,8 +127,14 @@ def report(trainer: Trainer, config: TrainConfig, a: argparse.Namespace) -> None
     best = min(serial_ms, parallel_ms)
     print(f"iteration = collect + {epochs} epochs: {collect_ms + epochs * best:.1f} ms -> "
           f"{1000 * steps / (collect_ms + epochs * best):.0f} steps/s at this point of training")
+    print(f"one LSTM's kernels alone (fwd+bwd):        {one_core_ms:7.3f} ms  (the floor of an epoch with the "
+          f"critic on a 2nd core)")
     print(f"the kernels alone, {epochs} epochs: {epochs * kernel_ms:.1f} ms per rollout -> at most "
-          f"{1000 * steps / (epochs * kernel_ms):.0f} steps/s with everything else free")
+          f"{1000 * steps / (epochs * kernel_ms):.0f} steps/s with everything else free; with the two cores "
+          f"overlapped {epochs * one_core_ms:.1f} ms -> at most {1000 * steps / (epochs * one_core_ms):.0f} steps/s")
+    print(f"add raw env stepping ({1000 * steps / env_sps:.1f} ms per rollout at {env_sps:.0f} steps/s, random "
+          f"actions): at most {1000 * steps / (epochs * one_core_ms + 1000 * steps / env_sps):.0f} steps/s for "
+          f"the whole iteration")
 
 
 if __name__ == "__main__":
