@@ -33,7 +33,6 @@ Three parts, each usable alone:
 from __future__ import annotations
 
 import contextlib
-import io
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from torch import nn
 
 from agents.policy import RecurrentActorCritic, RecurrentCore
 from agents.spaces import ImageEncoder, Tree, tree_map
+from envs.games.window import import_pygame
 
 
 class InspectorError(RuntimeError):
@@ -328,13 +328,6 @@ def _nice_ceil(x: float) -> float:
         return 1.0
     decade = 10.0 ** np.floor(np.log10(x))
     return float(next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= x))
-
-
-def import_pygame() -> Any:
-    """Import pygame lazily, without its banner (a library must not set PYGAME_HIDE_SUPPORT_PROMPT)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        import pygame
-    return pygame
 
 
 def array_to_surface(rgb: np.ndarray) -> Any:

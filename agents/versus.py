@@ -31,11 +31,12 @@ import numpy as np
 
 from agents.checkpoint import LATEST, CheckpointError
 from agents.collector import import_env_modules
-from agents.inspector import TextRenderer, import_pygame, surface_to_array
+from agents.inspector import TextRenderer, surface_to_array
 from agents.runner import PolicyRunner
 from agents.watch import FileSink, FrameSink, WatchError, WindowSink
 from envs.games import flicker_pong
 from envs.games.flicker_pong import NOOP, FlickerPongEnv, PongParams, PongState
+from envs.games.window import PygameMissingError, import_pygame
 from envs.play import action_from_keys
 
 SUPPORTED_ENV_IDS = ("mnemo/FlickerPong-v0", "mnemo/FlickerPongPixels-v0")
@@ -452,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         versus(args.path, matches=args.matches, deterministic=args.deterministic, seed=args.seed, fps=args.fps,
                flicker=args.flicker, human=args.human, record=args.record, which=args.which, pause=args.pause)
-    except (CheckpointError, VersusError, WatchError) as exc:
+    except (CheckpointError, VersusError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

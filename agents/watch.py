@@ -33,9 +33,10 @@ import torch
 
 from agents.checkpoint import LATEST, CheckpointError, load_policy
 from agents.collector import import_env_modules
-from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface, import_pygame
+from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_map
+from envs.games.window import PygameMissingError, import_pygame
 
 RECORD_FORMATS = (".gif", ".mp4")
 
@@ -103,7 +104,12 @@ def _cannot_render(env_id: str, modes: Any) -> str:
 
 def render_frame(env: gym.Env) -> np.ndarray:
     """env.render() checked to be an (H, W, 3) uint8 image."""
-    frame = env.render()
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as exc:  # e.g. Gymnasium's classic-control envs draw with pygame
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise WatchError(f"Env {name!r} cannot draw its frames: {exc} (pygame-ce provides pygame too; install "
+                         f"one of the two, not both).") from exc
     if isinstance(frame, list):  # rgb_array_list-style wrappers
         frame = frame[-1] if frame else None
     array = np.asarray(frame) if frame is not None else None
@@ -410,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
               record=args.record, inspect=args.inspect, history=args.history, which=args.which,
               max_steps=args.max_steps, scale=args.scale)
-    except (CheckpointError, WatchError) as exc:
+    except (CheckpointError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

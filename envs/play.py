@@ -13,11 +13,13 @@ step once per key press. A game takes part by defining ``KEYS_TO_ACTION``
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Collection, Mapping, Sequence
 
 import gymnasium as gym
 
 import envs  # noqa: F401  (registers the mnemo/ ids)
+from envs.games.window import PygameMissingError
 
 
 def action_from_keys(
@@ -108,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the first episode")
     parser.add_argument("--episodes", type=int, default=0, help="stop after this many episodes (0: until Esc)")
     args = parser.parse_args(argv)
-    play(args.env_id, agent_view=args.agent_view, seed=args.seed, episodes=args.episodes)
+    try:
+        play(args.env_id, agent_view=args.agent_view, seed=args.seed, episodes=args.episodes)
+    except PygameMissingError as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

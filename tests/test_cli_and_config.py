@@ -1,11 +1,16 @@
 """train.py flags, presets and config validation: bad input stops early with a message that says the fix."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import train
 from agents.config import ConfigError, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_use_the_builtin_memory_task_and_its_preset():
@@ -85,3 +90,18 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
     assert code == 2
     assert "--resume" in capsys.readouterr().err
     assert (run / "config.json").read_text() == "{}"
+
+
+def test_training_and_evaluation_need_no_pygame(tmp_path):
+    """pygame (or pygame-ce) is an optional extra: only windows and drawing import it."""
+    argv = ["--env-id", "mnemo/DarkCatchPixels-v0", "--total-steps", "64", "--num-envs", "2", "--num-steps", "32",
+            "--bptt-len", "8", "--eval-episodes", "1", "--progress", "false", "--run-dir", str(tmp_path / "run")]
+    code = ("import sys\n"
+            "sys.modules['pygame'] = None  # as if neither pygame nor pygame-ce were installed\n"
+            "import train\n"
+            f"code = train.main({argv!r})\n"
+            "import agents.export, agents.runner  # the game-loop runtime and export need no pygame either\n"
+            "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["eval_episodes"] == 1

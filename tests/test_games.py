@@ -17,6 +17,7 @@ from envs.games import dark_catch as dc
 from envs.games import flicker_pong as fp
 from envs.games import fog_maze as fm
 from envs.play import action_from_keys, play
+from envs.play import main as play_main
 
 GAMES = {"FlickerPong": FlickerPongEnv, "FogMaze": FogMazeEnv, "DarkCatch": DarkCatchEnv}
 VECTOR_IDS = [f"mnemo/{name}-v0" for name in GAMES]
@@ -416,6 +417,34 @@ def test_play_steps_on_key_presses_and_quits_on_escape(monkeypatch):
     monkeypatch.setattr(FogMazeEnv, "step", lambda self, a: steps.append(a) or real_step(self, a))
     assert play("mnemo/FogMaze-v0", seed=0) == []
     assert steps == [fm.UP]
+
+
+def test_missing_or_broken_pygame_is_explained(monkeypatch, capsys):
+    from envs.games.window import PygameMissingError, import_pygame
+
+    monkeypatch.setitem(sys.modules, "pygame", None)  # neither pygame nor pygame-ce installed
+    with pytest.raises(PygameMissingError, match="pip install pygame") as missing:
+        import_pygame()
+    assert "pygame-ce works too" in str(missing.value)
+    env = gym.make("mnemo/FlickerPong-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    with pytest.raises(PygameMissingError):
+        env.render()
+    env.close()
+    with pytest.raises(SystemExit, match="pip install pygame"):
+        play_main(["mnemo/FogMaze-v0"])
+    monkeypatch.undo()
+
+    real_import = __import__
+
+    def broken_import(name, *args, **kwargs):  # installed, but a part of it fails to load
+        if name == "pygame":
+            raise ImportError("libSDL2-2.0.so.0: cannot open shared object file", name="pygame.base")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.__import__", broken_import)
+    with pytest.raises(PygameMissingError, match="pip uninstall -y pygame pygame-ce"):
+        import_pygame()
 
 
 def test_rendering_survives_pygame_quit_and_init():

@@ -180,3 +180,23 @@ def test_mp4_without_imageio_ffmpeg_says_what_to_install(tmaze_run, tmp_path, mo
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes the import fail
     with pytest.raises(WatchError, match="pip install imageio-ffmpeg"):
         watch(tmaze_run, record=tmp_path / "play.mp4", log=lambda s: None)
+
+
+def test_without_pygame_the_panel_says_what_to_install(tmaze_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pygame", None)  # as if neither pygame nor pygame-ce were installed
+    # The T-maze draws its frames with numpy: a plain recording needs no pygame.
+    assert main([str(tmaze_run), "--record", str(tmp_path / "plain.gif"), "--max-steps", "2"]) == 0
+    assert (tmp_path / "plain.gif").is_file()
+    # The memory panel is drawn with pygame.
+    assert main([str(tmaze_run), "--record", str(tmp_path / "panel.gif"), "--max-steps", "2", "--inspect"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install pygame" in err and "pygame-ce" in err and "Traceback" not in err
+
+
+def test_gymnasium_env_without_its_render_dependency_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    run = _make_run(tmp_path / "run", "CartPole-v1")
+    monkeypatch.setitem(sys.modules, "pygame", None)  # Gymnasium's classic-control envs draw with pygame
+    with pytest.raises(WatchError, match=r"'CartPole-v1' cannot draw its frames.*pygame"):
+        watch(run, episodes=1, sink=ListSink(), log=lambda s: None)
+    assert main([str(run), "--record", str(tmp_path / "x.gif")]) == 2
+    assert "pygame-ce" in capsys.readouterr().err

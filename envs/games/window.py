@@ -17,15 +17,34 @@ import numpy as np
 RENDER_MODES = ("human", "rgb_array")
 
 
+class PygameMissingError(ImportError):
+    """pygame (or pygame-ce) is needed for a window or for drawing, and cannot be imported."""
+
+
 def import_pygame() -> Any:
     """Import pygame without its "Hello from the pygame community" banner.
 
     The banner is silenced through ``PYGAME_HIDE_SUPPORT_PROMPT`` in pygame's
     docs, but a library must not write environment variables, so the print is
     swallowed instead (only on the first import; later imports are cached).
+    Either distribution works: pygame and pygame-ce both provide the module.
+
+    Raises:
+        PygameMissingError: neither is installed, or the module fails to load; the message says what to do.
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        import pygame
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pygame
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "pygame":
+            raise PygameMissingError(
+                "pygame is needed here (windows, the memory panel and the built-in games' frames are drawn with "
+                "it) and is not installed. Install it with "
+                "`pip install pygame` (or `pip install -e \".[pygame]\"` in a checkout); pygame-ce works too. "
+                "Install one of the two, not both: they ship the same `pygame` module.") from exc
+        raise PygameMissingError(
+            f"pygame is installed but fails to import ({exc}). If both pygame and pygame-ce are installed, they "
+            f"overwrite each other's files: `pip uninstall -y pygame pygame-ce`, then install one of them.") from exc
     return pygame
 
 
