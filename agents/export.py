@@ -269,9 +269,20 @@ def _prepare(policy: RecurrentActorCritic) -> PolicyStep:
     return PolicyStep(policy).eval()
 
 
+def _import_onnx() -> Any:
+    """The ``onnx`` package (the optional ``export`` extra), or an ExportError that says how to install it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ExportError("ONNX export needs the onnx package, which is not installed: `pip install onnx "
+                          "onnxruntime` (or `pip install -e \".[export]\"` in a checkout). --format torchscript "
+                          "needs nothing extra.") from exc
+    return onnx
+
+
 def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     """Write the policy step to ``path`` as ONNX (dynamic batch axis, metadata attached); returns the metadata."""
-    import onnx  # optional dependency (pip install mnemo[export])
+    onnx = _import_onnx()
 
     step = _prepare(policy)
     path = Path(path)
@@ -341,7 +352,7 @@ def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> tu
 
 def load_onnx_metadata(path: str | Path) -> dict:
     """The metadata of an ONNX export (needs the ``onnx`` package)."""
-    import onnx
+    onnx = _import_onnx()
 
     model = onnx.load(str(path), load_external_data=False)
     for entry in model.metadata_props:
@@ -487,10 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ("policy.onnx" if args.format == "onnx" else "policy.torchscript.pt"))
     try:
         policy, _ = load_policy(args.run, device="cpu", which=args.which)
-    except CheckpointError as exc:
+        meta = (export_onnx(policy, out, opset=args.opset) if args.format == "onnx"
+                else export_torchscript(policy, out))
+    except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    meta = export_onnx(policy, out, opset=args.opset) if args.format == "onnx" else export_torchscript(policy, out)
     names = ", ".join(i["name"] for i in meta["inputs"])
     outs = ", ".join(o["name"] for o in meta["outputs"])
     print(f"wrote {out} ({args.format}; {meta['core']} x{meta['num_layers']} hidden {meta['hidden_size']}, "

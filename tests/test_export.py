@@ -147,6 +147,16 @@ def test_command_line_exports_and_verifies(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
 
 
+def test_onnx_export_without_onnx_says_what_to_install(tmp_path, monkeypatch, capsys):
+    run_dir = _checkpoint(tmp_path, make_policy())
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the export extra were not installed
+    assert main([str(run_dir), "--format", "onnx", "--out", str(tmp_path / "a.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install onnx onnxruntime" in err and "--format torchscript" in err and "Traceback" not in err
+    assert not (tmp_path / "a.onnx").exists()
+    assert main([str(run_dir), "--format", "torchscript", "--out", str(tmp_path / "a.pt")]) == 0
+
+
 def _load_example():
     spec = importlib.util.spec_from_file_location("onnx_game_loop", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
