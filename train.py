@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary['checkpoint']}. Continue with: python train.py --resume {trainer.run_dir}", file=sys.stderr)
         return 128 + getattr(signal, trainer.stop_reason, signal.SIGINT)
     print(json.dumps(summary, indent=2))
+    print(f"Watch it play: python -m agents.watch {trainer.run_dir} --inspect    "
+          f"Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
     return 0
 
 
