@@ -108,8 +108,8 @@ def render_frame(env: gym.Env) -> np.ndarray:
         frame = env.render()
     except gym.error.DependencyNotInstalled as exc:  # e.g. Gymnasium's classic-control envs draw with pygame
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        raise WatchError(f"Env {name!r} cannot draw its frames: {exc} (pygame-ce provides pygame too; install "
-                         f"one of the two, not both).") from exc
+        note = " (pygame-ce provides pygame too; install one of the two, not both)" if "pygame" in str(exc) else ""
+        raise WatchError(f"Env {name!r} cannot draw its frames: {exc}{note}.") from exc
     if isinstance(frame, list):  # rgb_array_list-style wrappers
         frame = frame[-1] if frame else None
     array = np.asarray(frame) if frame is not None else None

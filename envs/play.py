@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         play(args.env_id, agent_view=args.agent_view, seed=args.seed, episodes=args.episodes)
     except PygameMissingError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

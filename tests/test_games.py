@@ -431,8 +431,9 @@ def test_missing_or_broken_pygame_is_explained(monkeypatch, capsys):
     with pytest.raises(PygameMissingError):
         env.render()
     env.close()
-    with pytest.raises(SystemExit, match="pip install pygame"):
+    with pytest.raises(SystemExit) as exit_info:
         play_main(["mnemo/FogMaze-v0"])
+    assert exit_info.value.code == 2 and "pip install pygame" in capsys.readouterr().err
     monkeypatch.undo()
 
     real_import = __import__
