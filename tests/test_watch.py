@@ -191,6 +191,7 @@ def test_without_pygame_the_panel_says_what_to_install(tmaze_run, tmp_path, monk
     assert main([str(tmaze_run), "--record", str(tmp_path / "panel.gif"), "--max-steps", "2", "--inspect"]) == 2
     err = capsys.readouterr().err
     assert "pip install pygame" in err and "pygame-ce" in err and "Traceback" not in err
+    assert not (tmp_path / "panel.gif").exists()
 
 
 def test_gymnasium_env_without_its_render_dependency_is_a_clear_error(tmp_path, monkeypatch, capsys):
