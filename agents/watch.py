@@ -36,7 +36,7 @@ from agents.collector import import_env_modules
 from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_map
-from envs.games.window import PygameMissingError, import_pygame
+from envs.games.window import ONE_PYGAME_ONLY, PygameMissingError, import_pygame
 
 RECORD_FORMATS = (".gif", ".mp4")
 
@@ -108,7 +108,7 @@ def render_frame(env: gym.Env) -> np.ndarray:
         frame = env.render()
     except gym.error.DependencyNotInstalled as exc:  # e.g. Gymnasium's classic-control envs draw with pygame
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        note = " (pygame-ce provides pygame too; install one of the two, not both)" if "pygame" in str(exc) else ""
+        note = f" ({ONE_PYGAME_ONLY})" if "pygame" in str(exc) else ""
         raise WatchError(f"Env {name!r} cannot draw its frames: {exc}{note}.") from exc
     if isinstance(frame, list):  # rgb_array_list-style wrappers
         frame = frame[-1] if frame else None

@@ -17,6 +17,10 @@ import numpy as np
 RENDER_MODES = ("human", "rgb_array")
 
 
+# Said wherever pygame is missing: the two distributions ship the same module and break each other.
+ONE_PYGAME_ONLY = "pygame-ce works too; install one of the two, not both: they ship the same `pygame` module"
+
+
 class PygameMissingError(ImportError):
     """pygame (or pygame-ce) is needed for a window or for drawing, and cannot be imported."""
 
@@ -40,8 +44,7 @@ def import_pygame() -> Any:
             raise PygameMissingError(
                 "pygame is needed here (windows, the memory panel and the built-in games' frames are drawn with "
                 "it) and is not installed. Install it with "
-                "`pip install pygame` (or `pip install -e \".[pygame]\"` in a checkout); pygame-ce works too. "
-                "Install one of the two, not both: they ship the same `pygame` module.") from exc
+                f"`pip install pygame` (or `pip install -e \".[pygame]\"` in a checkout); {ONE_PYGAME_ONLY}.") from exc
         raise PygameMissingError(
             f"pygame is installed but fails to import ({exc}). If both pygame and pygame-ce are installed, they "
             f"overwrite each other's files: `pip uninstall -y pygame pygame-ce`, then install one of them.") from exc
