@@ -137,7 +137,13 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     from envs.presets import preset_for
 
     env_id = explicit.get("env_id", TrainConfig().env.env_id)
-    config = TrainConfig().with_overrides({**preset_for(env_id), **explicit})
+    preset_name = explicit.pop("preset", "auto")
+    if preset_name not in ("auto", "none"):
+        raise ConfigError(f"--preset must be auto or none, got {preset_name!r}.")
+    preset = preset_for(env_id) if preset_name == "auto" else {}
+    # The config records the preset that was applied, so config.json says where its settings came from.
+    applied = env_id if preset else "none"
+    config = TrainConfig().with_overrides({**preset, **explicit, "preset": applied})
     return config.validate(), False
 
 
@@ -232,7 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=2))
     print(f"Watch it play: python -m agents.watch {trainer.run_dir} --inspect    "
           f"Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
+    print(eval_line(summary), file=sys.stderr)
     return 0
+
+
+def eval_line(summary: dict) -> str:
+    """One line with the final evaluation's greedy and sampled returns (whichever were measured)."""
+    parts = [f"{label} {summary[key]:.3g} +- {summary[key.replace('mean', 'std')]:.2g}"
+             for label, key in (("greedy", "eval_return_mean"), ("sampled", "eval_sampled_return_mean"))
+             if summary.get(key) is not None]
+    if not parts:
+        return "Eval: skipped (--eval-episodes 0)."
+    return f"Eval return over {summary['eval_episodes']} episodes each: " + ", ".join(parts)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class EnvConfig:
         (), "Module to import before making the env, so third-party packages can register their ids "
         "(repeatable).", repeatable=True)
     env_kwargs: dict = _f({}, "Keyword arguments for gymnasium.make, as JSON (e.g. '{\"corridor_length\": 20}').")
+    preset: str = _f(
+        "auto", "Tuned settings to start from: 'auto' uses the built-in env's preset when it has one "
+        "(envs/presets.py), 'none' the defaults alone. A run's config.json names the preset it used.")
     num_envs: int = _f(8, "Number of envs stepped together in the vector env.")
     async_envs: bool = _f(False, "Step envs in subprocesses (gymnasium AsyncVectorEnv) instead of in-process.")
 
@@ -55,6 +58,10 @@ class PolicyConfig:
                                         "empty feeds the preprocessed observation to the core directly.")
     head_sizes: tuple[int, ...] = _f((64,), "Hidden sizes of the actor's and the critic's MLP after the core.")
     activation: Literal["tanh", "relu"] = _f("tanh", "Activation of the encoder and head MLPs.")
+    obs_encoder: Literal["auto", "image", "grid", "flat"] = _f(
+        "auto", "How uint8 HxWxC observations are read: 'image' a CNN over pixels, 'grid' an embedding per cell "
+        "for small grids of object codes, 'flat' a plain vector; 'auto' takes 'image' when both sides are at "
+        "least 16 cells, 'grid' below that.")
     normalize_obs: bool = _f(False, "Normalise Box observations with running mean and std (saved with the model).")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
                           "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
@@ -109,7 +116,10 @@ class RunConfig:
         "about a fifth less time on 2 idle cores. Used only when this process may run on at least twice "
         "--torch-threads cores.")
     run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
-    eval_episodes: int = _f(20, "Deterministic evaluation episodes at the end of training (0 to skip).")
+    eval_episodes: int = _f(20, "Evaluation episodes at the end of training, per eval mode (0 to skip).")
+    eval_mode: Literal["greedy", "sample", "both"] = _f(
+        "both", "How the final evaluation acts: 'greedy' takes the most likely action, 'sample' samples as in "
+        "training; 'both' reports both (a policy that only works when it samples must not read as a failure).")
     checkpoint_every: int = _f(50_000, "Write the latest checkpoint every this many env steps (also written at "
                                "the end and on Ctrl-C; the one before is kept as previous.pt).")
     on_nonfinite: Literal["stop", "skip"] = _f(

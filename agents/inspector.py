@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from agents.policy import RecurrentActorCritic, RecurrentCore
-from agents.spaces import ImageEncoder, Tree, tree_map
+from agents.spaces import GridEncoder, ImageEncoder, Tree, tree_map
 from envs.games.window import import_pygame
 
 
@@ -211,7 +211,7 @@ class MemoryProbe:
         self.hidden_size = policy.config.hidden_size
         self.separate_critic = policy.critic_core is not None
         self._actor_states = core.num_state_tensors
-        has_image = any(isinstance(m, ImageEncoder) for m in policy.preprocess.modules())
+        has_image = any(isinstance(m, (ImageEncoder, GridEncoder)) for m in policy.preprocess.modules())
         self.obs_size = 0 if has_image or policy.preprocess.out_features > max_obs_rows \
             else policy.preprocess.out_features
         head = policy.action_head

@@ -202,7 +202,7 @@ class RecurrentActorCritic(nn.Module):
         self.observation_space, self.action_space, self.config = observation_space, action_space, config
         reset = not config.carry_across_episodes
 
-        self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs)
+        self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs, config.obs_encoder)
         if config.ortho_init:
             init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)

@@ -8,7 +8,8 @@ encoder turns each leaf into float features:
 | space | preprocessing |
 | --- | --- |
 | Box, vector (any shape that is not an image) | flatten, optional running mean/std normalisation |
-| Box, image (uint8, HxWxC or CxHxW, C in 1, 3, 4) | scale to [0, 1], small CNN |
+| Box, image (uint8, HxWxC or CxHxW, C in 1, 3, 4, both sides >= 16) | scale to [0, 1], small CNN |
+| Box, grid of codes (uint8, HxWxC or CxHxW, a side < 16) | embedding per cell and channel, CNN without strides |
 | Discrete | one-hot |
 | MultiDiscrete | one-hot per entry, concatenated |
 | MultiBinary | flatten to floats |
@@ -77,14 +78,46 @@ def obs_to_tensor(obs: Tree, device: torch.device) -> Tree:
 
 
 # --------------------------------------------------------------------------- space checks
+OBS_ENCODERS = ("auto", "image", "grid", "flat")
+
+# Below this many cells on a side a uint8 "image" is a grid of object codes (MiniGrid's 7x7 view, a board),
+# not a frame: the CNN's three stride-2 layers would shrink 7x7 to 1x1 and treat codes as brightness.
+MIN_FRAME_SIDE = 16
+
+
 def is_image_space(space: spaces.Space) -> bool:
-    """A uint8 Box with 3 dims whose first or last dim has 1, 3 or 4 channels."""
+    """A uint8 Box with 3 dims whose first or last dim has 1, 3 or 4 channels (a frame or a grid of codes)."""
     return (
         isinstance(space, spaces.Box)
         and space.dtype == np.uint8
         and len(space.shape) == 3
         and (space.shape[-1] in (1, 3, 4) or space.shape[0] in (1, 3, 4))
     )
+
+
+def image_layout(space: spaces.Box) -> tuple[bool, int, int, int]:
+    """(channels_last, C, H, W) of a 3-dim image or grid Box (channels last when the last dim has 1, 3 or 4)."""
+    channels_last = space.shape[-1] in (1, 3, 4)
+    if channels_last:
+        return True, space.shape[2], space.shape[0], space.shape[1]
+    return False, space.shape[0], space.shape[1], space.shape[2]
+
+
+def choose_obs_encoder(space: spaces.Space, requested: str = "auto") -> str:
+    """The encoder kind for one leaf Box: 'image' (CNN on pixels), 'grid' (embedded codes) or 'flat' (vector).
+
+    ``auto``: uint8 HxWxC / CxHxW with both spatial sides of at least ``MIN_FRAME_SIDE`` and an upper bound
+    of 255 are frames (CNN); smaller ones, or ones whose values stop below 255, are grids of codes;
+    everything else is a vector. An explicit choice applies to every leaf
+    that can take it (image and grid need the 3-dim uint8 layout; other leaves stay vectors).
+    """
+    if not is_image_space(space):
+        return "flat"
+    if requested != "auto":
+        return requested
+    _, _, height, width = image_layout(space)
+    is_frame = min(height, width) >= MIN_FRAME_SIDE and int(np.max(space.high)) == 255
+    return "image" if is_frame else "grid"
 
 
 def check_observation_space(space: spaces.Space, path: str = "observation") -> None:
@@ -158,8 +191,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, space: spaces.Box, out_features: int = 256):
         super().__init__()
-        self.channels_last = space.shape[-1] in (1, 3, 4)
-        c, h, w = (space.shape[2], space.shape[0], space.shape[1]) if self.channels_last else space.shape
+        self.channels_last, c, h, w = image_layout(space)
         # Small strides keep detail in the 32-64 px frames the built-in games use.
         self.conv = nn.Sequential(
             nn.Conv2d(c, 16, kernel_size=5, stride=2, padding=2), nn.ReLU(),
@@ -176,6 +208,38 @@ class ImageEncoder(nn.Module):
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)
         return self.fc(self.conv(x.float() / 255.0))
+
+
+class GridEncoder(nn.Module):
+    """(N, H, W, C) or (N, C, H, W) uint8 codes -> (N, 256) features: each cell's C codes are embedded (a
+    learnt vector per code and channel, as one would one-hot them), then two 3x3 convolutions without strides
+    keep every cell, and a linear layer reads the whole grid.
+
+    Why not the image CNN: its inputs are brightness (codes / 255), so code 5 sits between codes 4 and 6 and
+    all codes look nearly alike; its strides also merge a 7x7 view into a few cells.
+    """
+
+    def __init__(self, space: spaces.Box, out_features: int = 256, embed_dim: int = 8, channels: int = 32):
+        super().__init__()
+        self.channels_last, c, h, w = image_layout(space)
+        self.num_codes = int(np.max(space.high)) + 1
+        self.embed = nn.Embedding(c * self.num_codes, embed_dim)
+        self.register_buffer("offsets", torch.arange(c) * self.num_codes)
+        self.conv = nn.Sequential(
+            nn.Conv2d(c * embed_dim, channels, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc = nn.Sequential(nn.Linear(channels * h * w, out_features), nn.ReLU())
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.channels_last:
+            x = x.permute(0, 2, 3, 1)
+        n, h, w, _ = x.shape
+        codes = x.long().clamp(max=self.num_codes - 1) + self.offsets  # (N, H, W, C)
+        cells = self.embed(codes).reshape(n, h, w, -1).permute(0, 3, 1, 2)  # (N, C * embed_dim, H, W)
+        return self.fc(self.conv(cells))
 
 
 class OneHotEncoder(nn.Module):
@@ -210,12 +274,12 @@ class MultiBinaryEncoder(nn.Module):
 class TreeEncoder(nn.Module):
     """Dict / Tuple space: encode every part, concatenate in key (or index) order."""
 
-    def __init__(self, space: spaces.Dict | spaces.Tuple, normalize: bool):
+    def __init__(self, space: spaces.Dict | spaces.Tuple, normalize: bool, obs_encoder: str = "auto"):
         super().__init__()
         self.is_dict = isinstance(space, spaces.Dict)
         items = space.spaces.items() if self.is_dict else enumerate(space.spaces)
         self.keys = [k for k, _ in items]
-        self.parts = nn.ModuleList(make_leaf_encoder(sub, normalize) for sub in
+        self.parts = nn.ModuleList(make_leaf_encoder(sub, normalize, obs_encoder) for sub in
                                    (space.spaces.values() if self.is_dict else space.spaces))
         self.out_features = sum(p.out_features for p in self.parts)
 
@@ -223,12 +287,19 @@ class TreeEncoder(nn.Module):
         return torch.cat([part(x[k]) for k, part in zip(self.keys, self.parts, strict=True)], dim=1)
 
 
-def make_leaf_encoder(space: spaces.Space, normalize: bool) -> nn.Module:
-    """The preprocessing module for one (possibly composite) observation space."""
+def make_leaf_encoder(space: spaces.Space, normalize: bool, obs_encoder: str = "auto") -> nn.Module:
+    """The preprocessing module for one (possibly composite) observation space.
+
+    ``obs_encoder`` (auto | image | grid | flat) chooses how 3-dim uint8 Boxes are read; see
+    ``choose_obs_encoder``.
+    """
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
-        return TreeEncoder(space, normalize)
-    if is_image_space(space):
+        return TreeEncoder(space, normalize, obs_encoder)
+    kind = choose_obs_encoder(space, obs_encoder)
+    if kind == "image":
         return ImageEncoder(space)
+    if kind == "grid":
+        return GridEncoder(space)
     if isinstance(space, spaces.Box):
         return BoxVectorEncoder(space, normalize)
     if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):

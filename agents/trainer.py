@@ -537,11 +537,7 @@ class Trainer:
 
     def _finish(self, wall: float, start_step: int) -> dict:
         cfg = self.config
-        eval_returns = np.array([])
-        if cfg.run.eval_episodes > 0:
-            eval_returns = evaluate_policy(self.policy, cfg.env.env_id, cfg.run.eval_episodes,
-                                           seed=cfg.run.seed + 10_000, env_kwargs=cfg.env.env_kwargs,
-                                           device=self.device, should_stop=lambda: self.stop_reason is not None)
+        greedy, sampled = self._evaluate()
         summary = {
             "env_id": cfg.env.env_id,
             "core": cfg.policy.core,
@@ -551,17 +547,38 @@ class Trainer:
             "sps": round((self.global_step - start_step) / max(wall, 1e-9), 1),
             "episodes": self.episodes,
             "train_return_recent": float(np.mean(self.recent_returns)) if self.recent_returns else None,
-            "eval_return_mean": float(eval_returns.mean()) if eval_returns.size else None,
-            "eval_return_std": float(eval_returns.std()) if eval_returns.size else None,
-            "eval_episodes": int(eval_returns.size),
+            "eval_return_mean": float(greedy.mean()) if greedy.size else None,
+            "eval_return_std": float(greedy.std()) if greedy.size else None,
+            "eval_sampled_return_mean": float(sampled.mean()) if sampled.size else None,
+            "eval_sampled_return_std": float(sampled.std()) if sampled.size else None,
+            "eval_episodes": int(max(greedy.size, sampled.size)),
         }
         if self.nonfinite_skips:
             summary["nonfinite_skips"] = self.nonfinite_skips
-        if eval_returns.size:
+        if greedy.size:
             self.writer.add_scalar("eval/return_mean", summary["eval_return_mean"], self.global_step)
+        if sampled.size:
+            self.writer.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], self.global_step)
         self.writer.flush()
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+    def _evaluate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy and sampled evaluation returns (each empty when ``eval_mode`` leaves it out)."""
+        run = self.config.run
+        results = {"greedy": np.array([]), "sample": np.array([])}
+        if run.eval_episodes == 0:
+            return results["greedy"], results["sample"]
+        for mode in ("greedy", "sample"):
+            if run.eval_mode not in (mode, "both"):
+                continue
+            # Sampling draws from its own seeded generator, so evaluating leaves training's random streams alone.
+            generator = torch.Generator(self.device).manual_seed(run.seed + 20_000) if mode == "sample" else None
+            results[mode] = evaluate_policy(
+                self.policy, self.config.env.env_id, run.eval_episodes, seed=run.seed + 10_000,
+                env_kwargs=self.config.env.env_kwargs, deterministic=mode == "greedy", device=self.device,
+                generator=generator, should_stop=lambda: self.stop_reason is not None)
+        return results["greedy"], results["sample"]
 
     def close(self) -> None:
         """Release the envs, the event file and the run directory's lock without training (``train`` does this)."""

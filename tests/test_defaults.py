@@ -1,0 +1,87 @@
+"""What an env without a preset gets: --preset none, the grid-of-codes encoder, and an evaluation that reports
+both the greedy and the sampled return."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import train
+from agents.config import PolicyConfig, TrainConfig
+from agents.policy import RecurrentActorCritic
+from agents.spaces import GridEncoder, ImageEncoder, choose_obs_encoder, obs_to_tensor
+
+
+def test_preset_none_gives_the_defaults_and_the_config_records_which_preset_was_used():
+    tuned, _ = train.resolve_config([])
+    assert tuned.env.preset == "mnemo/TMaze-v0" and tuned.env.num_envs == 16
+    plain, _ = train.resolve_config(["--preset", "none"])
+    assert plain.env.preset == "none"
+    defaults = TrainConfig()
+    assert (plain.env.num_envs, plain.ppo.learning_rate) == (defaults.env.num_envs, defaults.ppo.learning_rate)
+    other, _ = train.resolve_config(["--env-id", "CartPole-v1"])
+    assert other.env.preset == "none"  # auto, but no preset exists for this id
+
+
+def test_bad_preset_name_is_refused_with_the_choices(capsys):
+    assert train.main(["--preset", "fast"]) == 2
+    assert "--preset must be auto or none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("space", "kind"), [
+    (spaces.Box(0, 255, (7, 7, 3), np.uint8), "grid"),       # MiniGrid's view: object, colour, state codes
+    (spaces.Box(0, 10, (32, 32, 1), np.uint8), "grid"),      # values stop below 255: codes, not pixels
+    (spaces.Box(0, 255, (64, 64, 3), np.uint8), "image"),    # a frame
+    (spaces.Box(0, 255, (3, 40, 40), np.uint8), "image"),    # a frame, channels first
+    (spaces.Box(-1, 1, (7, 7, 3), np.float32), "flat"),      # floats are a vector whatever their shape
+])
+def test_auto_tells_grids_of_codes_from_frames(space, kind):
+    assert choose_obs_encoder(space) == kind
+
+
+def test_obs_encoder_flag_overrides_auto_and_builds_the_chosen_encoder():
+    grid = spaces.Box(0, 255, (7, 7, 3), np.uint8)
+    encoders = {name: RecurrentActorCritic(grid, spaces.Discrete(3), PolicyConfig(obs_encoder=name)).preprocess
+                for name in ("auto", "image", "grid", "flat")}
+    assert isinstance(encoders["auto"], GridEncoder) and isinstance(encoders["grid"], GridEncoder)
+    assert isinstance(encoders["image"], ImageEncoder)
+    assert encoders["flat"].out_features == 7 * 7 * 3
+
+
+def test_grid_encoder_tells_neighbouring_codes_apart_and_keeps_every_cell():
+    # As brightness, codes 4 and 5 differ by 1/255; embedded, they are as different as codes 1 and 9.
+    torch.manual_seed(0)
+    space = spaces.Box(0, 255, (7, 7, 3), np.uint8)
+    encoder = GridEncoder(space)
+    obs = np.zeros((3, 7, 7, 3), np.uint8)
+    obs[0, 3, 3, 0], obs[1, 3, 3, 0], obs[2, 6, 6, 0] = 4, 5, 4
+    features = encoder(obs_to_tensor(obs, "cpu"))
+    assert features.shape == (3, 256)
+    assert not torch.allclose(features[0], features[1], atol=1e-3)
+    assert not torch.allclose(features[0], features[2], atol=1e-3)  # the corner cell is not merged away
+    chw = GridEncoder(spaces.Box(0, 255, (3, 7, 7), np.uint8))
+    chw.load_state_dict(encoder.state_dict())
+    assert torch.allclose(chw(obs_to_tensor(obs.transpose(0, 3, 1, 2).copy(), "cpu")), features)
+
+
+def _tiny_run(tmp_path, *flags):
+    run_dir = tmp_path / "run"
+    assert train.main(["--preset", "none", "--total-steps", "256", "--num-envs", "2", "--num-steps", "64",
+                       "--bptt-len", "16", "--eval-episodes", "4", "--no-progress", "--run-dir", str(run_dir),
+                       *flags]) == 0
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_evaluation_reports_greedy_and_sampled_returns(tmp_path, capsys):
+    summary = _tiny_run(tmp_path)
+    for key in ("eval_return_mean", "eval_return_std", "eval_sampled_return_mean", "eval_sampled_return_std"):
+        assert isinstance(summary[key], float), key
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "greedy" in last and "sampled" in last
+
+
+def test_eval_mode_greedy_leaves_the_sampled_figures_out(tmp_path):
+    summary = _tiny_run(tmp_path, "--eval-mode", "greedy")
+    assert summary["eval_return_mean"] is not None and summary["eval_sampled_return_mean"] is None
