@@ -430,7 +430,7 @@ class Trainer:
                 t1 = time.perf_counter()
                 stats = self._update(clip_coef)
                 t2 = time.perf_counter()
-                self._check_finite_parameters(last_checkpoint_step)
+                self._check_finite_parameters(last_checkpoint_step, stats.get("nonfinite"))
 
                 self._log(rollout, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
                 if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
@@ -466,14 +466,30 @@ class Trainer:
         error.from_worker = getattr(exc, "from_worker", False)
         return error
 
-    def _check_finite_parameters(self, last_checkpoint_step: int) -> None:
+    def _check_finite_parameters(self, last_checkpoint_step: int, nonfinite: str | None) -> None:
+        """Raise TrainingDiverged if the update left NaN / inf weights, naming what went non-finite first.
+
+        Args:
+            nonfinite: ``ppo_update``'s account of the first non-finite loss or gradient, if any.
+        """
         finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
-        if not bool(finite):
-            raise TrainingDiverged(
-                f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite "
-                f"weights, so nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
-                f"{self.run_dir / CHECKPOINT_DIR} is intact. Lower --learning-rate or --max-grad-norm, or check "
-                f"the scale of the env's rewards and observations (--normalize-reward, --normalize-obs).")
+        if bool(finite):
+            return
+        if nonfinite is not None and nonfinite.startswith("the loss"):
+            cause = (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
+                     f"not the cause: look for extreme values in the env's rewards and observations "
+                     f"(--normalize-reward and --normalize-obs bound them).")
+        elif nonfinite is not None:
+            cause = (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
+                     f"check the scale of the env's rewards and observations (--normalize-reward, "
+                     f"--normalize-obs), or lower --learning-rate.")
+        else:
+            cause = ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
+                     "infinite: lower --learning-rate.")
+        raise TrainingDiverged(
+            f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite weights, so "
+            f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
+            f"{self.run_dir / CHECKPOINT_DIR} is intact. {cause[0].upper()}{cause[1:]}")
 
     def _update(self, clip_coef: float) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
