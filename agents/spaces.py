@@ -87,6 +87,15 @@ def is_image_space(space: spaces.Space) -> bool:
     )
 
 
+def has_image(space: spaces.Space) -> bool:
+    """Whether any leaf of an observation space is an image (and so goes through the CNN encoder)."""
+    if isinstance(space, spaces.Dict):
+        return any(has_image(s) for s in space.spaces.values())
+    if isinstance(space, spaces.Tuple):
+        return any(has_image(s) for s in space.spaces)
+    return is_image_space(space)
+
+
 def check_observation_space(space: spaces.Space, path: str = "observation") -> None:
     """Raise UnsupportedSpaceError naming the offending (sub)space and what is supported."""
     if isinstance(space, spaces.Dict):

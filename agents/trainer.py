@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -55,11 +56,12 @@ from agents.checkpoint import (
     remove_stale_temp_files,
 )
 from agents.collector import EnvError, NonFiniteError, VectorCollector, import_env_modules, make_vector_env
-from agents.config import ConfigError, TrainConfig
+from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
 from agents.reward_scale import RewardScaler
+from agents.spaces import has_image
 
 # Files a training run writes; --overwrite deletes these and refuses to touch anything else.
 RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
@@ -74,13 +76,33 @@ class TrainingDiverged(RuntimeError):
     """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error that says so."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+# --device auto takes the GPU from this recurrent size on, for vector observations (README, "Devices").
+AUTO_CUDA_HIDDEN_SIZE = 512
+
+
+def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig) -> tuple[torch.device, str | None]:
+    """The device to train on, and for 'auto' one line saying what it chose and why (None otherwise).
+
+    'auto' takes CUDA only where it pays: for image observations (the CNN encoder) or a recurrent core of at
+    least ``AUTO_CUDA_HIDDEN_SIZE`` units. Small vector networks run faster on one CPU thread, because
+    their kernels are too small to hide a GPU's per-call latency. 'cuda' without a GPU is an error that says so.
+    """
+    cuda = torch.cuda.is_available()
+    if name == "cuda" and not cuda:
         raise ConfigError("--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto.")
-    return torch.device(name)
+    if name != "auto":
+        return torch.device(name), None
+    if not cuda:
+        return torch.device("cpu"), "--device auto: cpu (torch sees no CUDA GPU)."
+    if has_image(observation_space):
+        return torch.device("cuda"), "--device auto: cuda (image observations: the CNN encoder runs faster there)."
+    if policy.hidden_size >= AUTO_CUDA_HIDDEN_SIZE:
+        return torch.device("cuda"), (f"--device auto: cuda (--hidden-size {policy.hidden_size} >= "
+                                      f"{AUTO_CUDA_HIDDEN_SIZE}: a large network runs faster there).")
+    return torch.device("cpu"), (
+        f"--device auto: cpu, although a CUDA GPU is present (vector observations and --hidden-size "
+        f"{policy.hidden_size} < {AUTO_CUDA_HIDDEN_SIZE}: a small network runs faster on the CPU); pass "
+        f"--device cuda to use the GPU anyway.")
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -153,7 +175,6 @@ class Trainer:
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
         import_env_modules(cfg.env.env_import)
-        self.device = resolve_device(cfg.run.device)
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
         self._check_run_dir(resume, overwrite)
         self.stop_reason: str | None = None
@@ -172,6 +193,7 @@ class Trainer:
     def _build(self, resume: bool, overwrite: bool) -> None:
         cfg = self.config
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.device, self.device_note = resolve_device(cfg.run.device, obs_space, cfg.policy)
         # Independent streams for the network's initialisation, action sampling and minibatch
         # shuffling, all derived from --seed. Seeding two torch generators with the same number
         # would make the first actions' sampling noise replay the uniforms that drew the weights.
