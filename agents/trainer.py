@@ -227,6 +227,7 @@ class Trainer:
         if resume:
             self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
             checkpoint = self._load_resume_checkpoint()
+            self._refuse_finished_run()
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
         self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed,
@@ -281,6 +282,16 @@ class Trainer:
             raise ConfigError(
                 f"--overwrite refuses to clear {run_dir}: it holds files a training run does not write "
                 f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another --run-dir.")
+
+    def _refuse_finished_run(self) -> None:
+        """A resume of a run that reached its budget and wrote its summary would only evaluate again and
+        overwrite summary.json with a run of zero steps; refuse it, naming the flag that extends the run."""
+        if self.iteration < self.config.num_iterations or not (self.run_dir / "summary.json").exists():
+            return
+        raise ConfigError(
+            f"--resume {self.run_dir}: the run is finished ({self.global_step} steps done of --total-steps "
+            f"{self.config.ppo.total_steps}; its summary.json is written). To train it further, pass a larger "
+            f"budget: --resume {self.run_dir} --total-steps N with N > {self.global_step}.")
 
     def _clear_run_dir(self) -> None:
         for entry in self.run_dir.iterdir():
