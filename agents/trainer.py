@@ -105,6 +105,12 @@ def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig
         f"--device cuda to use the GPU anyway.")
 
 
+def schedule_fraction(iteration: int, start_iteration: int, start_frac: float, num_iterations: int) -> float:
+    """The lr / clip multiplier of 1-based ``iteration``: linear from ``start_frac`` at iteration
+    ``start_iteration + 1`` down to 0 after ``num_iterations`` (a fresh run: 1.0 from iteration 1)."""
+    return start_frac * (1.0 - (iteration - 1 - start_iteration) / (num_iterations - start_iteration))
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     env_name = config.env.env_id.replace("/", "_")
     return Path("runs") / f"{env_name}__{config.run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
@@ -220,6 +226,10 @@ class Trainer:
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
+        # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
+        # at num_iterations; a resume with a changed --total-steps moves the anchor (``_restore_schedule``).
+        self.schedule_start: tuple[int, float] = (0, 1.0)
+        self.schedule_note: str | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.nonfinite_skips = 0
         env_seed = cfg.run.seed
@@ -346,7 +356,33 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        self._restore_schedule(c.get("schedule"), saved)
         return payload, meta
+
+    def _restore_schedule(self, saved: dict | None, saved_config: TrainConfig) -> None:
+        """Continue the checkpoint's lr / clip schedule; a changed --total-steps keeps it continuous.
+
+        With a new budget the schedule decays from the fraction the next iteration would have had (a finished
+        run's last one) to zero over the iterations that remain, instead of restarting over the new length,
+        which would make the rate jump. ``schedule_note`` says so.
+        """
+        if saved is None:  # a checkpoint from before the schedule was saved: it ran from the start of the run
+            saved = {"start_iteration": 0, "start_frac": 1.0, "iterations": saved_config.num_iterations}
+        start, start_frac, saved_iterations = saved["start_iteration"], saved["start_frac"], saved["iterations"]
+        self.schedule_start = (start, start_frac)
+        new_iterations = self.config.num_iterations
+        if new_iterations == saved_iterations or new_iterations <= self.iteration:
+            return
+        frac = schedule_fraction(min(self.iteration + 1, saved_iterations), start, start_frac, saved_iterations)
+        self.schedule_start = (self.iteration, frac)
+        ppo = self.config.ppo
+        annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
+                    f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
+        if any(annealed):
+            self.schedule_note = (
+                f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
+                f"{' and '.join(a for a in annealed if a)} decay linearly from their current value to 0 over the "
+                f"remaining {new_iterations - self.iteration} iterations (no jump back up).")
 
     def _restore_collector(self, payload: dict, meta: dict) -> str | None:
         """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None."""
@@ -371,7 +407,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _counters(self) -> dict:
         counters = {"global_step": self.global_step, "iteration": self.iteration, "episodes": self.episodes,
-                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips}
+                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips,
+                    "schedule": {"start_iteration": self.schedule_start[0], "start_frac": self.schedule_start[1],
+                                 "iterations": self.config.num_iterations}}
         if math.isfinite(self.best_return):
             counters["best_return"] = self.best_return
         return counters
@@ -446,7 +484,7 @@ class Trainer:
             last_checkpoint_step = self.global_step
             while self.iteration < num_iterations and self.stop_reason is None:
                 iteration = self.iteration + 1
-                frac = 1.0 - (iteration - 1) / num_iterations
+                frac = schedule_fraction(iteration, *self.schedule_start, num_iterations)
                 lr = ppo.learning_rate * (frac if ppo.anneal_lr else 1.0)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
