@@ -647,6 +647,7 @@ class Trainer:
         if eval_returns.size:
             self.writer.add_scalar("eval/return_mean", summary["eval_return_mean"], self.global_step)
         self.writer.flush()
+        summary = clean_floats(summary)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
@@ -669,3 +670,18 @@ def _progress_bar(cfg: TrainConfig, initial: int):
     from tqdm import tqdm
 
     return tqdm(total=cfg.num_iterations * cfg.batch_size, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def clean_floats(value):
+    """Figures for people: floats rounded to 10 significant digits, in dicts and lists at any depth.
+
+    A mean of sums of rewards such as -0.1 carries binary rounding noise (-1.2950000000000002); ten
+    digits drop it and keep every digit that means something. Other values are returned as they are.
+    """
+    if isinstance(value, dict):
+        return {k: clean_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clean_floats(v) for v in value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.10g}")
+    return value
