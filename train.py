@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(config, resume=resume, overwrite=args.overwrite)
         print(f"{'Resuming' if resume else 'Training'} {config.env.env_id} ({config.policy.core}, "
               f"{trainer.global_step}/{config.ppo.total_steps} steps) -> {trainer.run_dir}", flush=True)
+        for note in (trainer.device_note, trainer.schedule_note):
+            if note is not None:
+                print(note, file=sys.stderr, flush=True)
         with stop_on_signals(trainer):
             summary = trainer.train()
     except (ConfigError, CheckpointError, UnsupportedSpaceError, ModuleNotFoundError) as exc:

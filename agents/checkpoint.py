@@ -209,8 +209,25 @@ def build_payload(
 
 
 # --------------------------------------------------------------------------- reading
+def check_device_available(device: str | torch.device) -> None:
+    """Raise CheckpointError, before any file is read, when ``device`` is a CUDA GPU that torch cannot use.
+
+    Otherwise ``torch.load`` fails inside its unpickler, which would read as a damaged file.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise CheckpointError(f"Cannot load onto device={str(device)!r}: CUDA is not available (torch sees no GPU); "
+                              f"load with device=\"cpu\".")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise CheckpointError(f"Cannot load onto device={str(device)!r}: torch sees {torch.cuda.device_count()} "
+                              f"GPU(s), numbered from 0; load with device=\"cuda:0\" or device=\"cpu\".")
+
+
 def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
     """Read a checkpoint safely; returns (payload, meta). Raises CheckpointError with the cause and the fix."""
+    check_device_available(map_location)
     path = Path(path)
     if not path.is_file():
         what = "it is not a file" if path.exists() else "no such file or directory"
@@ -253,6 +270,7 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -
     Raises:
         CheckpointError: neither file is readable; the message lists what went wrong with each.
     """
+    check_device_available(map_location)  # once for the run, not as a problem of each file
     directory = Path(run_dir) / CHECKPOINT_DIR
     problems: list[str] = []
     for name in (LATEST, PREVIOUS):

@@ -108,7 +108,9 @@ class RunConfig:
     """Seeding, device, output and evaluation."""
 
     seed: int = _f(1, "Seed for envs, network initialisation and sampling.")
-    device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where the network runs; auto picks cuda when available.")
+    device: Literal["auto", "cpu", "cuda"] = _f(
+        "auto", "Where the network runs; auto picks cuda only where it pays (image observations or --hidden-size "
+        ">= 512), else cpu.")
     torch_threads: int = _f(1, "torch intra-op threads; small recurrent nets run fastest on one.")
     parallel_critic: bool = _f(
         True, "With --separate-critic on CPU, run the critic's half of each update (its LSTM forward and "

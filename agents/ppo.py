@@ -90,8 +90,10 @@ def _policy_terms(
     entropy_loss = dist.entropy().mean()
 
     advantages = mb.advantages
-    if cfg.norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)  # unbiased, as CleanRL and SB3
+    # Unbiased std, as CleanRL and SB3. It needs two real steps: over one it is NaN, and a minibatch can hold a
+    # single real step (a length-1 sequence alone in it), whose advantage is then used as it is.
+    if cfg.norm_adv and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
     logratio = new_logprob - mb.old_logprob
     ratio = logratio.exp()
@@ -250,7 +252,7 @@ def ppo_update(
     rng: np.random.Generator,
     refresh: Callable[[], None] | None = None,
     split_threads: bool = False,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """Run ``update_epochs`` passes of minibatched PPO over the rollout's sequences.
 
     Args:
@@ -261,44 +263,93 @@ def ppo_update(
         split_threads: run the critic's half of each minibatch on a second thread (``loss_and_backward``).
 
     Returns:
-        Mean statistics over the minibatches run (losses, approx_kl, clipfrac, explained variance).
+        Statistics of the minibatches run: the losses, approx_kl and clipfrac as means over all their real
+        steps (each minibatch weighted by its real steps; ``target_kl`` is checked against the same mean per
+        epoch), ``epochs``, ``stopped_early``, ``explained_variance``, and, only where a loss or a gradient
+        went NaN or infinite, ``nonfinite``: which of them did first, and in which minibatch.
     """
     num_seq = batch.mask.shape[1]
     lengths = batch.lengths.cpu().numpy()
     # One minibatch covers the whole rollout: its grouping is the same every epoch, so build it once
     # (unless start states are refreshed, which rewrites the sequences' start states in place).
     whole = make_minibatch(batch, np.arange(num_seq), lengths) if cfg.num_minibatches == 1 else None
-    names = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac")
-    totals = torch.zeros(len(names))
-    n_minibatches_run = 0
+    # Per minibatch run: its terms and gradient norm (left on the device until the end: no sync per
+    # minibatch) and its number of real steps, the weight of its terms in every mean.
+    rows: list[torch.Tensor] = []
+    grad_norms: list[torch.Tensor] = []
+    real_steps: list[int] = []
     stopped_early = False
     for epoch in range(cfg.update_epochs):
         if refresh is not None and epoch > 0:
             refresh()
             whole = None if whole is None else make_minibatch(batch, np.arange(num_seq), lengths)
-        epoch_kl = torch.zeros(())
         if whole is not None:
             minibatches = [whole]
         else:
             order = rng.permutation(num_seq)
             split = np.array_split(order, cfg.num_minibatches)
             minibatches = [make_minibatch(batch, ids, lengths) for ids in split]
+        epoch_start = len(rows)
         for mb in minibatches:
             optimizer.zero_grad(set_to_none=True)
             terms = loss_and_backward(policy, mb, cfg, clip_coef, split_threads)
-            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True)
+            grad_norms.append(nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True))
             optimizer.step()
-            totals += torch.stack([getattr(terms, name) for name in names])
-            epoch_kl += terms.approx_kl
-            n_minibatches_run += 1
-        if cfg.target_kl is not None and float(epoch_kl) / len(minibatches) > cfg.target_kl:
-            stopped_early = True
-            break
-    stats = {name: float(value) / n_minibatches_run for name, value in zip(names, totals, strict=True)}
+            rows.append(torch.stack([getattr(terms, name) for name in STAT_NAMES]))
+            real_steps.append(int(mb.advantages.shape[0]))
+        if cfg.target_kl is not None:
+            epoch_means = weighted_mean(rows[epoch_start:], real_steps[epoch_start:])
+            if float(epoch_means[STAT_NAMES.index("approx_kl")]) > cfg.target_kl:
+                stopped_early = True
+                break
+    means = weighted_mean(rows, real_steps).cpu()
+    stats: dict[str, float | str] = {name: float(v) for name, v in zip(STAT_NAMES, means, strict=True)}
     stats["epochs"] = epoch + 1
     stats["stopped_early"] = float(stopped_early)
+    nonfinite = first_nonfinite(torch.stack(rows).cpu(), torch.stack(grad_norms).cpu())
+    if nonfinite is not None:
+        stats["nonfinite"] = nonfinite
     mask = batch.mask.bool()
     y_pred, y_true = batch.values[mask], batch.returns[mask]
     var_y = torch.var(y_true)
     stats["explained_variance"] = float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)
     return stats
+
+
+STAT_NAMES = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac")
+
+
+def weighted_mean(rows: list[torch.Tensor], weights: list[int]) -> torch.Tensor:
+    """Per-minibatch means, K rows of (C,), weighted by their K real-step counts -> the mean over all those steps (C,).
+
+    Minibatches hold different numbers of real steps (sequences differ in length): an equal-weight mean of
+    their means would count each step of a small minibatch more than each step of a large one.
+    """
+    stacked = torch.stack(rows)
+    w = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
+    return (stacked * w.unsqueeze(1)).sum(0) / w.sum()
+
+
+def first_nonfinite(rows: torch.Tensor, grad_norms: torch.Tensor) -> str | None:
+    """What went NaN or infinite first in an update, or None.
+
+    The weights enter minibatch k finite unless an earlier minibatch's loss or gradient was not (Adam's step
+    from finite gradients stays finite), so the first non-finite loss or gradient norm is the cause.
+
+    Args:
+        rows: (K, C) the terms of ``STAT_NAMES`` for the K minibatches run, in order.
+        grad_norms: (K,) their gradient norms before clipping.
+
+    Returns:
+        e.g. ``"the loss (pg_loss) in minibatch 3 of 16"`` or ``"the gradients in minibatch 1 of 16"``.
+    """
+    for k, (row, norm) in enumerate(zip(rows, grad_norms, strict=True)):
+        where = f"minibatch {k + 1} of {len(rows)}"
+        bad = [name for name, value in zip(STAT_NAMES, row, strict=True)
+               if name in ("loss", "pg_loss", "v_loss", "entropy_loss") and not torch.isfinite(value)]
+        if bad:
+            terms = [name for name in bad if name != "loss"] or bad
+            return f"the loss ({', '.join(terms)}) in {where}"
+        if not torch.isfinite(norm):
+            return f"the gradients in {where}"
+    return None

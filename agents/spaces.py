@@ -120,6 +120,15 @@ def choose_obs_encoder(space: spaces.Space, requested: str = "auto") -> str:
     return "image" if is_frame else "grid"
 
 
+def has_image(space: spaces.Space) -> bool:
+    """Whether any leaf of an observation space is a frame that the image CNN reads (``auto`` encoder choice)."""
+    if isinstance(space, spaces.Dict):
+        return any(has_image(s) for s in space.spaces.values())
+    if isinstance(space, spaces.Tuple):
+        return any(has_image(s) for s in space.spaces)
+    return choose_obs_encoder(space) == "image"
+
+
 def check_observation_space(space: spaces.Space, path: str = "observation") -> None:
     """Raise UnsupportedSpaceError naming the offending (sub)space and what is supported."""
     if isinstance(space, spaces.Dict):

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -55,11 +56,12 @@ from agents.checkpoint import (
     remove_stale_temp_files,
 )
 from agents.collector import EnvError, NonFiniteError, VectorCollector, import_env_modules, make_vector_env
-from agents.config import ConfigError, TrainConfig
+from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
 from agents.reward_scale import RewardScaler
+from agents.spaces import has_image
 
 # Files a training run writes; --overwrite deletes these and refuses to touch anything else.
 RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
@@ -74,13 +76,39 @@ class TrainingDiverged(RuntimeError):
     """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error that says so."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+# --device auto takes the GPU from this recurrent size on, for vector observations (README, "Devices").
+AUTO_CUDA_HIDDEN_SIZE = 512
+
+
+def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig) -> tuple[torch.device, str | None]:
+    """The device to train on, and for 'auto' one line saying what it chose and why (None otherwise).
+
+    'auto' takes CUDA only where it pays: for image observations (the CNN encoder) or a recurrent core of at
+    least ``AUTO_CUDA_HIDDEN_SIZE`` units. Small vector networks run faster on one CPU thread, because
+    their kernels are too small to hide a GPU's per-call latency. 'cuda' without a GPU is an error that says so.
+    """
+    cuda = torch.cuda.is_available()
+    if name == "cuda" and not cuda:
         raise ConfigError("--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto.")
-    return torch.device(name)
+    if name != "auto":
+        return torch.device(name), None
+    if not cuda:
+        return torch.device("cpu"), "--device auto: cpu (torch sees no CUDA GPU)."
+    if has_image(observation_space):
+        return torch.device("cuda"), "--device auto: cuda (image observations: the CNN encoder runs faster there)."
+    if policy.hidden_size >= AUTO_CUDA_HIDDEN_SIZE:
+        return torch.device("cuda"), (f"--device auto: cuda (--hidden-size {policy.hidden_size} >= "
+                                      f"{AUTO_CUDA_HIDDEN_SIZE}: a large network runs faster there).")
+    return torch.device("cpu"), (
+        f"--device auto: cpu, although a CUDA GPU is present (vector observations and --hidden-size "
+        f"{policy.hidden_size} < {AUTO_CUDA_HIDDEN_SIZE}: a small network runs faster on the CPU); pass "
+        f"--device cuda to use the GPU anyway.")
+
+
+def schedule_fraction(iteration: int, start_iteration: int, start_frac: float, num_iterations: int) -> float:
+    """The lr / clip multiplier of 1-based ``iteration``: linear from ``start_frac`` at iteration
+    ``start_iteration + 1`` down to 0 after ``num_iterations`` (a fresh run: 1.0 from iteration 1)."""
+    return start_frac * (1.0 - (iteration - 1 - start_iteration) / (num_iterations - start_iteration))
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -153,7 +181,6 @@ class Trainer:
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
         import_env_modules(cfg.env.env_import)
-        self.device = resolve_device(cfg.run.device)
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
         self._check_run_dir(resume, overwrite)
         self.stop_reason: str | None = None
@@ -172,6 +199,7 @@ class Trainer:
     def _build(self, resume: bool, overwrite: bool) -> None:
         cfg = self.config
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.device, self.device_note = resolve_device(cfg.run.device, obs_space, cfg.policy)
         # Independent streams for the network's initialisation, action sampling and minibatch
         # shuffling, all derived from --seed. Seeding two torch generators with the same number
         # would make the first actions' sampling noise replay the uniforms that drew the weights.
@@ -198,6 +226,10 @@ class Trainer:
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
+        # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
+        # at num_iterations; a resume with a changed --total-steps moves the anchor (``_restore_schedule``).
+        self.schedule_start: tuple[int, float] = (0, 1.0)
+        self.schedule_note: str | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.nonfinite_skips = 0
         env_seed = cfg.run.seed
@@ -205,6 +237,7 @@ class Trainer:
         if resume:
             self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
             checkpoint = self._load_resume_checkpoint()
+            self._refuse_finished_run()
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
         self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed,
@@ -260,6 +293,16 @@ class Trainer:
                 f"--overwrite refuses to clear {run_dir}: it holds files a training run does not write "
                 f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another --run-dir.")
 
+    def _refuse_finished_run(self) -> None:
+        """A resume of a run that reached its budget and wrote its summary would only evaluate again and
+        overwrite summary.json with a run of zero steps; refuse it, naming the flag that extends the run."""
+        if self.iteration < self.config.num_iterations or not (self.run_dir / "summary.json").exists():
+            return
+        raise ConfigError(
+            f"--resume {self.run_dir}: the run is finished ({self.global_step} steps done of --total-steps "
+            f"{self.config.ppo.total_steps}; its summary.json is written). To train it further, pass a larger "
+            f"budget: --resume {self.run_dir} --total-steps N with N > {self.global_step}.")
+
     def _clear_run_dir(self) -> None:
         for entry in self.run_dir.iterdir():
             if entry.name == LOCK_FILE:
@@ -313,7 +356,33 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        self._restore_schedule(c.get("schedule"), saved)
         return payload, meta
+
+    def _restore_schedule(self, saved: dict | None, saved_config: TrainConfig) -> None:
+        """Continue the checkpoint's lr / clip schedule; a changed --total-steps keeps it continuous.
+
+        With a new budget the schedule decays from the fraction the next iteration would have had (a finished
+        run's last one) to zero over the iterations that remain, instead of restarting over the new length,
+        which would make the rate jump. ``schedule_note`` says so.
+        """
+        if saved is None:  # a checkpoint from before the schedule was saved: it ran from the start of the run
+            saved = {"start_iteration": 0, "start_frac": 1.0, "iterations": saved_config.num_iterations}
+        start, start_frac, saved_iterations = saved["start_iteration"], saved["start_frac"], saved["iterations"]
+        self.schedule_start = (start, start_frac)
+        new_iterations = self.config.num_iterations
+        if new_iterations == saved_iterations or new_iterations <= self.iteration:
+            return
+        frac = schedule_fraction(min(self.iteration + 1, saved_iterations), start, start_frac, saved_iterations)
+        self.schedule_start = (self.iteration, frac)
+        ppo = self.config.ppo
+        annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
+                    f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
+        if any(annealed):
+            self.schedule_note = (
+                f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
+                f"{' and '.join(a for a in annealed if a)} decay linearly from their current value to 0 over the "
+                f"remaining {new_iterations - self.iteration} iterations (no jump back up).")
 
     def _restore_collector(self, payload: dict, meta: dict) -> str | None:
         """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None."""
@@ -338,7 +407,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _counters(self) -> dict:
         counters = {"global_step": self.global_step, "iteration": self.iteration, "episodes": self.episodes,
-                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips}
+                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips,
+                    "schedule": {"start_iteration": self.schedule_start[0], "start_frac": self.schedule_start[1],
+                                 "iterations": self.config.num_iterations}}
         if math.isfinite(self.best_return):
             counters["best_return"] = self.best_return
         return counters
@@ -413,7 +484,7 @@ class Trainer:
             last_checkpoint_step = self.global_step
             while self.iteration < num_iterations and self.stop_reason is None:
                 iteration = self.iteration + 1
-                frac = 1.0 - (iteration - 1) / num_iterations
+                frac = schedule_fraction(iteration, *self.schedule_start, num_iterations)
                 lr = ppo.learning_rate * (frac if ppo.anneal_lr else 1.0)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -430,7 +501,7 @@ class Trainer:
                 t1 = time.perf_counter()
                 stats = self._update(clip_coef)
                 t2 = time.perf_counter()
-                self._check_finite_parameters(last_checkpoint_step)
+                self._check_finite_parameters(last_checkpoint_step, stats.get("nonfinite"))
 
                 self._log(rollout, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
                 if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
@@ -466,14 +537,30 @@ class Trainer:
         error.from_worker = getattr(exc, "from_worker", False)
         return error
 
-    def _check_finite_parameters(self, last_checkpoint_step: int) -> None:
+    def _check_finite_parameters(self, last_checkpoint_step: int, nonfinite: str | None) -> None:
+        """Raise TrainingDiverged if the update left NaN / inf weights, naming what went non-finite first.
+
+        Args:
+            nonfinite: ``ppo_update``'s account of the first non-finite loss or gradient, if any.
+        """
         finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
-        if not bool(finite):
-            raise TrainingDiverged(
-                f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite "
-                f"weights, so nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
-                f"{self.run_dir / CHECKPOINT_DIR} is intact. Lower --learning-rate or --max-grad-norm, or check "
-                f"the scale of the env's rewards and observations (--normalize-reward, --normalize-obs).")
+        if bool(finite):
+            return
+        if nonfinite is not None and nonfinite.startswith("the loss"):
+            cause = (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
+                     f"not the cause: look for extreme values in the env's rewards and observations "
+                     f"(--normalize-reward and --normalize-obs bound them).")
+        elif nonfinite is not None:
+            cause = (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
+                     f"check the scale of the env's rewards and observations (--normalize-reward, "
+                     f"--normalize-obs), or lower --learning-rate.")
+        else:
+            cause = ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
+                     "infinite: lower --learning-rate.")
+        raise TrainingDiverged(
+            f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite weights, so "
+            f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
+            f"{self.run_dir / CHECKPOINT_DIR} is intact. {cause[0].upper()}{cause[1:]}")
 
     def _update(self, clip_coef: float) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
@@ -560,6 +647,7 @@ class Trainer:
         if sampled.size:
             self.writer.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], self.global_step)
         self.writer.flush()
+        summary = clean_floats(summary)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
@@ -599,3 +687,18 @@ def _progress_bar(cfg: TrainConfig, initial: int):
     from tqdm import tqdm
 
     return tqdm(total=cfg.num_iterations * cfg.batch_size, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def clean_floats(value):
+    """Figures for people: floats rounded to 10 significant digits, in dicts and lists at any depth.
+
+    A mean of sums of rewards such as -0.1 carries binary rounding noise (-1.2950000000000002); ten
+    digits drop it and keep every digit that means something. Other values are returned as they are.
+    """
+    if isinstance(value, dict):
+        return {k: clean_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clean_floats(v) for v in value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.10g}")
+    return value

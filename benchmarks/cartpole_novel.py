@@ -13,6 +13,7 @@ script leaves VecNormalize out; ``--peer-normalized`` runs the peer with it
     python benchmarks/cartpole_novel.py --seeds 0 1 2
     python benchmarks/cartpole_novel.py --seeds 0 1 2 --peer-python /path/to/venv-with-sb3-contrib/bin/python
     python benchmarks/cartpole_novel.py --seeds 0 1 2 --peer-python ... --peer-normalized
+    python benchmarks/cartpole_novel.py --seeds 0 --device cuda      # mnemo's network on the GPU
 
 Prints, per seed: wall time, steps per second, deterministic eval return
 (20 episodes); then medians and the speed ratio to the peer. Also prints the
@@ -51,11 +52,11 @@ PEER = ROOT.parent / "shared" / "peers" / "sb3_recurrent_ppo.py"
 PEER_NORMALIZED = ROOT / "benchmarks" / "sb3_zoo_normalized.py"  # the peer plus the zoo's VecNormalize
 
 
-def train_ours(steps: int, seed: int, eval_episodes: int) -> dict:
+def train_ours(steps: int, seed: int, eval_episodes: int, device: str = "cpu") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig().with_overrides({
             **ZOO_CARTPOLE_NOVEL, "env_id": ENV_ID, "total_steps": steps, "seed": seed, "run_dir": f"{tmp}/run",
-            "eval_episodes": eval_episodes, "progress": False, "device": "cpu",
+            "eval_episodes": eval_episodes, "progress": False, "device": device,
             "checkpoint_every": 10 * steps})
         return Trainer(config.validate()).train()
 
@@ -83,15 +84,15 @@ def raw_env_sps(num_envs: int, steps: int, seed: int) -> float:
     return sps
 
 
-def collect_sps(num_envs: int, steps: int, seed: int) -> float:
+def collect_sps(num_envs: int, steps: int, seed: int, device: torch.device) -> float:
     config = TrainConfig().with_overrides({**ZOO_CARTPOLE_NOVEL, "env_id": ENV_ID, "seed": seed})
     envs = make_vector_env(ENV_ID, num_envs)
     torch.manual_seed(seed)
-    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, config.policy)
-    collector = VectorCollector(envs, policy, torch.device("cpu"), torch.Generator().manual_seed(seed), seed)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, config.policy).to(device)
+    collector = VectorCollector(envs, policy, device, torch.Generator(device).manual_seed(seed), seed)
     head = policy.action_head
     buf = RolloutBuffer(config.ppo.num_steps, num_envs, envs.single_observation_space, head.action_shape,
-                        head.action_dtype, policy.state_shape, torch.device("cpu"))
+                        head.action_dtype, policy.state_shape, device)
     rollouts = max(1, steps // config.batch_size)
     t0 = time.perf_counter()
     for _ in range(rollouts):
@@ -107,6 +108,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch threads for both implementations")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where mnemo's network runs (train.py's --device; the peer always runs on the CPU)")
     p.add_argument("--peer-python", default=None,
                    help="Python of a venv with sb3-contrib installed; runs the peer after each of our seeds")
     p.add_argument("--peer-normalized", action="store_true",
@@ -115,12 +118,13 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-          f"torch {torch.__version__}, python {platform.python_version()}")
+    gpu = f", GPU {torch.cuda.get_device_name()}" if a.device != "cpu" and torch.cuda.is_available() else ""
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)"
+          f"{gpu}, torch {torch.__version__}, python {platform.python_version()}, --device {a.device}")
 
     rows = []
     for seed in a.seeds:
-        ours = train_ours(a.steps, seed, a.eval_episodes)
+        ours = train_ours(a.steps, seed, a.eval_episodes, a.device)
         rows.append(("mnemo", seed, ours))
         print(f"mnemo        seed={seed} wall_s={ours['wall_time_s']:.1f} sps={ours['sps']:.0f} "
               f"eval_return={ours['eval_return_mean']:.1f}+-{ours['eval_return_std']:.1f}", flush=True)
@@ -147,7 +151,8 @@ def main() -> None:
         print(f"speed ratio (median sps, mnemo / sb3-contrib): {ratio:.1f}x")
 
     raw = float(np.median([raw_env_sps(8, 20_000, s) for s in a.seeds]))
-    coll = float(np.median([collect_sps(8, 20_000, s) for s in a.seeds]))
+    collect_device = torch.device("cuda" if a.device == "cuda" else "cpu")
+    coll = float(np.median([collect_sps(8, 20_000, s, collect_device) for s in a.seeds]))
     summary.update(raw_env_sps=raw, collect_sps=coll, collect_fraction=coll / raw)
     print(f"raw env stepping (random actions, 8-env SyncVectorEnv): {raw:.0f} steps/s; "
           f"rollout collection with the LSTM policy: {coll:.0f} steps/s = {coll / raw:.0%} of raw")

@@ -246,3 +246,18 @@ def test_diverging_update_is_not_saved(tmp_path, capsys, monkeypatch):
     payload, meta = load_payload(run / "checkpoints" / LATEST)
     assert meta["counters"]["global_step"] == 128
     assert all(torch.isfinite(t).all() for t in payload["policy"].values())
+
+
+def test_resuming_a_finished_run_leaves_it_alone(tmp_path, capsys):
+    """Issue 19, item 3: it used to evaluate again and overwrite summary.json with zero wall time and sps."""
+    run = tmp_path / "done"
+    assert train.main(["--run-dir", str(run), "--total-steps", "128", *FAST]) == 0
+    capsys.readouterr()
+    before = fingerprint(run)
+    assert train.main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "the run is finished (128 steps done" in err and "--total-steps N with N > 128" in err
+    assert fingerprint(run) == before
+    # A larger budget extends it.
+    assert train.main(["--resume", str(run), "--total-steps", "256", "--eval-episodes", "0", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["total_steps"] == 256

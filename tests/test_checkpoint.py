@@ -108,3 +108,17 @@ def test_resume_refuses_a_different_network(trained_run, tmp_path, capsys):
     shutil.copytree(trained_run, run)
     assert train.main(["--resume", str(run), "--hidden-size", "7", "--no-progress"]) == 2
     assert "--hidden-size: checkpoint 64, requested 7" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("which", ["run directory", "file"])
+def test_loading_onto_cuda_without_a_gpu_says_so(trained_run, which):
+    """Issue 19, item 2: not 'truncated or corrupted', but that CUDA is missing and what to pass instead."""
+    from agents.runner import PolicyRunner
+
+    target = trained_run if which == "run directory" else trained_run / "checkpoints" / "latest.pt"
+    with pytest.raises(CheckpointError) as err:
+        PolicyRunner.load(target, device="cuda")
+    message = str(err.value)
+    assert "CUDA is not available" in message and 'device="cpu"' in message
+    assert "corrupted" not in message and "previous.pt" not in message

@@ -7,6 +7,7 @@ state can be snapshotted (agents/env_state.py), which includes every built-in en
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 import train
-from agents.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy
+from agents.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy, payload_digest
 from agents.config import ConfigError, TrainConfig
 from agents.trainer import ResumeWarning, Trainer
 
@@ -251,3 +252,56 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_says_what_to_do(tmp_
     assert train.main(["--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "no checkpoints/latest.pt" in err and "--overwrite" in err
+
+
+def _lr_per_iteration(trainer, stop_after: int | None = None) -> list[float]:
+    rates = []
+
+    def record(t):
+        rates.append(t.optimizer.param_groups[0]["lr"])
+        if stop_after is not None and t.iteration == stop_after:
+            t.request_stop("test")
+
+    trainer.train(on_iteration=record)
+    return rates
+
+
+def test_a_new_budget_on_resume_keeps_the_lr_schedule_continuous(tmp_path):
+    """Issue 19, item 4: 4 iterations of 128 steps, stopped after 1, resumed with a budget of 8 iterations.
+
+    The old schedule's next rate is 0.75 * lr; restarting the schedule over 8 iterations would jump to 0.875.
+    It decays from 0.75 instead, linearly over the 7 iterations that remain: 0.75 * (7 - k) / 7, k = 0..6.
+    """
+    lr = 1e-3
+    flags = {"total_steps": 512, "num_envs": 4, "num_steps": 32, "bptt_len": 8, "num_minibatches": 2,
+             "update_epochs": 1, "eval_episodes": 0, "progress": False, "learning_rate": lr, "anneal_lr": True,
+             "anneal_clip": True, "run_dir": str(tmp_path / "run")}
+    config = TrainConfig().with_overrides(flags).validate()
+    assert _lr_per_iteration(Trainer(config), stop_after=1) == [lr]
+
+    resumed = Trainer(config.with_overrides({"total_steps": 1024}).validate(), resume=True)
+    expected = [lr * 0.75 * (7 - k) / 7 for k in range(7)]
+    assert _lr_per_iteration(resumed) == pytest.approx(expected, rel=1e-12)
+    assert resumed.schedule_note == (
+        "The step budget changed (512 -> 1024): the learning rate (0.00075) and the clip coefficient (0.15) "
+        "decay linearly from their current value to 0 over the remaining 7 iterations (no jump back up).")
+
+
+def test_a_checkpoint_without_schedule_state_resumes_on_its_own_budget(tmp_path):
+    """Checkpoints written before the schedule was saved: it ran from the start over their budget."""
+    flags = {"total_steps": 512, "num_envs": 4, "num_steps": 32, "bptt_len": 8, "num_minibatches": 2,
+             "update_epochs": 1, "eval_episodes": 0, "progress": False, "learning_rate": 1e-3,
+             "run_dir": str(tmp_path / "run")}
+    config = TrainConfig().with_overrides(flags).validate()
+    _lr_per_iteration(Trainer(config), stop_after=2)
+    path = tmp_path / "run" / "checkpoints" / LATEST
+    payload = torch.load(path, weights_only=True)
+    meta = json.loads(payload["meta"])
+    del meta["counters"]["schedule"]
+    payload["meta"] = json.dumps(meta)
+    payload["digest"] = payload_digest(payload)
+    torch.save(payload, path)
+
+    resumed = Trainer(config, resume=True)
+    assert resumed.schedule_note is None
+    assert _lr_per_iteration(resumed) == pytest.approx([1e-3 * 0.5, 1e-3 * 0.25], rel=1e-12)

@@ -3,7 +3,10 @@
 Before the first gradient step, log-probabilities and values recomputed by the
 sequence path (padded sequences, stored start states, one fused call) equal
 those the rollout stored, to 1e-5, in reset and carry mode, with terminations
-and truncations inside the rollout -- for every core and action kind.
+and truncations inside the rollout -- for every core and action kind. On CUDA
+the bound holds with cuDNN's TF32 off; PyTorch's default (TF32 on) rounds the
+recurrent matmuls differently in the one-step and the sequence kernels (README,
+"The recurrent bookkeeping").
 """
 
 import itertools
@@ -20,17 +23,18 @@ from agents.policy import RecurrentActorCritic
 
 
 def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="discrete", num_steps=24, seed=0,
-            rollouts=2, noise_correlation=0.0):
+            rollouts=2, noise_correlation=0.0, device="cpu"):
     envs = make_vector_env("tests/Boundary-v0", 4, {"action_kind": action_kind})
     torch.manual_seed(seed)
     cfg = PolicyConfig(core=core, num_layers=layers, hidden_size=16, separate_critic=separate,
                        carry_across_episodes=carry, normalize_obs=True)
-    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
-    gen = torch.Generator().manual_seed(seed)
-    collector = VectorCollector(envs, policy, torch.device("cpu"), gen, seed, noise_correlation=noise_correlation)
+    device = torch.device(device)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg).to(device)
+    gen = torch.Generator(device).manual_seed(seed)
+    collector = VectorCollector(envs, policy, device, gen, seed, noise_correlation=noise_correlation)
     head = policy.action_head
     buf = RolloutBuffer(num_steps, 4, envs.single_observation_space, head.action_shape, head.action_dtype,
-                        policy.state_shape, torch.device("cpu"))
+                        policy.state_shape, device)
     for i in range(rollouts):  # later rollouts start from a carried, non-zero state
         if i > 0:
             policy.update_obs_normalizer(buf.obs)  # as the trainer does after each update
@@ -54,6 +58,22 @@ def test_recomputed_logprobs_and_values_match_rollout(core, layers, separate, ca
     real = batch.mask.bool()
     assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
     assert (value[real] - batch.values[real]).abs().max() < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("tf32", "bound"), [(False, 1e-5), (True, 1e-3)])
+def test_invariant_on_cuda(tf32, bound):
+    """TF32 off: the CPU's bound. On (PyTorch's default for cuDNN): a looser one, harmless for PPO (README)."""
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=tf32):
+        policy, _collector, buf = collect("lstm", 2, True, False, device="cuda")
+        seqs = make_sequences(buf.episode_starts.cpu().numpy(), bptt_len=5, cut_at_episode_starts=True)
+        zeros = torch.zeros_like(buf.rewards)
+        batch = gather_sequences(buf, seqs, zeros, zeros)
+        with torch.no_grad():
+            logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
+    real = batch.mask.bool()
+    assert (logprob[real] - batch.logprobs[real]).abs().max() < bound
+    assert (value[real] - batch.values[real]).abs().max() < bound
 
 
 @pytest.mark.parametrize("noise_correlation", [0.0, 0.95])

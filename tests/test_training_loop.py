@@ -1,5 +1,7 @@
 """The training loop end to end: same seed -> same run, async envs, refreshed start states."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,23 @@ def test_refresh_option_trains(tmp_path):
     summary = _trainer(tmp_path, "rf", refresh_start_states=True).train()
     assert np.isfinite(summary["train_return_recent"])
 
+
+
+def test_summary_figures_carry_no_float_noise(tmp_path):
+    """Issue 19, item 12: the T-maze's -0.1 step rewards summed to -4.000000000000002 in summary.json."""
+    trainer = _trainer(tmp_path, "summary", total_steps=256, eval_episodes=3)
+    summary = trainer.train()
+    text = (tmp_path / "summary" / "summary.json").read_text()
+    assert json.loads(text) == summary
+    figures = [v for v in summary.values() if isinstance(v, float)]
+    assert figures and all(len(repr(abs(v)).replace(".", "").lstrip("0")) <= 11 for v in figures), figures
+
+
+def test_clean_floats_rounds_only_floats():
+    from agents.trainer import clean_floats
+
+    nan = float("nan")
+    cleaned = clean_floats({"a": -1.2950000000000002, "b": [0.1 + 0.2, 7], "c": None, "d": "x", "e": nan})
+    assert cleaned["a"] == -1.295 and cleaned["b"] == [0.3, 7] and cleaned["c"] is None and cleaned["d"] == "x"
+    assert cleaned["e"] != cleaned["e"]
+    assert clean_floats(1234567.891) == 1234567.891

@@ -1,0 +1,122 @@
+"""The PPO update at its edges: tensors on the policy's device, one-step minibatches, statistics weighted by
+real steps, and a divergence that names what went non-finite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import nn
+
+import train
+from agents import ppo
+from agents.buffer import SequenceBatch
+from agents.config import PolicyConfig, PPOConfig, TrainConfig
+from agents.policy import RecurrentActorCritic
+from agents.trainer import Trainer
+
+FAST = ["--eval-episodes", "0", "--no-progress"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"normalize_reward": True, "noise_correlation": 0.9, "target_kl": 1.0, "refresh_start_states": True},
+    {"env_id": "mnemo/PendulumNoVel-v1", "separate_critic": True, "normalize_obs": True},
+])
+def test_training_makes_no_tensor_off_the_policys_device(tmp_path, overrides):
+    """A tensor made without ``device=`` lands on the CPU and breaks training on CUDA (issue 19, item 0).
+
+    Under ``torch.device("meta")`` such a factory call makes a meta tensor instead: mixing it with the CPU
+    tensors of the policy and buffers, or reading its value, raises. So a run on the CPU inside that context
+    finds every forgotten device on the training path without a GPU.
+    """
+    config = TrainConfig().with_overrides({
+        "total_steps": 128, "num_envs": 2, "num_steps": 16, "bptt_len": 4, "num_minibatches": 2,
+        "update_epochs": 2, "eval_episodes": 2, "progress": False, "device": "cpu", "checkpoint_every": 32,
+        "run_dir": str(tmp_path / "run"), **overrides})
+    trainer = Trainer(config.validate())  # built outside: the policy and buffers are real CPU tensors
+    with torch.device("meta"):
+        summary = trainer.train()
+    assert summary["total_steps"] == 128 and summary["eval_episodes"] == 2
+
+
+def test_a_minibatch_of_one_real_step_trains(tmp_path, capsys):
+    """Issue 19, item 1: the std of one advantage is NaN; one real step is used without normalisation."""
+    run = tmp_path / "run"
+    code = train.main(["--env-id", "mnemo/TMaze-v0", "--num-envs", "1", "--num-steps", "2", "--bptt-len", "1",
+                       "--num-minibatches", "2", "--total-steps", "64", "--run-dir", str(run), *FAST])
+    assert code == 0, capsys.readouterr().err
+
+    net = RecurrentActorCritic(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), PolicyConfig())
+    features = torch.zeros(1, 64)
+    old_logprob = net.action_head(net.actor_mlp(features)).log_prob(torch.zeros(1, dtype=torch.long)).detach()
+    mb = ppo.Minibatch([], [], torch.zeros(1, dtype=torch.long), old_logprob, torch.zeros(1), torch.tensor([0.5]),
+                       torch.zeros(1))
+    pg_loss, *_ = ppo._policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
+    assert float(pg_loss.detach()) == pytest.approx(-0.5)  # ratio 1, the advantage as it is
+
+
+class _Minibatches:
+    """A rollout of two sequences, 1 and 3 real steps long, so two minibatches of unequal size."""
+
+    @staticmethod
+    def batch() -> SequenceBatch:
+        mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # (L=3, M=2): lengths 1 and 3
+        zeros = torch.zeros(3, 2)
+        return SequenceBatch(obs=torch.zeros(3, 2, 1), actions=torch.zeros(3, 2, dtype=torch.long),
+                             episode_starts=zeros, logprobs=zeros, values=zeros, advantages=zeros,
+                             returns=torch.tensor([[1.0, 2.0], [0.0, 3.0], [0.0, 4.0]]), mask=mask,
+                             start_states=torch.zeros(0, 1, 2, 1))
+
+
+def test_epoch_statistics_and_target_kl_weigh_minibatches_by_real_steps(monkeypatch):
+    """Issue 19, item 5: a minibatch of 3 real steps counts 3 times as much as one of 1 step."""
+
+    def fake_loss(policy, mb, cfg, clip_coef, split_threads=False):
+        r = float(mb.advantages.shape[0])  # every term equals the minibatch's real steps: 1 or 3
+        return ppo.LossTerms(*(torch.tensor(r) for _ in range(7)))
+
+    monkeypatch.setattr(ppo, "loss_and_backward", fake_loss)
+    net = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+    cfg = PPOConfig(num_minibatches=2, update_epochs=3)
+    stats = ppo.ppo_update(net, optimizer, _Minibatches.batch(), cfg, 0.2, np.random.default_rng(0))
+    # Over real steps: (1 * 1 + 3 * 3) / 4 = 2.5; an equal-weight mean of the minibatches would give 2.0.
+    for name in ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac"):
+        assert stats[name] == pytest.approx(2.5), name
+    assert stats["epochs"] == 3 and stats["stopped_early"] == 0.0
+
+    # The same mean drives --target-kl: 2.5 > 2.2 stops after the first epoch (2.0 would not).
+    cfg = PPOConfig(num_minibatches=2, update_epochs=3, target_kl=2.2)
+    stats = ppo.ppo_update(net, optimizer, _Minibatches.batch(), cfg, 0.2, np.random.default_rng(0))
+    assert stats["epochs"] == 1 and stats["stopped_early"] == 1.0
+
+
+def test_first_nonfinite_names_the_loss_or_the_gradients():
+    nan = float("nan")
+    finite = torch.ones(7)
+    bad_pg = torch.tensor([nan, nan, 1.0, 1.0, nan, nan, 0.0])
+    assert ppo.first_nonfinite(torch.stack([finite, finite]), torch.tensor([1.0, 2.0])) is None
+    assert ppo.first_nonfinite(torch.stack([finite, bad_pg]), torch.tensor([1.0, nan])) == \
+        "the loss (pg_loss) in minibatch 2 of 2"
+    assert ppo.first_nonfinite(torch.stack([finite, bad_pg]), torch.tensor([float("inf"), nan])) == \
+        "the gradients in minibatch 1 of 2"
+
+
+def test_divergence_from_a_nonfinite_loss_does_not_blame_the_learning_rate(tmp_path, capsys, monkeypatch):
+    """Issue 19, item 1: the error says what went non-finite, and the advice fits it."""
+    from agents import trainer as trainer_module
+
+    real_gae = trainer_module.compute_gae
+
+    def poisoned_gae(*args, **kwargs):
+        advantages, returns = real_gae(*args, **kwargs)
+        return advantages, returns.fill_(float("nan"))  # v_loss becomes NaN with finite weights
+
+    monkeypatch.setattr(trainer_module, "compute_gae", poisoned_gae)
+    code = train.main(["--run-dir", str(tmp_path / "run"), "--total-steps", "128", "--num-envs", "4",
+                       "--num-steps", "32", "--num-minibatches", "2", "--bptt-len", "8", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and "nothing was saved" in err
+    assert "The loss (v_loss) in minibatch 1 of" in err and "--normalize-reward" in err
+    assert "--learning-rate" not in err
