@@ -36,6 +36,16 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor
+
+
+class FlattenFeatures(FlattenExtractor):
+    """SB3's default extractor, with its size as a Python int: SB3 computes it as a numpy int for
+    MultiDiscrete spaces, which recent torch refuses as nn.LSTM's input_size. Same computation otherwise."""
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space)
+        self._features_dim = int(self._features_dim)
 
 
 class EpisodeLog(BaseCallback):
@@ -92,7 +102,8 @@ def main() -> None:
     policy = ("MultiInputLstmPolicy" if isinstance(space, gym.spaces.Dict)
               else "CnnLstmPolicy" if is_image_space(space) else "MlpLstmPolicy")
     env = make_vec_env(make, n_envs=args.num_envs, seed=args.seed)
-    model = RecurrentPPO(policy, env, seed=args.seed, verbose=0)
+    policy_kwargs = {"features_extractor_class": FlattenFeatures} if policy == "MlpLstmPolicy" else None
+    model = RecurrentPPO(policy, env, seed=args.seed, verbose=0, policy_kwargs=policy_kwargs)
     log = EpisodeLog()
     start = time.perf_counter()
     model.learn(args.steps, callback=log)
