@@ -17,7 +17,7 @@ runner.reset(agent_ids=[7])                            # agent 7 starts a new ep
 runner.remove([9])                                     # agent 9 left the game
 ```
 
-Semantics (DESIGN.md, "Hidden-state semantics"): an agent's first ``act()``
+Semantics (README, "The recurrent bookkeeping"): an agent's first ``act()``
 after it joined or was ``reset()`` is an episode start and runs from the zero
 state, exactly as ``policy.step(..., episode_start=1)`` does in reset mode.
 The runner zeroes the state when ``reset()`` is called instead of at the next
