@@ -1,4 +1,4 @@
-"""Every Markdown file that the code, tests and docs cite exists in the repository."""
+"""The repository itself: cited Markdown files exist; recordings are ignored, documentation assets are not."""
 
 import re
 import subprocess
@@ -21,3 +21,14 @@ def test_no_dangling_markdown_references():
                 if not ((ROOT / ref).is_file() or (path.parent / ref).is_file()):
                     dangling.append(f"{name}:{lineno}: {ref}")
     assert not dangling, "references to Markdown files that are not in the repository:\n" + "\n".join(dangling)
+
+
+def _ignored(path: str) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0
+
+
+def test_recordings_are_ignored_but_docs_assets_are_not():
+    assert _ignored("play.gif") and _ignored("out/match.mp4")
+    assert not _ignored("docs/assets/new_demo.gif") and not _ignored("docs/assets/new_demo.mp4")
+    tracked = subprocess.run(["git", "ls-files", "docs/assets"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "docs/assets/tmaze_inspect.gif" in tracked.split()
