@@ -152,12 +152,16 @@ def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tupl
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an unregistered id, with Gymnasium's close-name suggestion."""
-    import envs  # noqa: F401  (built-in ids)
+    """Raise ConfigError for an unregistered id: the ``mnemo/`` id a bare name means, else Gymnasium's guess."""
+    import envs  # (registers the built-in ids)
 
     try:
         gym.spec(env_id)
     except gym.error.Error as exc:
+        built_in = envs.namespaced_id(env_id)
+        if built_in is not None:
+            raise ConfigError(f"--env-id {env_id} is not registered; the built-in env is {built_in}: "
+                              f"pass --env-id {built_in}.") from exc
         raise ConfigError(
             f"--env-id {env_id}: {exc} If the env comes from another package, add --env-import MODULE "
             f"so that it registers its ids.") from exc

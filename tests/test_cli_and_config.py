@@ -106,3 +106,13 @@ def test_training_and_evaluation_need_no_pygame(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["eval_episodes"] == 1
     assert f"python -m agents.watch {tmp_path / 'run'} --inspect" in result.stderr  # what to do next
+
+
+@pytest.mark.parametrize("bare,full", [("TMazeLong-v0", "mnemo/TMazeLong-v0"),
+                                       ("PendulumNoVel-v1", "mnemo/PendulumNoVel-v1"),
+                                       ("FogMaze", "mnemo/FogMaze-v0")])
+def test_bare_name_of_a_built_in_env_suggests_its_mnemo_id(tmp_path, capsys, bare, full):
+    assert train.main(["--env-id", bare, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"pass --env-id {full}" in err and "Did you mean" not in err
+    assert not (tmp_path / "r").exists()
