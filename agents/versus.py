@@ -31,6 +31,7 @@ import numpy as np
 
 from agents.checkpoint import LATEST, CheckpointError
 from agents.collector import import_env_modules
+from agents.config import ConfigError
 from agents.inspector import TextRenderer, surface_to_array
 from agents.runner import PolicyRunner
 from agents.watch import FileSink, FrameSink, WatchError, WindowSink
@@ -149,7 +150,10 @@ def check_versus_env(env_id: str, env_import: tuple[str, ...] | list[str] = ()) 
     """Raise VersusError unless ``env_id`` is a FlickerPong env (the only two-paddle game)."""
     import envs  # noqa: F401  (registers the built-in ids)
 
-    import_env_modules(env_import)
+    try:
+        import_env_modules(env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise VersusError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
     supported = ", ".join(SUPPORTED_ENV_IDS)
     try:
         spec = gym.spec(env_id)

@@ -33,6 +33,7 @@ import torch
 
 from agents.checkpoint import LATEST, CheckpointError, load_policy
 from agents.collector import import_env_modules
+from agents.config import ConfigError
 from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_map
@@ -61,7 +62,10 @@ def make_render_env(
     """``gym.make(env_id, render_mode="rgb_array", **env_kwargs)``, or a WatchError saying why it cannot render."""
     import envs  # noqa: F401  (registers the built-in ids)
 
-    import_env_modules(env_import)
+    try:
+        import_env_modules(env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise WatchError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
