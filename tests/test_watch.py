@@ -209,3 +209,11 @@ def test_run_whose_env_import_is_missing_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "--env-import no_such_game_module_xyz: no module" in err and "working directory" in err
+
+
+def test_command_without_a_display_says_so_and_suggests_record(tmaze_run, capsys):
+    # The suite runs SDL's dummy video driver: a window would open, but nobody would see it.
+    assert main([str(tmaze_run), "--episodes", "1", "--max-steps", "1", "--fps", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "No display: SDL's video driver is 'dummy'" in err and "--record FILE.gif" in err
+    assert "Traceback" not in err and "episode 1" not in capsys.readouterr().out
