@@ -18,6 +18,7 @@ import json
 import math
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,14 +64,33 @@ class NonFiniteError(RuntimeError):
 
 
 def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import modules that register env ids (``--env-import``), with a clear error when one is missing."""
+    """Import modules that register env ids (``--env-import``), with a clear error when one is missing.
+
+    Names resolve as ``python -m`` resolves them: in the working directory and on the Python path
+    (installed packages, ``PYTHONPATH``). ``python train.py`` puts the script's folder on ``sys.path``, not
+    the working directory, so the working directory is appended here (after the installed packages, so it
+    never shadows one): a user's ``my_game.py`` next to them just works, in AsyncVectorEnv workers too.
+
+    Raises:
+        ModuleNotFoundError: a module (or one it imports) cannot be found; the message says where it looked.
+        ConfigError: importing the module raised.
+    """
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.append(cwd)
     for name in modules:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                top = exc.name.split(".")[0]
+                raise ModuleNotFoundError(
+                    f"--env-import {name}: no module {exc.name!r} in the working directory ({cwd}) or on the "
+                    f"Python path; run from the folder that holds {top}.py (or the {top}/ package), add that "
+                    f"folder to PYTHONPATH, or pip install the package that provides it.", name=exc.name) from exc
             raise ModuleNotFoundError(
-                f"--env-import {name}: module {exc.name!r} is not installed or not on the Python path; "
-                f"install the package that provides it (pip install ...) or fix the module name.") from exc
+                f"--env-import {name}: the module imports {exc.name!r}, which is not installed; "
+                f"pip install the package that provides it.", name=exc.name) from exc
         except Exception as exc:
             raise ConfigError(f"--env-import {name}: importing the module failed with {type(exc).__name__}: "
                               f"{exc}. Fix the module (run `python -c 'import {name}'` to see the traceback).") from exc
@@ -152,12 +172,16 @@ def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tupl
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an unregistered id, with Gymnasium's close-name suggestion."""
-    import envs  # noqa: F401  (built-in ids)
+    """Raise ConfigError for an unregistered id: the ``mnemo/`` id a bare name means, else Gymnasium's guess."""
+    import envs  # (registers the built-in ids)
 
     try:
         gym.spec(env_id)
     except gym.error.Error as exc:
+        built_in = envs.namespaced_id(env_id)
+        if built_in is not None:
+            raise ConfigError(f"--env-id {env_id} is not registered; the built-in env is {built_in}: "
+                              f"pass --env-id {built_in}.") from exc
         raise ConfigError(
             f"--env-id {env_id}: {exc} If the env comes from another package, add --env-import MODULE "
             f"so that it registers its ids.") from exc

@@ -772,7 +772,15 @@ class MemoryPanel:
 
 
 def action_labels_for(env: Any) -> list[str] | None:
-    """Names of a Discrete env's actions, from ``get_action_meanings()`` (Atari style) or ``KEYS_TO_ACTION``."""
+    """Names of a Discrete env's actions, or None (the panel then numbers them).
+
+    From, in order: ``env.metadata["action_names"]`` (one name per action, in action order from the space's
+    ``start``; the built-in envs declare it), ``get_action_meanings()`` (Atari style), ``KEYS_TO_ACTION``.
+    """
+    names = getattr(env, "metadata", {}).get("action_names")
+    n = getattr(getattr(env, "action_space", None), "n", None)
+    if names is not None and n is not None and len(names) == int(n):
+        return [str(name) for name in names]
     base = getattr(env, "unwrapped", env)
     meanings = getattr(base, "get_action_meanings", None)
     if callable(meanings):

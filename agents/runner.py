@@ -12,12 +12,13 @@ while True:
     if terminated or truncated:
         break
 
-actions = runner.act(batch_obs, agent_ids=[3, 7, 9])   # many agents, one state per id
+actions = runner.act(batch_obs, agent_ids=[3, 7, 9])   # many agents, one state per id (a list: a batch)
 runner.reset(agent_ids=[7])                            # agent 7 starts a new episode
 runner.remove([9])                                     # agent 9 left the game
+runner.act(obs, agent_ids=("red", 2))                  # a tuple is ONE id, e.g. (team, slot)
 ```
 
-Semantics (DESIGN.md, "Hidden-state semantics"): an agent's first ``act()``
+Semantics (README, "The recurrent bookkeeping"): an agent's first ``act()``
 after it joined or was ``reset()`` is an episode start and runs from the zero
 state, exactly as ``policy.step(..., episode_start=1)`` does in reset mode.
 The runner zeroes the state when ``reset()`` is called instead of at the next
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,41 +51,23 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
+from agents.agent_ids import (
+    SINGLE_AGENT_ID,
+    ActInfo,
+    UnknownAgentError,
+    as_id_list,
+    check_distinct,
+    check_hashable,
+    is_id_batch,
+)
 from agents.checkpoint import LATEST, load_policy
 from agents.config import TrainConfig
 from agents.policy import RecurrentActorCritic, RecurrentCore
 from agents.spaces import Tree, is_image_space, tree_stack
 
-SINGLE_AGENT_ID = 0
-"""The id ``act(obs)`` uses when no ``agent_ids`` are given."""
-
-_ID_SEQUENCES = (list, tuple, range, np.ndarray)
-
 
 class ObservationError(ValueError):
     """An observation does not fit the policy's observation space (shape, dtype, range or structure)."""
-
-
-class UnknownAgentError(KeyError):
-    """An agent id the runner has never seen (or has removed)."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes around it
-        return str(self.args[0])
-
-
-@dataclass
-class ActInfo:
-    """What ``act(..., return_info=True)`` returns next to the action(s).
-
-    Scalars for a single observation, arrays ``(B,)`` for a batch.
-    """
-
-    value: float | np.ndarray
-    """The critic's estimate V(obs) for the observation just acted on."""
-    logprob: float | np.ndarray
-    """Log-probability of the returned action under the policy (before Box clipping)."""
-    episode_start: bool | np.ndarray
-    """True where this was the agent's first step after joining or ``reset()``."""
 
 
 class PolicyRunner:
@@ -167,13 +149,18 @@ class PolicyRunner:
     def reset(self, agent_ids: Hashable | Iterable[Hashable] | None = None) -> None:
         """Start a new episode: the next ``act()`` runs from the zero state (in reset and carry mode).
 
-        Args:
-            agent_ids: one id, or a sequence of ids, of agents the runner knows; None resets every agent.
+        An id the runner does not know (not yet acted, or removed) is skipped: its first ``act()`` starts
+        from the zero state anyway, so a game may reset every agent at an episode start without tracking
+        which of them have acted.
 
-        Raises:
-            UnknownAgentError: an id was never seen by ``act()`` (or was removed).
+        Args:
+            agent_ids: one id (a tuple such as ``(team, slot)`` is one id), or a list / range / array of
+                ids; None resets every known agent.
         """
-        slots = list(self._slots.values()) if agent_ids is None else self._known_slots(agent_ids, "reset")
+        if agent_ids is None:
+            slots = list(self._slots.values())
+        else:
+            slots = [self._slots[i] for i in as_id_list(agent_ids) if i in self._slots]
         with torch.inference_mode():
             for slot in slots:
                 self._storage[:, :, slot].zero_()
@@ -181,7 +168,7 @@ class PolicyRunner:
 
     def remove(self, agent_ids: Hashable | Iterable[Hashable] | None = None) -> None:
         """Forget agents (they left the game); an id that comes back later starts fresh. None removes all."""
-        ids = list(self._slots) if agent_ids is None else _as_id_list(agent_ids)
+        ids = list(self._slots) if agent_ids is None else as_id_list(agent_ids)
         slots = self._known_slots(ids, "remove")
         with torch.inference_mode():
             for agent_id, slot in zip(ids, slots, strict=True):
@@ -222,8 +209,9 @@ class PolicyRunner:
             obs: without ``agent_ids`` (or with a single id): ONE observation in the env's format.
                 With a sequence of ``agent_ids``: a batch, as a vector env returns it (every leaf has a
                 leading dim of ``len(agent_ids)``), or a list of single observations.
-            agent_ids: None (agent ``SINGLE_AGENT_ID``), one hashable id, or a list / tuple / array of
-                distinct ids, one per observation. A new id joins with a fresh state.
+            agent_ids: None (agent ``SINGLE_AGENT_ID``), one hashable id (a tuple such as ``(team, slot)``
+                is ONE id), or a list / range / array of distinct ids, one per observation. A new id joins
+                with a fresh state.
             deterministic: the most likely action (True) or a sampled one; None uses the runner's default.
             return_info: also return an ``ActInfo`` (value estimate, log-probability, episode start).
 
@@ -236,7 +224,7 @@ class PolicyRunner:
                 differs from the number of ids.
             ValueError: duplicate ids in one call.
         """
-        single = agent_ids is None or not isinstance(agent_ids, _ID_SEQUENCES)
+        single = not is_id_batch(agent_ids)
         with torch.inference_mode():
             if single:
                 x = self._single_obs(obs)
@@ -244,10 +232,8 @@ class PolicyRunner:
                 slot = self._slots.get(agent_id)
                 slots = [self._join(agent_id) if slot is None else slot]
             else:
-                ids = _as_id_list(agent_ids)
-                if len(set(ids)) != len(ids):
-                    dupes = sorted({repr(i) for i in ids if ids.count(i) > 1})
-                    raise ValueError(f"agent_ids must be distinct in one call; repeated: {', '.join(dupes)}.")
+                ids = as_id_list(agent_ids)
+                check_distinct(ids)
                 x = self._batch_obs(obs, len(ids))
                 slots = [self._slots.get(i) for i in ids]
                 slots = [self._join(i) if s is None else s for i, s in zip(ids, slots, strict=True)]
@@ -333,10 +319,7 @@ class PolicyRunner:
         return views
 
     def _join(self, agent_id: Hashable) -> int:
-        try:
-            hash(agent_id)
-        except TypeError as exc:
-            raise TypeError(f"agent ids must be hashable (int, str, ...); got {agent_id!r}.") from exc
+        check_hashable(agent_id)
         if not self._free:
             self._grow()
         slot = heapq.heappop(self._free)
@@ -356,7 +339,7 @@ class PolicyRunner:
             heapq.heappush(self._free, slot)
 
     def _known_slots(self, agent_ids: Hashable | Iterable[Hashable], what: str) -> list[int]:
-        ids = _as_id_list(agent_ids)
+        ids = as_id_list(agent_ids)
         unknown = [i for i in ids if i not in self._slots]
         if unknown:
             known = ", ".join(repr(i) for i in self._slots) or "none"
@@ -429,14 +412,6 @@ def _fast_mlp(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return x
 
     return run
-
-
-def _as_id_list(agent_ids: Hashable | Iterable[Hashable]) -> list[Hashable]:
-    if isinstance(agent_ids, np.ndarray):
-        return agent_ids.tolist()
-    if isinstance(agent_ids, (list, tuple, range)):
-        return list(agent_ids)
-    return [agent_ids]
 
 
 def _leaf_check_dtype(arr: np.ndarray, space: spaces.Space, path: str) -> None:

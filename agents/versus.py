@@ -31,12 +31,13 @@ import numpy as np
 
 from agents.checkpoint import LATEST, CheckpointError
 from agents.collector import import_env_modules
+from agents.config import ConfigError
 from agents.inspector import TextRenderer, surface_to_array
 from agents.runner import PolicyRunner
 from agents.watch import FileSink, FrameSink, WatchError, WindowSink
 from envs.games import flicker_pong
 from envs.games.flicker_pong import NOOP, FlickerPongEnv, PongParams, PongState
-from envs.games.window import PygameMissingError, import_pygame
+from envs.games.window import PygameMissingError, import_pygame, invisible_video_driver
 from envs.play import action_from_keys
 
 SUPPORTED_ENV_IDS = ("mnemo/FlickerPong-v0", "mnemo/FlickerPongPixels-v0")
@@ -149,7 +150,10 @@ def check_versus_env(env_id: str, env_import: tuple[str, ...] | list[str] = ()) 
     """Raise VersusError unless ``env_id`` is a FlickerPong env (the only two-paddle game)."""
     import envs  # noqa: F401  (registers the built-in ids)
 
-    import_env_modules(env_import)
+    try:
+        import_env_modules(env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise VersusError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
     supported = ", ".join(SUPPORTED_ENV_IDS)
     try:
         spec = gym.spec(env_id)
@@ -391,7 +395,6 @@ def versus(
         env.close()
 
 
-_HEADLESS_DRIVERS = ("dummy", "offscreen")
 _DEMO_HINT = "for a headless demo, record a scripted left paddle: --record match.gif --human scripted."
 
 
@@ -406,10 +409,9 @@ def _open_sink(record: str | Path | None, fps: float, env_id: str, keyboard: boo
         sink = WindowSink(fps, f"mnemo versus: {env_id}")
     except WatchError as exc:
         raise VersusError(f"{exc} Playing needs a display; {_DEMO_HINT}") from exc
-    driver = sink.pygame.display.get_driver()
-    if keyboard and driver in _HEADLESS_DRIVERS:
+    driver = invisible_video_driver() if keyboard else None
+    if driver is not None:
         sink.close()
-        # SDL falls back to an invisible driver when no display is reachable (or SDL_VIDEODRIVER asks for one).
         raise VersusError(f"No display: SDL's video driver is {driver!r}, so the window would be invisible and "
                           f"nobody could play. Run where a display is available (DISPLAY / WAYLAND_DISPLAY set), "
                           f"or, {_DEMO_HINT}")

@@ -33,10 +33,11 @@ import torch
 
 from agents.checkpoint import LATEST, CheckpointError, load_policy
 from agents.collector import import_env_modules
+from agents.config import ConfigError
 from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor, tree_map
-from envs.games.window import ONE_PYGAME_ONLY, PygameMissingError, import_pygame
+from envs.games.window import ONE_PYGAME_ONLY, PygameMissingError, import_pygame, invisible_video_driver
 
 RECORD_FORMATS = (".gif", ".mp4")
 
@@ -61,7 +62,10 @@ def make_render_env(
     """``gym.make(env_id, render_mode="rgb_array", **env_kwargs)``, or a WatchError saying why it cannot render."""
     import envs  # noqa: F401  (registers the built-in ids)
 
-    import_env_modules(env_import)
+    try:
+        import_env_modules(env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise WatchError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
@@ -148,15 +152,30 @@ class FrameSink:
 _NO_DISPLAY = "Cannot open a window ({}); on a machine without a display use --record FILE.gif or FILE.mp4."
 
 
-class WindowSink(FrameSink):
-    """A pygame window ticked at ``fps``; Esc / Q / closing the window stops, Space pauses."""
+_INVISIBLE = ("No display: SDL's video driver is {!r}, so the window would be invisible. Run where a display is "
+              "available (DISPLAY / WAYLAND_DISPLAY set), or record to a file: --record FILE.gif (or .mp4).")
 
-    def __init__(self, fps: float, caption: str):
+
+class WindowSink(FrameSink):
+    """A pygame window ticked at ``fps``; Esc / Q / closing the window stops, Space pauses.
+
+    Args:
+        fps: frames per second.
+        caption: the window title.
+        require_display: raise WatchError when SDL's video driver draws nowhere (no display; the command
+            line sets it). Off, the window opens on any driver (tests run SDL's dummy driver).
+    """
+
+    def __init__(self, fps: float, caption: str, require_display: bool = False):
         self.pygame = import_pygame()
         try:
             self.pygame.display.init()
+            driver = invisible_video_driver() if require_display else None
         except self.pygame.error as exc:
             raise WatchError(_NO_DISPLAY.format(exc)) from exc
+        if driver is not None:
+            self.pygame.display.quit()
+            raise WatchError(_INVISIBLE.format(driver))
         self.fps, self.caption = fps, caption
         self.screen: Any = None
         self.clock = self.pygame.time.Clock()
@@ -282,6 +301,7 @@ def watch(
     scale: int | None = None,
     log: Callable[[str], None] = print,
     sink: FrameSink | None = None,
+    require_display: bool = False,
 ) -> WatchResult:
     """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
 
@@ -299,6 +319,8 @@ def watch(
         scale: integer upscale of the game frame (default: automatic for small frames).
         log: receives one line per episode.
         sink: where frames go (overrides ``record``; for tests and embedding).
+        require_display: without ``record`` or ``sink``, raise WatchError instead of playing into a window
+            nobody can see (SDL's dummy or offscreen driver); the command line sets it.
 
     Returns:
         Returns and lengths of the episodes played and the number of frames drawn.
@@ -313,7 +335,8 @@ def watch(
         _check_spaces(policy, env, env_id)
         fps = float(fps or env.metadata.get("render_fps") or 30)
         if sink is None:
-            sink = FileSink(record, fps) if record is not None else WindowSink(fps, f"mnemo: {env_id}")
+            sink = (FileSink(record, fps) if record is not None
+                    else WindowSink(fps, f"mnemo: {env_id}", require_display))
         panel = None
         if inspect:
             panel = MemoryPanel(MemoryProbe(policy, action_labels_for(env)), history=history)
@@ -415,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
               record=args.record, inspect=args.inspect, history=args.history, which=args.which,
-              max_steps=args.max_steps, scale=args.scale)
+              max_steps=args.max_steps, scale=args.scale, require_display=True)
     except (CheckpointError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ For each network it times, in one run and on the same observations:
   single calls, after a warm-up);
 - ``policy.step`` baseline: the same step done the plain way (``obs_to_tensor``, ``policy.step``
   with an explicit state, ``to_env``) under ``torch.inference_mode``;
-- the ONNX export driven by ``examples/onnx_game_loop.py`` (numpy + onnxruntime, one thread),
+- the ONNX export driven by ``agents.onnx_runner.OnnxRunner`` (numpy + onnxruntime, one thread),
   when onnx and onnxruntime are installed;
 - throughput with ``--agents`` agents (default 256) acting together: agent-steps per second for
   ``runner.act(batch, agent_ids=ids)`` and for the batched ``policy.step``.
@@ -21,7 +21,6 @@ depend on the weights).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import sys
@@ -102,12 +101,11 @@ def onnx_act(policy: RecurrentActorCritic, tmp: Path) -> Callable[[np.ndarray], 
 
         path = tmp / f"p{id(policy)}.onnx"
         export_onnx(policy, path)
-        spec = importlib.util.spec_from_file_location("onnx_game_loop", ROOT / "examples" / "onnx_game_loop.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        from agents.onnx_runner import OnnxRunner
+
+        runner = OnnxRunner(path)
     except ImportError:
         return None
-    runner = module.OnnxPolicy(path)
     return lambda obs: runner.act(obs)
 
 
@@ -161,7 +159,7 @@ def main() -> None:
                   f"{np.median(base) / np.median(fast):7.2f}x {onnx_med:7.1f}us "
                   f"| {runner_tp:10,.0f} {step_tp:10,.0f}")
     print("\nrunner: PolicyRunner.act; step: obs_to_tensor + policy.step + to_env (the training path); "
-          "onnx: examples/onnx_game_loop.py OnnxPolicy.act (onnxruntime, 1 thread).")
+          "onnx: agents.onnx_runner.OnnxRunner.act (onnxruntime, 1 thread).")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,22 @@ from gymnasium.envs.registration import register, registry
 NAMESPACE = "mnemo"
 
 
+def namespaced_id(env_id: str) -> str | None:
+    """The ``mnemo/`` id that a bare name means (``TMazeLong-v0`` or ``TMazeLong`` -> ``mnemo/TMazeLong-v0``).
+
+    None when ``env_id`` has a namespace or no ``mnemo/`` id has that name. Error messages suggest it
+    before Gymnasium's close-name guess, which only knows ids without a namespace (and would offer the
+    fully observed ``Pendulum`` for ``PendulumNoVel-v1``).
+    """
+    if "/" in env_id:
+        return None
+    exact = f"{NAMESPACE}/{env_id}"
+    if exact in registry:
+        return exact
+    versions = sorted(i for i in registry if i.startswith(f"{exact}-v"))
+    return versions[-1] if versions else None
+
+
 def _register(name: str, entry_point: str, **kwargs) -> None:
     env_id = f"{NAMESPACE}/{name}"
     # Re-importing (e.g. under importlib.reload) must not warn about re-registration.

@@ -99,7 +99,9 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     - ``render_mode`` (``None``, ``"ansi"`` or ``"rgb_array"``).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
+    # action_names: what the memory panel and watch's captions call each action (agents/inspector.py).
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8,
+                                          "action_names": ("north", "east", "south")}
 
     NORTH, EAST, SOUTH = 0, 1, 2
     GOAL_REWARD = 4.0

@@ -18,8 +18,12 @@ from collections.abc import Collection, Mapping, Sequence
 
 import gymnasium as gym
 
-import envs  # noqa: F401  (registers the mnemo/ ids)
+import envs  # (registers the mnemo/ ids)
 from envs.games.window import PygameMissingError
+
+
+class PlayError(RuntimeError):
+    """The env cannot be played with the keyboard here (unknown id, no keys, no display)."""
 
 
 def action_from_keys(
@@ -43,28 +47,58 @@ def action_from_keys(
     return best.pop() if len(best) == 1 else noop
 
 
-def play(env_id: str, agent_view: bool = False, seed: int | None = None, episodes: int = 0) -> list[float]:
+_GAMES = "mnemo/FlickerPong-v0, mnemo/FogMaze-v0, mnemo/DarkCatch-v0"
+
+
+def play(
+    env_id: str, agent_view: bool = False, seed: int | None = None, episodes: int = 0, require_display: bool = False
+) -> list[float]:
     """Open ``env_id`` in a window and play it until Esc (or ``episodes`` episodes, if > 0).
+
+    Args:
+        require_display: raise PlayError when SDL's video driver draws nowhere (no display), instead of
+            waiting for keys in a window nobody sees; the command line sets it (tests run SDL's dummy driver).
 
     Returns:
         The return of each finished episode.
-    """
-    from envs.games.window import import_pygame, key_code
 
+    Raises:
+        PlayError: unknown id, an env without ``KEYS_TO_ACTION``, or (``require_display``) no display.
+    """
+    from envs.games.window import import_pygame, invisible_video_driver, key_code
+
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        built_in = envs.namespaced_id(env_id)
+        fix = f"did you mean {built_in}?" if built_in else f"the keyboard games are {_GAMES}"
+        raise PlayError(f"{env_id} is not registered ({exc}); {fix}") from exc
     # Only the games know render_reveal; other envs fail below for want of KEYS_TO_ACTION.
     env = gym.make(env_id, render_mode="human", **({"render_reveal": False} if agent_view else {}))
     game = env.unwrapped
     keys_to_action = getattr(game, "KEYS_TO_ACTION", None)
     if keys_to_action is None:
         env.close()
-        raise SystemExit(f"{env_id} has no KEYS_TO_ACTION: it cannot be played with the keyboard")
+        raise PlayError(f"{env_id} has no KEYS_TO_ACTION, so it cannot be played with the keyboard; "
+                        f"the keyboard games are {_GAMES}.")
     noop = game.NOOP_ACTION
     turn_based = game.TURN_BASED
     if not turn_based and noop is None:
         env.close()
-        raise SystemExit(f"{env_id} is real-time but has no NOOP_ACTION")
+        raise PlayError(f"{env_id} is real-time but has no NOOP_ACTION: give the game one (the action "
+                        "taken while no key is held).")
 
     pygame = import_pygame()
+    if require_display:
+        try:
+            driver = invisible_video_driver()
+        except pygame.error as exc:
+            env.close()
+            raise PlayError(f"Cannot open a window ({exc}); playing needs a display.") from exc
+        if driver is not None:
+            env.close()
+            raise PlayError(f"No display: SDL's video driver is {driver!r}, so the window would be invisible and "
+                            "nobody could play. Run where a display is available (DISPLAY / WAYLAND_DISPLAY set).")
     code_names = {key_code(name): name for combo in keys_to_action for name in combo}
     print(f"{env_id}: keys {sorted(code_names.values())}, Esc quits")
     returns: list[float] = []
@@ -111,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=0, help="stop after this many episodes (0: until Esc)")
     args = parser.parse_args(argv)
     try:
-        play(args.env_id, agent_view=args.agent_view, seed=args.seed, episodes=args.episodes)
-    except PygameMissingError as exc:
+        play(args.env_id, agent_view=args.agent_view, seed=args.seed, episodes=args.episodes, require_display=True)
+    except (PlayError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -106,3 +106,34 @@ def test_training_and_evaluation_need_no_pygame(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["eval_episodes"] == 1
     assert f"python -m agents.watch {tmp_path / 'run'} --inspect" in result.stderr  # what to do next
+
+
+@pytest.mark.parametrize("bare,full", [("TMazeLong-v0", "mnemo/TMazeLong-v0"),
+                                       ("PendulumNoVel-v1", "mnemo/PendulumNoVel-v1"),
+                                       ("FogMaze", "mnemo/FogMaze-v0")])
+def test_bare_name_of_a_built_in_env_suggests_its_mnemo_id(tmp_path, capsys, bare, full):
+    assert train.main(["--env-id", bare, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"pass --env-id {full}" in err and "Did you mean" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_env_import_finds_a_module_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    """``python train.py`` puts train.py's folder on sys.path; the user's game module sits in the working dir."""
+    (tmp_path / "cwd_game_xyz.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('mnemo_test/CwdGame-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',\n"
+        "             max_episode_steps=20)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_game_xyz", raising=False)
+    argv = ["--env-id", "mnemo_test/CwdGame-v0", "--env-import", "cwd_game_xyz", "--total-steps", "32",
+            "--num-envs", "1", "--num-steps", "16", "--bptt-len", "8", "--num-minibatches", "1",
+            "--eval-episodes", "1", "--progress", "false", "--run-dir", str(tmp_path / "run")]
+    assert train.main(argv) == 0, capsys.readouterr().err
+    assert "cwd_game_xyz" in sys.modules
+
+    assert train.main(["--env-import", "not_here_xyz", "--run-dir", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert f"no module 'not_here_xyz' in the working directory ({tmp_path})" in err
+    assert "PYTHONPATH" in err and "Traceback" not in err

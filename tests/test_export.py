@@ -168,7 +168,7 @@ def test_numpy_game_loop_plays_like_the_policy_runner(tmp_path):
     policy = make_policy()
     export_onnx(policy, tmp_path / "p.onnx")
     example = _load_example()
-    onnx_policy = example.OnnxPolicy(tmp_path / "p.onnx")
+    onnx_policy = example.OnnxRunner(tmp_path / "p.onnx")
     runner = PolicyRunner(policy)
     env = gym.make("mnemo/TMaze-v0", corridor_length=2, max_episode_steps=8)
     for episode in range(3):
@@ -178,11 +178,12 @@ def test_numpy_game_loop_plays_like_the_policy_runner(tmp_path):
         done = False
         while not done:
             action, info = runner.act(obs, return_info=True)
-            assert onnx_policy.act(obs) == action
-            assert onnx_policy.last_value[0] == pytest.approx(info.value, abs=1e-5)
+            onnx_action, onnx_info = onnx_policy.act(obs, return_info=True)
+            assert onnx_action == action
+            assert onnx_info.value == pytest.approx(info.value, abs=1e-5)
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
-    sampled = example.OnnxPolicy(tmp_path / "p.onnx", seed=0)
+    sampled = example.OnnxRunner(tmp_path / "p.onnx", seed=0)
     returns = example.play(sampled, env, episodes=2, deterministic=False)
     assert len(returns) == 2
     env.close()

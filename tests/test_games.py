@@ -459,3 +459,22 @@ def test_rendering_survives_pygame_quit_and_init():
     pygame.init()
     assert env.render().shape[2] == 3
     env.close()
+
+
+def test_play_command_without_a_display_or_with_an_unknown_id_is_a_one_line_error(monkeypatch, capsys):
+    from envs.games.window import import_pygame
+
+    pygame = import_pygame()
+    # Were the window opened anyway, Esc ends the game at once instead of hanging the test.
+    monkeypatch.setattr(pygame.event, "get", lambda: [pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE)])
+    with pytest.raises(SystemExit) as exit_info:
+        play_main(["mnemo/FogMaze-v0"])  # the suite runs SDL's dummy driver: nobody would see the window
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "No display: SDL's video driver is 'dummy'" in err
+    for env_id, says in (("mnemo/Nope-v0", "the keyboard games are mnemo/FlickerPong-v0"),
+                         ("FogMaze-v0", "did you mean mnemo/FogMaze-v0?"),
+                         ("CartPole-v1", "has no KEYS_TO_ACTION")):
+        with pytest.raises(SystemExit) as exit_info:
+            play_main([env_id])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and says in err and len(err.strip().splitlines()) == 1, err

@@ -200,3 +200,19 @@ def test_panel_for_a_memoryless_agent_shows_a_note():
     assert panel.size[1] < lstm_panel.size[1]
     surface = panel.draw()
     assert surface.get_size() == panel.size
+
+
+def test_envs_can_name_their_actions_for_the_panel():
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the mnemo/ ids)
+    from agents.inspector import action_labels_for
+
+    # The T-maze declares metadata["action_names"]; through gym.make's wrappers too.
+    assert action_labels_for(gym.make("mnemo/TMaze-v0")) == ["north", "east", "south"]
+    assert action_labels_for(gym.make("mnemo/FogMaze-v0")) == ["up", "right", "down", "left"]
+    assert action_labels_for(gym.make("mnemo/FlickerPong-v0")) == ["stay", "up", "down"]
+    assert action_labels_for(gym.make("CartPole-v1")) is None  # nothing declared: the panel numbers them
+    env = gym.make("mnemo/TMaze-v0")
+    probe = MemoryProbe(_policy("lstm"), action_labels_for(env))
+    assert probe.action_labels == ["north", "east", "south"]

@@ -142,7 +142,7 @@ def test_tmaze_zero_length_shows_cue_at_the_junction():
 
 # ---------------------------------------------------------------- GatedMemory
 
-# The tutorial's cell (SEEDS.md): write 3, add 4, read 7, clear, write 6, read 6.
+# The classic hand-set LSTM memory-cell example: write 3, add 4, read 7, clear, write 6, read 6.
 SEEDS_SCRIPT = [(3, 1, 0), (4, 1, 0), (0, 0, 1), (0, -1, 0), (6, 1, 0), (0, 0, 1)]
 
 

@@ -5,8 +5,8 @@
   one step scored by ``evaluate`` has the log-probability ``step`` gave it.
 - Any pattern of episode starts: sequences cover every step once, never exceed ``bptt_len``, start at
   every episode start (reset mode), carry their stored start state, and the recomputed log-probabilities
-  and values equal the rollout's (the DESIGN.md invariant) for episodes that end by termination or
-  truncation anywhere.
+  and values equal the rollout's (the invariant of README's "The recurrent bookkeeping") for episodes
+  that end by termination or truncation anywhere.
 - Any arguments for the built-in envs: the env is made and steps inside its spaces and snapshots exactly,
   or the trainer's env factory refuses with a ConfigError that names --env-kwargs; nothing else escapes.
 """

@@ -1,4 +1,4 @@
-"""The invariant that proves the bookkeeping (DESIGN.md).
+"""The invariant that proves the bookkeeping (README, "The recurrent bookkeeping").
 
 Before the first gradient step, log-probabilities and values recomputed by the
 sequence path (padded sequences, stored start states, one fused call) equal
@@ -124,7 +124,7 @@ def test_stored_state_is_reset_semantics_consistent():
 
 @pytest.mark.parametrize("carry", [False, True])
 def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monkeypatch):
-    """DESIGN.md speed rule: no Python loop over timesteps in the update."""
+    """The speed rule: no Python loop over timesteps in the update (one fused call per core per minibatch)."""
     from agents.config import PPOConfig
     from agents.policy import RecurrentCore
     from agents.ppo import ppo_update

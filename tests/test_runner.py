@@ -232,8 +232,8 @@ def test_bad_inputs_raise_clear_errors():
         runner.act(np.zeros((2, 4), np.float32), agent_ids=[1, 1])
     assert runner.agent_ids == ()  # failed calls add no agents
     runner.act(obs)
-    with pytest.raises(UnknownAgentError, match=r"reset: unknown agent id\(s\) 7; known ids: 0"):
-        runner.reset(agent_ids=[7])
+    runner.reset(agent_ids=[7])  # an id that has not acted yet: nothing to reset (see test_tuple_ids...)
+    assert runner.agent_ids == (0,)
     with pytest.raises(UnknownAgentError, match="remove: unknown"):
         runner.remove(8)
     with pytest.raises(ValueError, match=r"expected a state of shape \(S, L, H\) = \(2, 1, 32\), got \(2, 32\)"):
@@ -263,3 +263,27 @@ def test_set_state_and_remove_all():
     assert runner.act(obs[1], agent_ids="clone") == first
     runner.remove()
     assert runner.agent_ids == ()
+
+
+def test_tuple_ids_are_one_id_and_reset_of_an_unknown_id_is_a_no_op():
+    policy = make_policy()
+    obs = random_obs(BOX, 6, seed=3)
+    runner, ref = PolicyRunner(policy), Reference(policy, batch=2)
+    runner.reset(agent_ids=("red", 0))  # not acted yet: a no-op, it joins fresh at its first act()
+    runner.reset(agent_ids=[("red", 0), ("blue", 0)])
+    assert runner.agent_ids == ()
+    for t in range(3):
+        batch = np.stack([obs[2 * t], obs[2 * t + 1]])
+        got = runner.act(batch, agent_ids=[("red", 0), ("blue", 0)])
+        want, _ = ref.step(batch, np.ones(2) if t == 0 else np.zeros(2))
+        np.testing.assert_array_equal(got, want)
+    assert runner.agent_ids == (("red", 0), ("blue", 0))
+    single = runner.act(obs[0], agent_ids=("green", 1))  # a tuple is one id: one observation, one action
+    assert np.ndim(single) == 0 and ("green", 1) in runner.agent_ids
+    runner.reset(("red", 0))
+    assert runner.act(obs[0], agent_ids=("red", 0), return_info=True)[1].episode_start
+    runner.remove([("red", 0)])
+    with pytest.raises(UnknownAgentError, match="remove: unknown"):
+        runner.remove(("red", 0))
+    with pytest.raises(TypeError, match="hashable"):
+        runner.act(obs[0], agent_ids=(["unhashable"], 1))

@@ -50,12 +50,12 @@ for _id, _entry in (("mnemo_test/NoRGB-v0", _NoRGBEnv), ("mnemo_test/NoRGBFactor
         gym.register(_id, entry_point=_entry)
 
 
-def _make_run(root, env_id, core="lstm", layers=1, env_kwargs=None):
+def _make_run(root, env_id, core="lstm", layers=1, env_kwargs=None, env_import=()):
     """A run directory holding an untrained policy's checkpoint for ``env_id``."""
     import envs  # noqa: F401
 
     config = TrainConfig()
-    config.env.env_id, config.env.env_kwargs = env_id, dict(env_kwargs or {})
+    config.env.env_id, config.env.env_kwargs, config.env.env_import = env_id, dict(env_kwargs or {}), env_import
     config.policy.core, config.policy.num_layers, config.policy.hidden_size = core, layers, 8
     env = gym.make(env_id, **config.env.env_kwargs)
     policy = RecurrentActorCritic(env.observation_space, env.action_space, config.policy)
@@ -201,3 +201,19 @@ def test_gymnasium_env_without_its_render_dependency_is_a_clear_error(tmp_path, 
         watch(run, episodes=1, sink=ListSink(), log=lambda s: None)
     assert main([str(run), "--record", str(tmp_path / "x.gif")]) == 2
     assert "pygame-ce" in capsys.readouterr().err
+
+
+def test_run_whose_env_import_is_missing_is_a_one_line_error(tmp_path, capsys):
+    run = _make_run(tmp_path / "run", "mnemo/TMaze-v0", env_import=("no_such_game_module_xyz",))
+    assert main([str(run), "--record", str(tmp_path / "x.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--env-import no_such_game_module_xyz: no module" in err and "working directory" in err
+
+
+def test_command_without_a_display_says_so_and_suggests_record(tmaze_run, capsys):
+    # The suite runs SDL's dummy video driver: a window would open, but nobody would see it.
+    assert main([str(tmaze_run), "--episodes", "1", "--max-steps", "1", "--fps", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "No display: SDL's video driver is 'dummy'" in err and "--record FILE.gif" in err
+    assert "Traceback" not in err and "episode 1" not in capsys.readouterr().out

@@ -287,7 +287,7 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """
 
     draw_state = staticmethod(draw)
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15, "action_names": ("stay", "left", "right")}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {
         ("left",): LEFT,
         ("a",): LEFT,

@@ -385,7 +385,7 @@ class FlickerPongEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """
 
     draw_state = staticmethod(draw)
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30, "action_names": ("stay", "up", "down")}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {("up",): UP, ("w",): UP, ("down",): DOWN, ("s",): DOWN}
     """pygame key names -> action, for keyboard play (``python -m envs.play``)"""
     NOOP_ACTION = NOOP

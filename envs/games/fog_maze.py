@@ -351,7 +351,8 @@ class FogMazeEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     """
 
     draw_state = staticmethod(draw)
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8,
+                "action_names": ("up", "right", "down", "left")}
     KEYS_TO_ACTION: dict[tuple[str, ...], int] = {
         ("up",): UP,
         ("w",): UP,

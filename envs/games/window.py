@@ -51,6 +51,26 @@ def import_pygame() -> Any:
     return pygame
 
 
+HEADLESS_VIDEO_DRIVERS = ("dummy", "offscreen")
+"""SDL video drivers that draw nowhere: a window opens without error and nobody sees it."""
+
+
+def invisible_video_driver() -> str | None:
+    """SDL's video driver when a window would be invisible (``"dummy"``, ``"offscreen"``), else None.
+
+    Initialises pygame's display. SDL falls back to such a driver when no display is reachable (or when
+    ``SDL_VIDEODRIVER`` asks for one), so commands that show a person a window ask this first.
+
+    Raises:
+        PygameMissingError: pygame cannot be imported.
+        pygame.error: SDL cannot initialise any video driver (no display at all).
+    """
+    pygame = import_pygame()
+    pygame.display.init()
+    driver = pygame.display.get_driver()
+    return driver if driver in HEADLESS_VIDEO_DRIVERS else None
+
+
 def check_render_mode(render_mode: str | None) -> None:
     """Raise ``ValueError`` for a render mode the games do not support."""
     if render_mode is not None and render_mode not in RENDER_MODES:
