@@ -45,8 +45,16 @@ def _str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _optional_bool(text: str) -> bool | None:
+    return None if text.lower() in ("none", "auto") else _str2bool(text)
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "") else float(text)
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "") else int(text)
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -87,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(action="append", metavar="MODULE", default=None)
             elif hint is bool:
                 kwargs.update(nargs="?", const=True, type=_str2bool, metavar="BOOL")
+            elif hint == (bool | None):  # none: derived from the env (config.json's "derived" says how)
+                kwargs.update(nargs="?", const=True, type=_optional_bool, metavar="BOOL|none")
             elif typing.get_origin(hint) is typing.Literal:
                 kwargs.update(choices=typing.get_args(hint))
             elif hint == tuple[int, ...]:
@@ -95,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(type=_json_dict, metavar="JSON")
             elif hint == (float | None):
                 kwargs.update(type=_optional_float)
+            elif hint == (int | None):
+                kwargs.update(type=_optional_int)
             elif hint == (str | None):
                 kwargs.update(type=str)
             else:
                 kwargs.update(type=hint)
             group.add_argument(flag, **kwargs)
-            if hint is bool:
+            if hint in (bool, bool | None):
                 group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const",
                                    const=False, default=_UNSET, help=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,

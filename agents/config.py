@@ -62,7 +62,10 @@ class PolicyConfig:
         "auto", "How uint8 HxWxC observations are read: 'image' a CNN over pixels, 'grid' an embedding per cell "
         "for small grids of object codes, 'flat' a plain vector; 'auto' takes 'image' when both sides are at "
         "least 16 cells, 'grid' below that.")
-    normalize_obs: bool = _f(False, "Normalise Box observations with running mean and std (saved with the model).")
+    normalize_obs: bool | None = _f(
+        None, "Normalise Box observations with running mean and std (saved with the model); none (the default) "
+        "decides from the space: on where a vector's bounds are infinite or reach beyond +-10, off where every "
+        "value is already on a small known scale.")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
                           "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
     forget_bias: float = _f(0.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
@@ -75,7 +78,9 @@ class PPOConfig:
 
     total_steps: int = _f(100_000, "Env steps to train for, summed over all envs.")
     num_steps: int = _f(128, "Rollout length per env between updates.")
-    bptt_len: int = _f(16, "Length of the sequences that backpropagation through time runs over.")
+    bptt_len: int | None = _f(
+        None, "Length of the sequences that backpropagation through time runs over; none (the default) takes the "
+        "whole rollout (--num-steps), so gradients reach as far back as the rollout holds.")
     num_minibatches: int = _f(4, "Minibatches of sequences per epoch.")
     update_epochs: int = _f(4, "Passes over each rollout.")
     learning_rate: float = _f(2.5e-4, "Adam learning rate.")
@@ -146,6 +151,11 @@ class TrainConfig:
         return self.env.num_envs * self.ppo.num_steps
 
     @property
+    def sequence_len(self) -> int:
+        """Steps per training sequence: ``bptt_len``, or the whole rollout when it is not set."""
+        return self.ppo.bptt_len if self.ppo.bptt_len is not None else self.ppo.num_steps
+
+    @property
     def num_iterations(self) -> int:
         """Rollout-update iterations needed to reach ``total_steps``."""
         return math.ceil(self.ppo.total_steps / self.batch_size)
@@ -158,7 +168,7 @@ class TrainConfig:
             raise ConfigError("--env-id must name a Gymnasium env, e.g. mnemo/TMaze-v0 or CartPole-v1.")
         positive_ints = {
             "num_envs": env.num_envs, "hidden_size": pol.hidden_size, "num_layers": pol.num_layers,
-            "total_steps": ppo.total_steps, "num_steps": ppo.num_steps, "bptt_len": ppo.bptt_len,
+            "total_steps": ppo.total_steps, "num_steps": ppo.num_steps, "bptt_len": self.sequence_len,
             "num_minibatches": ppo.num_minibatches, "update_epochs": ppo.update_epochs,
             "checkpoint_every": run.checkpoint_every, "torch_threads": run.torch_threads,
         }
@@ -176,15 +186,15 @@ class TrainConfig:
             raise ConfigError(f"--on-nonfinite must be stop or skip; got {run.on_nonfinite!r}.")
         if run.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda; got {run.device!r}.")
-        if ppo.bptt_len > ppo.num_steps:
+        if self.sequence_len > ppo.num_steps:
             raise ConfigError(
                 f"--bptt-len ({ppo.bptt_len}) is longer than the rollout (--num-steps {ppo.num_steps}); "
                 f"lower --bptt-len or raise --num-steps.")
-        min_sequences = env.num_envs * (ppo.num_steps // ppo.bptt_len)
+        min_sequences = env.num_envs * (ppo.num_steps // self.sequence_len)
         if ppo.num_minibatches > min_sequences:
             raise ConfigError(
                 f"--num-minibatches ({ppo.num_minibatches}) exceeds the number of sequences per rollout "
-                f"(num_envs {env.num_envs} x num_steps {ppo.num_steps} // bptt_len {ppo.bptt_len} = "
+                f"(num_envs {env.num_envs} x num_steps {ppo.num_steps} // bptt_len {self.sequence_len} = "
                 f"{min_sequences}); lower --num-minibatches or raise --num-envs.")
         if not math.isfinite(pol.forget_bias):
             raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
@@ -225,7 +235,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of ``to_dict``; unknown keys are an error (a typo must not pass silently)."""
+        """Inverse of ``to_dict``; unknown keys are an error (a typo must not pass silently). A ``derived`` entry
+        (config.json's record of the settings a run derived from its env) is a record, not a setting: skipped."""
+        data = {k: v for k, v in data.items() if k != "derived"}
         sections = {}
         for section in dataclasses.fields(cls):
             section_cls = section.default_factory  # type: ignore[misc]

@@ -35,6 +35,7 @@ from agents.spaces import (
     flatten_leading,
     leading_shape,
     make_leaf_encoder,
+    needs_obs_normalization,
     update_normalizers,
 )
 
@@ -202,7 +203,10 @@ class RecurrentActorCritic(nn.Module):
         self.observation_space, self.action_space, self.config = observation_space, action_space, config
         reset = not config.carry_across_episodes
 
-        self.preprocess = make_leaf_encoder(observation_space, config.normalize_obs, config.obs_encoder)
+        # normalize_obs None: the space decides (agents/spaces.py, needs_obs_normalization).
+        self.normalize_obs = (needs_obs_normalization(observation_space) if config.normalize_obs is None
+                              else config.normalize_obs)
+        self.preprocess = make_leaf_encoder(observation_space, self.normalize_obs, config.obs_encoder)
         if config.ortho_init:
             init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
@@ -367,7 +371,7 @@ class RecurrentActorCritic(nn.Module):
     @torch.no_grad()
     def update_obs_normalizer(self, obs: Tree) -> None:
         """Feed observations with leaves (..., *shape) to the running normalisers (no-op when off)."""
-        if self.config.normalize_obs:
+        if self.normalize_obs:
             n_leading = len(leading_shape(obs, self.observation_space))
             update_normalizers(self.preprocess, flatten_leading(obs, self.observation_space, n_leading))
 

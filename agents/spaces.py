@@ -120,13 +120,35 @@ def choose_obs_encoder(space: spaces.Space, requested: str = "auto") -> str:
     return "image" if is_frame else "grid"
 
 
+def leaf_spaces(space: spaces.Space) -> list[spaces.Space]:
+    """The leaf spaces of a (possibly nested) Dict / Tuple space, in encoding order."""
+    if isinstance(space, spaces.Dict):
+        return [leaf for sub in space.spaces.values() for leaf in leaf_spaces(sub)]
+    if isinstance(space, spaces.Tuple):
+        return [leaf for sub in space.spaces for leaf in leaf_spaces(sub)]
+    return [space]
+
+
+# Vectors whose declared bounds stay within this are left as they are: running statistics would only blow up a
+# rare input (a cue shown once, a one-hot) to the clip value.
+WELL_SCALED_BOUND = 10.0
+
+
+def needs_obs_normalization(space: spaces.Space) -> bool:
+    """Whether some vector leaf of ``space`` is unbounded or badly scaled (bounds beyond +-``WELL_SCALED_BOUND``),
+    so that running mean/std normalisation should put it on a common scale (the rule behind
+    ``normalize_obs=None``). Images, grids of codes, one-hots and binaries are never normalised."""
+    for leaf in leaf_spaces(space):
+        if isinstance(leaf, spaces.Box) and choose_obs_encoder(leaf) == "flat":
+            bounds = np.concatenate([np.ravel(leaf.low), np.ravel(leaf.high)]).astype(np.float64)
+            if not np.all(np.isfinite(bounds)) or np.max(np.abs(bounds)) > WELL_SCALED_BOUND:
+                return True
+    return False
+
+
 def has_image(space: spaces.Space) -> bool:
     """Whether any leaf of an observation space is a frame that the image CNN reads (``auto`` encoder choice)."""
-    if isinstance(space, spaces.Dict):
-        return any(has_image(s) for s in space.spaces.values())
-    if isinstance(space, spaces.Tuple):
-        return any(has_image(s) for s in space.spaces)
-    return choose_obs_encoder(space) == "image"
+    return any(choose_obs_encoder(leaf) == "image" for leaf in leaf_spaces(space))
 
 
 def check_observation_space(space: spaces.Space, path: str = "observation") -> None:

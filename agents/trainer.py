@@ -61,7 +61,7 @@ from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
 from agents.reward_scale import RewardScaler
-from agents.spaces import has_image
+from agents.spaces import choose_obs_encoder, has_image, leaf_spaces
 
 # Files a training run writes; --overwrite deletes these and refuses to touch anything else.
 RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
@@ -266,10 +266,32 @@ class Trainer:
         # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
-        atomic_write_text(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        self.derived = self._derived_settings()
+        atomic_write_text(self.run_dir / "config.json", json.dumps({**cfg.to_dict(), "derived": self.derived},
+                                                                   indent=2))
         if not resume:
             table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+
+    def _derived_settings(self) -> dict[str, dict]:
+        """The settings this run derived from the env rather than took from the config, each with its value and
+        the rule that chose it (recorded in config.json and summary.json; the rules are listed in
+        docs/defaults.md)."""
+        cfg, derived = self.config, {}
+        if cfg.ppo.bptt_len is None:
+            derived["bptt_len"] = {"value": cfg.sequence_len, "why": "not set: the whole rollout (--num-steps)"}
+        if cfg.policy.normalize_obs is None:
+            why = ("a vector observation is unbounded or has bounds beyond +-10" if self.policy.normalize_obs
+                   else "every vector observation is bounded within +-10 (or there is none)")
+            derived["normalize_obs"] = {"value": self.policy.normalize_obs, "why": why}
+        if cfg.policy.obs_encoder == "auto":
+            kinds = sorted({choose_obs_encoder(leaf) for leaf in leaf_spaces(self.policy.observation_space)})
+            derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds,
+                                      "why": "uint8 HxWxC with both sides >= 16 and bound 255: image; smaller "
+                                             "or lower-bounded: grid of codes; anything else: flat"}
+        if cfg.run.device == "auto":
+            derived["device"] = {"value": self.device.type, "why": self.device_note}
+        return derived
 
     # ------------------------------------------------------------------ run directory
     def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
@@ -570,7 +592,7 @@ class Trainer:
             rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(buf.terminated, buf.truncated))
         advantages, returns = compute_gae(rewards, buf.values, buf.terminated, buf.truncated,
                                           buf.truncation_values, last_value, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-        seqs = make_sequences(buf.episode_starts.cpu().numpy(), cfg.ppo.bptt_len,
+        seqs = make_sequences(buf.episode_starts.cpu().numpy(), cfg.sequence_len,
                               cut_at_episode_starts=not cfg.policy.carry_across_episodes)
         batch = gather_sequences(buf, seqs, advantages, returns)
         refresh = None
@@ -627,6 +649,7 @@ class Trainer:
         greedy, sampled = self._evaluate()
         summary = {
             "env_id": cfg.env.env_id,
+            "preset": cfg.env.preset,
             "core": cfg.policy.core,
             "seed": cfg.run.seed,
             "total_steps": self.global_step,
@@ -639,6 +662,7 @@ class Trainer:
             "eval_sampled_return_mean": float(sampled.mean()) if sampled.size else None,
             "eval_sampled_return_std": float(sampled.std()) if sampled.size else None,
             "eval_episodes": int(max(greedy.size, sampled.size)),
+            "derived": self.derived,
         }
         if self.nonfinite_skips:
             summary["nonfinite_skips"] = self.nonfinite_skips

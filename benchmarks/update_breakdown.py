@@ -85,7 +85,7 @@ def report(trainer: Trainer, config: TrainConfig, a: argparse.Namespace) -> None
 
     advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
                                       trainer.collector.bootstrap_value(), ppo.gamma, ppo.gae_lambda)
-    seqs = make_sequences(buf.episode_starts.numpy(), ppo.bptt_len, cut_at_episode_starts=True)
+    seqs = make_sequences(buf.episode_starts.numpy(), config.sequence_len, cut_at_episode_starts=True)
     batch = gather_sequences(buf, seqs, advantages, returns)
     lengths = batch.lengths.numpy()
     mb = make_minibatch(batch, np.arange(len(lengths)), lengths)

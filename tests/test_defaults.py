@@ -85,3 +85,36 @@ def test_evaluation_reports_greedy_and_sampled_returns(tmp_path, capsys):
 def test_eval_mode_greedy_leaves_the_sampled_figures_out(tmp_path):
     summary = _tiny_run(tmp_path, "--eval-mode", "greedy")
     assert summary["eval_return_mean"] is not None and summary["eval_sampled_return_mean"] is None
+
+
+@pytest.mark.parametrize(("space", "normalise"), [
+    (spaces.Box(-1, 1, (3,), np.float32), False),                              # on a small known scale
+    (spaces.Box(-np.inf, np.inf, (3,), np.float32), True),                    # unbounded
+    (spaces.Box(np.array([-4.8, -50.0]), np.array([4.8, 50.0]), dtype=np.float32), True),  # badly scaled
+    (spaces.Dict({"cue": spaces.Discrete(3), "pos": spaces.Box(0, 100, (2,), np.float32)}), True),
+    (spaces.Box(0, 255, (64, 64, 3), np.uint8), False),                       # a frame: the CNN scales it
+])
+def test_observation_normalisation_is_derived_from_the_space_unless_set(space, normalise):
+    policy = RecurrentActorCritic(space, spaces.Discrete(2), PolicyConfig(hidden_size=8))
+    assert policy.normalize_obs is normalise
+    forced = RecurrentActorCritic(space, spaces.Discrete(2), PolicyConfig(hidden_size=8, normalize_obs=False))
+    assert forced.normalize_obs is False
+
+
+def test_config_and_summary_record_what_was_derived_and_why(tmp_path):
+    summary = _tiny_run(tmp_path)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["env"]["preset"] == summary["preset"] == "none"
+    assert saved["derived"] == summary["derived"]
+    assert "bptt_len" not in saved["derived"]  # set by a flag: nothing to derive
+    assert saved["derived"]["normalize_obs"]["value"] is False  # the T-maze's observations are bounded
+    for entry in summary["derived"].values():
+        assert set(entry) == {"value", "why"} and entry["why"]
+    assert TrainConfig.from_dict(saved).to_dict() == {k: v for k, v in saved.items() if k != "derived"}
+
+
+def test_bptt_len_unset_takes_the_whole_rollout():
+    config, _ = train.resolve_config(["--preset", "none", "--num-steps", "64"])
+    assert config.ppo.bptt_len is None and config.sequence_len == 64
+    config, _ = train.resolve_config(["--preset", "none", "--num-steps", "64", "--bptt-len", "16"])
+    assert config.sequence_len == 16
