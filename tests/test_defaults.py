@@ -110,7 +110,8 @@ def test_config_and_summary_record_what_was_derived_and_why(tmp_path):
     assert saved["derived"]["normalize_obs"]["value"] is False  # the T-maze's observations are bounded
     for entry in summary["derived"].values():
         assert set(entry) == {"value", "why"} and entry["why"]
-    assert TrainConfig.from_dict(saved).to_dict() == {k: v for k, v in saved.items() if k != "derived"}
+    reloaded = json.loads(json.dumps(TrainConfig.from_dict(saved).to_dict()))  # the record is skipped on load
+    assert reloaded == {k: v for k, v in saved.items() if k != "derived"}
 
 
 def test_bptt_len_unset_takes_the_whole_rollout():
