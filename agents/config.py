@@ -68,7 +68,7 @@ class PolicyConfig:
         "value is already on a small known scale.")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
                           "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
-    forget_bias: float = _f(0.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
+    forget_bias: float = _f(1.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
 
 
@@ -80,10 +80,11 @@ class PPOConfig:
     num_steps: int = _f(128, "Rollout length per env between updates.")
     bptt_len: int | None = _f(
         None, "Length of the sequences that backpropagation through time runs over; none (the default) takes the "
-        "whole rollout (--num-steps), so gradients reach as far back as the rollout holds.")
+        "whole rollout (--num-steps), so gradients reach as far back as the rollout holds (with fewer envs than "
+        "minibatches, an even share of it per minibatch).")
     num_minibatches: int = _f(4, "Minibatches of sequences per epoch.")
-    update_epochs: int = _f(4, "Passes over each rollout.")
-    learning_rate: float = _f(2.5e-4, "Adam learning rate.")
+    update_epochs: int = _f(8, "Passes over each rollout.")
+    learning_rate: float = _f(1e-3, "Adam learning rate.")
     anneal_lr: bool = _f(True, "Decay the learning rate linearly to zero over training.")
     anneal_clip: bool = _f(False, "Decay the clip coefficient linearly to zero over training.")
     gamma: float = _f(0.99, "Discount factor.")
@@ -101,7 +102,7 @@ class PPOConfig:
     target_kl: float | None = _f(None, "Stop the epochs of an update early once approx KL exceeds this.")
     norm_adv: bool = _f(True, "Normalise advantages per minibatch (over real steps only).")
     normalize_reward: bool = _f(
-        False, "Divide rewards by a running std of the discounted return, clipped to +-10 (as SB3's VecNormalize; "
+        True, "Divide rewards by a running std of the discounted return, clipped to +-10 (as SB3's VecNormalize; "
         "saved in checkpoints). Logged episode returns stay in the env's units.")
     adam_eps: float = _f(1e-5, "Adam epsilon.")
     refresh_start_states: bool = _f(
@@ -152,8 +153,12 @@ class TrainConfig:
 
     @property
     def sequence_len(self) -> int:
-        """Steps per training sequence: ``bptt_len``, or the whole rollout when it is not set."""
-        return self.ppo.bptt_len if self.ppo.bptt_len is not None else self.ppo.num_steps
+        """Steps per training sequence: ``bptt_len``; when it is not set, the whole rollout, or with fewer envs
+        than minibatches the longest even share of it that still makes a sequence for every minibatch."""
+        if self.ppo.bptt_len is not None:
+            return self.ppo.bptt_len
+        shares = -(-self.ppo.num_minibatches // self.env.num_envs)  # ceil: rollout pieces per env
+        return max(1, self.ppo.num_steps // shares)
 
     @property
     def num_iterations(self) -> int:

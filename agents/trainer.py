@@ -279,7 +279,9 @@ class Trainer:
         docs/defaults.md)."""
         cfg, derived = self.config, {}
         if cfg.ppo.bptt_len is None:
-            derived["bptt_len"] = {"value": cfg.sequence_len, "why": "not set: the whole rollout (--num-steps)"}
+            whole = cfg.sequence_len == cfg.ppo.num_steps
+            derived["bptt_len"] = {"value": cfg.sequence_len, "why": "not set: the whole rollout (--num-steps)" if whole
+                                   else "not set: an even share of the rollout for each of --num-minibatches"}
         if cfg.policy.normalize_obs is None:
             why = ("a vector observation is unbounded or has bounds beyond +-10" if self.policy.normalize_obs
                    else "every vector observation is bounded within +-10 (or there is none)")

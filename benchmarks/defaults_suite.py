@@ -74,12 +74,12 @@ MINIGRID = ("benchmarks.third_party_envs",)
 # tasks, about -0.9 on the count). MiniGrid's Memory room pays 1 - 0.9 * steps / max_steps for the matching
 # object, 0 otherwise: a memoryless agent that walks to one object at random averages under 0.5.
 THIRD_PARTY = (
-    SuiteEnv("popgym-RepeatFirstEasy-v0", 300_000, Threshold(0.9, "cue 50 steps back at the end; guessing -0.5"),
+    SuiteEnv("popgym-RepeatFirstEasy-v0", 200_000, Threshold(0.9, "cue 50 steps back at the end; guessing -0.5"),
              POPGYM),
     SuiteEnv("popgym-CountRecallEasy-v0", 300_000, Threshold(0.5, "a running count; guessing about -0.9"),
              POPGYM),
-    SuiteEnv("popgym-HigherLowerEasy-v0", 300_000, Threshold(0.3, "recall the last card; guessing 0.0"), POPGYM),
-    SuiteEnv("popgym-MultiarmedBanditEasy-v0", 300_000,
+    SuiteEnv("popgym-HigherLowerEasy-v0", 200_000, Threshold(0.3, "recall the last card; guessing 0.0"), POPGYM),
+    SuiteEnv("popgym-MultiarmedBanditEasy-v0", 200_000,
              Threshold(0.5, "explore, then remember the best arm; random about 0"), POPGYM),
     SuiteEnv("popgym-PositionOnlyPendulumEasy-v0", 300_000,
              Threshold(0.8, "swing up from positions alone (max 1)"), POPGYM),

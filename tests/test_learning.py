@@ -34,3 +34,15 @@ def test_gru_solves_tmaze(tmp_path):
 @pytest.mark.slow
 def test_memoryless_baseline_fails_tmaze(tmp_path):
     assert _eval_return(tmp_path, "--core", "none", "--seed", "1") <= 2.0
+
+
+@pytest.mark.slow
+def test_defaults_without_a_preset_solve_tmaze(tmp_path):
+    # What a user's env gets: no preset, the defaults and the derived settings alone (the preset's budget).
+    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "60000", "--seed", "1") >= 3.5
+
+
+@pytest.mark.slow
+def test_memoryless_baseline_fails_tmaze_with_the_defaults(tmp_path):
+    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "60000", "--core", "none",
+                        "--seed", "1") <= 2.0
