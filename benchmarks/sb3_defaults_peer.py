@@ -12,7 +12,8 @@ lr 3e-4, no entropy bonus, a 256-unit LSTM for the actor and another for the
 critic), except the number of envs (``--num-envs``, default 8 as in this
 project's default config, so both sides step the same vector of envs). The
 policy class follows the observation space: ``CnnLstmPolicy`` for an image
-Box, ``MultiInputLstmPolicy`` for a Dict, ``MlpLstmPolicy`` otherwise.
+Box of at least 36x36 (the smallest its CNN takes), ``MultiInputLstmPolicy``
+for a Dict, ``MlpLstmPolicy`` otherwise.
 
 Prints one JSON line: steps, wall time, steps/s, the mean return of the last
 ``--window`` training episodes, and the greedy and sampled evaluation returns
@@ -99,8 +100,10 @@ def main() -> None:
 
     make = lambda: gym.make(args.env_id)  # noqa: E731
     space = make().observation_space
+    # SB3's CNN (NatureCNN) needs frames of at least 36x36; smaller images (a 7x7 grid) go to the MLP policy.
+    frame = is_image_space(space) and min(space.shape[:2] if space.shape[-1] in (1, 3, 4) else space.shape[1:]) >= 36
     policy = ("MultiInputLstmPolicy" if isinstance(space, gym.spaces.Dict)
-              else "CnnLstmPolicy" if is_image_space(space) else "MlpLstmPolicy")
+              else "CnnLstmPolicy" if frame else "MlpLstmPolicy")
     env = make_vec_env(make, n_envs=args.num_envs, seed=args.seed)
     policy_kwargs = {"features_extractor_class": FlattenFeatures} if policy == "MlpLstmPolicy" else None
     model = RecurrentPPO(policy, env, seed=args.seed, verbose=0, policy_kwargs=policy_kwargs)
