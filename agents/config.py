@@ -243,6 +243,10 @@ class TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error (a typo must not pass silently). A ``derived`` entry
         (config.json's record of the settings a run derived from its env) is a record, not a setting: skipped."""
         data = {k: v for k, v in data.items() if k != "derived"}
+        if "policy" in data and "obs_encoder" not in data["policy"]:
+            # Saved before --obs-encoder existed, when every 3-dim uint8 image went to the CNN: keep that, so the
+            # run's checkpoints still load.
+            data = {**data, "policy": {**data["policy"], "obs_encoder": "image"}}
         sections = {}
         for section in dataclasses.fields(cls):
             section_cls = section.default_factory  # type: ignore[misc]

@@ -119,3 +119,12 @@ def test_bptt_len_unset_takes_the_whole_rollout():
     assert config.ppo.bptt_len is None and config.sequence_len == 64
     config, _ = train.resolve_config(["--preset", "none", "--num-steps", "64", "--bptt-len", "16"])
     assert config.sequence_len == 16
+
+
+def test_a_config_saved_before_obs_encoder_existed_keeps_the_cnn_for_small_images():
+    saved = TrainConfig().to_dict()
+    del saved["policy"]["obs_encoder"]
+    config = TrainConfig.from_dict(saved)
+    assert config.policy.obs_encoder == "image"
+    policy = RecurrentActorCritic(spaces.Box(0, 255, (7, 7, 3), np.uint8), spaces.Discrete(2), config.policy)
+    assert isinstance(policy.preprocess, ImageEncoder)
