@@ -61,7 +61,7 @@ class PolicyConfig:
     obs_encoder: Literal["auto", "image", "grid", "flat"] = _f(
         "auto", "How uint8 HxWxC observations are read: 'image' a CNN over pixels, 'grid' an embedding per cell "
         "for small grids of object codes, 'flat' a plain vector; 'auto' takes 'image' when both sides are at "
-        "least 16 cells, 'grid' below that.")
+        "least 16 cells and the bound is 255, 'grid' otherwise.")
     normalize_obs: bool | None = _f(
         None, "Normalise Box observations with running mean and std (saved with the model); none (the default) "
         "decides from the space: on where a vector's bounds are infinite or reach beyond +-10, off where every "

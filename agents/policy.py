@@ -204,8 +204,8 @@ class RecurrentActorCritic(nn.Module):
         reset = not config.carry_across_episodes
 
         # normalize_obs None: the space decides (agents/spaces.py, needs_obs_normalization).
-        self.normalize_obs = (needs_obs_normalization(observation_space) if config.normalize_obs is None
-                              else config.normalize_obs)
+        self.normalize_obs = (config.normalize_obs if config.normalize_obs is not None
+                              else needs_obs_normalization(observation_space, config.obs_encoder))
         self.preprocess = make_leaf_encoder(observation_space, self.normalize_obs, config.obs_encoder)
         if config.ortho_init:
             init_image_encoders(self.preprocess)

@@ -78,8 +78,6 @@ def obs_to_tensor(obs: Tree, device: torch.device) -> Tree:
 
 
 # --------------------------------------------------------------------------- space checks
-OBS_ENCODERS = ("auto", "image", "grid", "flat")
-
 # Below this many cells on a side a uint8 "image" is a grid of object codes (MiniGrid's 7x7 view, a board),
 # not a frame: the CNN's three stride-2 layers would shrink 7x7 to 1x1 and treat codes as brightness.
 MIN_FRAME_SIDE = 16
@@ -134,21 +132,21 @@ def leaf_spaces(space: spaces.Space) -> list[spaces.Space]:
 WELL_SCALED_BOUND = 10.0
 
 
-def needs_obs_normalization(space: spaces.Space) -> bool:
-    """Whether some vector leaf of ``space`` is unbounded or badly scaled (bounds beyond +-``WELL_SCALED_BOUND``),
-    so that running mean/std normalisation should put it on a common scale (the rule behind
-    ``normalize_obs=None``). Images, grids of codes, one-hots and binaries are never normalised."""
+def needs_obs_normalization(space: spaces.Space, obs_encoder: str = "auto") -> bool:
+    """Whether some vector leaf of ``space`` (as ``obs_encoder`` reads it) is unbounded or badly scaled (bounds
+    beyond +-``WELL_SCALED_BOUND``), so that running mean/std normalisation should put it on a common scale (the
+    rule behind ``normalize_obs=None``). Images, grids of codes, one-hots and binaries are never normalised."""
     for leaf in leaf_spaces(space):
-        if isinstance(leaf, spaces.Box) and choose_obs_encoder(leaf) == "flat":
+        if isinstance(leaf, spaces.Box) and choose_obs_encoder(leaf, obs_encoder) == "flat":
             bounds = np.concatenate([np.ravel(leaf.low), np.ravel(leaf.high)]).astype(np.float64)
             if not np.all(np.isfinite(bounds)) or np.max(np.abs(bounds)) > WELL_SCALED_BOUND:
                 return True
     return False
 
 
-def has_image(space: spaces.Space) -> bool:
-    """Whether any leaf of an observation space is a frame that the image CNN reads (``auto`` encoder choice)."""
-    return any(choose_obs_encoder(leaf) == "image" for leaf in leaf_spaces(space))
+def has_image(space: spaces.Space, obs_encoder: str = "auto") -> bool:
+    """Whether any leaf of an observation space is a frame that the image CNN reads (as ``obs_encoder`` chooses)."""
+    return any(choose_obs_encoder(leaf, obs_encoder) == "image" for leaf in leaf_spaces(space))
 
 
 def check_observation_space(space: spaces.Space, path: str = "observation") -> None:

@@ -94,7 +94,7 @@ def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig
         return torch.device(name), None
     if not cuda:
         return torch.device("cpu"), "--device auto: cpu (torch sees no CUDA GPU)."
-    if has_image(observation_space):
+    if has_image(observation_space, policy.obs_encoder):
         return torch.device("cuda"), "--device auto: cuda (image observations: the CNN encoder runs faster there)."
     if policy.hidden_size >= AUTO_CUDA_HIDDEN_SIZE:
         return torch.device("cuda"), (f"--device auto: cuda (--hidden-size {policy.hidden_size} >= "

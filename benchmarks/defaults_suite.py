@@ -52,6 +52,7 @@ from benchmarks.memory_suite import (  # noqa: E402
     _parse_set,
     _spread,
     read_run,
+    run_dir_for,
     train_one,
 )
 from envs.presets import PRESETS  # noqa: E402
@@ -90,10 +91,6 @@ THIRD_PARTY = (
 )
 BUILT_IN = tuple(SuiteEnv(env_id, 2 * preset["total_steps"], THRESHOLDS[env_id]) for env_id, preset in PRESETS.items())
 SUITE = {env.env_id: env for env in BUILT_IN + THIRD_PARTY}
-
-
-def run_dir_for(out: Path, env_id: str, core: str, seed: int) -> Path:
-    return out / f"{env_id.split('/')[-1]}__{core}__s{seed}"
 
 
 def settings_for(env: SuiteEnv, core: str, seed: int, run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:

@@ -128,3 +128,12 @@ def test_a_config_saved_before_obs_encoder_existed_keeps_the_cnn_for_small_image
     assert config.policy.obs_encoder == "image"
     policy = RecurrentActorCritic(spaces.Box(0, 255, (7, 7, 3), np.uint8), spaces.Discrete(2), config.policy)
     assert isinstance(policy.preprocess, ImageEncoder)
+
+
+def test_the_derivation_rules_follow_an_explicit_obs_encoder():
+    from agents.spaces import has_image, needs_obs_normalization
+
+    frame = spaces.Box(0, 255, (32, 32, 3), np.uint8)
+    assert has_image(frame) and not needs_obs_normalization(frame)
+    # Read as a flat vector, a frame is a badly scaled vector (0-255) and no CNN runs.
+    assert not has_image(frame, "flat") and needs_obs_normalization(frame, "flat")
