@@ -155,7 +155,8 @@ class GuardedEnv(gym.Wrapper):
             return f"env {self.index}: {type(exc).__name__}: {exc}"
 
 
-def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tuple[str, ...]) -> Callable[[], gym.Env]:
+def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tuple[str, ...],
+                     wrapper: Callable[[gym.Env], gym.Env] | None = None) -> Callable[[], gym.Env]:
     creator = os.getpid()
 
     def make() -> gym.Env:
@@ -166,7 +167,8 @@ def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tupl
             import_env_modules(env_import)
         import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
 
-        return GuardedEnv(gym.make(env_id, **env_kwargs), index)
+        env = gym.make(env_id, **env_kwargs)
+        return GuardedEnv(env if wrapper is None else wrapper(env), index)
 
     return make
 
@@ -189,16 +191,18 @@ def check_env_id(env_id: str) -> None:
 
 def make_vector_env(
     env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False,
-    env_import: tuple[str, ...] | list[str] = (),
+    env_import: tuple[str, ...] | list[str] = (), wrapper: Callable[[gym.Env], gym.Env] | None = None,
 ) -> VectorEnv:
     """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring), each in a ``GuardedEnv``.
+
+    ``wrapper`` (picklable, e.g. ``agents.previous_inputs.run_input_wrapper``) wraps each env inside its guard.
 
     Raises:
         ConfigError: unknown id, or making the env failed (bad ``env_kwargs``, a broken constructor).
     """
     check_env_id(env_id)
     kwargs = dict(env_kwargs or {})
-    fns = [_guarded_factory(env_id, kwargs, i, tuple(env_import)) for i in range(num_envs)]
+    fns = [_guarded_factory(env_id, kwargs, i, tuple(env_import), wrapper) for i in range(num_envs)]
     try:
         if asynchronous:
             return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

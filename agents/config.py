@@ -68,6 +68,9 @@ class PolicyConfig:
         "value is already on a small known scale.")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
                           "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
+    prev_action_reward: bool = _f(
+        False, "Feed the previous action and reward to the core beside the observation (RL^2 / IMPALA): the "
+        "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")
     forget_bias: float = _f(1.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
 

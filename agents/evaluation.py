@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -24,17 +25,18 @@ def evaluate_policy(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
+    wrapper: Callable[[gym.Env], gym.Env] | None = None,
 ) -> np.ndarray:
     """Returns of ``episodes`` episodes, in parallel envs.
 
     Each env plays a fixed share of the episodes (as in SB3's evaluate_policy),
     so short episodes cannot crowd out long ones and bias the mean. ``should_stop`` is polled
     every step; once it returns True, the returns finished so far come back (Ctrl-C during the
-    final evaluation of a training run).
+    final evaluation of a training run). ``wrapper`` wraps each env as in training (``make_vector_env``).
     """
     num_envs = max(1, min(num_envs, episodes))
     targets = np.array([(episodes + i) // num_envs for i in range(num_envs)])
-    envs = make_vector_env(env_id, num_envs, env_kwargs)
+    envs = make_vector_env(env_id, num_envs, env_kwargs, wrapper=wrapper)
     try:
         obs, _ = envs.reset(seed=seed)
         state = policy.initial_state(num_envs, device)

@@ -60,6 +60,7 @@ from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.evaluation import evaluate_policy
 from agents.policy import RecurrentActorCritic
 from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
+from agents.previous_inputs import run_input_wrapper
 from agents.reward_scale import RewardScaler
 from agents.spaces import choose_obs_encoder, has_image, leaf_spaces
 
@@ -187,7 +188,7 @@ class Trainer:
         self.resume_note: str | None = None  # why a resume is not exact (None: exact, or a fresh run)
         self._lock: RunDirLock | None = None
         self.envs = make_vector_env(cfg.env.env_id, cfg.env.num_envs, cfg.env.env_kwargs, cfg.env.async_envs,
-                                    cfg.env.env_import)
+                                    cfg.env.env_import, wrapper=run_input_wrapper(cfg.policy))
         try:
             self._build(resume, overwrite)
         except BaseException:
@@ -691,7 +692,8 @@ class Trainer:
             results[mode] = evaluate_policy(
                 self.policy, self.config.env.env_id, run.eval_episodes, seed=run.seed + 10_000,
                 env_kwargs=self.config.env.env_kwargs, deterministic=mode == "greedy", device=self.device,
-                generator=generator, should_stop=lambda: self.stop_reason is not None)
+                generator=generator, should_stop=lambda: self.stop_reason is not None,
+                wrapper=run_input_wrapper(self.config.policy))
         return results["greedy"], results["sample"]
 
     def close(self) -> None:

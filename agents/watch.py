@@ -36,6 +36,7 @@ from agents.collector import import_env_modules
 from agents.config import ConfigError
 from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
 from agents.policy import RecurrentActorCritic
+from agents.previous_inputs import run_input_wrapper
 from agents.spaces import obs_to_tensor, tree_map
 from envs.games.window import ONE_PYGAME_ONLY, PygameMissingError, import_pygame, invisible_video_driver
 
@@ -330,6 +331,8 @@ def watch(
     policy, config = load_policy(path, which=which)
     env_id = config.env.env_id
     env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
+    wrapper = run_input_wrapper(config.policy)
+    env = env if wrapper is None else wrapper(env)
     result = WatchResult()
     try:
         _check_spaces(policy, env, env_id)
