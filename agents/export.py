@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import sys
 import warnings
@@ -126,17 +125,11 @@ class PolicyStep(nn.Module):
         self.leaves = observation_leaves(policy.observation_space)
         self.reset_on_episode_start = not policy.config.carry_across_episodes
         self.cores = [c for c in (policy.actor_core, policy.critic_core) if c is not None and c.rnn is not None]
-        head = policy.action_head
-        self.kind = head.kind
-        if head.kind == "categorical":
-            self.action_start = int(head.space.start)
-        elif head.kind == "multi_categorical":
-            self.segments = [(int(s), int(s) + n) for s, n in zip(np.cumsum([0, *head.nvec[:-1]]), head.nvec,
-                                                                   strict=True)]
-        elif head.kind == "gaussian":
-            self.register_buffer("low", torch.as_tensor(head.low.reshape(-1), dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(head.high.reshape(-1), dtype=torch.float32))
-        self.action_shape = tuple(head.action_shape)
+        # The action head's constants (Box bounds) as buffers of this module: the graph names them "low", "high".
+        buffers = policy.action_head.export_buffers()
+        self.head_buffers = list(buffers)
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
 
     # names, in forward's order
     @property
@@ -152,8 +145,7 @@ class PolicyStep(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        first = "mean" if self.kind == "gaussian" else "logits"
-        return [first, "action", "value"] + [f"{n}_out" for n in self.state_names]
+        return [self.policy.action_head.output_name, "action", "value"] + [f"{n}_out" for n in self.state_names]
 
     def example_inputs(self, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Valid inputs (random observations from the space, random states, mixed episode starts)."""
@@ -198,18 +190,8 @@ class PolicyStep(nn.Module):
         critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
         value = policy.value_head(policy.critic_mlp(critic_hidden))[:, 0]
-        return (raw, self._greedy(raw), value, *new_states)
-
-    def _greedy(self, raw: torch.Tensor) -> torch.Tensor:
-        """The most likely action, in the env's format (what ``ActionHead.to_env(mode)`` gives)."""
-        if self.kind == "categorical":
-            action = raw.argmax(-1)
-            return action + self.action_start if self.action_start else action
-        if self.kind == "multi_categorical":
-            return torch.stack([raw[:, a:b].argmax(-1) for a, b in self.segments], dim=1)
-        if self.kind == "gaussian":
-            return torch.minimum(torch.maximum(raw, self.low), self.high).reshape(-1, *self.action_shape)
-        return (raw > 0).to(torch.int8).reshape(-1, *self.action_shape)
+        action = policy.action_head.export_action(raw, {name: getattr(self, name) for name in self.head_buffers})
+        return (raw, action, value, *new_states)
 
 
 def export_metadata(step: PolicyStep) -> dict:
@@ -217,8 +199,6 @@ def export_metadata(step: PolicyStep) -> dict:
     policy = step.policy
     head = policy.action_head
     _, layers, hidden = policy.state_shape
-    torch_to_np = {torch.int64: "int64", torch.float32: "float32"}
-    action_dtype = ("int8" if head.kind == "bernoulli" else torch_to_np.get(head.action_dtype, "float32"))
     inputs = [{"name": name, "role": "obs", "path": list(path), "shape": [None, *leaf.shape],
                "dtype": str(leaf_dtype(leaf))} for name, path, leaf in step.leaves]
     inputs += [{"name": n, "role": "state", "shape": [layers, None, hidden], "dtype": "float32"}
@@ -227,7 +207,7 @@ def export_metadata(step: PolicyStep) -> dict:
     first = step.output_names[0]
     outputs = [
         {"name": first, "role": "action_distribution", "shape": [None, head.num_outputs], "dtype": "float32"},
-        {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": action_dtype},
+        {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": head.export_dtype},
         {"name": "value", "role": "value", "shape": [None], "dtype": "float32"},
     ]
     outputs += [{"name": f"{n}_out", "role": "state", "state_input": n, "shape": [layers, None, hidden],
@@ -249,15 +229,8 @@ def export_metadata(step: PolicyStep) -> dict:
         "mode": "reset" if step.reset_on_episode_start else "carry",
         "action_kind": head.kind,
         "action_output": first,
+        **head.export_metadata(),
     }
-    if head.kind == "categorical":
-        meta["action_start"] = step.action_start
-    if head.kind == "multi_categorical":
-        meta["nvec"] = list(head.nvec)
-    if head.kind == "gaussian":
-        meta["log_std"] = head.log_std.detach().cpu().tolist()
-        meta["action_low"] = head.low.reshape(-1).tolist()
-        meta["action_high"] = head.high.reshape(-1).tolist()
     return meta
 
 
@@ -390,20 +363,6 @@ def torchscript_step_fn(path: str | Path) -> StepFn:
     return run
 
 
-def _normalised(raw: np.ndarray, kind: str, nvec: list[int] | None) -> np.ndarray:
-    """Raw head outputs -> what the torch distribution holds (log-probabilities for categoricals)."""
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        m = x.max(-1, keepdims=True)
-        return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
-
-    if kind == "categorical":
-        return log_softmax(raw)
-    if kind == "multi_categorical":
-        bounds = np.cumsum([0, *nvec])
-        return np.concatenate([log_softmax(raw[:, a:b]) for a, b in itertools.pairwise(bounds)], 1)
-    return raw
-
-
 def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int = 100, batch: int = 4,
                        seed: int = 0, reset_prob: float = 0.1) -> dict[str, float | bool]:
     """Run an export and the torch policy side by side over a rollout with episode starts inside.
@@ -445,24 +404,11 @@ def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int
         dist, value, final_state = policy.forward_sequence(
             obs_t, start_state.to(device), torch.as_tensor(starts, device=device))
         ref_action = head.to_env(head.shape_actions(dist.mode()))
-    if head.kind == "categorical":
-        ref_dist = dist.logits.cpu().numpy()
-    elif head.kind == "multi_categorical":
-        ref_dist = np.concatenate([dist.logits[:, i, :n].cpu().numpy() for i, n in enumerate(head.nvec)], 1)
-    elif head.kind == "gaussian":
-        ref_dist = dist.mean.cpu().numpy()
-    else:
-        ref_dist = dist.logits.cpu().numpy()
-    nvec = list(head.nvec) if head.kind == "multi_categorical" else None
-    got = _normalised(np.concatenate(got_dist), head.kind, nvec)
-    diffs = [np.abs(got - ref_dist).max(), np.abs(np.stack(got_value) - value.cpu().numpy()).max()]
+    got = head.normalise_export(np.concatenate(got_dist))
+    diffs = [np.abs(got - head.export_reference(dist)).max(), np.abs(np.stack(got_value) - value.cpu().numpy()).max()]
     if step.state_names:
         diffs.append(np.abs(np.stack([state[n] for n in step.state_names]) - final_state.cpu().numpy()).max())
-    got_action = np.concatenate(got_action)
-    if head.kind == "gaussian":
-        actions_equal = bool(np.allclose(got_action, ref_action, atol=1e-5, rtol=0))
-    else:
-        actions_equal = bool(np.array_equal(got_action.astype(np.int64), np.asarray(ref_action).astype(np.int64)))
+    actions_equal = head.same_actions(np.concatenate(got_action), ref_action)
     return {"max_abs_diff": float(max(diffs)), "actions_equal": actions_equal, "steps": steps, "batch": batch}
 
 

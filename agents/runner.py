@@ -106,7 +106,6 @@ class PolicyRunner:
         self._actor_mlp = _fast_mlp(policy.actor_mlp)
         self._critic_mlp = _fast_mlp(policy.critic_mlp)
         self._head_linear = _fast_mlp(policy.action_head.linear)
-        self._argmax_mode = policy.action_head.kind == "categorical"
         self._shared_critic = policy.critic_core is None
         self._state_shape = policy.state_shape  # (S, L, H)
         self._slots: dict[Hashable, int] = {}
@@ -242,10 +241,8 @@ class PolicyRunner:
             head = self.policy.action_head
             out = self._head_linear(self._actor_mlp(actor_hidden))
             det = self.deterministic if deterministic is None else deterministic
-            if det and self._argmax_mode and not return_info:
-                # The categorical mode without building the distribution: argmax of the raw logits is
-                # argmax of the normalised ones (the shift by logsumexp is the same for every action).
-                dist, raw = None, out.argmax(-1)
+            if det and not return_info:
+                dist, raw = None, head.greedy(out)  # a categorical head skips building the distribution
             else:
                 dist = head.distribution(out)
                 raw = dist.mode() if det else dist.sample(self.generator)
