@@ -6,20 +6,10 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
-from agents.inspector import (
-    BLUE_WHITE_RED,
-    EMPTY,
-    VIRIDIS,
-    InspectorError,
-    MemoryPanel,
-    MemoryProbe,
-    TextRenderer,
-    _nice_ceil,
-    colormap,
-    trace_core,
-    trace_rnn,
-)
+from agents.inspector import InspectorError, MemoryProbe, trace_core, trace_rnn
 from agents.policy import RecurrentActorCritic, RecurrentCore
+from envs.games.memory_panel import BLUE_WHITE_RED, EMPTY, VIRIDIS, MemoryPanel, _nice_ceil, colormap
+from envs.games.text import TextRenderer
 
 T, B, F, H = 9, 3, 5, 7
 
