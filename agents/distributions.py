@@ -12,9 +12,8 @@ and lazy properties there cost more than the math.
 | Box(d) | GaussianHead | diagonal Gaussian, state-independent log std | (N, *shape) float32, unclipped |
 | MultiBinary(n) | BernoulliHead | independent Bernoullis | (N, *shape) float32 in {0, 1} |
 
-Each head is the one place that knows its kind: export, the runner, the inspector and
-watch ask it (``greedy``, ``to_env``, ``export_action``, ``export_metadata``,
-``action_labels``, ``action_rows``) instead of switching on ``head.kind``.
+Each head is the one place that knows its kind: export, the runner, the inspector and watch ask it
+(``greedy``, ``to_env``, ``export_action``, ``action_rows``...) instead of switching on ``head.kind``.
 
 The stored action is the sampled one; ``to_env`` clips Box actions to the
 bounds for the env only, so log-probabilities stay exact.
@@ -141,9 +140,8 @@ Distribution = Categorical | DiagGaussian | Bernoulli
 class ActionHead(nn.Module):
     """features (N, F) -> distribution over the env's actions; one subclass per action kind.
 
-    A kind owns everything that differs between action spaces, so that no other module switches on it: the
-    distribution, the stored and the env's action layout, the greedy action, the exported greedy action and
-    its metadata, and the inspector's rows. ``make_action_head`` picks the kind for a space.
+    A kind owns what differs between action spaces: the distribution, the stored and the env's action layout,
+    the greedy action, the exported one and its metadata, the inspector's rows. ``make_action_head`` picks it.
 
     Attributes:
         kind: the kind's name, recorded in exports as ``action_kind``.

@@ -369,8 +369,7 @@ def watch(
                     obs, reward, terminated, truncated, _ = env.step(action)
                     ret += float(reward)
                     steps += 1
-                    last_action = (policy.action_head.describe_action(action) if panel is None
-                                   else panel.probe.describe_action(action))
+                    last_action = (policy.action_head if panel is None else panel.probe).describe_action(action)
                     if panel is not None:
                         panel.set_reward(float(reward))
                     state, episode_start = out.state, torch.zeros(1)
