@@ -39,6 +39,8 @@ Metadata (ONNX ``metadata_props["mnemo"]``, TorchScript extra file ``mnemo.json`
 object: the spaces (``agents.spaces.space_to_json``), inputs and outputs with roles, shapes and
 dtypes, the core, layers and hidden size, the action kind, and ``reset_on_episode_start``.
 
+``agents.export_check`` runs an export beside the torch policy (the command line does after writing).
+
 The ONNX file is written by torch's TorchScript-based exporter (``dynamo=False``, opset 17): it
 needs no extra packages and turns ``nn.LSTM`` / ``nn.GRU`` into ONNX LSTM / GRU ops.
 """
@@ -47,11 +49,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,17 +126,11 @@ class PolicyStep(nn.Module):
         self.leaves = observation_leaves(policy.observation_space)
         self.reset_on_episode_start = not policy.config.carry_across_episodes
         self.cores = [c for c in (policy.actor_core, policy.critic_core) if c is not None and c.rnn is not None]
-        head = policy.action_head
-        self.kind = head.kind
-        if head.kind == "categorical":
-            self.action_start = int(head.space.start)
-        elif head.kind == "multi_categorical":
-            self.segments = [(int(s), int(s) + n) for s, n in zip(np.cumsum([0, *head.nvec[:-1]]), head.nvec,
-                                                                   strict=True)]
-        elif head.kind == "gaussian":
-            self.register_buffer("low", torch.as_tensor(head.low.reshape(-1), dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(head.high.reshape(-1), dtype=torch.float32))
-        self.action_shape = tuple(head.action_shape)
+        # The action head's constants (Box bounds) as buffers of this module: the graph names them "low", "high".
+        buffers = policy.action_head.export_buffers()
+        self.head_buffers = list(buffers)
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
 
     # names, in forward's order
     @property
@@ -152,8 +146,7 @@ class PolicyStep(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        first = "mean" if self.kind == "gaussian" else "logits"
-        return [first, "action", "value"] + [f"{n}_out" for n in self.state_names]
+        return [self.policy.action_head.output_name, "action", "value"] + [f"{n}_out" for n in self.state_names]
 
     def example_inputs(self, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Valid inputs (random observations from the space, random states, mixed episode starts)."""
@@ -198,18 +191,8 @@ class PolicyStep(nn.Module):
         critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
         value = policy.value_head(policy.critic_mlp(critic_hidden))[:, 0]
-        return (raw, self._greedy(raw), value, *new_states)
-
-    def _greedy(self, raw: torch.Tensor) -> torch.Tensor:
-        """The most likely action, in the env's format (what ``ActionHead.to_env(mode)`` gives)."""
-        if self.kind == "categorical":
-            action = raw.argmax(-1)
-            return action + self.action_start if self.action_start else action
-        if self.kind == "multi_categorical":
-            return torch.stack([raw[:, a:b].argmax(-1) for a, b in self.segments], dim=1)
-        if self.kind == "gaussian":
-            return torch.minimum(torch.maximum(raw, self.low), self.high).reshape(-1, *self.action_shape)
-        return (raw > 0).to(torch.int8).reshape(-1, *self.action_shape)
+        action = policy.action_head.export_action(raw, {name: getattr(self, name) for name in self.head_buffers})
+        return (raw, action, value, *new_states)
 
 
 def export_metadata(step: PolicyStep) -> dict:
@@ -217,8 +200,6 @@ def export_metadata(step: PolicyStep) -> dict:
     policy = step.policy
     head = policy.action_head
     _, layers, hidden = policy.state_shape
-    torch_to_np = {torch.int64: "int64", torch.float32: "float32"}
-    action_dtype = ("int8" if head.kind == "bernoulli" else torch_to_np.get(head.action_dtype, "float32"))
     inputs = [{"name": name, "role": "obs", "path": list(path), "shape": [None, *leaf.shape],
                "dtype": str(leaf_dtype(leaf))} for name, path, leaf in step.leaves]
     inputs += [{"name": n, "role": "state", "shape": [layers, None, hidden], "dtype": "float32"}
@@ -227,7 +208,7 @@ def export_metadata(step: PolicyStep) -> dict:
     first = step.output_names[0]
     outputs = [
         {"name": first, "role": "action_distribution", "shape": [None, head.num_outputs], "dtype": "float32"},
-        {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": action_dtype},
+        {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": head.export_dtype},
         {"name": "value", "role": "value", "shape": [None], "dtype": "float32"},
     ]
     outputs += [{"name": f"{n}_out", "role": "state", "state_input": n, "shape": [layers, None, hidden],
@@ -249,15 +230,8 @@ def export_metadata(step: PolicyStep) -> dict:
         "mode": "reset" if step.reset_on_episode_start else "carry",
         "action_kind": head.kind,
         "action_output": first,
+        **head.export_metadata(),
     }
-    if head.kind == "categorical":
-        meta["action_start"] = step.action_start
-    if head.kind == "multi_categorical":
-        meta["nvec"] = list(head.nvec)
-    if head.kind == "gaussian":
-        meta["log_std"] = head.log_std.detach().cpu().tolist()
-        meta["action_low"] = head.low.reshape(-1).tolist()
-        meta["action_high"] = head.high.reshape(-1).tolist()
     return meta
 
 
@@ -361,128 +335,6 @@ def load_onnx_metadata(path: str | Path) -> dict:
     raise ExportError(f"{path} has no {METADATA_KEY!r} metadata; was it written by agents.export?")
 
 
-# --------------------------------------------------------------------------- checking an export
-StepFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-def onnx_step_fn(path: str | Path) -> StepFn:
-    """feed dict -> output dict, through onnxruntime (one thread, CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return lambda feed: dict(zip(names, session.run(None, feed), strict=True))
-
-
-def torchscript_step_fn(path: str | Path) -> StepFn:
-    """feed dict -> output dict, through the TorchScript module."""
-    module, meta = load_torchscript(path)
-    in_names = [i["name"] for i in meta["inputs"]]
-    out_names = [o["name"] for o in meta["outputs"]]
-
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            outs = module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in in_names])
-        return {n: o.numpy() for n, o in zip(out_names, outs, strict=True)}
-
-    return run
-
-
-def _normalised(raw: np.ndarray, kind: str, nvec: list[int] | None) -> np.ndarray:
-    """Raw head outputs -> what the torch distribution holds (log-probabilities for categoricals)."""
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        m = x.max(-1, keepdims=True)
-        return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
-
-    if kind == "categorical":
-        return log_softmax(raw)
-    if kind == "multi_categorical":
-        bounds = np.cumsum([0, *nvec])
-        return np.concatenate([log_softmax(raw[:, a:b]) for a, b in itertools.pairwise(bounds)], 1)
-    return raw
-
-
-def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int = 100, batch: int = 4,
-                       seed: int = 0, reset_prob: float = 0.1) -> dict[str, float | bool]:
-    """Run an export and the torch policy side by side over a rollout with episode starts inside.
-
-    The export steps ``steps`` times, feeding its own state back; torch runs the same observations
-    through the training path (``policy.forward_sequence``, one call over the whole rollout).
-
-    Returns:
-        ``max_abs_diff`` over distributions (log-probabilities for categoricals), values and the final
-        state; ``actions_equal`` (greedy actions identical, within 1e-5 for Box); ``steps``, ``batch``.
-    """
-    step = PolicyStep(policy.eval())
-    head = policy.action_head
-    rng = np.random.default_rng(seed)
-    space = copy.deepcopy(policy.observation_space)
-    space.seed(seed)
-    obs_seq = [tree_stack([space.sample() for _ in range(batch)]) for _ in range(steps)]
-    starts = (rng.random((steps, batch)) < reset_prob).astype(np.float32)
-    starts[0] = 1.0
-    _, layers, hidden = policy.state_shape
-    state = {n: rng.standard_normal((layers, batch, hidden)).astype(np.float32) for n in step.state_names}
-    start_state = torch.as_tensor(np.stack([state[n] for n in step.state_names])) if step.state_names else \
-        torch.zeros(0, layers, batch, hidden)
-
-    got_dist, got_value, got_action = [], [], []
-    for t in range(steps):
-        feed = {name: np.asarray(_get(obs_seq[t], path), dtype=leaf_dtype(s)) for name, path, s in step.leaves}
-        feed.update(state)
-        feed["episode_start"] = starts[t]
-        out = step_fn(feed)
-        got_dist.append(out[step.output_names[0]])
-        got_value.append(out["value"])
-        got_action.append(out["action"])
-        state = {n: out[f"{n}_out"] for n in step.state_names}
-
-    device = next(policy.parameters()).device
-    with torch.inference_mode():
-        obs_t = _stack_time(obs_seq, space, device)
-        dist, value, final_state = policy.forward_sequence(
-            obs_t, start_state.to(device), torch.as_tensor(starts, device=device))
-        ref_action = head.to_env(head.shape_actions(dist.mode()))
-    if head.kind == "categorical":
-        ref_dist = dist.logits.cpu().numpy()
-    elif head.kind == "multi_categorical":
-        ref_dist = np.concatenate([dist.logits[:, i, :n].cpu().numpy() for i, n in enumerate(head.nvec)], 1)
-    elif head.kind == "gaussian":
-        ref_dist = dist.mean.cpu().numpy()
-    else:
-        ref_dist = dist.logits.cpu().numpy()
-    nvec = list(head.nvec) if head.kind == "multi_categorical" else None
-    got = _normalised(np.concatenate(got_dist), head.kind, nvec)
-    diffs = [np.abs(got - ref_dist).max(), np.abs(np.stack(got_value) - value.cpu().numpy()).max()]
-    if step.state_names:
-        diffs.append(np.abs(np.stack([state[n] for n in step.state_names]) - final_state.cpu().numpy()).max())
-    got_action = np.concatenate(got_action)
-    if head.kind == "gaussian":
-        actions_equal = bool(np.allclose(got_action, ref_action, atol=1e-5, rtol=0))
-    else:
-        actions_equal = bool(np.array_equal(got_action.astype(np.int64), np.asarray(ref_action).astype(np.int64)))
-    return {"max_abs_diff": float(max(diffs)), "actions_equal": actions_equal, "steps": steps, "batch": batch}
-
-
-def _stack_time(obs_seq: list[Tree], space: spaces.Space, device: torch.device) -> Tree:
-    """A list of T numpy batches (B, ...) -> tensors (T, B, ...) in the dtypes the policy takes."""
-    stacked = tree_stack(obs_seq)
-
-    def convert(x: Any, s: spaces.Space) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=leaf_dtype(s)), device=device)
-
-    def walk(x: Any, s: spaces.Space) -> Any:
-        if isinstance(s, spaces.Dict):
-            return {k: walk(x[k], sub) for k, sub in s.spaces.items()}
-        if isinstance(s, spaces.Tuple):
-            return tuple(walk(x[i], sub) for i, sub in enumerate(s.spaces))
-        return convert(x, s)
-
-    return walk(stacked, space)
-
-
 # --------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -509,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{meta['mode']} mode)\n  inputs:  {names}\n  outputs: {outs}")
     if args.no_verify:
         return 0
+    from agents.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
+
     try:
         step_fn = onnx_step_fn(out) if args.format == "onnx" else torchscript_step_fn(out)
     except ImportError as exc:

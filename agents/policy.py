@@ -27,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.config import PolicyConfig
-from agents.distributions import ActionHead, Distribution, check_action_space
+from agents.distributions import Distribution, check_action_space, make_action_head
 from agents.noise import CorrelatedNoise
 from agents.spaces import (
     Tree,
@@ -217,7 +217,7 @@ class RecurrentActorCritic(nn.Module):
         core_out = self.actor_core.out_features
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
-        self.action_head = ActionHead(action_space, pi_features, config.ortho_init)
+        self.action_head = make_action_head(action_space, pi_features, config.ortho_init)
         self.value_head = nn.Linear(vf_features, 1)
         if config.ortho_init:
             nn.init.orthogonal_(self.value_head.weight, 1.0)

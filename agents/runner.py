@@ -62,12 +62,9 @@ from agents.agent_ids import (
 )
 from agents.checkpoint import LATEST, load_policy
 from agents.config import TrainConfig
+from agents.obs_input import ObservationError, to_tensor_tree
 from agents.policy import RecurrentActorCritic, RecurrentCore
 from agents.spaces import Tree, is_image_space, tree_stack
-
-
-class ObservationError(ValueError):
-    """An observation does not fit the policy's observation space (shape, dtype, range or structure)."""
 
 
 class PolicyRunner:
@@ -106,7 +103,6 @@ class PolicyRunner:
         self._actor_mlp = _fast_mlp(policy.actor_mlp)
         self._critic_mlp = _fast_mlp(policy.critic_mlp)
         self._head_linear = _fast_mlp(policy.action_head.linear)
-        self._argmax_mode = policy.action_head.kind == "categorical"
         self._shared_critic = policy.critic_core is None
         self._state_shape = policy.state_shape  # (S, L, H)
         self._slots: dict[Hashable, int] = {}
@@ -242,10 +238,8 @@ class PolicyRunner:
             head = self.policy.action_head
             out = self._head_linear(self._actor_mlp(actor_hidden))
             det = self.deterministic if deterministic is None else deterministic
-            if det and self._argmax_mode and not return_info:
-                # The categorical mode without building the distribution: argmax of the raw logits is
-                # argmax of the normalised ones (the shift by logsumexp is the same for every action).
-                dist, raw = None, out.argmax(-1)
+            if det and not return_info:
+                dist, raw = None, head.greedy(out)  # a categorical head skips building the distribution
             else:
                 dist = head.distribution(out)
                 raw = dist.mode() if det else dist.sample(self.generator)
@@ -353,7 +347,7 @@ class PolicyRunner:
         if (self._fast_obs and type(obs) is np.ndarray and obs.shape == self._obs_shape
                 and obs.dtype == self._obs_dtype and obs.flags.writeable):
             return torch.from_numpy(obs).to(self.device).unsqueeze(0)
-        return _to_tensor_tree(obs, self.observation_space, None, self.device, "observation")
+        return to_tensor_tree(obs, self.observation_space, None, self.device, "observation")
 
     def _batch_obs(self, obs: Tree, batch: int) -> Tree:
         if isinstance(obs, list):  # a list of single observations, one per agent
@@ -364,7 +358,7 @@ class PolicyRunner:
                 obs = tree_stack(obs) if obs else obs
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise ObservationError(f"Cannot stack the list of observations into a batch ({exc}).") from exc
-        return _to_tensor_tree(obs, self.observation_space, batch, self.device, "observation")
+        return to_tensor_tree(obs, self.observation_space, batch, self.device, "observation")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -412,61 +406,3 @@ def _fast_mlp(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return x
 
     return run
-
-
-def _leaf_check_dtype(arr: np.ndarray, space: spaces.Space, path: str) -> None:
-    kind = arr.dtype.kind
-    if is_image_space(space):
-        if arr.dtype != np.uint8:
-            raise ObservationError(f"{path}: expected dtype uint8 for image space {space}, got {arr.dtype} "
-                                   f"(the network scales uint8 pixels by 1/255).")
-    elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
-        if kind not in "iu":
-            raise ObservationError(f"{path}: expected integer values for {space}, got dtype {arr.dtype}.")
-        low = int(space.start) if isinstance(space, spaces.Discrete) else 0
-        high = low + (int(space.n) if isinstance(space, spaces.Discrete) else np.asarray(space.nvec))
-        if arr.size and (np.any(arr < low) or np.any(arr >= high)):
-            raise ObservationError(f"{path}: values out of range for {space}: got {arr.tolist()}.")
-    elif kind not in "biuf":
-        raise ObservationError(f"{path}: expected numbers for {space}, got dtype {arr.dtype}.")
-
-
-def _to_tensor_tree(obs: Tree, space: spaces.Space, batch: int | None, device: torch.device, path: str) -> Tree:
-    """Validate a numpy observation tree against ``space`` and convert it to tensors with a leading batch dim.
-
-    ``batch`` None: one observation (a batch dim of 1 is added); otherwise every leaf has ``batch`` rows.
-    """
-    if isinstance(space, spaces.Dict):
-        if not isinstance(obs, dict):
-            raise ObservationError(f"{path}: expected a dict with keys {list(space.spaces)}, got {type(obs).__name__}.")
-        missing = [k for k in space.spaces if k not in obs]
-        if missing:
-            raise ObservationError(f"{path}: missing key(s) {missing}; expected keys {list(space.spaces)}.")
-        return {k: _to_tensor_tree(obs[k], sub, batch, device, f"{path}[{k!r}]") for k, sub in space.spaces.items()}
-    if isinstance(space, spaces.Tuple):
-        if not isinstance(obs, (tuple, list)) or len(obs) != len(space.spaces):
-            got = f"{type(obs).__name__} of length {len(obs)}" if isinstance(obs, (tuple, list)) else type(obs).__name__
-            raise ObservationError(f"{path}: expected a tuple of {len(space.spaces)} parts, got {got}.")
-        return tuple(_to_tensor_tree(o, sub, batch, device, f"{path}[{i}]")
-                     for i, (o, sub) in enumerate(zip(obs, space.spaces, strict=True)))
-    try:
-        arr = np.asarray(obs.detach().cpu() if isinstance(obs, torch.Tensor) else obs)
-    except (ValueError, TypeError) as exc:
-        raise ObservationError(f"{path}: cannot read {type(obs).__name__} as an array for {space} ({exc}).") from exc
-    shape = tuple(space.shape)
-    if batch is None:
-        if arr.shape != shape:
-            hint = (" It looks like a batch: pass agent_ids=[...] with one id per row."
-                    if arr.shape[1:] == shape else "")
-            raise ObservationError(f"{path}: expected shape {shape} for {space}, got {arr.shape}.{hint}")
-    elif arr.shape != (batch, *shape):
-        if arr.shape[1:] == shape:
-            raise ObservationError(f"{path}: got {batch} agent_ids but observations for {arr.shape[0]} agents "
-                                   f"(shape {arr.shape}); expected shape {(batch, *shape)}.")
-        raise ObservationError(f"{path}: expected shape {(batch, *shape)} (batch of {batch}) for {space}, "
-                               f"got {arr.shape}.")
-    _leaf_check_dtype(arr, space, path)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    tensor = torch.as_tensor(np.ascontiguousarray(arr) if arr.flags.writeable else arr.copy(), device=device)
-    return tensor.unsqueeze(0) if batch is None else tensor

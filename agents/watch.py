@@ -34,11 +34,18 @@ import torch
 from agents.checkpoint import LATEST, CheckpointError, load_policy
 from agents.collector import import_env_modules
 from agents.config import ConfigError
-from agents.inspector import MemoryPanel, MemoryProbe, action_labels_for, array_to_surface
+from agents.inspector import MemoryProbe, action_labels_for
 from agents.policy import RecurrentActorCritic
 from agents.previous_inputs import run_input_wrapper
 from agents.spaces import obs_to_tensor, tree_map
-from envs.games.window import ONE_PYGAME_ONLY, PygameMissingError, import_pygame, invisible_video_driver
+from envs.games.memory_panel import MemoryPanel
+from envs.games.window import (
+    ONE_PYGAME_ONLY,
+    PygameMissingError,
+    array_to_surface,
+    import_pygame,
+    invisible_video_driver,
+)
 
 RECORD_FORMATS = (".gif", ".mp4")
 
@@ -365,7 +372,7 @@ def watch(
                     obs, reward, terminated, truncated, _ = env.step(action)
                     ret += float(reward)
                     steps += 1
-                    last_action = _action_text(action, panel)
+                    last_action = (policy.action_head if panel is None else panel.probe).describe_action(action)
                     if panel is not None:
                         panel.set_reward(float(reward))
                     state, episode_start = out.state, torch.zeros(1)
@@ -388,16 +395,6 @@ def watch(
         return result
     finally:
         env.close()
-
-
-def _action_text(action: Any, panel: MemoryPanel | None) -> str:
-    a = np.asarray(action)
-    if a.ndim == 0 and panel is not None and panel.probe.action_kind == "categorical":
-        labels = panel.probe.action_labels
-        idx = int(a) - int(panel.probe.policy.action_head.space.start)
-        if 0 <= idx < len(labels) and labels[idx] != str(int(a)):
-            return f"{int(a)} ({labels[idx]})"
-    return np.array2string(a, precision=2) if a.ndim else str(a.item())
 
 
 def _emit(sink: FrameSink, env: gym.Env, panel: MemoryPanel | None, caption: list[str], scale: int | None,

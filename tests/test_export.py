@@ -16,16 +16,8 @@ import envs  # noqa: F401  (registers mnemo/TMaze-v0)
 from agents import PolicyRunner
 from agents.checkpoint import atomic_torch_save, build_payload
 from agents.config import PolicyConfig, TrainConfig
-from agents.export import (
-    compare_with_torch,
-    export_onnx,
-    export_torchscript,
-    load_onnx_metadata,
-    load_torchscript,
-    main,
-    onnx_step_fn,
-    torchscript_step_fn,
-)
+from agents.export import export_onnx, export_torchscript, load_onnx_metadata, load_torchscript, main
+from agents.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
 from agents.policy import RecurrentActorCritic
 from agents.spaces import space_from_json
 

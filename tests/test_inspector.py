@@ -6,20 +6,10 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
-from agents.inspector import (
-    BLUE_WHITE_RED,
-    EMPTY,
-    VIRIDIS,
-    InspectorError,
-    MemoryPanel,
-    MemoryProbe,
-    TextRenderer,
-    _nice_ceil,
-    colormap,
-    trace_core,
-    trace_rnn,
-)
+from agents.inspector import InspectorError, MemoryProbe, trace_core, trace_rnn
 from agents.policy import RecurrentActorCritic, RecurrentCore
+from envs.games.memory_panel import BLUE_WHITE_RED, EMPTY, VIRIDIS, MemoryPanel, _nice_ceil, colormap
+from envs.games.text import TextRenderer
 
 T, B, F, H = 9, 3, 5, 7
 
@@ -216,3 +206,14 @@ def test_envs_can_name_their_actions_for_the_panel():
     env = gym.make("mnemo/TMaze-v0")
     probe = MemoryProbe(_policy("lstm"), action_labels_for(env))
     assert probe.action_labels == ["north", "east", "south"]
+
+
+def test_inspector_and_panel_modules_import_without_pygame():
+    """The gate math and the probe are torch only; the panel and apps import pygame only when they draw."""
+    import subprocess
+    import sys
+
+    code = ("import sys, agents.inspector, envs.games.memory_panel, envs.games.text, apps.versus; "
+            "assert 'pygame' not in sys.modules, 'pygame imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

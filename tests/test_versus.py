@@ -1,4 +1,4 @@
-"""Human vs agent (agents/versus.py): matches end to end with an injected left paddle, the agent's view, errors.
+"""Human vs agent (apps/versus.py): matches end to end with an injected left paddle, the agent's view, errors.
 
 Checkpoints are written directly from an untrained policy (no training: fast), and
 matches are one point long; the suite's conftest makes SDL headless.
@@ -16,9 +16,9 @@ from PIL import Image
 from agents.checkpoint import CheckpointError, atomic_torch_save, build_payload
 from agents.config import TrainConfig
 from agents.policy import RecurrentActorCritic
-from agents.versus import (
+from agents.watch import FrameSink
+from apps.versus import (
     AGENT_FLICKER,
-    HUD_H,
     KeyboardHuman,
     VersusError,
     idle_human,
@@ -26,7 +26,7 @@ from agents.versus import (
     scripted_human,
     versus,
 )
-from agents.watch import FrameSink
+from apps.versus_screen import HUD_H
 from envs.games.flicker_pong import DOWN, NOOP, UP
 
 PONG = "mnemo/FlickerPong-v0"
@@ -262,7 +262,7 @@ def test_bad_options(pong_run, kwargs, message):
 
 
 def test_import_does_not_load_pygame():
-    code = "import sys, agents.versus; assert 'pygame' not in sys.modules, 'pygame imported'"
+    code = "import sys, apps.versus; assert 'pygame' not in sys.modules, 'pygame imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -176,7 +176,8 @@ def draw(surface: Any, state: CatchState, params: CatchParams, reveal: bool = Tr
         reveal: while the ball is in the dark, show it as a faint outline;
             ``False`` draws only what the agent sees.
     """
-    from envs.games.window import blit_text, import_pygame
+    from envs.games.text import blit_text
+    from envs.games.window import import_pygame
 
     pygame = import_pygame()
     w, full_h = surface.get_size()

@@ -279,7 +279,8 @@ def draw(surface: Any, state: PongState, params: PongParams, reveal: bool = True
             ball is then a hollow outline and an "agent blind" tag shows);
             ``False`` draws exactly what the agent sees.
     """
-    from envs.games.window import blit_text, import_pygame
+    from envs.games.text import blit_text
+    from envs.games.window import import_pygame
 
     pygame = import_pygame()
     w, h = surface.get_size()

@@ -236,7 +236,8 @@ def draw(surface: Any, state: MazeState, params: MazeParams, reveal: bool = True
         reveal: show the whole room dimmed under the fog and the treasure;
             ``False`` shows only what the agent sees (its window and the cue).
     """
-    from envs.games.window import blit_text, import_pygame
+    from envs.games.text import blit_text
+    from envs.games.window import import_pygame
 
     pygame = import_pygame()
     surface.fill((6, 6, 10))

@@ -2,7 +2,8 @@
 
 Everything here imports pygame lazily, inside the functions that draw, so that
 importing a game or stepping it with vector or pixel observations never loads
-pygame. Observations are never read back from these surfaces.
+pygame. Observations are never read back from these surfaces. Text is drawn by
+``envs.games.text``; the memory panel by ``envs.games.memory_panel``.
 """
 
 from __future__ import annotations
@@ -77,35 +78,17 @@ def check_render_mode(render_mode: str | None) -> None:
         raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
 
 
-_FONTS: dict[int, Any] = {}
-
-
-def _forget_fonts() -> None:
-    _FONTS.clear()
-
-
-def font(size: int) -> Any:
-    """pygame's default font at ``size`` points (cached: loading a font costs milliseconds).
-
-    ``pygame.quit()`` frees every font, and using a freed one crashes the
-    interpreter, so the cache is emptied by a quit hook and whenever the font
-    module is found shut down.
-    """
+def array_to_surface(rgb: np.ndarray) -> Any:
+    """(H, W, 3) uint8 -> a pygame Surface (a copy)."""
     pygame = import_pygame()
-    if not pygame.font.get_init():
-        _FONTS.clear()
-        pygame.font.init()
-    if size not in _FONTS:
-        if not _FONTS:
-            pygame.register_quit(_forget_fonts)
-        _FONTS[size] = pygame.font.Font(None, size)
-    return _FONTS[size]
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return pygame.image.frombuffer(rgb.tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB").copy()
 
 
-def blit_text(surface: Any, text: str, center: tuple[int, int], size: int, color: tuple[int, int, int]) -> None:
-    """Draw ``text`` centred at ``center``."""
-    image = font(size).render(text, True, color)
-    surface.blit(image, image.get_rect(center=center))
+def surface_to_array(surface: Any) -> np.ndarray:
+    """pygame Surface -> (H, W, 3) uint8."""
+    pygame = import_pygame()
+    return np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
 
 
 def key_code(name: str) -> int:
