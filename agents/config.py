@@ -48,9 +48,13 @@ class EnvConfig:
 class PolicyConfig:
     """The network: encoder -> recurrent core -> actor and critic heads."""
 
-    core: Literal["lstm", "gru", "none"] = _f("lstm", "Recurrent core; 'none' is the memoryless baseline.")
+    core: Literal["lstm", "gru", "none", "stack"] = _f(
+        "lstm", "Memory core; 'none' is the memoryless baseline, 'stack' a frame stack of the last --stack-len "
+        "encodings (agents/cores.py).")
     hidden_size: int = _f(64, "Units per recurrent layer.")
     num_layers: int = _f(1, "Stacked recurrent layers.")
+    stack_len: int | None = _f(None, "Encodings the 'stack' core keeps (its reach is this many steps, the current "
+                               "one included); none: 4. Only for --core stack.")
     separate_critic: bool = _f(False, "Give the critic its own recurrent core instead of sharing the actor's.")
     carry_across_episodes: bool = _f(
         False, "Never reset the recurrent state at episode ends, so memory runs across episodes (RL^2 style).")
@@ -73,6 +77,11 @@ class PolicyConfig:
         "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")
     forget_bias: float = _f(1.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
+
+    @property
+    def stack_length(self) -> int:
+        """The 'stack' core's K: ``stack_len``, or 4 when not given."""
+        return 4 if self.stack_len is None else self.stack_len
 
 
 @dataclass
@@ -186,8 +195,13 @@ class TrainConfig:
         for name, sizes in (("encoder_sizes", pol.encoder_sizes), ("head_sizes", pol.head_sizes)):
             if any(int(s) <= 0 for s in sizes):
                 raise ConfigError(f"--{_flag(name)} must list positive layer sizes, got {list(sizes)}.")
-        if pol.core not in ("lstm", "gru", "none"):
-            raise ConfigError(f"--core must be one of lstm, gru, none; got {pol.core!r}.")
+        if pol.core not in ("lstm", "gru", "none", "stack"):
+            raise ConfigError(f"--core must be one of lstm, gru, none, stack; got {pol.core!r}.")
+        if pol.stack_len is not None and pol.core != "stack":
+            raise ConfigError(f"--stack-len applies to --core stack only (this run's core is {pol.core!r}); "
+                              f"drop --stack-len or pass --core stack.")
+        if pol.stack_len is not None and pol.stack_len <= 0:
+            raise ConfigError(f"--stack-len must be a positive integer, got {pol.stack_len}.")
         if pol.activation not in ("tanh", "relu"):
             raise ConfigError(f"--activation must be tanh or relu; got {pol.activation!r}.")
         if run.on_nonfinite not in ("stop", "skip"):

@@ -11,7 +11,9 @@ Inputs, in this order:
 
 - ``obs`` (B, *shape): one input per leaf of a Dict / Tuple space, named ``obs.<key>`` /
   ``obs.<index>``; the leaf space's dtype (Discrete: int64, MultiBinary: int8).
-- ``h``, ``c`` (LSTM) or ``h`` (GRU), each (L, B, H) float32; none for core ``none``.
+- the core's state tensors (``agents/cores.py``): ``h``, ``c`` (LSTM) or ``h`` (GRU), each
+  (L, B, H) float32; ``stack`` (K, B, F) for the frame stack (``stack_len`` K in the metadata);
+  none for core ``none``.
 - ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core.
 - ``episode_start`` (B,) float32: 1.0 where ``obs`` is the first observation of an episode.
 
@@ -23,7 +25,7 @@ Outputs, in this order:
 - ``action`` (B, *action shape): the greedy action in the env's format (Discrete start added,
   Box clipped to the bounds, MultiBinary int8).
 - ``value`` (B,): the critic's V(obs).
-- ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``) (L, B, H): feed them back next step.
+- ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``; ``stack_out``): feed them back next step.
 
 Every leaf space the policy accepts (Box vectors and uint8 images, Discrete, MultiDiscrete,
 MultiBinary, nested in Dict / Tuple) exports; the preprocessing (one-hot, scaling, observation
@@ -32,7 +34,7 @@ normalisation) is inside the graph, so a game feeds raw observations.
 Reset rule: in reset mode the graph zeroes the incoming state where ``episode_start`` is 1, before it
 processes ``obs`` -- the rule training used. In carry mode the graph ignores ``episode_start``
 (the input stays, so the signature does not depend on the mode); zero the state yourself to start
-a new series of episodes. Stacking ``(h, c, h_critic, c_critic)`` gives the ``(S, L, B, H)`` state
+a new series of episodes. Stacking ``(h, c, h_critic, c_critic)`` gives the ``(S, L, B, W)`` state
 tensor of ``agents.policy``.
 
 Metadata (ONNX ``metadata_props["mnemo"]``, TorchScript extra file ``mnemo.json``) is one JSON
@@ -125,7 +127,7 @@ class PolicyStep(nn.Module):
         self.policy = policy
         self.leaves = observation_leaves(policy.observation_space)
         self.reset_on_episode_start = not policy.config.carry_across_episodes
-        self.cores = [c for c in (policy.actor_core, policy.critic_core) if c is not None and c.rnn is not None]
+        self.cores = [core for core in policy.cores if core.num_state_tensors]
         # The action head's constants (Box bounds) as buffers of this module: the graph names them "low", "high".
         buffers = policy.action_head.export_buffers()
         self.head_buffers = list(buffers)
@@ -137,7 +139,7 @@ class PolicyStep(nn.Module):
     def state_names(self) -> list[str]:
         names = []
         for suffix, core in zip(("", "_critic"), self.cores, strict=False):
-            names += [f"h{suffix}", f"c{suffix}"] if core.kind == "lstm" else [f"h{suffix}"]
+            names += [f"{name}{suffix}" for name in core.state_names]
         return names
 
     @property
@@ -172,21 +174,11 @@ class PolicyStep(nn.Module):
         keep = (1.0 - episode_start.to(x.dtype)).view(1, -1, 1)
         outputs, new_states, i = [], [], 0
         for core in self.cores:
-            if core.kind == "lstm":
-                h, c = states[i], states[i + 1]
-                i += 2
-                if self.reset_on_episode_start:
-                    h, c = h * keep, c * keep
-                out, (h, c) = core.rnn(x, (h, c))
-                new_states += [h, c]
-            else:
-                h = states[i]
-                i += 1
-                if self.reset_on_episode_start:
-                    h = h * keep
-                out, h = core.rnn(x, h)
-                new_states.append(h)
-            outputs.append(out[0])
+            n = core.num_state_tensors
+            out, core_states = core.export_step(x, states[i:i + n], keep if self.reset_on_episode_start else None)
+            i += n
+            new_states += core_states
+            outputs.append(out)
         actor_hidden = outputs[0] if outputs else features
         critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
@@ -231,6 +223,7 @@ def export_metadata(step: PolicyStep) -> dict:
         "action_kind": head.kind,
         "action_output": first,
         **head.export_metadata(),
+        **policy.actor_core.export_metadata(),
     }
     return meta
 

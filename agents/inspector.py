@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.policy import RecurrentActorCritic, RecurrentCore
+from agents.policy import RecurrentActorCritic
 from agents.spaces import GridEncoder, ImageEncoder, Tree, tree_map
 
 
@@ -151,10 +151,10 @@ def trace_rnn(
     return CoreTrace("lstm" if is_lstm else "gru", quantities, final)
 
 
-def trace_core(core: RecurrentCore, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor) -> CoreTrace:
-    """:func:`trace_rnn` for a policy's RecurrentCore, honouring its reset or carry mode."""
-    if core.rnn is None:
-        raise InspectorError("This core is 'none': it has no recurrent state to trace.")
+def trace_core(core: nn.Module, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor) -> CoreTrace:
+    """:func:`trace_rnn` for a policy's LSTM or GRU core (agents/cores.py), honouring its reset or carry mode."""
+    if not isinstance(getattr(core, "rnn", None), (nn.LSTM, nn.GRU)):
+        raise InspectorError(f"This core is {core.kind!r}: it has no LSTM or GRU to trace.")
     return trace_rnn(core.rnn, x, state, episode_start if core.reset_on_episode_start else None)
 
 
@@ -199,11 +199,23 @@ class MemoryProbe:
                  max_obs_rows: int = 64):
         self.policy = policy
         core = policy.actor_core
-        self.kind = policy.config.core if core.rnn is not None else "none"
-        self.num_layers = policy.config.num_layers if core.rnn is not None else 0
-        self.hidden_size = policy.config.hidden_size
+        self.kind = core.kind
         self.separate_critic = policy.critic_core is not None
         self._actor_states = core.num_state_tensors
+        # What the panel draws per column: a recurrent core's layers, or a stack's slots (oldest first).
+        _, columns, self.hidden_size = core.state_shape
+        if self.kind == "stack":
+            self.num_layers = columns
+            self.column_names = [f"t-{columns - 1 - k}" if k < columns - 1 else "t" for k in range(columns)]
+            self.title = f"Memory: frame stack, {columns} steps × {self.hidden_size} features"
+        elif self.kind == "none":
+            self.num_layers, self.column_names = 0, []
+            self.title = "Memory: none (core = none)"
+        else:
+            self.num_layers = columns
+            self.column_names = [f"layer {k + 1}" for k in range(columns)]
+            self.title = (f"Memory: {self.kind.upper()}, {columns} layer{'s' if columns > 1 else ''} × "
+                          f"{self.hidden_size} units")
         has_image = any(isinstance(m, (ImageEncoder, GridEncoder)) for m in policy.preprocess.modules())
         self.obs_size = 0 if has_image or policy.preprocess.out_features > max_obs_rows \
             else policy.preprocess.out_features
@@ -217,8 +229,9 @@ class MemoryProbe:
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        """The quantities the panel draws per layer (the LSTM candidate g is traced but not drawn)."""
-        return {"lstm": ("i", "f", "o", "c", "h"), "gru": ("r", "z", "n", "h")}.get(self.kind, ())
+        """The quantities the panel draws per layer (the LSTM candidate g is traced but not drawn; x: a stacked
+        encoding)."""
+        return {"lstm": ("i", "f", "o", "c", "h"), "gru": ("r", "z", "n", "h"), "stack": ("x",)}.get(self.kind, ())
 
     @torch.no_grad()
     def read(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, action: torch.Tensor,
@@ -236,7 +249,10 @@ class MemoryProbe:
         policy = self.policy
         pre = policy.preprocess(obs)
         layers: list[dict[str, np.ndarray]] = []
-        if self.kind != "none":
+        if self.kind == "stack":  # the memory is the encodings themselves: read the new stack
+            _, stack = policy.actor_core.step(policy.encoder(pre), state[: self._actor_states], episode_start)
+            layers = [{"x": stack[0, k, 0].cpu().numpy()} for k in range(self.num_layers)]
+        elif self.kind != "none":
             features = policy.encoder(pre).unsqueeze(0)  # (1, 1, F)
             trace = trace_core(policy.actor_core, features, state[: self._actor_states], episode_start.unsqueeze(0))
             if next_state is not None:

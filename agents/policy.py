@@ -1,12 +1,15 @@
-"""RecurrentActorCritic: encode -> recurrent core (lstm | gru | none) -> actor and critic heads.
+"""RecurrentActorCritic: encode -> memory core (lstm | gru | none | stack) -> actor and critic heads.
 
-The recurrent state is one tensor ``state: (S, L, B, H)``:
+The recurrent state is one tensor ``state: (S, L, B, W)``, laid out by the core
+(``agents/cores.py``, which also says what S, L and W mean for each core):
 
-- ``S`` stacks the state tensors: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU,
-  nothing for ``none`` (S = 0); with a separate critic core the critic's
-  tensors follow the actor's (e.g. ``(h_pi, c_pi, h_vf, c_vf)``).
-- ``L`` is the number of layers, ``B`` the batch (envs or agents), ``H`` the
-  hidden size.
+- ``S`` stacks the named state tensors: ``(h, c)`` for an LSTM, ``(h,)`` for a
+  GRU, ``(stack,)`` for a frame stack, nothing for ``none`` (S = 0); with a
+  separate critic core the critic's tensors follow the actor's (e.g.
+  ``(h_pi, c_pi, h_vf, c_vf)``).
+- ``B`` is the batch (envs or agents), always dim 2; ``L`` and ``W`` are the
+  core's (layers and hidden size for an LSTM / GRU, K slots of F features for
+  a stack).
 
 One tensor keeps the rollout buffer, the collector, checkpoints and the game
 runtime free of per-core special cases.
@@ -27,6 +30,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.config import PolicyConfig
+from agents.cores import make_core
 from agents.distributions import Distribution, check_action_space, make_action_head
 from agents.noise import CorrelatedNoise
 from agents.spaces import (
@@ -65,118 +69,6 @@ def init_image_encoders(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-class RecurrentCore(nn.Module):
-    """An nn.LSTM / nn.GRU (or nothing) that honours episode starts.
-
-    ``forward(x: (T, B, F), state: (S, L, B, H), episode_start: (T, B))``
-    returns ``(out: (T, B, H), new_state: (S, L, B, H))``. In reset mode the
-    state is zeroed for envs whose ``episode_start`` is 1, before that step.
-
-    Speed: when no episode starts inside the sequence (t > 0) -- always true
-    for training sequences, which are cut at episode starts -- this is ONE
-    fused ``nn.LSTM`` call. Otherwise the sequence is split at the times where
-    some env starts an episode and each segment is one fused call.
-    """
-
-    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0):
-        super().__init__()
-        self.kind = kind
-        self.reset_on_episode_start = reset_on_episode_start
-        self.num_layers, self.hidden_size = num_layers, hidden_size
-        if kind == "lstm":
-            self.rnn: nn.Module | None = nn.LSTM(input_size, hidden_size, num_layers)
-            self.num_state_tensors = 2
-        elif kind == "gru":
-            self.rnn = nn.GRU(input_size, hidden_size, num_layers)
-            self.num_state_tensors = 1
-        elif kind == "none":
-            self.rnn, self.num_state_tensors = None, 0
-        else:
-            raise ValueError(f"Unknown core {kind!r}; choose lstm, gru or none.")
-        self.out_features = hidden_size if self.rnn is not None else input_size
-        if self.rnn is not None and ortho_init:
-            for name, param in self.rnn.named_parameters():
-                if "bias" in name:
-                    nn.init.zeros_(param)
-                else:
-                    nn.init.orthogonal_(param, 1.0)
-        if kind == "lstm" and forget_bias:
-            with torch.no_grad():
-                for layer in range(num_layers):
-                    # PyTorch's gate order is (i, f, g, o): the second quarter is the forget gate.
-                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size:2 * hidden_size] += forget_bias
-
-    def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.shape[0] == 1 and x.device.type == "cpu":
-            out, new_state = self._run_one_step(x[0], state)
-            return out.unsqueeze(0), new_state
-        if self.kind == "lstm":
-            out, (h, c) = self.rnn(x, (state[0], state[1]))
-            return out, torch.stack((h, c))
-        out, h = self.rnn(x, state[0])
-        return out, h.unsqueeze(0)
-
-    def _run_one_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step, layer by layer with the fused cell kernels: x (B, F) -> out (B, H), new state.
-
-        On CPU a length-1 ``nn.LSTM`` call goes through oneDNN's sequence
-        kernel and costs several times more than ``torch.lstm_cell``; the
-        rollout and the game runtime call this every step. Same weights, same
-        math: results agree with ``nn.LSTM`` to float rounding (~1e-7).
-        """
-        new_states = []
-        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.rnn.all_weights):
-            if self.kind == "lstm":
-                h, c = torch.lstm_cell(x, (state[0, layer], state[1, layer]), w_ih, w_hh, b_ih, b_hh)
-                new_states.append(torch.stack((h, c)))
-            else:
-                h = torch.gru_cell(x, state[0, layer], w_ih, w_hh, b_ih, b_hh)
-                new_states.append(h.unsqueeze(0))
-            x = h
-        return x, (new_states[0].unsqueeze(1) if len(new_states) == 1 else torch.stack(new_states, dim=1))
-
-    def step(
-        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step for B envs (the rollout's and the runtime's path), without a time dim.
-
-        Args:
-            x: (B, F) features; state: (S, L, B, H); episode_start: (B,).
-
-        Returns:
-            out (B, H) and the new state (S, L, B, H): what ``forward`` returns for T = 1.
-        """
-        if self.rnn is None:
-            return x, state
-        if self.reset_on_episode_start:
-            state = state * (1.0 - episode_start.to(x.dtype)).view(1, 1, -1, 1)
-        if x.device.type == "cpu":
-            return self._run_one_step(x, state)
-        out, new_state = self._run(x.unsqueeze(0), state)
-        return out[0], new_state
-
-    def forward(
-        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.rnn is None:
-            return x, state
-        if not self.reset_on_episode_start:
-            return self._run(x, state)
-        first_keep = (1.0 - episode_start[0].to(x.dtype)).view(1, 1, -1, 1)
-        # Training sequences never have an episode start after their first step (one check, no split).
-        if x.shape[0] == 1 or not bool(episode_start[1:].any()):
-            return self._run(x, state * first_keep)
-        # Times t > 0 where any env begins an episode split the sequence into fused segments.
-        keep = 1.0 - episode_start.to(x.dtype)  # (T, B)
-        cuts = (episode_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
-        outputs = []
-        for start, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
-            out, state = self._run(x[start:end], state * keep[start].view(1, 1, -1, 1))
-            outputs.append(out)
-        return torch.cat(outputs), state
-
-
 @dataclass
 class StepOutput:
     """What one rollout step produces for a batch of B envs."""
@@ -184,7 +76,7 @@ class StepOutput:
     action: torch.Tensor  # (B, *action_shape)
     logprob: torch.Tensor  # (B,)
     value: torch.Tensor  # (B,)
-    state: torch.Tensor  # (S, L, B, H): the state after processing obs_t
+    state: torch.Tensor  # (S, L, B, W): the state after processing obs_t
 
 
 class RecurrentActorCritic(nn.Module):
@@ -201,7 +93,6 @@ class RecurrentActorCritic(nn.Module):
         check_observation_space(observation_space)
         check_action_space(action_space)
         self.observation_space, self.action_space, self.config = observation_space, action_space, config
-        reset = not config.carry_across_episodes
 
         # normalize_obs None: the space decides (agents/spaces.py, needs_obs_normalization).
         self.normalize_obs = (config.normalize_obs if config.normalize_obs is not None
@@ -210,10 +101,11 @@ class RecurrentActorCritic(nn.Module):
         if config.ortho_init:
             init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
-        core_args = (config.core, features, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                     config.forget_bias)
-        self.actor_core = RecurrentCore(*core_args)
-        self.critic_core = RecurrentCore(*core_args) if config.separate_critic and config.core != "none" else None
+        self.actor_core = make_core(config, features)
+        # A core without weights (none, stack) would compute exactly the actor's memory again: the critic reads
+        # the actor's core then (its head MLP is its own either way).
+        has_weights = any(True for _ in self.actor_core.parameters())
+        self.critic_core = make_core(config, features) if config.separate_critic and has_weights else None
         core_out = self.actor_core.out_features
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
@@ -226,15 +118,20 @@ class RecurrentActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ state
     @property
+    def cores(self) -> list[nn.Module]:
+        """The memory cores in the state's order: the actor's, then the critic's when it has its own."""
+        return [self.actor_core] if self.critic_core is None else [self.actor_core, self.critic_core]
+
+    @property
     def state_shape(self) -> tuple[int, int, int]:
-        """(S, L, H): the state tensor's shape without the batch dim."""
-        s = self._actor_states * (2 if self.critic_core is not None else 1)
-        return (s, self.config.num_layers, self.config.hidden_size)
+        """(S, L, W): the state tensor's shape without the batch dim (the cores' S summed; see agents/cores.py)."""
+        s, layers, width = self.actor_core.state_shape
+        return (s * (2 if self.critic_core is not None else 1), layers, width)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """Zero state (S, L, B, H)."""
-        s, layers, hidden = self.state_shape
-        return torch.zeros(s, layers, batch_size, hidden, device=device)
+        """Zero state (S, L, B, W)."""
+        s, layers, width = self.state_shape
+        return torch.zeros(s, layers, batch_size, width, device=device)
 
     # ------------------------------------------------------------------ shared path
     def encode(self, obs: Tree) -> torch.Tensor:
@@ -248,7 +145,7 @@ class RecurrentActorCritic(nn.Module):
     def actor_memory(
         self, features: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The actor's core over features (T, B, F) from the full state (S, L, B, H) -> (T, B, H), actor state."""
+        """The actor's core over features (T, B, F) from the full state (S, L, B, W) -> (T, B, O), actor state."""
         return self.actor_core(features, state[: self._actor_states], episode_start)
 
     def critic_memory(
@@ -264,12 +161,12 @@ class RecurrentActorCritic(nn.Module):
 
         Args:
             obs: leaves (T, B, *shape).
-            state: (S, L, B, H), the state before obs[0].
+            state: (S, L, B, W), the state before obs[0].
             episode_start: (T, B), 1 where obs[t] begins an episode.
 
         Returns:
             actor features (T, B, F), critic features (T, B, F) (the same tensor when the critic
-            shares the core), final state (S, L, B, H).
+            shares the core), final state (S, L, B, W).
         """
         features = self.encode_sequence(obs, *episode_start.shape)
         hidden, new_actor_state = self.actor_memory(features, state, episode_start)
@@ -290,11 +187,11 @@ class RecurrentActorCritic(nn.Module):
 
         Args:
             obs: leaves (T, B, *shape).
-            state: (S, L, B, H), the state before obs[0].
+            state: (S, L, B, W), the state before obs[0].
             episode_start: (T, B), 1 where obs[t] begins an episode.
 
         Returns:
-            dist over actions with batch (T*B,), value (T, B), final state (S, L, B, H).
+            dist over actions with batch (T*B,), value (T, B), final state (S, L, B, W).
         """
         t_len, batch = episode_start.shape
         hidden, critic_hidden, new_state = self.memory(obs, state, episode_start)
@@ -313,7 +210,7 @@ class RecurrentActorCritic(nn.Module):
         generator: torch.Generator | None = None,
         noise: CorrelatedNoise | None = None,
     ) -> StepOutput:
-        """One step for B envs: obs leaves (B, *shape), state (S, L, B, H), episode_start (B,).
+        """One step for B envs: obs leaves (B, *shape), state (S, L, B, W), episode_start (B,).
 
         ``noise`` (rollouts with ``--noise-correlation``) supplies the sampling noise instead of fresh draws.
         """
@@ -333,7 +230,7 @@ class RecurrentActorCritic(nn.Module):
     def _one_step(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
-        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, H).
+        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W).
 
         Called every rollout step, so it skips the sequence path's reshapes and segment checks.
         """
@@ -354,7 +251,7 @@ class RecurrentActorCritic(nn.Module):
 
         Args:
             obs: leaves (T, M, *shape) for M sequences (padded at the end).
-            start_state: (S, L, M, H), each sequence's stored start state.
+            start_state: (S, L, M, W), each sequence's stored start state.
             episode_start: (T, M).
             actions: (T, M, *action_shape).
 

@@ -28,9 +28,10 @@ ends: do not call ``reset()`` between the episodes of one series; ``reset()``
 still gives a fresh zero state (the start of a new series, as at the start of
 training).
 
-Speed: ``act()`` calls the network's pieces directly (``torch.lstm_cell`` /
-``torch.gru_cell`` per layer instead of ``nn.LSTM``, whose CPU path goes
-through oneDNN and costs ~50 us of setup per call at one step), keeps every
+Speed: ``act()`` calls the network's pieces directly (each core's
+``step_in_place``: ``torch.lstm_cell`` / ``torch.gru_cell`` per layer instead of
+``nn.LSTM``, whose CPU path goes through oneDNN and costs ~50 us of setup per
+call at one step, writing the new state into the storage), keeps every
 agent's state in one preallocated tensor, and takes ``torch.from_numpy`` views
 of float observations. The figures are in docs/runtime.md
 (``benchmarks/runner_latency.py``). Results equal ``policy.step`` to float
@@ -63,7 +64,7 @@ from agents.agent_ids import (
 from agents.checkpoint import LATEST, load_policy
 from agents.config import TrainConfig
 from agents.obs_input import ObservationError, to_tensor_tree
-from agents.policy import RecurrentActorCritic, RecurrentCore
+from agents.policy import RecurrentActorCritic
 from agents.spaces import Tree, is_image_space, tree_stack
 
 
@@ -98,13 +99,14 @@ class PolicyRunner:
         self.observation_space = policy.observation_space
         self.action_space = policy.action_space
 
-        self._cores = [plan for plan in map(_cell_plan, (policy.actor_core, policy.critic_core)) if plan is not None]
+        self._cores = [core for core in policy.cores if core.num_state_tensors]
         self._encoder = _fast_mlp(policy.encoder)
         self._actor_mlp = _fast_mlp(policy.actor_mlp)
         self._critic_mlp = _fast_mlp(policy.critic_mlp)
         self._head_linear = _fast_mlp(policy.action_head.linear)
         self._shared_critic = policy.critic_core is None
-        self._state_shape = policy.state_shape  # (S, L, H)
+        self._view_counts = [core.num_state_tensors * policy.state_shape[1] for core in self._cores]
+        self._state_shape = policy.state_shape  # (S, L, W)
         self._slots: dict[Hashable, int] = {}
         self._free: list[int] = []  # a heap, so that agents joining together get neighbouring slots
         self._fresh: set[int] = set()  # slots whose next act() is an episode start
@@ -174,12 +176,12 @@ class PolicyRunner:
                 heapq.heappush(self._free, slot)
 
     def get_state(self, agent_id: Hashable = SINGLE_AGENT_ID) -> torch.Tensor:
-        """A copy of one agent's recurrent state ``(S, L, H)`` (see agents/policy.py for the layout)."""
+        """A copy of one agent's recurrent state ``(S, L, W)`` (see agents/cores.py for the layout)."""
         (slot,) = self._known_slots([agent_id], "get_state")
         return self._storage[:, :, slot].clone()
 
     def set_state(self, agent_id: Hashable, state: torch.Tensor) -> None:
-        """Overwrite one agent's recurrent state ``(S, L, H)``; an unknown id joins with this state."""
+        """Overwrite one agent's recurrent state ``(S, L, W)``; an unknown id joins with this state."""
         state = torch.as_tensor(state)
         if tuple(state.shape) != tuple(self._state_shape):
             raise ValueError(f"set_state: expected a state of shape (S, L, H) = {tuple(self._state_shape)}, "
@@ -264,7 +266,7 @@ class PolicyRunner:
     def _advance(self, obs: Tree, slots: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode obs (B, ...), run every core one step from the agents' states, store the new states.
 
-        Returns the actor core's output (B, H) (the features for a core-less policy) and the critic core's.
+        Returns the actor core's output (B, O) (the features for a core-less policy) and the critic core's.
         """
         x = self._encoder(self.policy.preprocess(obs))
         if not self._cores:
@@ -278,32 +280,17 @@ class PolicyRunner:
             gathered = self._storage.index_select(2, index)
             s, layers = self._state_shape[:2]
             views = [gathered[i, layer] for i in range(s) for layer in range(layers)]
-        layers = self._state_shape[1]
         outputs = []
-        offset = 0  # index into views: state tensor i, layer l -> (i * L + l)
-        for kind, weights in self._cores:
-            inp = x
-            if kind == "lstm":
-                for layer, w in enumerate(weights):
-                    h_view, c_view = views[offset + layer], views[offset + layers + layer]
-                    h, c = torch.lstm_cell(inp, (h_view, c_view), *w)
-                    h_view.copy_(h)
-                    c_view.copy_(c)
-                    inp = h
-                offset += 2 * layers
-            else:
-                for layer, w in enumerate(weights):
-                    h_view = views[offset + layer]
-                    inp = torch.gru_cell(inp, h_view, *w)
-                    h_view.copy_(inp)
-                offset += layers
-            outputs.append(inp)
+        offset = 0  # index into views: state tensor i, slot l -> (i * L + l)
+        for core, size in zip(self._cores, self._view_counts, strict=True):
+            outputs.append(core.step_in_place(x, views[offset:offset + size]))
+            offset += size
         if gathered is not None:
             self._storage.index_copy_(2, index, gathered)
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def _contiguous_views(self, start: int, batch: int) -> list[torch.Tensor]:
-        """Views (B, H) into the storage for slots start..start+B, one per (state tensor, layer); cached."""
+        """Views (B, W) into the storage for slots start..start+B, one per (state tensor, layer); cached."""
         views = self._views.get((start, batch))
         if views is None:
             s, layers = self._state_shape[:2]
@@ -362,19 +349,6 @@ class PolicyRunner:
 
 
 # --------------------------------------------------------------------------- helpers
-def _cell_plan(core: RecurrentCore | None) -> tuple[str, list[tuple[nn.Parameter, ...]]] | None:
-    """(kind, per-layer (w_ih, w_hh, b_ih, b_hh)) of a core's nn.LSTM / nn.GRU, or None for core 'none'.
-
-    The tensors are the module's own parameters, so in-place weight updates (load_state_dict) are seen.
-    """
-    if core is None or core.rnn is None:
-        return None
-    rnn = core.rnn
-    weights = [tuple(getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-               for layer in range(rnn.num_layers)]
-    return core.kind, weights
-
-
 def _fast_mlp(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The same function as ``module`` (an MLP from ``agents.policy.mlp``) without nn.Module call overhead.
 

@@ -47,6 +47,7 @@ def export_both(policy, tmp_path):
 
 @pytest.mark.parametrize("core, layers, separate", [
     ("lstm", 1, False), ("lstm", 2, False), ("gru", 1, False), ("gru", 2, False), ("lstm", 2, True), ("gru", 1, True),
+    ("stack", 1, False), ("stack", 1, True),
 ])
 def test_exports_match_torch_over_rollouts_with_resets(tmp_path, core, layers, separate):
     policy = make_policy(core=core, num_layers=layers, separate_critic=separate)
@@ -56,7 +57,8 @@ def test_exports_match_torch_over_rollouts_with_resets(tmp_path, core, layers, s
         assert report["actions_equal"]
 
 
-@pytest.mark.parametrize("kwargs", [{"core": "none"}, {"carry_across_episodes": True}, {"normalize_obs": True}])
+@pytest.mark.parametrize("kwargs", [{"core": "none"}, {"carry_across_episodes": True}, {"normalize_obs": True},
+                                    {"core": "stack", "stack_len": 3, "carry_across_episodes": True}])
 def test_exports_match_torch_for_other_modes(tmp_path, kwargs):
     policy = make_policy(**kwargs)
     if kwargs.get("normalize_obs"):

@@ -6,8 +6,9 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
+from agents.cores import GRUCore, LSTMCore, RNNCore
 from agents.inspector import InspectorError, MemoryProbe, trace_core, trace_rnn
-from agents.policy import RecurrentActorCritic, RecurrentCore
+from agents.policy import RecurrentActorCritic
 from envs.games.memory_panel import BLUE_WHITE_RED, EMPTY, VIRIDIS, MemoryPanel, _nice_ceil, colormap
 from envs.games.text import TextRenderer
 
@@ -22,9 +23,9 @@ def _episode_starts() -> torch.Tensor:
     return start
 
 
-def _random_core(kind: str, layers: int, reset: bool = True) -> RecurrentCore:
+def _random_core(kind: str, layers: int, reset: bool = True) -> RNNCore:
     torch.manual_seed(0)
-    core = RecurrentCore(kind, F, H, layers, reset)
+    core = {"lstm": LSTMCore, "gru": GRUCore}[kind](F, H, layers, reset)
     with torch.no_grad():
         for p in core.rnn.parameters():  # non-zero biases too (the policy zero-initialises them)
             p.normal_(0.0, 0.5)

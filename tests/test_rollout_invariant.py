@@ -26,8 +26,9 @@ def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="dis
             rollouts=2, noise_correlation=0.0, device="cpu"):
     envs = make_vector_env("tests/Boundary-v0", 4, {"action_kind": action_kind})
     torch.manual_seed(seed)
-    cfg = PolicyConfig(core=core, num_layers=layers, hidden_size=16, separate_critic=separate,
-                       carry_across_episodes=carry, normalize_obs=True)
+    sizes = {"stack_len": 2 * layers} if core == "stack" else {"num_layers": layers}  # stack: K = 2 or 4
+    cfg = PolicyConfig(core=core, hidden_size=16, separate_critic=separate, carry_across_episodes=carry,
+                       normalize_obs=True, **sizes)
     device = torch.device(device)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg).to(device)
     gen = torch.Generator(device).manual_seed(seed)
@@ -42,7 +43,7 @@ def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="dis
     return policy, collector, buf
 
 
-CASES = list(itertools.product(["lstm", "gru", "none"], [1, 2], [False, True], [False, True]))
+CASES = list(itertools.product(["lstm", "gru", "none", "stack"], [1, 2], [False, True], [False, True]))
 
 
 @pytest.mark.parametrize(("core", "layers", "separate", "carry"), CASES)
@@ -126,7 +127,7 @@ def test_stored_state_is_reset_semantics_consistent():
 def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monkeypatch):
     """The speed rule: no Python loop over timesteps in the update (one fused call per core per minibatch)."""
     from agents.config import PPOConfig
-    from agents.policy import RecurrentCore
+    from agents.cores import RNNCore
     from agents.ppo import ppo_update
 
     policy, collector, buf = collect(separate=True, carry=carry)
@@ -135,8 +136,8 @@ def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monk
                            collector.bootstrap_value(), 0.99, 0.95)
     batch = gather_sequences(buf, seqs, adv, ret)
     calls = []
-    original = RecurrentCore._run
-    monkeypatch.setattr(RecurrentCore, "_run", lambda self, x, s: calls.append(x.shape[0]) or original(self, x, s))
+    original = RNNCore._run
+    monkeypatch.setattr(RNNCore, "_run", lambda self, x, s: calls.append(x.shape[0]) or original(self, x, s))
     monkeypatch.setattr("agents.ppo.length_buckets", lambda lengths: [np.arange(len(lengths))])  # one group
     cfg = PPOConfig(num_minibatches=3, update_epochs=2)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)

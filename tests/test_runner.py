@@ -54,6 +54,7 @@ def random_obs(space, n, seed):
 
 @pytest.mark.parametrize("kwargs", [
     {}, {"core": "gru"}, {"num_layers": 2, "separate_critic": True}, {"core": "none"}, {"hidden_size": 64},
+    {"core": "stack"}, {"core": "stack", "stack_len": 2, "separate_critic": True},
 ])
 def test_single_agent_matches_policy_step_across_episode_resets(kwargs):
     policy = make_policy(**kwargs)

@@ -1,6 +1,6 @@
 """The sequence path (training) equals the step-by-step path (rollout, runtime).
 
-Outputs, values and final states agree for LSTM and GRU, 1 and 2 layers,
+Outputs, values and final states agree for LSTM, GRU and the frame stack, 1 and 2 layers,
 shared and separate critic, reset and carry mode, with episode starts inside
 the sequence.
 """
@@ -13,9 +13,21 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
-from agents.policy import RecurrentActorCritic, RecurrentCore
+from agents.cores import GRUCore, LSTMCore, StackCore
+from agents.policy import RecurrentActorCritic
 
-CASES = list(itertools.product(["lstm", "gru"], [1, 2], [False, True], [False, True]))
+CASES = list(itertools.product(["lstm", "gru", "stack"], [1, 2], [False, True], [False, True]))
+
+
+def _core_sizes(kind: str, layers: int) -> dict:
+    """num_layers for a recurrent core; for the stack, K = 3 or 6 (reaching past the episode starts inside)."""
+    return {"stack_len": 3 * layers} if kind == "stack" else {"num_layers": layers}
+
+
+def _core(kind: str, input_size: int, width: int, layers: int, reset: bool):
+    if kind == "stack":
+        return StackCore(input_size, 3 * layers, reset)
+    return {"lstm": LSTMCore, "gru": GRUCore}[kind](input_size, width, layers, reset)
 
 
 def _episode_starts(t_len: int, batch: int, seed: int) -> torch.Tensor:
@@ -31,8 +43,8 @@ def _episode_starts(t_len: int, batch: int, seed: int) -> torch.Tensor:
 def test_policy_sequence_equals_steps(kind, layers, separate, carry):
     torch.manual_seed(0)
     obs_space = spaces.Box(-1, 1, (5,), np.float32)
-    cfg = PolicyConfig(core=kind, num_layers=layers, hidden_size=16, separate_critic=separate,
-                       carry_across_episodes=carry)
+    cfg = PolicyConfig(core=kind, hidden_size=16, separate_critic=separate, carry_across_episodes=carry,
+                       **_core_sizes(kind, layers))
     policy = RecurrentActorCritic(obs_space, spaces.Discrete(4), cfg)
     t_len, batch = 20, 6
     obs = torch.randn(t_len, batch, 5)
@@ -55,24 +67,27 @@ def test_policy_sequence_equals_steps(kind, layers, separate, carry):
     torch.testing.assert_close(seq_final, state, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("kind", "layers"), [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)])
+@pytest.mark.parametrize(("kind", "layers"), [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2), ("stack", 1)])
 def test_core_reset_zeroes_state_before_the_step(kind, layers):
     """Reset mode: an episode start behaves exactly like starting from a zero state."""
     torch.manual_seed(0)
-    core = RecurrentCore(kind, 3, 8, layers, reset_on_episode_start=True)
+    core = _core(kind, 3, 8, layers, reset=True)
     x = torch.randn(4, 2, 3)
-    state = torch.randn(core.num_state_tensors, layers, 2, 8)
+    s, slots, width = core.state_shape
+    state = torch.randn(s, slots, 2, width)
     starts = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
     with torch.no_grad():
         out, _ = core(x, state, starts)
-        fresh, _ = core(x[1:, 1:], torch.zeros(core.num_state_tensors, layers, 1, 8), torch.zeros(3, 1))
+        fresh, _ = core(x[1:, 1:], torch.zeros(s, slots, 1, width), torch.zeros(3, 1))
     torch.testing.assert_close(out[1:, 1:], fresh, atol=1e-6, rtol=0)
 
 
-def test_carry_mode_ignores_episode_starts():
+@pytest.mark.parametrize("kind", ["lstm", "stack"])
+def test_carry_mode_ignores_episode_starts(kind):
     torch.manual_seed(0)
-    core = RecurrentCore("lstm", 3, 8, 1, reset_on_episode_start=False)
-    x, state = torch.randn(4, 2, 3), torch.randn(2, 1, 2, 8)
+    core = _core(kind, 3, 8, 1, reset=False)
+    s, slots, width = core.state_shape
+    x, state = torch.randn(4, 2, 3), torch.randn(s, slots, 2, width)
     with torch.no_grad():
         with_starts, _ = core(x, state, torch.ones(4, 2))
         without, _ = core(x, state, torch.zeros(4, 2))

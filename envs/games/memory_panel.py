@@ -66,6 +66,7 @@ _QUANTITY_STYLE: dict[str, tuple[str, str, np.ndarray, tuple[float, float] | Non
     "r": ("reset gate", "r", VIRIDIS, (0.0, 1.0)),
     "z": ("update gate", "z", VIRIDIS, (0.0, 1.0)),
     "n": ("candidate", "n", BLUE_WHITE_RED, (-1.0, 1.0)),
+    "x": ("encoding", "x", BLUE_WHITE_RED, None),  # unbounded: scaled like c
 }
 
 _M = 14          # outer margin
@@ -119,10 +120,11 @@ class MemoryPanel:
         """Add the newest step; running scales only grow, so colours keep their meaning within a video."""
         self.readouts.append(readout)
         for layer in readout.layers:
-            if "c" in layer:
-                # A robust scale (95th percentile of |c|) so a few large units saturate instead of washing out
-                # the rest, rounded up to 1, 2, 5, 10, ... so that it changes rarely during a video.
-                self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer["c"]), 95))))
+            for q in ("c", "x"):
+                if q in layer:
+                    # A robust scale (95th percentile of |c|) so a few large units saturate instead of washing
+                    # out the rest, rounded up to 1, 2, 5, 10, ... so that it changes rarely during a video.
+                    self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer[q]), 95))))
         if readout.obs is not None and readout.obs.size:
             self.obs_scale = max(self.obs_scale, float(np.abs(readout.obs).max()))
         self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
@@ -217,21 +219,15 @@ class MemoryPanel:
         if surface is None:
             surface = pygame.Surface((lay.width, lay.height))
         surface.fill(BACKGROUND)
-        kind_name = {"lstm": "LSTM", "gru": "GRU", "none": "no recurrent core"}[p.kind]
-        if p.kind == "none":
-            title = "Memory: none (core = none)"
-        else:
-            layers = f"{p.num_layers} layer{'s' if p.num_layers > 1 else ''}"
-            title = f"Memory: {kind_name}, {layers} × {p.hidden_size} units"
-        self.text.draw(surface, title, (_M, lay.rows["title"]), _TITLE)
+        self.text.draw(surface, p.title, (_M, lay.rows["title"]), _TITLE)
         subtitle = f"rows: units, columns: the last {self.history} steps (newest right)"
         if p.separate_critic:
             subtitle += "; actor core shown"
         self.text.draw(surface, subtitle, (_M, lay.rows["subtitle"]), _SMALL, DIM)
 
         if p.kind != "none":
-            for k in range(p.num_layers):
-                self.text.draw(surface, f"layer {k + 1}", (self._column_x(k), lay.rows["headers"]), _SMALL, DIM)
+            for k, name in enumerate(p.column_names):
+                self.text.draw(surface, name, (self._column_x(k), lay.rows["headers"]), _SMALL, DIM)
         if p.obs_size:
             y = lay.rows["obs"]
             self._label(surface, y, "observation x", f"±{self.obs_scale:.3g}")
@@ -391,7 +387,9 @@ class MemoryPanel:
             gate_text, state_text = "gates r, z", "n, h (c scaled)"
         else:
             gate_text, state_text = "gates i, f, o", "states c, h"
-        if self.probe.kind != "none":
+        if self.probe.kind == "stack":
+            entries = [("encodings x (scaled)", BLUE_WHITE_RED, ("-1", "+1"))]
+        elif self.probe.kind != "none":
             entries = [(gate_text, VIRIDIS, ("0", "1")), (state_text, BLUE_WHITE_RED, ("-1", "+1"))]
         else:
             entries = [("probabilities", VIRIDIS, ("0", "1"))]

@@ -1,0 +1,350 @@
+"""Memory cores: what sits between the encoder and the heads, behind one interface.
+
+A core owns its state: how many tensors, their names, their shape, and how one step and a sequence
+of steps update it. Everything else (policy, rollout buffer, collector, checkpoint, game runtime,
+export) asks the core and never switches on its kind.
+
+The state layout: a core's state is ONE tensor ``(S, L, B, W)`` (``B`` the batch of envs or agents)
+whose sizes the core declares as ``state_shape = (S, L, W)``: ``S`` named tensors (``state_names``),
+each ``(L, B, W)``. The batch is always dim 2, so the buffer, the collector and the runtime index and
+store states without knowing what S, L and W mean:
+
+=========  ===============  ====================  ====================================
+core       state_names      (S, L, W)             output to the heads (B, out_features)
+=========  ===============  ====================  ====================================
+lstm       h, c             (2, layers, hidden)   the last layer's h (hidden)
+gru        h                (1, layers, hidden)   the last layer's h (hidden)
+none       (none)           (0, layers, hidden)   the encoder's features (F)
+stack      stack            (1, K, F)             the last K encodings, oldest first (K * F)
+=========  ===============  ====================  ====================================
+
+Every core honours episode starts the same way: ``state`` is the state before ``x[t]``; in reset mode
+it is zeroed where ``episode_start[t]`` is 1, before ``x[t]`` is processed. The sequence path
+(``forward``, training) and the one-step paths (``step`` for rollouts, ``step_in_place`` for the game
+runtime, ``export_step`` for ONNX / TorchScript) compute the same function.
+
+Interface (duck-typed; no base class):
+
+- ``kind``, ``state_names``, ``state_shape``, ``out_features``, ``reset_on_episode_start``
+- ``forward(x (T, B, F), state (S, L, B, W), episode_start (T, B)) -> out (T, B, O), new state``
+- ``step(x (B, F), state, episode_start (B,)) -> out (B, O), new state``
+- ``step_in_place(x (B, F), views) -> out (B, O)``: the state as ``S * L`` tensors ``(B, W)`` (tensor
+  i, slot l at ``i * L + l``), updated in place; the caller has already zeroed it where an episode starts.
+- ``export_step(x (1, B, F), states [(L, B, W)] * S, keep (1, B, 1) | None) -> out (B, O), new states``:
+  traceable ops only (``nn.LSTM`` / ``nn.GRU`` become ONNX LSTM / GRU ops); ``keep`` is None in carry mode.
+- ``export_metadata() -> dict``: extra keys for an export's metadata.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from agents.config import PolicyConfig
+
+
+def _zero_started(state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+    """state (S, L, B, W) with the envs whose episode_start (B,) is 1 zeroed."""
+    return state * (1.0 - episode_start.to(state.dtype)).view(1, 1, -1, 1)
+
+
+class RNNCore(nn.Module):
+    """An nn.LSTM / nn.GRU that honours episode starts (LSTMCore, GRUCore).
+
+    Speed: when no episode starts inside the sequence (t > 0) -- always true for training sequences,
+    which are cut at episode starts -- ``forward`` is ONE fused ``nn.LSTM`` / ``nn.GRU`` call. Otherwise
+    the sequence is split at the times where some env starts an episode and each segment is one fused call.
+    """
+
+    kind = ""
+    state_names: tuple[str, ...] = ()
+    rnn_class: type[nn.Module] = nn.Module
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
+                 ortho_init: bool = True):
+        super().__init__()
+        self.reset_on_episode_start = reset_on_episode_start
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+        self.rnn = self.rnn_class(input_size, hidden_size, num_layers)
+        self.out_features = hidden_size
+        if ortho_init:
+            for name, param in self.rnn.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.orthogonal_(param, 1.0)
+
+    @property
+    def num_state_tensors(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        return (self.num_state_tensors, self.num_layers, self.hidden_size)
+
+    def export_metadata(self) -> dict:
+        return {}
+
+    # The kind-specific parts: the fused call and one layer's cell.
+    def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _cell(self, x: torch.Tensor, views: Sequence[torch.Tensor], layer: int,
+              weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """One layer, one step from the state tensors ``views`` (B, H): the new state tensors, h first."""
+        raise NotImplementedError
+
+    def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[0] == 1 and x.device.type == "cpu":
+            out, new_state = self._run_one_step(x[0], state)
+            return out.unsqueeze(0), new_state
+        return self._fused(x, state)
+
+    def _run_one_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step, layer by layer with the fused cell kernels: x (B, F) -> out (B, H), new state.
+
+        On CPU a length-1 ``nn.LSTM`` call goes through oneDNN's sequence
+        kernel and costs several times more than ``torch.lstm_cell``; the
+        rollout and the game runtime call this every step. Same weights, same
+        math: results agree with ``nn.LSTM`` to float rounding (~1e-7).
+        """
+        new_states = []
+        for layer, weights in enumerate(self.rnn.all_weights):
+            tensors = self._cell(x, [state[i, layer] for i in range(self.num_state_tensors)], layer, weights)
+            new_states.append(torch.stack(tensors))
+            x = tensors[0]
+        return x, (new_states[0].unsqueeze(1) if len(new_states) == 1 else torch.stack(new_states, dim=1))
+
+    def step(
+        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step for B envs (the rollout's path), without a time dim: what ``forward`` returns for T = 1."""
+        if self.reset_on_episode_start:
+            state = _zero_started(state, episode_start)
+        if x.device.type == "cpu":
+            return self._run_one_step(x, state)
+        out, new_state = self._run(x.unsqueeze(0), state)
+        return out[0], new_state
+
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The game runtime's step: ``torch.lstm_cell`` / ``torch.gru_cell`` per layer, state written into views."""
+        layers = self.num_layers
+        for layer, weights in enumerate(self.rnn.all_weights):
+            mine = [views[i * layers + layer] for i in range(self.num_state_tensors)]
+            new = self._cell(x, mine, layer, weights)
+            for view, value in zip(mine, new, strict=True):
+                view.copy_(value)
+            x = new[0]
+        return x
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.reset_on_episode_start:
+            return self._run(x, state)
+        first_keep = (1.0 - episode_start[0].to(x.dtype)).view(1, 1, -1, 1)
+        # Training sequences never have an episode start after their first step (one check, no split).
+        if x.shape[0] == 1 or not bool(episode_start[1:].any()):
+            return self._run(x, state * first_keep)
+        # Times t > 0 where any env begins an episode split the sequence into fused segments.
+        keep = 1.0 - episode_start.to(x.dtype)  # (T, B)
+        cuts = (episode_start[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        outputs = []
+        for start, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+            out, state = self._run(x[start:end], state * keep[start].view(1, 1, -1, 1))
+            outputs.append(out)
+        return torch.cat(outputs), state
+
+
+class LSTMCore(RNNCore):
+    """An ``nn.LSTM`` core: state ``(h, c)``, each (L, B, hidden)."""
+
+    kind = "lstm"
+    state_names = ("h", "c")
+    rnn_class = nn.LSTM
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
+                 ortho_init: bool = True, forget_bias: float = 0.0):
+        super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
+        if forget_bias:
+            with torch.no_grad():
+                for layer in range(num_layers):
+                    # PyTorch's gate order is (i, f, g, o): the second quarter is the forget gate.
+                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size:2 * hidden_size] += forget_bias
+
+    def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, (h, c) = self.rnn(x, (state[0], state[1]))
+        return out, torch.stack((h, c))
+
+    def _cell(self, x: torch.Tensor, views: Sequence[torch.Tensor], layer: int,
+              weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return torch.lstm_cell(x, (views[0], views[1]), *weights)
+
+    def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
+                    keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h, c = states
+        if keep is not None:
+            h, c = h * keep, c * keep
+        out, (h, c) = self.rnn(x, (h, c))
+        return out[0], [h, c]
+
+
+class GRUCore(RNNCore):
+    """An ``nn.GRU`` core: state ``(h,)``, (L, B, hidden)."""
+
+    kind = "gru"
+    state_names = ("h",)
+    rnn_class = nn.GRU
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
+                 ortho_init: bool = True, forget_bias: float = 0.0):
+        # forget_bias: a GRU has no forget gate (accepted so that every core takes the same arguments).
+        super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
+
+    def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h = self.rnn(x, state[0])
+        return out, h.unsqueeze(0)
+
+    def _cell(self, x: torch.Tensor, views: Sequence[torch.Tensor], layer: int,
+              weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return (torch.gru_cell(x, views[0], *weights),)
+
+    def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
+                    keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        (h,) = states
+        if keep is not None:
+            h = h * keep
+        out, h = self.rnn(x, h)
+        return out[0], [h]
+
+
+class NoCore(nn.Module):
+    """No memory (the memoryless baseline): the features pass through, the state is empty.
+
+    Its state shape keeps the sizes of the configured recurrent core, ``(0, layers, hidden)``, so that
+    runs saved before cores had their own classes hold the same (empty) state tensors.
+    """
+
+    kind = "none"
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
+                 ortho_init: bool = True, forget_bias: float = 0.0):
+        super().__init__()
+        self.reset_on_episode_start = reset_on_episode_start
+        self.state_shape = (0, num_layers, hidden_size)
+        self.out_features = input_size
+        self.num_state_tensors = 0
+
+    def export_metadata(self) -> dict:
+        return {}
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor,
+                episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, state
+
+    def step(self, x: torch.Tensor, state: torch.Tensor,
+             episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, state
+
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        return x
+
+    def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
+                    keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return x[0], []
+
+
+class StackCore(nn.Module):
+    """A frame stack: the memory is the last K encoder outputs, and the heads read all K of them.
+
+    State ``stack`` (1, K, B, F): slot K - 1 is the newest encoding, slot 0 the oldest; before ``x[t]``
+    it holds the encodings of steps t - K .. t - 1. A step shifts ``x[t]`` in (dropping the oldest) and
+    outputs the new stack concatenated, oldest first: (B, K * F), no weights in between (the heads' MLPs
+    read it directly). At an episode start in reset mode the stack is zeroed first, so the output is
+    ``[0, ..., 0, x[t]]`` -- zero padding, as frame-stacking wrappers do. The memory reaches K - 1 steps
+    back and no further: the baseline that tells a task which needs a few steps of memory from one that
+    needs long memory.
+    """
+
+    kind = "stack"
+    state_names = ("stack",)
+    num_state_tensors = 1
+
+    def __init__(self, input_size: int, stack_len: int, reset_on_episode_start: bool):
+        super().__init__()
+        self.reset_on_episode_start = reset_on_episode_start
+        self.stack_len, self.width = stack_len, input_size
+        self.state_shape = (1, stack_len, input_size)
+        self.out_features = stack_len * input_size
+
+    def export_metadata(self) -> dict:
+        return {"stack_len": self.stack_len}
+
+    def _flat(self, stack: torch.Tensor) -> torch.Tensor:
+        """stack (K, B, F) -> (B, K * F), oldest slot first."""
+        return stack.permute(1, 0, 2).reshape(stack.shape[1], self.out_features)
+
+    def step(self, x: torch.Tensor, state: torch.Tensor,
+             episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reset_on_episode_start:
+            state = _zero_started(state, episode_start)
+        new = torch.cat((state[0, 1:], x.unsqueeze(0))).unsqueeze(0)
+        return self._flat(new[0]), new
+
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        for older, newer in itertools.pairwise(views):
+            older.copy_(newer)
+        views[-1].copy_(x)
+        return torch.cat(tuple(views), dim=1)
+
+    def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
+                    keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        (stack,) = states
+        if keep is not None:
+            stack = stack * keep
+        new = torch.cat((stack[1:], x))
+        return self._flat(new), [new]
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor,
+                episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All T steps at once, no loop over time: slot j at step t reads the padded sequence at t + j + 1.
+
+        The padded sequence is the stored stack followed by ``x`` (K + T, B, F); in reset mode an entry
+        from before the latest episode start at or before t is masked to zero, which is what zeroing the
+        stack at that start and shifting from there gives. The values are copies or zeros, so this equals
+        stepping one step at a time exactly.
+        """
+        t_len, k = x.shape[0], self.stack_len
+        padded = torch.cat((state[0], x))  # (K + T, B, F); entry p holds step p - K
+        slots = []
+        if self.reset_on_episode_start:
+            times = torch.arange(t_len, device=x.device).view(-1, 1)
+            # The latest episode start at or before t (-K - 1 where none: every entry is visible).
+            latest = torch.where(episode_start > 0, times, torch.full_like(times, -k - 1)).cummax(dim=0).values
+        for j in range(k):
+            window = padded[j + 1:j + 1 + t_len]  # slot j at step t: step t - (K - 1 - j)
+            if self.reset_on_episode_start:
+                window = window * (times - (k - 1 - j) >= latest).unsqueeze(-1).to(x.dtype)
+            slots.append(window)
+        stacks = torch.stack(slots, dim=2)  # (T, B, K, F)
+        out = stacks.reshape(t_len, x.shape[1], self.out_features)
+        return out, stacks[-1].transpose(0, 1).unsqueeze(0)
+
+
+CORE_KINDS = ("lstm", "gru", "none", "stack")
+
+
+def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
+    """The core ``config.core`` names, reading ``input_size`` features per step."""
+    reset = not config.carry_across_episodes
+    if config.core == "stack":
+        return StackCore(input_size, config.stack_length, reset)
+    classes = {"lstm": LSTMCore, "gru": GRUCore, "none": NoCore}
+    if config.core not in classes:
+        raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
+    return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
+                                config.forget_bias)
