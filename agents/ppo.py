@@ -290,3 +290,18 @@ def first_nonfinite(rows: torch.Tensor, grad_norms: torch.Tensor) -> str | None:
         if not torch.isfinite(norm):
             return f"the gradients in {where}"
     return None
+
+
+def divergence_cause(nonfinite: str | None) -> str:
+    """Why an update left NaN / inf weights, and what to do, from ``first_nonfinite``'s account (None: the
+    losses and gradients stayed finite)."""
+    if nonfinite is not None and nonfinite.startswith("the loss"):
+        return (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
+                f"not the cause: look for extreme values in the env's rewards and observations "
+                f"(--normalize-reward and --normalize-obs bound them).")
+    if nonfinite is not None:
+        return (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
+                f"check the scale of the env's rewards and observations (--normalize-reward, "
+                f"--normalize-obs), or lower --learning-rate.")
+    return ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
+            "infinite: lower --learning-rate.")

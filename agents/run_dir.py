@@ -110,3 +110,14 @@ def claim_run_dir(run_dir: Path, overwrite: bool, lock: RunDirLock | None) -> Ru
     remove_stale_temp_files(run_dir / CHECKPOINT_DIR)
     remove_stale_temp_files(run_dir)
     return lock
+
+
+def refuse_finished_run(run_dir: Path, global_step: int, iteration: int, config: TrainConfig) -> None:
+    """A resume of a run that reached its budget and wrote its summary would only evaluate again and
+    overwrite summary.json with a run of zero steps; refuse it, naming the flag that extends the run."""
+    if iteration < config.num_iterations or not (run_dir / "summary.json").exists():
+        return
+    raise ConfigError(
+        f"--resume {run_dir}: the run is finished ({global_step} steps done of --total-steps "
+        f"{config.ppo.total_steps}; its summary.json is written). To train it further, pass a larger "
+        f"budget: --resume {run_dir} --total-steps N with N > {global_step}.")

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from agents.buffer import Rollout
+from agents.checkpoint import atomic_write_text
 from agents.config import TrainConfig
 from agents.policy import RecurrentActorCritic
 from agents.spaces import choose_obs_encoder, leaf_spaces
@@ -87,6 +90,19 @@ def summarize(cfg: TrainConfig, global_step: int, start_step: int, wall: float, 
     }
     if nonfinite_skips:
         summary["nonfinite_skips"] = nonfinite_skips
+    return summary
+
+
+def write_summary(w: SummaryWriter, run_dir: Path, summary: dict, step: int) -> dict:
+    """Log the evaluation's means, flush the events, write summary.json (floats cleaned); returns what was
+    written."""
+    if summary["eval_return_mean"] is not None:
+        w.add_scalar("eval/return_mean", summary["eval_return_mean"], step)
+    if summary["eval_sampled_return_mean"] is not None:
+        w.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], step)
+    w.flush()
+    summary = clean_floats(summary)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -43,17 +42,16 @@ from agents.checkpoint import (
     load_latest,
 )
 from agents.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules, local_collector
-from agents.config import ConfigError, PolicyConfig, TrainConfig
+from agents.config import ConfigError, TrainConfig
+from agents.device import resolve_device
 from agents.evaluation import evaluate_modes
 from agents.parallel_critic import ParallelCritic, pays_off
 from agents.policy import RecurrentActorCritic
-from agents.ppo import ppo_update
+from agents.ppo import divergence_cause, ppo_update
 from agents.reward_scale import RewardScaler
-from agents.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir
-from agents.run_log import clean_floats, derived_settings, log_iteration, progress_bar, summarize
-from agents.spaces import has_image
-
-__all__ = ["ResumeWarning", "Trainer", "TrainingDiverged", "clean_floats", "resolve_device"]
+from agents.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir, refuse_finished_run
+from agents.run_log import derived_settings, log_iteration, progress_bar, summarize, write_summary
+from agents.schedule import continue_schedule, schedule_fraction
 
 
 class ResumeWarning(UserWarning):
@@ -62,41 +60,6 @@ class ResumeWarning(UserWarning):
 
 class TrainingDiverged(RuntimeError):
     """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
-
-
-# --device auto takes the GPU from this recurrent size on, for vector observations (README, "Devices").
-AUTO_CUDA_HIDDEN_SIZE = 512
-
-
-def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig) -> tuple[torch.device, str | None]:
-    """The device to train on, and for 'auto' one line saying what it chose and why (None otherwise).
-
-    'auto' takes CUDA only where it pays: for image observations (the CNN encoder) or a recurrent core of at
-    least ``AUTO_CUDA_HIDDEN_SIZE`` units. Small vector networks run faster on one CPU thread, because
-    their kernels are too small to hide a GPU's per-call latency. 'cuda' without a GPU is an error that says so.
-    """
-    cuda = torch.cuda.is_available()
-    if name == "cuda" and not cuda:
-        raise ConfigError("--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto.")
-    if name != "auto":
-        return torch.device(name), None
-    if not cuda:
-        return torch.device("cpu"), "--device auto: cpu (torch sees no CUDA GPU)."
-    if has_image(observation_space, policy.obs_encoder):
-        return torch.device("cuda"), "--device auto: cuda (image observations: the CNN encoder runs faster there)."
-    if policy.hidden_size >= AUTO_CUDA_HIDDEN_SIZE:
-        return torch.device("cuda"), (f"--device auto: cuda (--hidden-size {policy.hidden_size} >= "
-                                      f"{AUTO_CUDA_HIDDEN_SIZE}: a large network runs faster there).")
-    return torch.device("cpu"), (
-        f"--device auto: cpu, although a CUDA GPU is present (vector observations and --hidden-size "
-        f"{policy.hidden_size} < {AUTO_CUDA_HIDDEN_SIZE}: a small network runs faster on the CPU); pass "
-        f"--device cuda to use the GPU anyway.")
-
-
-def schedule_fraction(iteration: int, start_iteration: int, start_frac: float, num_iterations: int) -> float:
-    """The lr / clip multiplier of 1-based ``iteration``: linear from ``start_frac`` at iteration
-    ``start_iteration + 1`` down to 0 after ``num_iterations`` (a fresh run: 1.0 from iteration 1)."""
-    return start_frac * (1.0 - (iteration - 1 - start_iteration) / (num_iterations - start_iteration))
 
 
 class Trainer:
@@ -162,7 +125,7 @@ class Trainer:
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
         # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
-        # at num_iterations; a resume with a changed --total-steps moves the anchor (``_restore_schedule``).
+        # at num_iterations; a resume with a changed --total-steps moves the anchor (``continue_schedule``).
         self.schedule_start: tuple[int, float] = (0, 1.0)
         self.schedule_note: str | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
@@ -172,7 +135,7 @@ class Trainer:
         if resume:
             self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
             checkpoint = self._load_resume_checkpoint()
-            self._refuse_finished_run()
+            refuse_finished_run(self.run_dir, self.global_step, self.iteration, cfg)
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
         self.collector.start(self.policy, self.device, sample_seed, env_seed)
@@ -242,43 +205,8 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
-        self._restore_schedule(c.get("schedule"), saved)
+        self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
         return payload, meta
-
-    def _restore_schedule(self, saved: dict | None, saved_config: TrainConfig) -> None:
-        """Continue the checkpoint's lr / clip schedule; a changed --total-steps keeps it continuous.
-
-        With a new budget the schedule decays from the fraction the next iteration would have had (a finished
-        run's last one) to zero over the iterations that remain, instead of restarting over the new length,
-        which would make the rate jump. ``schedule_note`` says so.
-        """
-        if saved is None:  # a checkpoint from before the schedule was saved: it ran from the start of the run
-            saved = {"start_iteration": 0, "start_frac": 1.0, "iterations": saved_config.num_iterations}
-        start, start_frac, saved_iterations = saved["start_iteration"], saved["start_frac"], saved["iterations"]
-        self.schedule_start = (start, start_frac)
-        new_iterations = self.config.num_iterations
-        if new_iterations == saved_iterations or new_iterations <= self.iteration:
-            return
-        frac = schedule_fraction(min(self.iteration + 1, saved_iterations), start, start_frac, saved_iterations)
-        self.schedule_start = (self.iteration, frac)
-        ppo = self.config.ppo
-        annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
-                    f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
-        if any(annealed):
-            self.schedule_note = (
-                f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
-                f"{' and '.join(a for a in annealed if a)} decay linearly from their current value to 0 over the "
-                f"remaining {new_iterations - self.iteration} iterations (no jump back up).")
-
-    def _refuse_finished_run(self) -> None:
-        """A resume of a run that reached its budget and wrote its summary would only evaluate again and
-        overwrite summary.json with a run of zero steps; refuse it, naming the flag that extends the run."""
-        if self.iteration < self.config.num_iterations or not (self.run_dir / "summary.json").exists():
-            return
-        raise ConfigError(
-            f"--resume {self.run_dir}: the run is finished ({self.global_step} steps done of --total-steps "
-            f"{self.config.ppo.total_steps}; its summary.json is written). To train it further, pass a larger "
-            f"budget: --resume {self.run_dir} --total-steps N with N > {self.global_step}.")
 
     def _restore_collector(self, payload: dict, meta: dict) -> str | None:
         """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None.
@@ -447,17 +375,7 @@ class Trainer:
         finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
         if bool(finite):
             return
-        if nonfinite is not None and nonfinite.startswith("the loss"):
-            cause = (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
-                     f"not the cause: look for extreme values in the env's rewards and observations "
-                     f"(--normalize-reward and --normalize-obs bound them).")
-        elif nonfinite is not None:
-            cause = (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
-                     f"check the scale of the env's rewards and observations (--normalize-reward, "
-                     f"--normalize-obs), or lower --learning-rate.")
-        else:
-            cause = ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
-                     "infinite: lower --learning-rate.")
+        cause = divergence_cause(nonfinite)
         raise TrainingDiverged(
             f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite weights, so "
             f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
@@ -512,14 +430,7 @@ class Trainer:
                                          should_stop=lambda: self.stop_reason is not None)
         summary = summarize(self.config, self.global_step, start_step, wall, self.episodes, list(self.recent_returns),
                             greedy, sampled, self.derived, self.nonfinite_skips)
-        if greedy.size:
-            self.writer.add_scalar("eval/return_mean", summary["eval_return_mean"], self.global_step)
-        if sampled.size:
-            self.writer.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], self.global_step)
-        self.writer.flush()
-        summary = clean_floats(summary)
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
-        return summary
+        return write_summary(self.writer, self.run_dir, summary, self.global_step)
 
     def _release(self) -> None:
         if self.parallel_critic is not None:
