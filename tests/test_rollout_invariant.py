@@ -173,3 +173,58 @@ def test_length_buckets_minimise_padded_work():
     work = sum(lengths[g].max() * len(g) for g in groups)
     assert work < 32 * len(lengths) / 2
     assert len(length_buckets(np.full(10, 7))) == 1
+
+
+TRAINER_CASES = [("lstm", False, False, "discrete"), ("lstm", True, False, "box"), ("gru", True, True, "discrete"),
+                 ("none", False, False, "multidiscrete"), ("lstm", False, True, "multibinary")]
+
+
+@pytest.mark.parametrize(("core", "separate", "carry", "action_kind"), TRAINER_CASES)
+def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, core, separate, carry, action_kind):
+    """The trainer's own loss path (Trainer -> ppo_update -> loss_and_backward -> the policy's named heads), on
+    its first minibatch, before any gradient step: the log-probs and values it recomputes are the stored ones,
+    so approx_kl and clipfrac are 0 to rounding."""
+    from agents import ppo
+    from agents.config import TrainConfig
+    from agents.trainer import Trainer
+
+    first: dict[str, object] = {}
+    recording = {"on": False}
+    real_loss, real_score, real_value = (ppo.loss_and_backward, RecurrentActorCritic.score_actions,
+                                         RecurrentActorCritic.value_from)
+
+    def loss(policy, mb, cfg, clip_coef, parallel=None):
+        recording["on"] = "terms" not in first
+        terms = real_loss(policy, mb, cfg, clip_coef, parallel)
+        recording["on"] = False
+        first.setdefault("mb", mb)
+        first.setdefault("terms", terms)
+        return terms
+
+    def score_actions(self, hidden, actions):
+        out = real_score(self, hidden, actions)
+        if recording["on"]:
+            first.setdefault("logprob", out[0].detach())
+        return out
+
+    def value_from(self, critic_hidden):
+        out = real_value(self, critic_hidden)
+        if recording["on"]:
+            first.setdefault("value", out.detach())
+        return out
+
+    monkeypatch.setattr(ppo, "loss_and_backward", loss)
+    monkeypatch.setattr(RecurrentActorCritic, "score_actions", score_actions)
+    monkeypatch.setattr(RecurrentActorCritic, "value_from", value_from)
+    config = TrainConfig().with_overrides({
+        "env_id": "tests/Boundary-v0", "env_import": ("toy_envs",), "env_kwargs": {"action_kind": action_kind},
+        "core": core, "separate_critic": separate, "carry_across_episodes": carry, "hidden_size": 16,
+        "normalize_obs": True, "num_envs": 4, "num_steps": 48, "bptt_len": 6, "num_minibatches": 2,
+        "update_epochs": 1, "total_steps": 192, "eval_episodes": 0, "progress": False, "device": "cpu",
+        "run_dir": str(tmp_path / "run")})
+    Trainer(config.validate()).train()
+    mb, terms = first["mb"], first["terms"]
+    assert (first["logprob"] - mb.old_logprob).abs().max() < 1e-5
+    assert (first["value"] - mb.old_value).abs().max() < 1e-5
+    assert abs(float(terms.approx_kl)) < 1e-10 and abs(float(terms.old_approx_kl)) < 1e-5
+    assert float(terms.clipfrac) == 0.0
