@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
@@ -226,6 +227,11 @@ class RecurrentActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ state
     @property
+    def has_critic_core(self) -> bool:
+        """Whether the critic has its own recurrent core (``critic_memory``), so the two halves can run apart."""
+        return self.critic_core is not None
+
+    @property
     def state_shape(self) -> tuple[int, int, int]:
         """(S, L, H): the state tensor's shape without the batch dim."""
         s = self._actor_states * (2 if self.critic_core is not None else 1)
@@ -280,8 +286,37 @@ class RecurrentActorCritic(nn.Module):
 
     def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
         """Heads: actor features (N, F) -> action distribution, critic features (N, F) -> value (N,)."""
-        dist = self.action_head(self.actor_mlp(hidden))
-        return dist, self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+        return self.action_distribution(hidden), self.value_from(critic_hidden)
+
+    def action_distribution(self, hidden: torch.Tensor) -> Distribution:
+        """The actor's head: core outputs (N, F) -> the action distribution over N steps."""
+        return self.action_head(self.actor_mlp(hidden))
+
+    def value_from(self, critic_hidden: torch.Tensor) -> torch.Tensor:
+        """The critic's head: critic core outputs (N, F) -> V (N,)."""
+        return self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+
+    def score_actions(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy of stored actions (N, *action_shape) given core outputs (N, F): (N,), (N,).
+
+        The loss's view of the actor: it runs on the real steps of a minibatch only.
+        """
+        dist = self.action_distribution(hidden)
+        return dist.log_prob(self.action_head.flat_actions(actions)), dist.entropy()
+
+    # ------------------------------------------------------------------ action space
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """One stored action's shape (what ``step`` returns per env)."""
+        return self.action_head.action_shape
+
+    @property
+    def action_dtype(self) -> torch.dtype:
+        return self.action_head.action_dtype
+
+    def env_action(self, action: torch.Tensor) -> np.ndarray:
+        """Actions from ``step`` (B, *action_shape) -> what the env's ``step`` takes, batched."""
+        return self.action_head.to_env(action)
 
     def forward_sequence(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
