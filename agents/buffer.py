@@ -7,7 +7,7 @@ kept as ``states: (T, S, L, N, H)`` so that a step's state is one slice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,11 +28,55 @@ def _empty_like_space(space: spaces.Space, lead: tuple[int, ...], device: torch.
     return torch.zeros(*lead, *(space.shape or ()), dtype=dtype, device=device)
 
 
-class RolloutBuffer:
-    """T steps x N envs of transitions, with the recurrent state before each step.
+@dataclass
+class Rollout:
+    """T steps of N envs as a collector hands them to the trainer: plain tensors, no live env or policy.
 
-    Filled by the collector one step at a time (``store``), then read by the
-    update through ``compute_gae`` and ``make_sequences``.
+    Attributes:
+        obs: leaves (T, N, *shape); ``obs[t]`` is what the policy saw at step t.
+        actions: (T, N, *action_shape); logprobs, values: (T, N), as the acting policy computed them.
+        rewards, terminated, truncated: (T, N) float, the env's answer to ``actions[t]``.
+        truncation_values: (T, N) V(final obs) where step t ended in a truncation, computed with the
+            state that episode reached; 0 elsewhere.
+        episode_starts: (T, N) 1 where ``obs[t]`` begins an episode.
+        states: (T, S, L, N, H) the recurrent state before ``obs[t]`` (sequence start states come from it).
+        bootstrap_value: (N,) V(obs_T) of the observation after the rollout, with state_T.
+        episode_returns, episode_lengths: the episodes that finished during the rollout.
+        nonfinite_skips: env steps ended for NaN / inf output (``--on-nonfinite skip``).
+    """
+
+    obs: Tree
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    truncation_values: torch.Tensor
+    episode_starts: torch.Tensor
+    states: torch.Tensor
+    bootstrap_value: torch.Tensor
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    nonfinite_skips: int = 0
+
+    def to(self, device: torch.device) -> Rollout:
+        """The rollout on ``device`` (the tensors themselves where they are there already)."""
+        tensors = {name: getattr(self, name).to(device) for name in _ROLLOUT_TENSORS}
+        return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
+                       episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
+                       nonfinite_skips=self.nonfinite_skips)
+
+
+_ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
+                    "episode_starts", "states", "bootstrap_value")
+
+
+class RolloutBuffer:
+    """T steps x N envs of transitions, with the recurrent state before each step: a local collector's storage.
+
+    Filled one step at a time (``store_step``, ``store_outcome``), then handed out as a ``Rollout`` whose
+    tensors are the buffer's own (valid until the buffer is filled again).
     """
 
     def __init__(
@@ -78,6 +122,13 @@ class RolloutBuffer:
         self.terminated[t] = terminated
         self.truncated[t] = truncated
         self.truncation_values[t] = 0.0
+
+    def rollout(self, bootstrap_value: torch.Tensor, episode_returns: list[float], episode_lengths: list[int],
+                nonfinite_skips: int = 0) -> Rollout:
+        """The filled buffer as a ``Rollout`` (no copy)."""
+        return Rollout(self.obs, self.actions, self.logprobs, self.values, self.rewards, self.terminated,
+                       self.truncated, self.truncation_values, self.episode_starts, self.states, bootstrap_value,
+                       episode_returns, episode_lengths, nonfinite_skips)
 
 
 def _copy_into(storage: Tree, value: Tree, t: int) -> None:
@@ -200,6 +251,8 @@ class SequenceBatch:
     """Rollout data laid out as padded sequences: every tensor is (L, M, ...) except start_states.
 
     ``start_states`` is (S, L_layers, M, H): the stored state before each sequence's first step.
+    ``start_time``, ``start_env`` (M,): where each sequence starts in the rollout (for recomputing its
+    start state, ``ppo.refresh_start_states``); None where unknown.
     """
 
     obs: Tree
@@ -211,6 +264,8 @@ class SequenceBatch:
     returns: torch.Tensor
     mask: torch.Tensor
     start_states: torch.Tensor
+    start_time: torch.Tensor | None = None
+    start_env: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -230,6 +285,8 @@ class SequenceBatch:
             returns=self.returns[t, ids],
             mask=self.mask[t, ids],
             start_states=self.start_states[:, :, ids],
+            start_time=None if self.start_time is None else self.start_time[ids],
+            start_env=None if self.start_env is None else self.start_env[ids],
         )
 
 
@@ -276,16 +333,17 @@ def length_buckets(lengths: np.ndarray, max_buckets: int = 4, call_cost: float =
 
 
 def gather_sequences(
-    buffer: RolloutBuffer, seqs: Sequences, advantages: torch.Tensor, returns: torch.Tensor
+    buffer: Rollout | RolloutBuffer, seqs: Sequences, advantages: torch.Tensor, returns: torch.Tensor
 ) -> SequenceBatch:
     """Lay the rollout out as padded sequences, once per update (minibatches then only slice)."""
-    device = buffer.device
+    device = buffer.states.device
     ti, ei = seqs.time_index.to(device), seqs.env_index.to(device)
 
     def take(x: torch.Tensor) -> torch.Tensor:
         return x[ti, ei]
 
-    states = buffer.states[seqs.start_time.to(device), :, :, seqs.start_env.to(device)]  # (M, S, L, H)
+    start_time, start_env = seqs.start_time.to(device), seqs.start_env.to(device)
+    states = buffer.states[start_time, :, :, start_env]  # (M, S, L, H)
     return SequenceBatch(
         obs=tree_map(take, buffer.obs),
         actions=take(buffer.actions),
@@ -297,4 +355,6 @@ def gather_sequences(
         returns=take(returns),
         mask=seqs.mask.to(device),
         start_states=states.permute(1, 2, 0, 3).contiguous(),
+        start_time=start_time,
+        start_env=start_env,
     )

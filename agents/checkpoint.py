@@ -182,7 +182,7 @@ def build_payload(
     """Everything needed to act with the policy, and to resume training exactly where it stopped.
 
     Args:
-        resume: JSON data from ``VectorCollector.resume_state`` (next observations, env states), plus
+        resume: the ``resume`` part of the collector's ``state_dict`` (next observations, env states), plus
             ``exact`` (bool) and ``reason`` (why a resume would restart episodes, or None).
     """
     meta = {

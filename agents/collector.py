@@ -1,58 +1,36 @@
-"""Steps a Gymnasium vector env with the policy and keeps each env's recurrent state.
+"""Collectors: what steps envs with the policy and hands the trainer rollouts, behind one interface.
 
-The vector env runs in ``SAME_STEP`` autoreset mode: when a sub-env's episode
-ends, ``step`` returns the first observation of its next episode and the
-last one in ``info["final_obs"]``. Every stored step is therefore a real
-transition (no dummy reset steps as in ``NEXT_STEP`` mode), and the final
-observation is at hand to bootstrap truncated episodes with V(final obs),
-computed with the recurrent state that episode reached.
-
-A Ray-based collector can replace ``VectorCollector``: anything with
-``collect(policy, buffer) -> RolloutInfo`` plus the state accessors serves.
+The trainer sees only ``Collector``: ``collect() -> Rollout`` (plain tensors,
+with the bootstrap values), the envs' spaces, ``set_weights`` once per
+iteration, ``state_dict`` / ``load_state_dict`` for an exact resume, and
+``close``. ``VectorCollector`` implements it over a Gymnasium vector env in
+this process (``agents.vector_env``); a distributed collector (actors that each
+own some envs and a CPU copy of the policy, and return rollout fragments)
+implements the same methods, so the PPO math never changes.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
-import os
-import signal
-import sys
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv
 
-from agents.buffer import RolloutBuffer
-from agents.config import ConfigError
-from agents.env_state import decode, encode, restore_env, snapshot_env
+from agents.buffer import Rollout, RolloutBuffer
+from agents.config import TrainConfig
+from agents.env_state import decode, encode
 from agents.noise import CorrelatedNoise
 from agents.policy import RecurrentActorCritic
+from agents.previous_inputs import run_input_wrapper
 from agents.spaces import obs_to_tensor, tree_map, tree_map2, tree_stack
+from agents.vector_env import EnvError, import_env_modules, make_vector_env
 
-
-class EnvError(RuntimeError):
-    """A sub-env raised inside ``reset`` or ``step``; the message names the env index and the original error.
-
-    Raised in the process that runs the env (an AsyncVectorEnv worker re-raises it in the main
-    process as ``EnvError(original)``, which keeps the message, index and traceback).
-    """
-
-    def __init__(self, message: str | EnvError, env_index: int | None = None, env_traceback: str = ""):
-        # Re-raised from a worker (``EnvError(original)``): gymnasium has logged the traceback already.
-        self.from_worker = isinstance(message, EnvError)
-        if isinstance(message, EnvError):
-            message, env_index, env_traceback = str(message), message.env_index, message.env_traceback
-        super().__init__(message)
-        self.env_index, self.env_traceback = env_index, env_traceback
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.env_index, self.env_traceback))
+__all__ = ["Collector", "CollectorFactory", "EnvError", "NonFiniteError", "VectorCollector", "import_env_modules",
+           "local_collector", "make_vector_env"]
 
 
 class NonFiniteError(RuntimeError):
@@ -63,178 +41,63 @@ class NonFiniteError(RuntimeError):
         self.env_index, self.rollout_step = env_index, rollout_step
 
 
-def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import modules that register env ids (``--env-import``), with a clear error when one is missing.
+class Collector(Protocol):
+    """What the trainer needs from whatever runs the envs. Made by a ``CollectorFactory`` with the envs
+    built (spaces known) and nothing reset; ``start`` begins the episodes.
 
-    Names resolve as ``python -m`` resolves them: in the working directory and on the Python path
-    (installed packages, ``PYTHONPATH``). ``python train.py`` puts the script's folder on ``sys.path``, not
-    the working directory, so the working directory is appended here (after the installed packages, so it
-    never shadows one): a user's ``my_game.py`` next to them just works, in AsyncVectorEnv workers too.
-
-    Raises:
-        ModuleNotFoundError: a module (or one it imports) cannot be found; the message says where it looked.
-        ConfigError: importing the module raised.
-    """
-    cwd = os.getcwd()
-    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
-        sys.path.append(cwd)
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-                top = exc.name.split(".")[0]
-                raise ModuleNotFoundError(
-                    f"--env-import {name}: no module {exc.name!r} in the working directory ({cwd}) or on the "
-                    f"Python path; run from the folder that holds {top}.py (or the {top}/ package), add that "
-                    f"folder to PYTHONPATH, or pip install the package that provides it.", name=exc.name) from exc
-            raise ModuleNotFoundError(
-                f"--env-import {name}: the module imports {exc.name!r}, which is not installed; "
-                f"pip install the package that provides it.", name=exc.name) from exc
-        except Exception as exc:
-            raise ConfigError(f"--env-import {name}: importing the module failed with {type(exc).__name__}: "
-                              f"{exc}. Fix the module (run `python -c 'import {name}'` to see the traceback).") from exc
-
-
-def env_factory(env_id: str, env_kwargs: dict | None = None, render_mode: str | None = None) -> Callable[[], gym.Env]:
-    """A picklable-enough thunk that makes one env (AsyncVectorEnv calls it in a subprocess)."""
-    kwargs = dict(env_kwargs or {})
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-
-    def make() -> gym.Env:
-        import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
-
-        return gym.make(env_id, **kwargs)
-
-    return make
-
-
-class GuardedEnv(gym.Wrapper):
-    """The outermost layer of every training env: names the env when it fails, and reads or writes its state.
-
-    ``step`` / ``reset`` re-raise any exception as ``EnvError`` with the env's index (a vector env alone
-    does not say which env failed). ``mnemo_snapshot_env`` / ``mnemo_restore_env`` reach the env
-    through ``VectorEnv.call`` in-process and in AsyncVectorEnv workers alike; they return an error
-    text instead of raising, because an exception inside a worker's ``call`` kills the worker.
+    ``state_dict`` is ``{"tensors": {name: tensor}, "generator": sampler state, "resume": JSON-ready or
+    None}``: ``tensors`` holds the per-env recurrent state (``"state"``, (S, L, N, H)) and episode starts
+    (``"next_episode_start"``, (N,)); ``resume`` the next observations, the running episodes and each env's
+    state where it can be snapshotted (``"envs"`` None and ``"reason"`` otherwise). Collection and the
+    update alternate, so ``state_dict`` between two ``collect`` calls captures everything a resume needs.
     """
 
-    def __init__(self, env: gym.Env, index: int):
-        super().__init__(env)
-        self.index = index
+    num_envs: int
+    observation_space: gym.Space  # one env's
+    action_space: gym.Space
 
-    def _fail(self, where: str, exc: Exception) -> EnvError:
-        return EnvError(f"env {self.index} raised {type(exc).__name__} in {where}: {exc}", self.index,
-                        traceback.format_exc())
+    def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
+        """Reset the envs with ``env_seed``, seed action sampling with ``sample_seed``, zero the states.
 
-    def step(self, action):
-        try:
-            return self.env.step(action)
-        except Exception as exc:
-            raise self._fail("step", exc) from exc
+        ``policy`` is the one to act with: a local collector acts with this very object (no copy); a remote
+        one builds its copies from the spaces and ``policy.config`` and loads ``policy.state_dict()``.
+        """
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        try:
-            return self.env.reset(seed=seed, options=options)
-        except Exception as exc:
-            raise self._fail("reset", exc) from exc
+    def collect(self) -> Rollout:
+        """One rollout on ``device``, continuing every env's episode and recurrent state from the last."""
 
-    def mnemo_snapshot_env(self) -> dict:
-        """``{"snapshot": ...}`` or ``{"error": why not}``."""
-        try:
-            return {"snapshot": snapshot_env(self.env)}
-        except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
+    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Act with these policy weights from now on (``policy.state_dict()``: obs-normaliser statistics too)."""
 
-    def mnemo_restore_env(self, snapshots: list[dict]) -> str | None:
-        """Restore this env from ``snapshots[index]``; None on success, else the reason."""
-        try:
-            restore_env(self.env, snapshots[self.index])
-            return None
-        except Exception as exc:
-            return f"env {self.index}: {type(exc).__name__}: {exc}"
+    def state_dict(self, snapshot_envs: bool = True) -> dict:
+        """The state above; ``snapshot_envs=False`` leaves ``resume`` None (cheap: no env is asked)."""
+
+    def load_state_dict(self, state: dict) -> str | None:
+        """Continue from ``state_dict()``'s output; None when exact, else why every env restarts its episode."""
+
+    def close(self) -> None:
+        """Release the envs (and workers)."""
 
 
-def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tuple[str, ...],
-                     wrapper: Callable[[gym.Env], gym.Env] | None = None) -> Callable[[], gym.Env]:
-    creator = os.getpid()
-
-    def make() -> gym.Env:
-        if os.getpid() != creator:
-            # An AsyncVectorEnv worker: Ctrl-C in a terminal reaches the whole process group, and the
-            # trainer (not each worker) decides what it means. Workers end when the trainer closes them.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            import_env_modules(env_import)
-        import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
-
-        env = gym.make(env_id, **env_kwargs)
-        return GuardedEnv(env if wrapper is None else wrapper(env), index)
-
-    return make
+CollectorFactory = Callable[[TrainConfig], Collector]
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an unregistered id: the ``mnemo/`` id a bare name means, else Gymnasium's guess."""
-    import envs  # (registers the built-in ids)
-
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as exc:
-        built_in = envs.namespaced_id(env_id)
-        if built_in is not None:
-            raise ConfigError(f"--env-id {env_id} is not registered; the built-in env is {built_in}: "
-                              f"pass --env-id {built_in}.") from exc
-        raise ConfigError(
-            f"--env-id {env_id}: {exc} If the env comes from another package, add --env-import MODULE "
-            f"so that it registers its ids.") from exc
-
-
-def make_vector_env(
-    env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False,
-    env_import: tuple[str, ...] | list[str] = (), wrapper: Callable[[gym.Env], gym.Env] | None = None,
-) -> VectorEnv:
-    """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring), each in a ``GuardedEnv``.
-
-    ``wrapper`` (picklable, e.g. ``agents.previous_inputs.run_input_wrapper``) wraps each env inside its guard.
-
-    Raises:
-        ConfigError: unknown id, or making the env failed (bad ``env_kwargs``, a broken constructor).
-    """
-    check_env_id(env_id)
-    kwargs = dict(env_kwargs or {})
-    fns = [_guarded_factory(env_id, kwargs, i, tuple(env_import), wrapper) for i in range(num_envs)]
-    try:
-        if asynchronous:
-            return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-        return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    except Exception as exc:
-        if isinstance(exc, (gym.error.DependencyNotInstalled, ImportError)):
-            fix = "The env needs a package that is not installed: install it as the message says, then run again."
-        else:
-            fix = "Check the env's arguments (its docstring lists them)."
-        raise ConfigError(
-            f"Making {env_id} with --env-kwargs {json.dumps(kwargs)} failed: {type(exc).__name__}: {exc}. {fix}"
-        ) from exc
-
-
-@dataclass
-class RolloutInfo:
-    """Episodes that finished during one rollout, and steps skipped for non-finite env output."""
-
-    episode_returns: list[float] = field(default_factory=list)
-    episode_lengths: list[int] = field(default_factory=list)
-    nonfinite_skips: int = 0
+def local_collector(config: TrainConfig) -> VectorCollector:
+    """The default ``CollectorFactory``: ``config.env``'s vector env in this process (``agents.vector_env``)."""
+    env = config.env
+    import_env_modules(env.env_import)
+    envs = make_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.async_envs, env.env_import,
+                           wrapper=run_input_wrapper(config.policy))
+    return VectorCollector(envs, config.ppo.num_steps, config.run.on_nonfinite, config.ppo.noise_correlation)
 
 
 class VectorCollector:
-    """Fills a RolloutBuffer from a vector env, carrying obs, episode starts and recurrent state across rollouts.
+    """The local ``Collector``: steps a vector env with the policy, carrying obs, episode starts and recurrent
+    state across rollouts, into its own RolloutBuffer.
 
     Args:
-        envs: a vector env in SAME_STEP autoreset mode (``make_vector_env``).
-        policy: the agent (its ``step`` runs under inference mode).
-        device: where the policy lives.
-        generator: draws the sampled actions (seeded: same seed, same run).
-        seed: seeds the envs' first reset.
+        envs: a vector env in SAME_STEP autoreset mode (``make_vector_env``); the collector closes it.
+        num_steps: vector steps per rollout.
         on_nonfinite: a NaN / inf observation or reward either stops collection (``"stop"``: raises
             NonFiniteError naming the env and step) or ends that env's episode as a truncation
             bootstrapped with V(obs_t), with reward 0, and resets the env (``"skip"``).
@@ -242,18 +105,22 @@ class VectorCollector:
             (``agents.noise``); 0 draws every action independently.
     """
 
-    def __init__(self, envs: VectorEnv, policy: RecurrentActorCritic, device: torch.device,
-                 generator: torch.Generator, seed: int, on_nonfinite: str = "stop", noise_correlation: float = 0.0):
+    def __init__(self, envs: VectorEnv, num_steps: int, on_nonfinite: str = "stop", noise_correlation: float = 0.0):
         if envs.metadata.get("autoreset_mode") not in (AutoresetMode.SAME_STEP, "SameStep"):
             raise ValueError("VectorCollector needs a vector env in AutoresetMode.SAME_STEP; use make_vector_env.")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
-        self.envs, self.policy, self.device, self.generator = envs, policy, device, generator
+        self.envs, self.num_steps, self.on_nonfinite = envs, num_steps, on_nonfinite
         self.num_envs = envs.num_envs
-        self.on_nonfinite = on_nonfinite
-        self.seed = seed
+        self.observation_space, self.action_space = envs.single_observation_space, envs.single_action_space
         self.noise = CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
-        obs, _ = envs.reset(seed=seed)
+
+    def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
+        self.policy, self.device, self.seed = policy, device, env_seed
+        self.generator = torch.Generator(device).manual_seed(sample_seed)
+        self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
+                                    policy.action_dtype, policy.state_shape, device)
+        obs, _ = self.envs.reset(seed=env_seed)
         self._check_reset_obs(obs, np.ones(self.num_envs, dtype=bool))
         self.next_obs = obs
         self.next_episode_start = torch.ones(self.num_envs, device=device)
@@ -261,24 +128,34 @@ class VectorCollector:
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
 
-    def collect(self, buffer: RolloutBuffer) -> RolloutInfo:
-        """Run ``buffer.num_steps`` vector steps; leaves the buffer full and ``state`` at the rollout's end."""
-        policy, info_out = self.policy, RolloutInfo()
-        for t in range(buffer.num_steps):
+    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """The trainer's own policy's weights are the ones this collector acts with already; others are loaded
+        into that shared policy."""
+        own = self.policy.state_dict()
+        if all(weights[name].data_ptr() == tensor.data_ptr() for name, tensor in own.items()):
+            return
+        self.policy.load_state_dict(weights)
+
+    def collect(self) -> Rollout:
+        """Run ``num_steps`` vector steps; leaves ``state`` at the rollout's end. The rollout's tensors are the
+        buffer's: valid until the next ``collect``."""
+        policy, buffer = self.policy, self.buffer
+        returns, lengths, skips = [], [], 0
+        for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
                 out = policy.step(obs_t, self.state, self.next_episode_start, generator=self.generator,
                                   noise=self.noise)
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
 
-            next_obs, reward, terminated, truncated, infos = self.envs.step(policy.action_head.to_env(out.action))
+            next_obs, reward, terminated, truncated, infos = self.envs.step(policy.env_action(out.action))
             done, cut = terminated | truncated, truncated & ~terminated
             bad = self._nonfinite(next_obs, reward, infos, cut)
             if bad is not None:
                 if self.on_nonfinite == "stop":
                     raise self._nonfinite_error(bad, reward, infos, cut, t)
                 next_obs, reward, terminated, truncated = self._skip(bad, next_obs, reward, terminated, truncated)
-                info_out.nonfinite_skips += int(bad.sum())
+                skips += int(bad.sum())
                 done, cut = terminated | truncated, truncated & ~terminated
             buffer.store_outcome(
                 t,
@@ -300,14 +177,14 @@ class VectorCollector:
             if done.any():
                 finished = done if bad is None else done & ~bad
                 for i in np.flatnonzero(finished):
-                    info_out.episode_returns.append(float(self._episode_return[i]))
-                    info_out.episode_lengths.append(int(self._episode_length[i]))
+                    returns.append(float(self._episode_return[i]))
+                    lengths.append(int(self._episode_length[i]))
                 self._episode_return[done] = 0.0
                 self._episode_length[done] = 0
             self.next_obs = next_obs
             self.state = out.state
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
-        return info_out
+        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips)
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor) -> torch.Tensor:
         """V(final obs) for the envs in ``cut``, with the state their episode reached; 0 elsewhere: (N,)."""
@@ -323,7 +200,7 @@ class VectorCollector:
         out[idx_t] = values
         return out
 
-    def bootstrap_value(self) -> torch.Tensor:
+    def _bootstrap_value(self) -> torch.Tensor:
         """V(obs_T) for the observation after the rollout, with state_T: (N,). Advances no state."""
         with torch.inference_mode():
             obs = obs_to_tensor(self.next_obs, self.device)
@@ -395,14 +272,16 @@ class VectorCollector:
                     f"reset.", i, -1)
 
     # ---------------------------------------------------------------- checkpointing
-    def state_dict(self) -> dict:
-        """Per-env recurrent state, episode starts and correlated sampling noise (tensors only)."""
-        data = {"state": self.state.clone(), "next_episode_start": self.next_episode_start.clone()}
+    def state_dict(self, snapshot_envs: bool = True) -> dict:
+        """Recurrent state, episode starts and correlated sampling noise (``tensors``, cloned), the sampler's
+        state, and with ``snapshot_envs`` the JSON-ready ``resume`` part (see ``Collector``)."""
+        tensors = {"state": self.state.clone(), "next_episode_start": self.next_episode_start.clone()}
         if self.noise is not None and self.noise.last is not None:
-            data["sampling_noise"] = self.noise.last.clone()
-        return data
+            tensors["sampling_noise"] = self.noise.last.clone()
+        return {"tensors": tensors, "generator": self.generator.get_state(),
+                "resume": self._resume_state() if snapshot_envs else None}
 
-    def resume_state(self) -> dict:
+    def _resume_state(self) -> dict:
         """JSON-ready: the next observations, episode accumulators and every env's state, for an exact resume.
 
         ``envs`` is None (and ``reason`` says why) when some env cannot be snapshotted; a resume then
@@ -418,12 +297,21 @@ class VectorCollector:
             "reason": f"the env cannot be snapshotted: {errors[0]}" if errors else None,
         }
 
-    def load_state_dict(self, data: dict, resume: dict | None = None) -> str | None:
-        """Restore the recurrent state and, when ``resume`` holds env snapshots, every env exactly.
+    def load_state_dict(self, state: dict) -> str | None:
+        """Restore the sampler, the recurrent state and, when ``state["resume"]`` holds env snapshots, every
+        env exactly. Missing parts (``None``) are left as ``start`` made them.
 
         Returns:
             None when the run continues exactly; otherwise why every env begins a new episode instead.
+
+        Raises:
+            ValueError: the saved recurrent state does not fit this policy and number of envs.
         """
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"].cpu())
+        data, resume = state.get("tensors"), state.get("resume")
+        if data is None:
+            return "the checkpoint holds no collector state"
         if data["state"].shape != self.state.shape:
             raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
                              f"{tuple(self.state.shape)}; were --num-envs or the core changed?")

@@ -8,9 +8,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.collector import make_vector_env
+from agents.config import EnvConfig, RunConfig
 from agents.policy import RecurrentActorCritic
+from agents.previous_inputs import run_input_wrapper
 from agents.spaces import obs_to_tensor
+from agents.vector_env import make_vector_env
 
 
 @torch.inference_mode()
@@ -46,7 +48,7 @@ def evaluate_policy(
         returns: list[float] = []
         while (counts < targets).any() and not (should_stop is not None and should_stop()):
             out = policy.step(obs_to_tensor(obs, device), state, episode_start, deterministic, generator)
-            obs, reward, terminated, truncated, _ = envs.step(policy.action_head.to_env(out.action))
+            obs, reward, terminated, truncated, _ = envs.step(policy.env_action(out.action))
             running += reward
             done = terminated | truncated
             for i in np.flatnonzero(done):
@@ -59,3 +61,22 @@ def evaluate_policy(
         return np.asarray(returns)
     finally:
         envs.close()
+
+
+def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig, device: torch.device,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A training run's final evaluation: greedy and sampled returns (each empty where ``run.eval_mode`` leaves
+    it out), on envs seeded apart from training's."""
+    results = {"greedy": np.array([]), "sample": np.array([])}
+    if run.eval_episodes == 0:
+        return results["greedy"], results["sample"]
+    for mode in ("greedy", "sample"):
+        if run.eval_mode not in (mode, "both"):
+            continue
+        # Sampling draws from its own seeded generator, so evaluating leaves training's random streams alone.
+        generator = torch.Generator(device).manual_seed(run.seed + 20_000) if mode == "sample" else None
+        results[mode] = evaluate_policy(
+            policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
+            deterministic=mode == "greedy", device=device, generator=generator, should_stop=should_stop,
+            wrapper=run_input_wrapper(policy.config))
+    return results["greedy"], results["sample"]

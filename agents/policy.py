@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
@@ -42,6 +43,7 @@ from agents.spaces import (
     needs_obs_normalization,
     update_normalizers,
 )
+from agents.value_norm import PopArtValueHead
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -110,13 +112,19 @@ class RecurrentActorCritic(nn.Module):
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.action_head = make_action_head(action_space, pi_features, config.ortho_init)
-        self.value_head = nn.Linear(vf_features, 1)
+        # --normalize-value: PopArt's head, whose output stays in return units (agents/value_norm.py).
+        self.value_head = PopArtValueHead(vf_features) if config.normalize_value else nn.Linear(vf_features, 1)
         if config.ortho_init:
             nn.init.orthogonal_(self.value_head.weight, 1.0)
             nn.init.zeros_(self.value_head.bias)
         self._actor_states = self.actor_core.num_state_tensors
 
     # ------------------------------------------------------------------ state
+    @property
+    def has_critic_core(self) -> bool:
+        """Whether the critic has its own recurrent core (``critic_memory``), so the two halves can run apart."""
+        return self.critic_core is not None
+
     @property
     def cores(self) -> list[nn.Module]:
         """The memory cores in the state's order: the actor's, then the critic's when it has its own."""
@@ -177,8 +185,49 @@ class RecurrentActorCritic(nn.Module):
 
     def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
         """Heads: actor features (N, F) -> action distribution, critic features (N, F) -> value (N,)."""
-        dist = self.action_head(self.actor_mlp(hidden))
-        return dist, self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+        return self.action_distribution(hidden), self.value_from(critic_hidden)
+
+    def action_distribution(self, hidden: torch.Tensor) -> Distribution:
+        """The actor's head: core outputs (N, F) -> the action distribution over N steps."""
+        return self.action_head(self.actor_mlp(hidden))
+
+    def value_from(self, critic_hidden: torch.Tensor) -> torch.Tensor:
+        """The critic's head: critic core outputs (N, F) -> V (N,)."""
+        return self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+
+    @property
+    def value_scale(self) -> torch.Tensor | None:
+        """With ``normalize_value``: the value targets' running std, by which the loss divides value errors (the
+        error in normalised units); None otherwise."""
+        return self.value_head.scale if isinstance(self.value_head, PopArtValueHead) else None
+
+    def update_value_statistics(self, returns: torch.Tensor) -> None:
+        """With ``normalize_value``: fold one rollout's value targets (T, N) into the head's statistics, keeping
+        its outputs; a no-op otherwise."""
+        if isinstance(self.value_head, PopArtValueHead):
+            self.value_head.update(returns)
+
+    def score_actions(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy of stored actions (N, *action_shape) given core outputs (N, F): (N,), (N,).
+
+        The loss's view of the actor: it runs on the real steps of a minibatch only.
+        """
+        dist = self.action_distribution(hidden)
+        return dist.log_prob(self.action_head.flat_actions(actions)), dist.entropy()
+
+    # ------------------------------------------------------------------ action space
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """One stored action's shape (what ``step`` returns per env)."""
+        return self.action_head.action_shape
+
+    @property
+    def action_dtype(self) -> torch.dtype:
+        return self.action_head.action_dtype
+
+    def env_action(self, action: torch.Tensor) -> np.ndarray:
+        """Actions from ``step`` (B, *action_shape) -> what the env's ``step`` takes, batched."""
+        return self.action_head.to_env(action)
 
     def forward_sequence(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor

@@ -8,20 +8,20 @@ their count.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.buffer import SequenceBatch, length_buckets
+from agents.buffer import Rollout, SequenceBatch, length_buckets
 from agents.config import PPOConfig
 from agents.policy import RecurrentActorCritic
-from agents.spaces import Tree, tree_map
+from agents.spaces import tree_map
+
+if TYPE_CHECKING:
+    from agents.parallel_critic import ParallelCritic
 
 
 @dataclass
@@ -69,25 +69,24 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
         real.append(None if idx.numel() == sub.mask.numel() else idx)
 
     def gather(name: str) -> torch.Tensor:
-        return _real_steps([getattr(sub, name) for sub in groups], real)
+        return real_steps([getattr(sub, name) for sub in groups], real)
 
     return Minibatch(groups, real, gather("actions"), gather("logprobs"), gather("values"), gather("advantages"),
                      gather("returns"))
 
 
-def _real_steps(parts: list[torch.Tensor], real: list[torch.Tensor | None]) -> torch.Tensor:
+def real_steps(parts: list[torch.Tensor], real: list[torch.Tensor | None]) -> torch.Tensor:
     """Per-group tensors (T_g, M_g, ...) -> their real steps, concatenated: (R, ...)."""
     picked = [x.flatten(0, 1) if idx is None else x.flatten(0, 1)[idx] for x, idx in zip(parts, real, strict=True)]
     return torch.cat(picked) if len(picked) > 1 else picked[0]
 
 
-def _policy_terms(
+def policy_terms(
     policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
 ) -> tuple[torch.Tensor, ...]:
-    """Actor features over real steps (R, H) -> pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac."""
-    dist = policy.action_head(policy.actor_mlp(hidden))
-    new_logprob = dist.log_prob(policy.action_head.flat_actions(mb.actions))
-    entropy_loss = dist.entropy().mean()
+    """Actor core outputs over real steps (R, H) -> pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac."""
+    new_logprob, entropy = policy.score_actions(hidden, mb.actions)
+    entropy_loss = entropy.mean()
 
     advantages = mb.advantages
     # Unbiased std, as CleanRL and SB3. It needs two real steps: over one it is NaN, and a minibatch can hold a
@@ -109,17 +108,33 @@ def _policy_terms(
     return pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac
 
 
-def _value_loss(
+def value_loss(
     policy: RecurrentActorCritic, critic_hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
 ) -> torch.Tensor:
-    """Critic features over real steps (R, H) -> v_loss (optionally clipped around the old values)."""
-    new_value = policy.value_head(policy.critic_mlp(critic_hidden)).squeeze(-1)
+    """Critic core outputs over real steps (R, H) -> v_loss (optionally clipped around the old values)."""
+    new_value = policy.value_from(critic_hidden)
+    scale = policy.value_scale
+    if scale is not None:
+        # Value normalisation: errors in units of the targets' std (PopArt's loss on normalised targets); the
+        # clip range is in the same units.
+        return _normalised_value_loss(new_value, mb, cfg.clip_vloss, clip_coef, scale)
     if cfg.clip_vloss:
         v_loss_unclipped = (new_value - mb.returns).pow(2)
         v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef, clip_coef)
         v_loss_clipped = (v_clipped - mb.returns).pow(2)
         return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
     return 0.5 * (new_value - mb.returns).pow(2).mean()
+
+
+def _normalised_value_loss(
+    new_value: torch.Tensor, mb: Minibatch, clip_vloss: bool, clip_coef: float, scale: torch.Tensor
+) -> torch.Tensor:
+    """0.5 * ((V - R) / sigma)^2 over real steps (R,), optionally clipped around the old values by clip_coef sigmas."""
+    v_loss = ((new_value - mb.returns) / scale).pow(2)
+    if clip_vloss:
+        v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef * scale, clip_coef * scale)
+        v_loss = torch.max(v_loss, ((v_clipped - mb.returns) / scale).pow(2))
+    return 0.5 * v_loss.mean()
 
 
 def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
@@ -134,112 +149,49 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
         hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
         actor_parts.append(hidden)
         critic_parts.append(critic_hidden)
-    hidden = _real_steps(actor_parts, mb.real)
-    critic_hidden = hidden if policy.critic_core is None else _real_steps(critic_parts, mb.real)
-    pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = _policy_terms(policy, hidden, mb, cfg, clip_coef)
-    v_loss = _value_loss(policy, critic_hidden, mb, cfg, clip_coef)
+    hidden = real_steps(actor_parts, mb.real)
+    critic_hidden = real_steps(critic_parts, mb.real) if policy.has_critic_core else hidden
+    pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = policy_terms(policy, hidden, mb, cfg, clip_coef)
+    v_loss = value_loss(policy, critic_hidden, mb, cfg, clip_coef)
     loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
     return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
-
-
-def _critic_worker() -> ThreadPoolExecutor:
-    """The one background thread that runs critic halves (created on first use, shared by all updates)."""
-    global _CRITIC_WORKER
-    with _CRITIC_WORKER_LOCK:
-        if _CRITIC_WORKER is None:
-            # OpenMP's thread count is per thread: a new thread would start a team of one thread per core
-            # in every kernel and oversubscribe the machine (measured: 4x slower). Give it this thread's.
-            _CRITIC_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mnemo-critic",
-                                                initializer=torch.set_num_threads,
-                                                initargs=(torch.get_num_threads(),))
-        return _CRITIC_WORKER
-
-
-_CRITIC_WORKER: ThreadPoolExecutor | None = None
-_CRITIC_WORKER_LOCK = threading.Lock()
-
-
-def usable_cpu_count() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def can_split_actor_critic(policy: RecurrentActorCritic) -> bool:
-    """Whether the actor and critic halves of the loss can run on two threads (a separate critic core)."""
-    return policy.critic_core is not None
 
 
 def loss_and_backward(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float,
-                      split_threads: bool = False) -> LossTerms:
+                      parallel: ParallelCritic | None = None) -> LossTerms:
     """``ppo_loss`` and its backward pass; the returned terms are detached.
 
-    With ``split_threads`` (needs a separate critic core) the critic's forward
-    and backward run on a second thread while the actor's run on this one.
-    With a separate critic the two halves share no parameter but the encoder's,
-    and the recurrent kernels release the GIL, so on a machine with a free core
-    the two LSTMs run at the same time. The gradients are bitwise the ones of
-    the joint backward: each parameter gets the same contributions, and the
-    encoder's two (one per half) are added once, in a fixed order.
+    With ``parallel`` and a separate critic core, the critic's half runs on that
+    thread (``ParallelCritic.loss_and_backward``), with bitwise the same gradients.
     """
-    if not split_threads or policy.critic_core is None:
-        terms = ppo_loss(policy, mb, cfg, clip_coef)
-        terms.loss.backward()
-        return LossTerms(*(t.detach() for t in vars(terms).values()))
-
-    features = [policy.encode_sequence(sub.obs, *sub.episode_starts.shape) for sub in mb.groups]
-    encoder_grad = features[0].requires_grad  # only when the encoder has parameters
-    actor_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
-    critic_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
-
-    def critic_half() -> torch.Tensor:
-        parts = [policy.critic_memory(f, sub.start_states, sub.episode_starts)[0]
-                 for f, sub in zip(critic_in, mb.groups, strict=True)]
-        v_loss = _value_loss(policy, _real_steps(parts, mb.real), mb, cfg, clip_coef)
-        (cfg.vf_coef * v_loss).backward()
-        return v_loss.detach()
-
-    future = _critic_worker().submit(critic_half)
-    try:
-        parts = [policy.actor_memory(f, sub.start_states, sub.episode_starts)[0]
-                 for f, sub in zip(actor_in, mb.groups, strict=True)]
-        pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = _policy_terms(
-            policy, _real_steps(parts, mb.real), mb, cfg, clip_coef)
-        (pg_loss - cfg.ent_coef * entropy_loss).backward()
-    finally:
-        v_loss = future.result()  # never leave the worker running (its exception is raised here)
-    if encoder_grad:
-        torch.autograd.backward(features, [a.grad + c.grad for a, c in zip(actor_in, critic_in, strict=True)])
-    pg_loss, entropy_loss = pg_loss.detach(), entropy_loss.detach()
-    loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
-    return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
+    if parallel is not None and policy.has_critic_core:
+        return parallel.loss_and_backward(policy, mb, cfg, clip_coef)
+    terms = ppo_loss(policy, mb, cfg, clip_coef)
+    terms.loss.backward()
+    return LossTerms(*(t.detach() for t in vars(terms).values()))
 
 
 @torch.no_grad()
-def refresh_start_states(policy: RecurrentActorCritic, batch: SequenceBatch, rollout_states: torch.Tensor,
-                         rollout_obs: Tree, rollout_episode_starts: torch.Tensor, seq_start_time: torch.Tensor,
-                         seq_start_env: torch.Tensor) -> None:
+def refresh_start_states(policy: RecurrentActorCritic, batch: SequenceBatch, rollout: Rollout) -> None:
     """Recompute every sequence's start state with the current network (stale-state fix, R2D2-style).
 
     Replays the whole rollout step by step from its first stored state (the
     state carried in from the previous rollout) and takes the state each
-    sequence begins with. A loop over T steps of batched inference, run at most
-    once per epoch and only when enabled.
+    sequence begins with (``batch.start_time``, ``batch.start_env``). A loop over
+    T steps of batched inference, run at most once per epoch and only when enabled.
 
     Args:
-        rollout_states: (T, S, L, N, H) stored states; ``[0]`` seeds the replay.
-        rollout_obs: leaves (T, N, ...); rollout_episode_starts: (T, N).
-        seq_start_time, seq_start_env: (M,) where each sequence starts.
+        batch: the rollout's sequences; their ``start_states`` are overwritten.
+        rollout: the rollout they were cut from (its obs, episode starts and ``states[0]``).
     """
-    t_len = rollout_episode_starts.shape[0]
-    state = rollout_states[0]
-    states = torch.empty_like(rollout_states)
+    t_len = rollout.episode_starts.shape[0]
+    state = rollout.states[0]
+    states = torch.empty_like(rollout.states)
     for t in range(t_len):
         states[t] = state
-        obs_t = tree_map(lambda x, t=t: x[t:t + 1], rollout_obs)  # (1, N, ...)
-        _, _, state = policy.forward_sequence(obs_t, state, rollout_episode_starts[t:t + 1])
-    fresh = states[seq_start_time, :, :, seq_start_env]  # (M, S, L, H)
+        obs_t = tree_map(lambda x, t=t: x[t:t + 1], rollout.obs)  # (1, N, ...)
+        _, _, state = policy.forward_sequence(obs_t, state, rollout.episode_starts[t:t + 1])
+    fresh = states[batch.start_time, :, :, batch.start_env]  # (M, S, L, H)
     batch.start_states.copy_(fresh.permute(1, 2, 0, 3))
 
 
@@ -250,8 +202,8 @@ def ppo_update(
     cfg: PPOConfig,
     clip_coef: float,
     rng: np.random.Generator,
-    refresh: Callable[[], None] | None = None,
-    split_threads: bool = False,
+    refresh_from: Rollout | None = None,
+    parallel: ParallelCritic | None = None,
 ) -> dict[str, float | str]:
     """Run ``update_epochs`` passes of minibatched PPO over the rollout's sequences.
 
@@ -259,8 +211,9 @@ def ppo_update(
         batch: the whole rollout as padded sequences (L, M).
         clip_coef: the (possibly annealed) clip coefficient for this update.
         rng: draws the minibatch permutation.
-        refresh: called before every epoch after the first when start states are to be recomputed.
-        split_threads: run the critic's half of each minibatch on a second thread (``loss_and_backward``).
+        refresh_from: the rollout ``batch`` was cut from, when start states are to be recomputed before every
+            epoch after the first (``refresh_start_states``); None keeps the stored ones.
+        parallel: runs the critic's half of each minibatch on a second thread (``loss_and_backward``).
 
     Returns:
         Statistics of the minibatches run: the losses, approx_kl and clipfrac as means over all their real
@@ -280,8 +233,8 @@ def ppo_update(
     real_steps: list[int] = []
     stopped_early = False
     for epoch in range(cfg.update_epochs):
-        if refresh is not None and epoch > 0:
-            refresh()
+        if refresh_from is not None and epoch > 0:
+            refresh_start_states(policy, batch, refresh_from)
             whole = None if whole is None else make_minibatch(batch, np.arange(num_seq), lengths)
         if whole is not None:
             minibatches = [whole]
@@ -292,7 +245,7 @@ def ppo_update(
         epoch_start = len(rows)
         for mb in minibatches:
             optimizer.zero_grad(set_to_none=True)
-            terms = loss_and_backward(policy, mb, cfg, clip_coef, split_threads)
+            terms = loss_and_backward(policy, mb, cfg, clip_coef, parallel)
             grad_norms.append(nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm, foreach=True))
             optimizer.step()
             rows.append(torch.stack([getattr(terms, name) for name in STAT_NAMES]))
@@ -353,3 +306,18 @@ def first_nonfinite(rows: torch.Tensor, grad_norms: torch.Tensor) -> str | None:
         if not torch.isfinite(norm):
             return f"the gradients in {where}"
     return None
+
+
+def divergence_cause(nonfinite: str | None) -> str:
+    """Why an update left NaN / inf weights, and what to do, from ``first_nonfinite``'s account (None: the
+    losses and gradients stayed finite)."""
+    if nonfinite is not None and nonfinite.startswith("the loss"):
+        return (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
+                f"not the cause: look for extreme values in the env's rewards and observations "
+                f"(--normalize-reward and --normalize-obs bound them).")
+    if nonfinite is not None:
+        return (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
+                f"check the scale of the env's rewards and observations (--normalize-reward, "
+                f"--normalize-obs), or lower --learning-rate.")
+    return ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
+            "infinite: lower --learning-rate.")

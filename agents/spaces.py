@@ -357,11 +357,6 @@ def flatten_leading(obs: Tree, space: spaces.Space, n_leading: int) -> Tree:
     return tree_map(merge, obs)
 
 
-def normalizers(module: nn.Module) -> list[tuple[str, RunningMeanStd]]:
-    """Every RunningMeanStd inside an encoder, with its path (for updates and checkpoints)."""
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, RunningMeanStd)]
-
-
 @torch.no_grad()
 def update_normalizers(encoder: nn.Module, obs: Tree) -> None:
     """Feed a flat batch of observations (N, ...) to every normaliser inside ``encoder``."""

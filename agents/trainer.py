@@ -1,18 +1,8 @@
 """The training loop: collect -> GAE -> sequences -> PPO update -> log -> checkpoint, then evaluate.
 
-The trainer knows nothing about any particular env: it builds a vector env
-from the config, a policy from the env's spaces, and runs PPO.
-
-Run directory layout::
-
-    RUN_DIR/
-      config.json              resolved config (rewritten atomically on every resume)
-      events.out.tfevents.*    TensorBoard: charts/*, losses/*, perf/*, hyperparameters
-      checkpoints/latest.pt    written at the start, every --checkpoint-every steps, at the end, and on a stop
-      checkpoints/previous.pt  the checkpoint before latest (a resume falls back to it)
-      checkpoints/best.pt      best recent training return so far
-      summary.json             final figures (eval return, steps, wall time, SPS)
-      .lock                    held while a process trains in the directory
+The trainer knows nothing about any particular env: a ``Collector`` (``agents.collector``; the local
+vector env by default) supplies the spaces and the rollouts, the policy is built from those spaces, and
+PPO (``agents.ppo``) trains it. The run directory's layout is in ``agents.run_dir``.
 
 Crash safety (docs/robustness.md): every file is written atomically; a
 checkpoint holds the policy, optimizer, counters, every RNG, the recurrent
@@ -28,19 +18,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences
+from agents.buffer import Rollout, compute_gae, gather_sequences, make_sequences
 from agents.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -53,20 +40,18 @@ from agents.checkpoint import (
     check_spaces_match,
     describe_differences,
     load_latest,
-    remove_stale_temp_files,
 )
-from agents.collector import EnvError, NonFiniteError, VectorCollector, import_env_modules, make_vector_env
-from agents.config import ConfigError, PolicyConfig, TrainConfig
-from agents.evaluation import evaluate_policy
+from agents.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules, local_collector
+from agents.config import ConfigError, TrainConfig
+from agents.device import resolve_device
+from agents.evaluation import evaluate_modes
+from agents.parallel_critic import ParallelCritic, pays_off
 from agents.policy import RecurrentActorCritic
-from agents.ppo import can_split_actor_critic, ppo_update, refresh_start_states, usable_cpu_count
-from agents.previous_inputs import run_input_wrapper
+from agents.ppo import divergence_cause, ppo_update
 from agents.reward_scale import RewardScaler
-from agents.spaces import choose_obs_encoder, has_image, leaf_spaces
-
-# Files a training run writes; --overwrite deletes these and refuses to touch anything else.
-RUN_FILES = ("config.json", "summary.json", CHECKPOINT_DIR, ".lock")
-LOCK_FILE = ".lock"
+from agents.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir, refuse_finished_run
+from agents.run_log import derived_settings, log_iteration, progress_bar, summarize, write_summary
+from agents.schedule import continue_schedule, schedule_fraction
 
 
 class ResumeWarning(UserWarning):
@@ -77,94 +62,8 @@ class TrainingDiverged(RuntimeError):
     """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
 
 
-# --device auto takes the GPU from this recurrent size on, for vector observations (README, "Devices").
-AUTO_CUDA_HIDDEN_SIZE = 512
-
-
-def resolve_device(name: str, observation_space: gym.Space, policy: PolicyConfig) -> tuple[torch.device, str | None]:
-    """The device to train on, and for 'auto' one line saying what it chose and why (None otherwise).
-
-    'auto' takes CUDA only where it pays: for image observations (the CNN encoder) or a recurrent core of at
-    least ``AUTO_CUDA_HIDDEN_SIZE`` units. Small vector networks run faster on one CPU thread, because
-    their kernels are too small to hide a GPU's per-call latency. 'cuda' without a GPU is an error that says so.
-    """
-    cuda = torch.cuda.is_available()
-    if name == "cuda" and not cuda:
-        raise ConfigError("--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto.")
-    if name != "auto":
-        return torch.device(name), None
-    if not cuda:
-        return torch.device("cpu"), "--device auto: cpu (torch sees no CUDA GPU)."
-    if has_image(observation_space, policy.obs_encoder):
-        return torch.device("cuda"), "--device auto: cuda (image observations: the CNN encoder runs faster there)."
-    if policy.hidden_size >= AUTO_CUDA_HIDDEN_SIZE:
-        return torch.device("cuda"), (f"--device auto: cuda (--hidden-size {policy.hidden_size} >= "
-                                      f"{AUTO_CUDA_HIDDEN_SIZE}: a large network runs faster there).")
-    return torch.device("cpu"), (
-        f"--device auto: cpu, although a CUDA GPU is present (vector observations and --hidden-size "
-        f"{policy.hidden_size} < {AUTO_CUDA_HIDDEN_SIZE}: a small network runs faster on the CPU); pass "
-        f"--device cuda to use the GPU anyway.")
-
-
-def schedule_fraction(iteration: int, start_iteration: int, start_frac: float, num_iterations: int) -> float:
-    """The lr / clip multiplier of 1-based ``iteration``: linear from ``start_frac`` at iteration
-    ``start_iteration + 1`` down to 0 after ``num_iterations`` (a fresh run: 1.0 from iteration 1)."""
-    return start_frac * (1.0 - (iteration - 1 - start_iteration) / (num_iterations - start_iteration))
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    env_name = config.env.env_id.replace("/", "_")
-    return Path("runs") / f"{env_name}__{config.run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def is_run_file(name: str) -> bool:
-    return name in RUN_FILES or name.startswith("events.out.tfevents.")
-
-
-class RunDirLock:
-    """An exclusive ``flock`` on ``RUN_DIR/.lock`` for as long as a process trains there.
-
-    Two processes writing one run directory would interleave checkpoints and event files. The OS
-    releases the lock when the holder exits, even on SIGKILL, so a crashed run never blocks its resume.
-    Where ``fcntl`` does not exist (Windows) the lock is a no-op.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / LOCK_FILE
-        self._file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
-        try:
-            import fcntl
-        except ImportError:
-            return
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "unknown"
-            self._file.close()
-            raise ConfigError(
-                f"Run directory {run_dir} is in use by another training process (pid {holder}); wait for it "
-                f"to finish or stop it (Ctrl-C saves a checkpoint), then resume.") from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(str(os.getpid()))
-        self._file.flush()
-
-    def release(self) -> None:
-        if not self._file.closed:
-            self._file.close()  # closing the descriptor drops the flock
-
-
-@dataclass
-class _RollbackPoint:
-    """What the collector and the sampler looked like when a rollout began (cheap copies)."""
-
-    collector: dict[str, torch.Tensor]
-    generator: torch.Tensor
-
-
 class Trainer:
-    """Owns one training run: its envs, policy, optimizer, RNGs, counters and run directory.
+    """Owns one training run: its collector, policy, optimizer, RNGs, counters and run directory.
 
     Bad input fails here, before any file is written: invalid settings, an unknown env id or
     module, bad env arguments, unsupported spaces, a run directory that holds another run, a
@@ -174,32 +73,35 @@ class Trainer:
         config: the full, validated config.
         resume: continue the run in ``config.run.run_dir`` from its latest readable checkpoint.
         overwrite: start afresh in ``config.run.run_dir`` even if it holds a run (its files are deleted).
+        collector_factory: makes the collector from the config (default: ``local_collector``, the vector env
+            in this process); the trainer starts, checkpoints and closes it.
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False,
+                 collector_factory: CollectorFactory = local_collector):
         self.config = config.validate()
         cfg = self.config
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
         import_env_modules(cfg.env.env_import)
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
-        self._check_run_dir(resume, overwrite)
+        check_run_dir(self.run_dir, resume, overwrite)
         self.stop_reason: str | None = None
         self.resume_note: str | None = None  # why a resume is not exact (None: exact, or a fresh run)
         self._lock: RunDirLock | None = None
-        self.envs = make_vector_env(cfg.env.env_id, cfg.env.num_envs, cfg.env.env_kwargs, cfg.env.async_envs,
-                                    cfg.env.env_import, wrapper=run_input_wrapper(cfg.policy))
+        self.parallel_critic: ParallelCritic | None = None
+        self.collector = collector_factory(cfg)
         try:
             self._build(resume, overwrite)
         except BaseException:
-            self.envs.close()
+            self.collector.close()
             if self._lock is not None:
                 self._lock.release()
             raise
 
     def _build(self, resume: bool, overwrite: bool) -> None:
         cfg = self.config
-        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        obs_space, act_space = self.collector.observation_space, self.collector.action_space
         self.device, self.device_note = resolve_device(cfg.run.device, obs_space, cfg.policy)
         # Independent streams for the network's initialisation, action sampling and minibatch
         # shuffling, all derived from --seed. Seeding two torch generators with the same number
@@ -213,22 +115,17 @@ class Trainer:
         # minibatches are small, so per-op overhead dominates).
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
                                           fused=True)
-        self.generator = torch.Generator(self.device).manual_seed(sample_seed)
         self.np_rng = np.random.default_rng(shuffle_seed)
-        head = self.policy.action_head
-        self.buffer = RolloutBuffer(cfg.ppo.num_steps, cfg.env.num_envs, obs_space, head.action_shape,
-                                    head.action_dtype, self.policy.state_shape, self.device)
         self.reward_scaler = (RewardScaler(cfg.env.num_envs, cfg.ppo.gamma, device=self.device)
                               if cfg.ppo.normalize_reward else None)
         # The critic's half of each update on a second thread pays only with a core free for it.
-        self.split_critic = (cfg.run.parallel_critic and self.device.type == "cpu"
-                             and can_split_actor_critic(self.policy)
-                             and usable_cpu_count() >= 2 * torch.get_num_threads())
+        if cfg.run.parallel_critic and pays_off(self.policy, self.device):
+            self.parallel_critic = ParallelCritic()
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
         self.best_return = -math.inf
         # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
-        # at num_iterations; a resume with a changed --total-steps moves the anchor (``_restore_schedule``).
+        # at num_iterations; a resume with a changed --total-steps moves the anchor (``continue_schedule``).
         self.schedule_start: tuple[int, float] = (0, 1.0)
         self.schedule_note: str | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
@@ -238,11 +135,10 @@ class Trainer:
         if resume:
             self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
             checkpoint = self._load_resume_checkpoint()
-            self._refuse_finished_run()
+            refuse_finished_run(self.run_dir, self.global_step, self.iteration, cfg)
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
-        self.collector = VectorCollector(self.envs, self.policy, self.device, self.generator, env_seed,
-                                         cfg.run.on_nonfinite, cfg.ppo.noise_correlation)
+        self.collector.start(self.policy, self.device, sample_seed, env_seed)
         if checkpoint is not None:
             payload, meta = checkpoint
             self.resume_note = self._restore_collector(payload, meta)
@@ -252,91 +148,21 @@ class Trainer:
                               ResumeWarning, stacklevel=3)
 
         # Everything above has worked: only now touch the directory.
-        if not resume:
-            if overwrite and self.run_dir.exists():
-                self._lock = RunDirLock(self.run_dir)
-                self._clear_run_dir()
-            else:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                self._lock = RunDirLock(self.run_dir)
-        remove_stale_temp_files(self.run_dir / CHECKPOINT_DIR)
-        remove_stale_temp_files(self.run_dir)
+        self._lock = claim_run_dir(self.run_dir, overwrite, self._lock)
 
         from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
 
         # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
-        self.derived = self._derived_settings()
+        self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
         atomic_write_text(self.run_dir / "config.json", json.dumps({**cfg.to_dict(), "derived": self.derived},
                                                                    indent=2))
         if not resume:
             table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
-    def _derived_settings(self) -> dict[str, dict]:
-        """The settings this run derived from the env rather than took from the config, each with its value and
-        the rule that chose it (recorded in config.json and summary.json; the rules are listed in
-        docs/defaults.md)."""
-        cfg, derived = self.config, {}
-        if cfg.ppo.bptt_len is None:
-            whole = cfg.sequence_len == cfg.ppo.num_steps
-            derived["bptt_len"] = {"value": cfg.sequence_len, "why": "not set: the whole rollout (--num-steps)" if whole
-                                   else "not set: an even share of the rollout for each of --num-minibatches"}
-        if cfg.policy.normalize_obs is None:
-            why = ("a vector observation is unbounded or has bounds beyond +-10" if self.policy.normalize_obs
-                   else "every vector observation is bounded within +-10 (or there is none)")
-            derived["normalize_obs"] = {"value": self.policy.normalize_obs, "why": why}
-        if cfg.policy.obs_encoder == "auto":
-            kinds = sorted({choose_obs_encoder(leaf) for leaf in leaf_spaces(self.policy.observation_space)})
-            derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds,
-                                      "why": "uint8 HxWxC with both sides >= 16 and bound 255: image; smaller "
-                                             "or lower-bounded: grid of codes; anything else: flat"}
-        if cfg.run.device == "auto":
-            derived["device"] = {"value": self.device.type, "why": self.device_note}
-        return derived
-
-    # ------------------------------------------------------------------ run directory
-    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
-        """Refuse, before any work, a run directory that does not fit the request. Writes nothing."""
-        run_dir = self.run_dir
-        if resume:
-            if not (run_dir / "config.json").exists() and not (run_dir / CHECKPOINT_DIR).is_dir():
-                raise ConfigError(f"--resume {run_dir}: no training run there (config.json missing).")
-            return
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(f"--run-dir {run_dir} is a file, not a directory; choose another --run-dir.")
-        if not run_dir.exists() or not any(run_dir.iterdir()):
-            return
-        if not overwrite:
-            raise ConfigError(
-                f"Run directory {run_dir} already exists and is not empty; pass --resume {run_dir} to continue "
-                f"it, --overwrite to replace it, or choose another --run-dir.")
-        foreign = sorted(p.name for p in run_dir.iterdir() if not is_run_file(p.name))
-        if foreign:
-            raise ConfigError(
-                f"--overwrite refuses to clear {run_dir}: it holds files a training run does not write "
-                f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}). Choose another --run-dir.")
-
-    def _refuse_finished_run(self) -> None:
-        """A resume of a run that reached its budget and wrote its summary would only evaluate again and
-        overwrite summary.json with a run of zero steps; refuse it, naming the flag that extends the run."""
-        if self.iteration < self.config.num_iterations or not (self.run_dir / "summary.json").exists():
-            return
-        raise ConfigError(
-            f"--resume {self.run_dir}: the run is finished ({self.global_step} steps done of --total-steps "
-            f"{self.config.ppo.total_steps}; its summary.json is written). To train it further, pass a larger "
-            f"budget: --resume {self.run_dir} --total-steps N with N > {self.global_step}.")
-
-    def _clear_run_dir(self) -> None:
-        for entry in self.run_dir.iterdir():
-            if entry.name == LOCK_FILE:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
+    # ------------------------------------------------------------------ resuming
     def _load_resume_checkpoint(self) -> tuple[dict, dict]:
         """Load the newest readable checkpoint into the policy, optimizer, RNGs and counters."""
         cfg = self.config
@@ -360,15 +186,13 @@ class Trainer:
             raise CheckpointError(
                 f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
                 f"{cfg.env.num_envs}; the per-env memory cannot be carried over. Drop --num-envs to resume.")
-        check_spaces_match(meta, self.envs.single_observation_space, self.envs.single_action_space,
-                           cfg.env.env_id, path)
+        check_spaces_match(meta, self.collector.observation_space, self.collector.action_space, cfg.env.env_id,
+                           path)
         try:
             self.policy.load_state_dict(payload["policy"])
             self.optimizer.load_state_dict(payload["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
-        if "generator" in payload:
-            self.generator.set_state(payload["generator"].cpu())
         if self.reward_scaler is not None and "reward_scaler" in payload:
             try:
                 self.reward_scaler.load_state_dict(payload["reward_scaler"])
@@ -381,37 +205,18 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
-        self._restore_schedule(c.get("schedule"), saved)
+        self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
         return payload, meta
 
-    def _restore_schedule(self, saved: dict | None, saved_config: TrainConfig) -> None:
-        """Continue the checkpoint's lr / clip schedule; a changed --total-steps keeps it continuous.
-
-        With a new budget the schedule decays from the fraction the next iteration would have had (a finished
-        run's last one) to zero over the iterations that remain, instead of restarting over the new length,
-        which would make the rate jump. ``schedule_note`` says so.
-        """
-        if saved is None:  # a checkpoint from before the schedule was saved: it ran from the start of the run
-            saved = {"start_iteration": 0, "start_frac": 1.0, "iterations": saved_config.num_iterations}
-        start, start_frac, saved_iterations = saved["start_iteration"], saved["start_frac"], saved["iterations"]
-        self.schedule_start = (start, start_frac)
-        new_iterations = self.config.num_iterations
-        if new_iterations == saved_iterations or new_iterations <= self.iteration:
-            return
-        frac = schedule_fraction(min(self.iteration + 1, saved_iterations), start, start_frac, saved_iterations)
-        self.schedule_start = (self.iteration, frac)
-        ppo = self.config.ppo
-        annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
-                    f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
-        if any(annealed):
-            self.schedule_note = (
-                f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
-                f"{' and '.join(a for a in annealed if a)} decay linearly from their current value to 0 over the "
-                f"remaining {new_iterations - self.iteration} iterations (no jump back up).")
-
     def _restore_collector(self, payload: dict, meta: dict) -> str | None:
-        """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None."""
-        if "collector" not in payload:
+        """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None.
+
+        The checkpoint keeps the collector's state in three places: ``collector`` (its tensors), ``generator``
+        (the sampler) and the metadata's ``resume`` (observations and env snapshots, JSON).
+        """
+        state = {"tensors": payload.get("collector"), "generator": payload.get("generator"), "resume": None}
+        if state["tensors"] is None:
+            self.collector.load_state_dict(state)
             return "the checkpoint holds no collector state"
         resume = meta.get("resume")
         saved_env = TrainConfig.from_dict(meta["config"]).env
@@ -424,7 +229,7 @@ class Trainer:
         elif resume is not None and not resume.get("exact", True):
             note, resume = resume.get("reason") or "the checkpoint was saved mid-rollout", None
         try:
-            collector_note = self.collector.load_state_dict(payload["collector"], resume)
+            collector_note = self.collector.load_state_dict({**state, "resume": resume})
         except ValueError as exc:
             raise CheckpointError(f"{exc}") from exc
         return note or collector_note
@@ -439,28 +244,27 @@ class Trainer:
             counters["best_return"] = self.best_return
         return counters
 
-    def save_checkpoint(self, name: str = LATEST, rollback: _RollbackPoint | None = None,
-                        reason: str | None = None) -> Path:
+    def save_checkpoint(self, name: str = LATEST, rollback: dict | None = None, reason: str | None = None) -> Path:
         """Write ``checkpoints/<name>`` atomically with everything needed to resume.
 
         Args:
-            rollback: save the collector and sampler as they were when the current rollout began (after
-                a failure mid-rollout): the policy, optimizer and counters have not changed since, so the
-                checkpoint is consistent, but the envs have moved on and restart on resume.
+            rollback: the collector's ``state_dict(snapshot_envs=False)`` from when the current rollout began,
+                to save after a failure mid-rollout: the policy, optimizer and counters have not changed since,
+                so the checkpoint is consistent, but the envs have moved on and restart on resume.
             reason: why a resume from this checkpoint cannot be exact (with ``rollback``).
         """
         if rollback is not None:
-            collector_state, generator_state = rollback.collector, rollback.generator
+            state = rollback
             resume = {"exact": False, "reason": reason or "saved after a failure mid-rollout"}
         else:
-            collector_state, generator_state = self.collector.state_dict(), self.generator.get_state()
+            state = self.collector.state_dict(snapshot_envs=name == LATEST)
             if name == LATEST:
-                resume = self.collector.resume_state()
+                resume = state["resume"]
                 resume["exact"] = resume["envs"] is not None
             else:
                 resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
-        payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), collector_state,
-                                generator_state, self.np_rng.bit_generator.state, resume,
+        payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
+                                state["generator"], self.np_rng.bit_generator.state, resume,
                                 self.reward_scaler.state_dict() if self.reward_scaler is not None else None)
         # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
         self.writer.flush()
@@ -495,14 +299,13 @@ class Trainer:
             return self._finish(wall, start_step)
         finally:
             self.writer.close()
-            if self._lock is not None:
-                self._lock.release()
+            self._release()
 
     def _train_loop(self, on_iteration: Callable[[Trainer], None] | None) -> tuple[float, int]:
         cfg, ppo = self.config, self.config.ppo
         num_iterations = cfg.num_iterations
         start_time, start_step = time.perf_counter(), self.global_step
-        progress = _progress_bar(cfg, self.global_step)
+        progress = progress_bar(cfg, self.global_step)
         try:
             if not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
                 self.save_checkpoint(LATEST)  # from now on a kill at any moment leaves a run that resumes
@@ -516,15 +319,16 @@ class Trainer:
                 clip_coef = ppo.clip_coef * (frac if ppo.anneal_clip else 1.0)
 
                 t0 = time.perf_counter()
-                rollback = _RollbackPoint(self.collector.state_dict(), self.generator.get_state())
+                rollback = self.collector.state_dict(snapshot_envs=False)
+                self.collector.set_weights(self.policy.state_dict())
                 try:
-                    rollout = self.collector.collect(self.buffer)
+                    rollout = self.collector.collect().to(self.device)
                 except (NonFiniteError, EnvError) as exc:
                     raise self._fail_mid_rollout(exc, rollback, last_checkpoint_step) from exc
                 self.global_step += cfg.batch_size
                 self.iteration = iteration
                 t1 = time.perf_counter()
-                stats = self._update(clip_coef)
+                stats = self._update(rollout, clip_coef)
                 t2 = time.perf_counter()
                 self._check_finite_parameters(last_checkpoint_step, stats.get("nonfinite"))
 
@@ -543,7 +347,7 @@ class Trainer:
             self.collector.close()
         return wall, start_step
 
-    def _fail_mid_rollout(self, exc: Exception, rollback: _RollbackPoint, last_checkpoint_step: int) -> Exception:
+    def _fail_mid_rollout(self, exc: Exception, rollback: dict, last_checkpoint_step: int) -> Exception:
         """Save what is consistent (the state before this rollout), and say so in the error."""
         self.writer.flush()
         try:
@@ -571,53 +375,38 @@ class Trainer:
         finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
         if bool(finite):
             return
-        if nonfinite is not None and nonfinite.startswith("the loss"):
-            cause = (f"{nonfinite} was NaN or infinite while the weights were still finite, so the step size is "
-                     f"not the cause: look for extreme values in the env's rewards and observations "
-                     f"(--normalize-reward and --normalize-obs bound them).")
-        elif nonfinite is not None:
-            cause = (f"{nonfinite} were NaN or infinite while the loss was finite (an overflow in backpropagation): "
-                     f"check the scale of the env's rewards and observations (--normalize-reward, "
-                     f"--normalize-obs), or lower --learning-rate.")
-        else:
-            cause = ("the losses and gradients stayed finite but the optimizer's step made the weights NaN or "
-                     "infinite: lower --learning-rate.")
+        cause = divergence_cause(nonfinite)
         raise TrainingDiverged(
             f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite weights, so "
             f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
             f"{self.run_dir / CHECKPOINT_DIR} is intact. {cause[0].upper()}{cause[1:]}")
 
-    def _update(self, clip_coef: float) -> dict[str, float]:
-        cfg, buf = self.config, self.buffer
-        last_value = self.collector.bootstrap_value()
-        rewards = buf.rewards
+    def _update(self, rollout: Rollout, clip_coef: float) -> dict[str, float]:
+        cfg = self.config
+        rewards = rollout.rewards
         if self.reward_scaler is not None:
-            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(buf.terminated, buf.truncated))
-        advantages, returns = compute_gae(rewards, buf.values, buf.terminated, buf.truncated,
-                                          buf.truncation_values, last_value, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-        seqs = make_sequences(buf.episode_starts.cpu().numpy(), cfg.sequence_len,
+            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated))
+        advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
+                                          rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
+                                          cfg.ppo.gae_lambda)
+        seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
                               cut_at_episode_starts=not cfg.policy.carry_across_episodes)
-        batch = gather_sequences(buf, seqs, advantages, returns)
-        refresh = None
-        if cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0:
-            def refresh() -> None:
-                refresh_start_states(self.policy, batch, buf.states, buf.obs, buf.episode_starts,
-                                     seqs.start_time.to(self.device), seqs.start_env.to(self.device))
-        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng, refresh,
-                           self.split_critic)
+        batch = gather_sequences(rollout, seqs, advantages, returns)
+        self.policy.update_value_statistics(returns)  # --normalize-value only; the value outputs stay the same
+        refresh = cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0
+        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
+                           rollout if refresh else None, self.parallel_critic)
         # Normaliser statistics change only between updates, so the policy that collected a
         # rollout and the one that trains on it see identical inputs.
-        self.policy.update_obs_normalizer(buf.obs)
+        self.policy.update_obs_normalizer(rollout.obs)
         stats["num_sequences"] = seqs.num_sequences
         if self.reward_scaler is not None:
             stats["reward_scale"] = self.reward_scaler.std
         return stats
 
-    def _log(self, rollout, stats, lr, clip_coef, collect_s, update_s, start_time, start_step, progress) -> None:
-        step, w = self.global_step, self.writer
-        for ret, length in zip(rollout.episode_returns, rollout.episode_lengths, strict=True):
-            w.add_scalar("charts/episodic_return", ret, step)
-            w.add_scalar("charts/episodic_length", length, step)
+    def _log(self, rollout: Rollout, stats: dict, lr: float, clip_coef: float, collect_s: float, update_s: float,
+             start_time: float, start_step: int, progress) -> None:
+        step = self.global_step
         self.episodes += len(rollout.episode_returns)
         self.recent_returns.extend(rollout.episode_returns)
         if rollout.nonfinite_skips:
@@ -626,19 +415,9 @@ class Trainer:
                               f"episodes and reset the envs (counted in charts/nonfinite_skips).", RuntimeWarning,
                               stacklevel=3)
             self.nonfinite_skips += rollout.nonfinite_skips
-            w.add_scalar("charts/nonfinite_skips", self.nonfinite_skips, step)
-        for name in ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac",
-                     "explained_variance"):
-            w.add_scalar(f"losses/{name}", stats[name], step)
-        w.add_scalar("charts/learning_rate", lr, step)
-        w.add_scalar("charts/clip_coef", clip_coef, step)
-        w.add_scalar("charts/update_epochs_run", stats["epochs"], step)
-        if "reward_scale" in stats:
-            w.add_scalar("charts/reward_scale", stats["reward_scale"], step)
         sps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
-        w.add_scalar("perf/sps", sps, step)
-        w.add_scalar("perf/collect_sps", self.config.batch_size / max(collect_s, 1e-9), step)
-        w.add_scalar("perf/update_s", update_s, step)
+        log_iteration(self.writer, step, rollout, stats, self.nonfinite_skips, lr, clip_coef, sps,
+                      self.config.batch_size / max(collect_s, 1e-9), update_s)
         recent = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
         if len(self.recent_returns) >= self.recent_returns.maxlen and recent > self.best_return:
             self.best_return = recent
@@ -648,85 +427,25 @@ class Trainer:
             progress.set_postfix(sps=f"{sps:.0f}", ret=f"{recent:.2f}", refresh=False)
 
     def _finish(self, wall: float, start_step: int) -> dict:
-        cfg = self.config
-        greedy, sampled = self._evaluate()
-        summary = {
-            "env_id": cfg.env.env_id,
-            "preset": cfg.env.preset,
-            "core": cfg.policy.core,
-            "seed": cfg.run.seed,
-            "total_steps": self.global_step,
-            "wall_time_s": round(wall, 2),
-            "sps": round((self.global_step - start_step) / max(wall, 1e-9), 1),
-            "episodes": self.episodes,
-            "train_return_recent": float(np.mean(self.recent_returns)) if self.recent_returns else None,
-            "eval_return_mean": float(greedy.mean()) if greedy.size else None,
-            "eval_return_std": float(greedy.std()) if greedy.size else None,
-            "eval_sampled_return_mean": float(sampled.mean()) if sampled.size else None,
-            "eval_sampled_return_std": float(sampled.std()) if sampled.size else None,
-            "eval_episodes": int(max(greedy.size, sampled.size)),
-            "derived": self.derived,
-        }
-        if self.nonfinite_skips:
-            summary["nonfinite_skips"] = self.nonfinite_skips
-        if greedy.size:
-            self.writer.add_scalar("eval/return_mean", summary["eval_return_mean"], self.global_step)
-        if sampled.size:
-            self.writer.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], self.global_step)
-        self.writer.flush()
-        summary = clean_floats(summary)
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
-        return summary
+        greedy, sampled = evaluate_modes(self.policy, self.config.env, self.config.run, self.device,
+                                         should_stop=lambda: self.stop_reason is not None)
+        summary = summarize(self.config, self.global_step, start_step, wall, self.episodes, list(self.recent_returns),
+                            greedy, sampled, self.derived, self.nonfinite_skips)
+        return write_summary(self.writer, self.run_dir, summary, self.global_step)
 
-    def _evaluate(self) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy and sampled evaluation returns (each empty when ``eval_mode`` leaves it out)."""
-        run = self.config.run
-        results = {"greedy": np.array([]), "sample": np.array([])}
-        if run.eval_episodes == 0:
-            return results["greedy"], results["sample"]
-        for mode in ("greedy", "sample"):
-            if run.eval_mode not in (mode, "both"):
-                continue
-            # Sampling draws from its own seeded generator, so evaluating leaves training's random streams alone.
-            generator = torch.Generator(self.device).manual_seed(run.seed + 20_000) if mode == "sample" else None
-            results[mode] = evaluate_policy(
-                self.policy, self.config.env.env_id, run.eval_episodes, seed=run.seed + 10_000,
-                env_kwargs=self.config.env.env_kwargs, deterministic=mode == "greedy", device=self.device,
-                generator=generator, should_stop=lambda: self.stop_reason is not None,
-                wrapper=run_input_wrapper(self.config.policy))
-        return results["greedy"], results["sample"]
+    def _release(self) -> None:
+        if self.parallel_critic is not None:
+            self.parallel_critic.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def close(self) -> None:
         """Release the envs, the event file and the run directory's lock without training (``train`` does this)."""
         self.collector.close()
         self.writer.close()
-        if self._lock is not None:
-            self._lock.release()
+        self._release()
 
     def __del__(self) -> None:
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
-
-
-def _progress_bar(cfg: TrainConfig, initial: int):
-    if not cfg.run.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.num_iterations * cfg.batch_size, initial=initial, unit="step", dynamic_ncols=True)
-
-
-def clean_floats(value):
-    """Figures for people: floats rounded to 10 significant digits, in dicts and lists at any depth.
-
-    A mean of sums of rewards such as -0.1 carries binary rounding noise (-1.2950000000000002); ten
-    digits drop it and keep every digit that means something. Other values are returned as they are.
-    """
-    if isinstance(value, dict):
-        return {k: clean_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(clean_floats(v) for v in value)
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.10g}")
-    return value

@@ -40,7 +40,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.buffer import RolloutBuffer  # noqa: E402
 from agents.collector import VectorCollector, make_vector_env  # noqa: E402
 from agents.config import TrainConfig  # noqa: E402
 from agents.policy import RecurrentActorCritic  # noqa: E402
@@ -89,14 +88,12 @@ def collect_sps(num_envs: int, steps: int, seed: int, device: torch.device) -> f
     envs = make_vector_env(ENV_ID, num_envs)
     torch.manual_seed(seed)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, config.policy).to(device)
-    collector = VectorCollector(envs, policy, device, torch.Generator(device).manual_seed(seed), seed)
-    head = policy.action_head
-    buf = RolloutBuffer(config.ppo.num_steps, num_envs, envs.single_observation_space, head.action_shape,
-                        head.action_dtype, policy.state_shape, device)
+    collector = VectorCollector(envs, config.ppo.num_steps)
+    collector.start(policy, device, seed, seed)
     rollouts = max(1, steps // config.batch_size)
     t0 = time.perf_counter()
     for _ in range(rollouts):
-        collector.collect(buf)
+        collector.collect()
     sps = rollouts * config.batch_size / (time.perf_counter() - t0)
     collector.close()
     return sps

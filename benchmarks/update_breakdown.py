@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.buffer import compute_gae, gather_sequences, make_sequences  # noqa: E402
 from agents.config import TrainConfig  # noqa: E402
+from agents.parallel_critic import ParallelCritic  # noqa: E402
 from agents.ppo import loss_and_backward, make_minibatch  # noqa: E402
 from agents.trainer import Trainer  # noqa: E402
 from benchmarks.cartpole_novel import raw_env_sps  # noqa: E402
@@ -77,23 +78,25 @@ def main() -> None:
 
 
 def report(trainer: Trainer, config: TrainConfig, a: argparse.Namespace) -> None:
-    ppo, buf, policy, optimizer = config.ppo, trainer.buffer, trainer.policy, trainer.optimizer
+    ppo, policy, optimizer = config.ppo, trainer.policy, trainer.optimizer
     for _ in range(a.warmup):
-        trainer.collector.collect(buf)
-        trainer._update(ppo.clip_coef)
-    collect_ms = median_ms(lambda: trainer.collector.collect(buf), max(10, a.repeats // 10), warmup=2)
+        trainer._update(trainer.collector.collect(), ppo.clip_coef)
+    collect_ms = median_ms(lambda: trainer.collector.collect(), max(10, a.repeats // 10), warmup=2)
+    buf = trainer.collector.collect()
 
     advantages, returns = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                                      trainer.collector.bootstrap_value(), ppo.gamma, ppo.gae_lambda)
+                                      buf.bootstrap_value, ppo.gamma, ppo.gae_lambda)
     seqs = make_sequences(buf.episode_starts.numpy(), config.sequence_len, cut_at_episode_starts=True)
     batch = gather_sequences(buf, seqs, advantages, returns)
     lengths = batch.lengths.numpy()
     mb = make_minibatch(batch, np.arange(len(lengths)), lengths)
 
+    parallel = ParallelCritic()
+
     def epoch(split: bool):
         def run() -> None:
             optimizer.zero_grad(set_to_none=True)
-            loss_and_backward(policy, mb, ppo, ppo.clip_coef, split)
+            loss_and_backward(policy, mb, ppo, ppo.clip_coef, parallel if split else None)
             torch.nn.utils.clip_grad_norm_(policy.parameters(), ppo.max_grad_norm, foreach=True)
             optimizer.step()
         return run
@@ -112,6 +115,7 @@ def report(trainer: Trainer, config: TrainConfig, a: argparse.Namespace) -> None
 
     serial_ms = median_ms(epoch(False), a.repeats)
     parallel_ms = median_ms(epoch(True), a.repeats)
+    parallel.close()
     kernel_ms = median_ms(kernels((policy.actor_core, policy.critic_core)), a.repeats)
     # With the critic on the second core, the two LSTMs' kernels overlap: the slower one is the floor.
     one_core_ms = max(median_ms(kernels((core,)), a.repeats) for core in (policy.actor_core, policy.critic_core))

@@ -54,7 +54,7 @@ def assert_same_training_state(a: Trainer, b: Trainer) -> None:
             assert torch.equal(opt_a[index][name], opt_b[index][name]), (index, name)
     assert (a.global_step, a.iteration, a.episodes) == (b.global_step, b.iteration, b.episodes)
     assert list(a.recent_returns) == list(b.recent_returns)
-    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    assert torch.equal(a.collector.generator.get_state(), b.collector.generator.get_state())
     assert a.np_rng.bit_generator.state == b.np_rng.bit_generator.state
 
 

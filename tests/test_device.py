@@ -8,7 +8,7 @@ from gymnasium import spaces
 
 import train
 from agents.config import ConfigError, PolicyConfig
-from agents.trainer import resolve_device
+from agents.device import resolve_device
 
 VECTOR = spaces.Box(-1.0, 1.0, (4,))
 IMAGE = spaces.Box(0, 255, (32, 32, 3), dtype="uint8")

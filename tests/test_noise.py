@@ -14,7 +14,6 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.buffer import RolloutBuffer
 from agents.collector import VectorCollector, make_vector_env
 from agents.config import PolicyConfig
 from agents.distributions import Bernoulli, Categorical, DiagGaussian
@@ -67,13 +66,10 @@ def rollout_actions(noise_correlation: float, steps: int = 200) -> np.ndarray:
     torch.manual_seed(0)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space,
                                   PolicyConfig(hidden_size=16))
-    collector = VectorCollector(envs, policy, torch.device("cpu"), torch.Generator().manual_seed(0), 0,
-                                noise_correlation=noise_correlation)
-    head = policy.action_head
-    buf = RolloutBuffer(steps, 8, envs.single_observation_space, head.action_shape, head.action_dtype,
-                        policy.state_shape, torch.device("cpu"))
-    collector.collect(buf)
-    envs.close()
+    collector = VectorCollector(envs, steps, noise_correlation=noise_correlation)
+    collector.start(policy, torch.device("cpu"), 0, 0)
+    buf = collector.collect()
+    collector.close()
     return buf.actions.numpy()
 
 

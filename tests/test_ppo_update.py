@@ -49,10 +49,10 @@ def test_a_minibatch_of_one_real_step_trains(tmp_path, capsys):
 
     net = RecurrentActorCritic(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), PolicyConfig())
     features = torch.zeros(1, 64)
-    old_logprob = net.action_head(net.actor_mlp(features)).log_prob(torch.zeros(1, dtype=torch.long)).detach()
+    old_logprob = net.score_actions(features, torch.zeros(1, dtype=torch.long))[0].detach()
     mb = ppo.Minibatch([], [], torch.zeros(1, dtype=torch.long), old_logprob, torch.zeros(1), torch.tensor([0.5]),
                        torch.zeros(1))
-    pg_loss, *_ = ppo._policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
+    pg_loss, *_ = ppo.policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
     assert float(pg_loss.detach()) == pytest.approx(-0.5)  # ratio 1, the advantage as it is
 
 
@@ -72,7 +72,7 @@ class _Minibatches:
 def test_epoch_statistics_and_target_kl_weigh_minibatches_by_real_steps(monkeypatch):
     """Issue 19, item 5: a minibatch of 3 real steps counts 3 times as much as one of 1 step."""
 
-    def fake_loss(policy, mb, cfg, clip_coef, split_threads=False):
+    def fake_loss(policy, mb, cfg, clip_coef, parallel=None):
         r = float(mb.advantages.shape[0])  # every term equals the minibatch's real steps: 1 or 3
         return ppo.LossTerms(*(torch.tensor(r) for _ in range(7)))
 

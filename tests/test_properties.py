@@ -21,7 +21,7 @@ from gymnasium import spaces
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences
+from agents.buffer import compute_gae, gather_sequences, make_sequences
 from agents.collector import VectorCollector, make_vector_env
 from agents.config import ConfigError, PolicyConfig
 from agents.env_state import restore_env, snapshot_env
@@ -183,18 +183,16 @@ def test_recomputed_logprobs_equal_the_rollout_for_random_episode_boundaries(len
     envs = make_vector_env("tests/Scripted-v0", 3, {"lengths": lengths, "terminates": terminates})
     torch.manual_seed(seed)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
-    collector = VectorCollector(envs, policy, torch.device("cpu"), torch.Generator().manual_seed(seed), seed)
-    head = policy.action_head
-    buf = RolloutBuffer(num_steps, 3, envs.single_observation_space, head.action_shape, head.action_dtype,
-                        policy.state_shape, torch.device("cpu"))
-    for i in range(2):  # the second rollout starts from a carried state
-        if i > 0:
-            policy.update_obs_normalizer(buf.obs)  # as the trainer does after each update
-        collector.collect(buf)
-    envs.close()
+    collector = VectorCollector(envs, num_steps)
+    collector.start(policy, torch.device("cpu"), seed, seed)
+    buf = collector.collect()
+    for _ in range(1):  # the second rollout starts from a carried state
+        policy.update_obs_normalizer(buf.obs)  # as the trainer does after each update
+        buf = collector.collect()
+    collector.close()
     seqs = make_sequences(buf.episode_starts.numpy(), bptt, cut_at_episode_starts=not cfg.carry_across_episodes)
     adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                           collector.bootstrap_value(), 0.99, 0.95)
+                           buf.bootstrap_value, 0.99, 0.95)
     batch = gather_sequences(buf, seqs, adv, ret)
     # Start states are the stored states at each sequence's first step.
     stored = buf.states[seqs.start_time, :, :, seqs.start_env].permute(1, 2, 0, 3)

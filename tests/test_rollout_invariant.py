@@ -16,7 +16,7 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, length_buckets, make_sequences
+from agents.buffer import compute_gae, gather_sequences, length_buckets, make_sequences
 from agents.collector import VectorCollector, make_vector_env
 from agents.config import PolicyConfig
 from agents.policy import RecurrentActorCritic
@@ -31,15 +31,12 @@ def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="dis
                        normalize_obs=True, **sizes)
     device = torch.device(device)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg).to(device)
-    gen = torch.Generator(device).manual_seed(seed)
-    collector = VectorCollector(envs, policy, device, gen, seed, noise_correlation=noise_correlation)
-    head = policy.action_head
-    buf = RolloutBuffer(num_steps, 4, envs.single_observation_space, head.action_shape, head.action_dtype,
-                        policy.state_shape, device)
-    for i in range(rollouts):  # later rollouts start from a carried, non-zero state
-        if i > 0:
-            policy.update_obs_normalizer(buf.obs)  # as the trainer does after each update
-        collector.collect(buf)
+    collector = VectorCollector(envs, num_steps, noise_correlation=noise_correlation)
+    collector.start(policy, device, seed, seed)
+    buf = collector.collect()
+    for _ in range(rollouts - 1):  # later rollouts start from a carried, non-zero state
+        policy.update_obs_normalizer(buf.obs)  # as the trainer does after each update
+        buf = collector.collect()
     return policy, collector, buf
 
 
@@ -48,11 +45,11 @@ CASES = list(itertools.product(["lstm", "gru", "none", "stack"], [1, 2], [False,
 
 @pytest.mark.parametrize(("core", "layers", "separate", "carry"), CASES)
 def test_recomputed_logprobs_and_values_match_rollout(core, layers, separate, carry):
-    policy, collector, buf = collect(core, layers, separate, carry)
+    policy, _collector, buf = collect(core, layers, separate, carry)
     assert buf.terminated.sum() > 0 and buf.truncated.sum() > 0, "the rollout must contain both episode ends"
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=5, cut_at_episode_starts=not carry)
     adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                           collector.bootstrap_value(), 0.99, 0.95)
+                           buf.bootstrap_value, 0.99, 0.95)
     batch = gather_sequences(buf, seqs, adv, ret)
     with torch.no_grad():
         logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
@@ -97,7 +94,7 @@ def test_state_carries_across_rollouts():
     """The state at the end of rollout k is the stored start state of rollout k+1, for every env."""
     _policy, collector, buf = collect(rollouts=1)
     end_state = collector.state.clone()
-    collector.collect(buf)
+    buf = collector.collect()
     torch.testing.assert_close(buf.states[0], end_state, atol=0, rtol=0)
 
 
@@ -130,10 +127,10 @@ def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monk
     from agents.cores import RNNCore
     from agents.ppo import ppo_update
 
-    policy, collector, buf = collect(separate=True, carry=carry)
+    policy, _collector, buf = collect(separate=True, carry=carry)
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=6, cut_at_episode_starts=not carry)
     adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                           collector.bootstrap_value(), 0.99, 0.95)
+                           buf.bootstrap_value, 0.99, 0.95)
     batch = gather_sequences(buf, seqs, adv, ret)
     calls = []
     original = RNNCore._run
@@ -151,10 +148,10 @@ def test_length_groups_change_nothing_but_the_work(monkeypatch):
     from agents.config import PPOConfig
     from agents.ppo import make_minibatch, ppo_loss
 
-    policy, collector, buf = collect(separate=True)
+    policy, _collector, buf = collect(separate=True)
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=8, cut_at_episode_starts=True)
     adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                           collector.bootstrap_value(), 0.99, 0.95)
+                           buf.bootstrap_value, 0.99, 0.95)
     batch = gather_sequences(buf, seqs, adv, ret)
     lengths = batch.lengths.numpy()
     ids = np.arange(len(lengths))
@@ -177,3 +174,68 @@ def test_length_buckets_minimise_padded_work():
     work = sum(lengths[g].max() * len(g) for g in groups)
     assert work < 32 * len(lengths) / 2
     assert len(length_buckets(np.full(10, 7))) == 1
+
+
+TRAINER_CASES = [("lstm", False, False, "discrete"), ("lstm", True, False, "box"), ("gru", True, True, "discrete"),
+                 ("none", False, False, "multidiscrete"), ("lstm", False, True, "multibinary")]
+
+
+@pytest.mark.parametrize(("core", "separate", "carry", "action_kind"), TRAINER_CASES)
+def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, core, separate, carry, action_kind,
+                                                        extra=None):
+    """The trainer's own loss path (Trainer -> ppo_update -> loss_and_backward -> the policy's named heads), on
+    its first minibatch, before any gradient step: the log-probs and values it recomputes are the stored ones,
+    so approx_kl and clipfrac are 0 to rounding."""
+    from agents import ppo
+    from agents.config import TrainConfig
+    from agents.trainer import Trainer
+
+    first: dict[str, object] = {}
+    recording = {"on": False}
+    real_loss, real_score, real_value = (ppo.loss_and_backward, RecurrentActorCritic.score_actions,
+                                         RecurrentActorCritic.value_from)
+
+    def loss(policy, mb, cfg, clip_coef, parallel=None):
+        recording["on"] = "terms" not in first
+        terms = real_loss(policy, mb, cfg, clip_coef, parallel)
+        recording["on"] = False
+        first.setdefault("mb", mb)
+        first.setdefault("terms", terms)
+        return terms
+
+    def score_actions(self, hidden, actions):
+        out = real_score(self, hidden, actions)
+        if recording["on"]:
+            first.setdefault("logprob", out[0].detach())
+        return out
+
+    def value_from(self, critic_hidden):
+        out = real_value(self, critic_hidden)
+        if recording["on"]:
+            first.setdefault("value", out.detach())
+        return out
+
+    monkeypatch.setattr(ppo, "loss_and_backward", loss)
+    monkeypatch.setattr(RecurrentActorCritic, "score_actions", score_actions)
+    monkeypatch.setattr(RecurrentActorCritic, "value_from", value_from)
+    config = TrainConfig().with_overrides({
+        "env_id": "tests/Boundary-v0", "env_import": ("toy_envs",), "env_kwargs": {"action_kind": action_kind},
+        "core": core, "separate_critic": separate, "carry_across_episodes": carry, "hidden_size": 16,
+        "normalize_obs": True, "num_envs": 4, "num_steps": 48, "bptt_len": 6, "num_minibatches": 2,
+        "update_epochs": 1, "total_steps": 192, "eval_episodes": 0, "progress": False, "device": "cpu",
+        "run_dir": str(tmp_path / "run"), **(extra or {})})
+    Trainer(config.validate()).train()
+    mb, terms = first["mb"], first["terms"]
+    assert (first["logprob"] - mb.old_logprob).abs().max() < 1e-5
+    assert (first["value"] - mb.old_value).abs().max() < 1e-5
+    assert abs(float(terms.approx_kl)) < 1e-10 and abs(float(terms.old_approx_kl)) < 1e-5
+    assert float(terms.clipfrac) == 0.0
+
+
+@pytest.mark.parametrize("extra", [{"normalize_value": True}, {"normalize_value": True, "clip_vloss": True},
+                                   {"prev_action_reward": True}])
+def test_the_invariant_holds_with_value_normalisation_and_previous_inputs(tmp_path, monkeypatch, extra):
+    """PopArt rescales the value head before the first minibatch (its outputs stay the same), and the previous
+    action and reward are part of the stored observation: the trainer's first minibatch still reproduces the
+    rollout."""
+    test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", True, False, "discrete", extra)

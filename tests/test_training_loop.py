@@ -61,16 +61,14 @@ def test_async_vector_env_trains(tmp_path):
 def test_refreshed_start_states_equal_stored_ones_before_any_update(tmp_path):
     """With an unchanged network, replaying the rollout reproduces every stored start state."""
     trainer = _trainer(tmp_path, "r", env_id="tests/Boundary-v0", env_import=("toy_envs",), separate_critic=True)
-    buf = trainer.buffer
     for _ in range(2):
-        trainer.collector.collect(buf)
+        buf = trainer.collector.collect()
     seqs = make_sequences(buf.episode_starts.numpy(), 8, cut_at_episode_starts=True)
     zeros = torch.zeros_like(buf.rewards)
     batch = gather_sequences(buf, seqs, zeros, zeros)
     stored = batch.start_states.clone()
     assert stored.abs().sum() > 0
-    refresh_start_states(trainer.policy, batch, buf.states, buf.obs, buf.episode_starts, seqs.start_time,
-                         seqs.start_env)
+    refresh_start_states(trainer.policy, batch, buf)
     torch.testing.assert_close(batch.start_states, stored, atol=1e-5, rtol=0)
 
 
@@ -91,7 +89,7 @@ def test_summary_figures_carry_no_float_noise(tmp_path):
 
 
 def test_clean_floats_rounds_only_floats():
-    from agents.trainer import clean_floats
+    from agents.run_log import clean_floats
 
     nan = float("nan")
     cleaned = clean_floats({"a": -1.2950000000000002, "b": [0.1 + 0.2, 7], "c": None, "d": "x", "e": nan})
