@@ -44,6 +44,8 @@ def test_env_import_is_repeatable():
     (["--hidden-size", "-3"], "--hidden-size must be a positive integer"),
     (["--noise-correlation", "1"], "--noise-correlation must be in [0, 1)"),
     (["--noise-correlation", "-0.5"], "--noise-correlation must be in [0, 1)"),
+    (["--stack-len", "3"], "--stack-len applies to --core stack only"),
+    (["--core", "stack", "--stack-len", "0"], "--stack-len must be a positive integer"),
 ])
 def test_invalid_hyperparameters_are_rejected_with_the_fix(flags, message):
     with pytest.raises(ConfigError) as err:

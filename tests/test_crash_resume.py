@@ -114,6 +114,14 @@ def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_p
     assert straight_run.reward_scaler.std != 1.0  # the statistics did move
 
 
+def test_resume_with_the_stack_core_is_bitwise_exact(tmp_path):
+    # The frame stack's state (the last K encodings of every env) travels in the checkpoint like h and c.
+    straight_run, resumed = straight_and_resumed(tmp_path, core="stack", stack_len=3)
+    state = straight_run.collector.state_dict(snapshot_envs=False)["tensors"]["state"]
+    assert state.shape[:2] == (1, 3) and state.abs().sum() > 0
+    assert torch.equal(state, resumed.collector.state_dict(snapshot_envs=False)["tensors"]["state"])
+
+
 def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
     # Each env's sampling noise (an AR(1) process) travels in the checkpoint with the recurrent state.
     straight_run, resumed = straight_and_resumed(tmp_path, noise_correlation=0.95)

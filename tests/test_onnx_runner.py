@@ -35,6 +35,8 @@ SCRIPT = [
     ({"num_layers": 2, "separate_critic": True}, spaces.Discrete(3)),
     ({"carry_across_episodes": True}, spaces.Discrete(3)),
     ({}, spaces.Box(-1.0, 1.0, (2,), np.float32)),
+    ({"core": "stack", "stack_len": 3}, spaces.Discrete(3)),
+    ({"core": "stack", "carry_across_episodes": True}, spaces.Box(-1.0, 1.0, (2,), np.float32)),
 ])
 def test_onnx_runner_equals_policy_runner_as_agents_join_leave_and_reset(tmp_path, kwargs, act_space):
     policy = make_policy(act_space=act_space, **kwargs)

@@ -57,7 +57,7 @@ action_space = st.one_of(
 )
 policy_config = st.builds(
     PolicyConfig,
-    core=st.sampled_from(["lstm", "gru", "none"]),
+    core=st.sampled_from(["lstm", "gru", "none", "stack"]),
     hidden_size=st.integers(2, 12),
     num_layers=st.integers(1, 2),
     separate_critic=st.booleans(),
