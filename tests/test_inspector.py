@@ -218,3 +218,17 @@ def test_inspector_and_panel_modules_import_without_pygame():
             "assert 'pygame' not in sys.modules, 'pygame imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_probe_and_panel_show_the_frame_stack():
+    torch.manual_seed(1)
+    config = PolicyConfig(core="stack", stack_len=3, encoder_sizes=(12,))
+    policy = RecurrentActorCritic(spaces.Box(0.0, 1.0, (4,), np.float32), spaces.Discrete(3), config)
+    probe = MemoryProbe(policy)
+    assert probe.quantities == ("x",) and probe.column_names == ["t-2", "t-1", "t"]
+    panel = MemoryPanel(probe, history=6, text=TextRenderer(use_system_font=False))
+    for r, out in _play(policy, probe, 5, panel):
+        assert len(r.layers) == 3  # one column per stacked step, oldest first
+        for k, layer in enumerate(r.layers):
+            torch.testing.assert_close(torch.from_numpy(layer["x"]), out.state[0, k, 0], atol=0, rtol=0)
+    assert panel.draw().get_size() == panel.size
