@@ -108,7 +108,7 @@ class RolloutBuffer:
         self, t: int, obs: Tree, episode_start: torch.Tensor, state: torch.Tensor,
         action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor,
     ) -> None:
-        """Record what the policy saw and did at step t (obs leaves (N, ...), state (S, L, N, H))."""
+        """Record what the policy saw and did at step t (obs leaves (N, ...), state (S, L, N, W))."""
         _copy_into(self.obs, obs, t)
         self.episode_starts[t] = episode_start
         self.states[t] = state
@@ -250,7 +250,8 @@ def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_sta
 class SequenceBatch:
     """Rollout data laid out as padded sequences: every tensor is (L, M, ...) except start_states.
 
-    ``start_states`` is (S, L_layers, M, H): the stored state before each sequence's first step.
+    ``start_states`` is (S, L, M, W) (the core's layout, agents/cores.py): the stored state before each
+    sequence's first step.
     ``start_time``, ``start_env`` (M,): where each sequence starts in the rollout (for recomputing its
     start state, ``ppo.refresh_start_states``); None where unknown.
     """

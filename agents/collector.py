@@ -46,7 +46,7 @@ class Collector(Protocol):
     built (spaces known) and nothing reset; ``start`` begins the episodes.
 
     ``state_dict`` is ``{"tensors": {name: tensor}, "generator": sampler state, "resume": JSON-ready or
-    None}``: ``tensors`` holds the per-env recurrent state (``"state"``, (S, L, N, H)) and episode starts
+    None}``: ``tensors`` holds the per-env recurrent state (``"state"``, (S, L, N, W)) and episode starts
     (``"next_episode_start"``, (N,)); ``resume`` the next observations, the running episodes and each env's
     state where it can be snapshotted (``"envs"`` None and ``"reason"`` otherwise). Collection and the
     update alternate, so ``state_dict`` between two ``collect`` calls captures everything a resume needs.

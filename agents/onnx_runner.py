@@ -90,7 +90,8 @@ class OnnxRunner:
         self._state_inputs = [i for i in meta["inputs"] if i["role"] == "state"]
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._kind = meta["action_kind"]
-        # One agent's state (S, L, H): the state inputs (h, c, h_critic, c_critic; each (L, B, H)) stacked.
+        # One agent's state (S, L, H): the state inputs (h, c, h_critic, c_critic; each (L, B, H); or stack,
+        # (K, B, F)) stacked, as named in the metadata.
         self._state_shape = tuple(int(d) for d in meta["state_shape"])
         self._states: dict[Hashable, np.ndarray] = {}
         self._fresh: set[Hashable] = set()  # agents whose next act() is an episode start
