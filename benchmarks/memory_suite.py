@@ -234,8 +234,8 @@ def plot(env_id: str, by_core: dict[str, list[RunResult]], window: int, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"lstm": "#1f77b4", "gru": "#2ca02c", "none": "#d62728"}
-    labels = {"lstm": "LSTM", "gru": "GRU", "none": "memoryless"}
+    colors = {"lstm": "#1f77b4", "gru": "#2ca02c", "none": "#d62728", "stack": "#ff7f0e"}
+    labels = {"lstm": "LSTM", "gru": "GRU", "none": "memoryless", "stack": "frame stack"}
     fig, ax = plt.subplots(figsize=(5.0, 3.0), dpi=80)
     for core, runs in by_core.items():
         for i, r in enumerate(runs):
@@ -274,7 +274,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs", nargs="+", default=list(PRESETS), help="env ids (default: every preset)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
-    p.add_argument("--cores", nargs="+", default=list(CORES), choices=["lstm", "gru", "none"])
+    p.add_argument("--cores", nargs="+", default=list(CORES), choices=["lstm", "gru", "none", "stack"])
     p.add_argument("--steps", type=int, default=None, help="override every preset's total_steps")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra settings over the preset")
     p.add_argument("--window", type=int, default=None,
