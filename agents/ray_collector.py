@@ -49,6 +49,7 @@ from agents.vector_env import import_env_modules, make_vector_env
 
 RAY_MISSING = '--backend ray needs Ray, which is not installed: pip install -e ".[ray]" (or pip install "ray>=2.30").'
 MAX_RESTARTS_PER_ITERATION = 3
+START_TIMEOUT = 120.0  # seconds an actor gets at least to start, resume or close
 
 
 class WorkerRestarted(UserWarning):
@@ -139,11 +140,14 @@ class RayCollector:
         self.num_workers, self.envs_per_worker = config.worker_layout
         self.num_envs = config.env.num_envs
         self.timeout = config.run.worker_timeout
+        # Starting an actor imports torch and makes its envs: on a busy machine that alone can take a while.
+        self.start_timeout = max(self.timeout, START_TIMEOUT)
         self.restarts = [0] * self.num_workers  # per worker, over the run
         self._closed = False
         self._config_dict = config.to_dict()
         # The spaces, and any bad env setting as the local backend reports it, before an actor starts.
         env = config.env
+        import_env_modules(env.env_import)
         probe = make_vector_env(env.env_id, 1, env.env_kwargs, False, env.env_import,
                                 wrapper=run_input_wrapper(config.policy))
         self.observation_space: gym.Space = probe.single_observation_space
@@ -170,13 +174,13 @@ class RayCollector:
         return _derive(self.sample_seed, worker, restarts), _derive(self.env_seed, worker, restarts)
 
     def _get(self, refs: list, what: str) -> list:
-        """``ray.get`` with the timeout; an actor's env failure is re-raised as itself, anything else names the
-        worker."""
-        _, pending = self.ray.wait(refs, num_returns=len(refs), timeout=self.timeout)
+        """``ray.get`` with the start timeout; an actor's env failure is re-raised as itself, anything else names
+        the worker."""
+        _, pending = self.ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
         if pending:
             worker = refs.index(pending[0])
             raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) did not answer {what} within "
-                           f"--worker-timeout {self.timeout:g} s.", worker * self.envs_per_worker)
+                           f"{self.start_timeout:g} s.", worker * self.envs_per_worker)
         results = []
         for worker, ref in enumerate(refs):
             try:
@@ -201,8 +205,15 @@ class RayCollector:
 
     def collect(self) -> Rollout:
         """Every actor's fragment, concatenated along the env dim (worker order), on CPU."""
-        refs = {w: actor.collect.remote(self._weights) for w, actor in enumerate(self.workers)}
-        fragments: dict[int, Rollout] = {}
+        fragments = self._call(lambda actor: actor.collect.remote(self._weights), "its rollout")
+        return self._assemble(fragments)
+
+    def _call(self, call, what: str) -> list:
+        """``call(actor)`` on every actor, the results in worker order. An actor that died, or sent nothing
+        within the timeout, is replaced (``_restart``) and called again, up to ``MAX_RESTARTS_PER_ITERATION``
+        times; an exception raised inside an actor is re-raised here (``_cause``)."""
+        refs = {w: call(actor) for w, actor in enumerate(self.workers)}
+        results: dict[int, object] = {}
         failures = [0] * self.num_workers
         while refs:
             ready, _ = self.ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout)
@@ -210,42 +221,42 @@ class RayCollector:
             for worker, ref in refs.items():
                 why = None
                 if ref not in ready:
-                    why = f"sent no rollout within --worker-timeout {self.timeout:g} s"
+                    why = f"sent no answer ({what}) within --worker-timeout {self.timeout:g} s"
                 else:
                     try:
-                        fragments[worker] = self.ray.get(ref)
+                        results[worker] = self.ray.get(ref)
                     except self.ray.exceptions.RayTaskError as exc:
-                        raise self._cause(exc, worker, "collect") from exc
+                        raise self._cause(exc, worker, what) from exc
                     except self.ray.exceptions.RayActorError as exc:
                         why = f"died ({_first_line(exc)})"
                 if why is not None:
                     failures[worker] += 1
                     if failures[worker] > MAX_RESTARTS_PER_ITERATION:
                         raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) {why}, after "
-                                       f"{MAX_RESTARTS_PER_ITERATION} restarts in this iteration; giving up.",
+                                       f"{MAX_RESTARTS_PER_ITERATION} restarts in a row; giving up.",
                                        worker * self.envs_per_worker)
-                    retry[worker] = self._restart(worker, why)
+                    retry[worker] = call(self._restart(worker, why))
             refs = retry
-        return self._assemble([fragments[w] for w in range(self.num_workers)])
+        return [results[w] for w in range(self.num_workers)]
 
     def _restart(self, worker: int, why: str):
-        """Replace ``worker`` by a fresh actor (new envs, zero state, new seeds); returns its ``collect`` ref."""
+        """Replace ``worker`` by a fresh actor (new envs, zero state, new seeds, the current weights)."""
         warnings.warn(f"Ray worker {worker} ({self._envs_of(worker)}) {why}; restarting it: its envs are made "
-                      f"afresh with zero recurrent state, every episode starts anew, and it collects this "
-                      f"iteration's rollout again.", WorkerRestarted, stacklevel=3)
+                      f"afresh with zero recurrent state and every episode starts anew.", WorkerRestarted,
+                      stacklevel=4)
         with contextlib.suppress(Exception):  # already gone
             self.ray.kill(self.workers[worker], no_restart=True)
         self.restarts[worker] += 1
         actor = self.workers[worker] = self._spawn(worker)
         self._get_one(self._start(worker, actor), worker, "start")
-        return actor.collect.remote(self._weights)
+        return actor
 
     def _cause(self, exc, worker: int, what: str) -> Exception:
         return _cause(exc, worker, worker * self.envs_per_worker, self._envs_of(worker), what)
 
     def _get_one(self, ref, worker: int, what: str):
         try:
-            return self.ray.get(ref, timeout=self.timeout)
+            return self.ray.get(ref, timeout=self.start_timeout)
         except self.ray.exceptions.RayTaskError as exc:
             raise self._cause(exc, worker, what) from exc
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError) as exc:
@@ -267,7 +278,7 @@ class RayCollector:
     def state_dict(self, snapshot_envs: bool = True) -> dict:
         """The local collector's layout over all envs; ``generator`` is worker 0's sampler (so that a local
         resume reads it), ``tensors["worker_generators"]`` (W, *) every worker's."""
-        parts = self._get([actor.state_dict.remote(snapshot_envs) for actor in self.workers], "state_dict")
+        parts = self._call(lambda actor: actor.state_dict.remote(snapshot_envs), "its state")
         tensors = {"state": torch.cat([p["tensors"]["state"] for p in parts], self._env_dim),
                    "next_episode_start": torch.cat([p["tensors"]["next_episode_start"] for p in parts]),
                    "worker_generators": torch.stack([p["generator"] for p in parts])}
@@ -293,7 +304,8 @@ class RayCollector:
                     f"{self.num_workers} workers: every worker's action sampler is seeded afresh")
             resume = None
         else:
-            generators = [generator] if saved is None else list(saved)
+            # Own, contiguous storage each: torch reads a generator state from the start of its storage.
+            generators = [generator] if saved is None else [row.clone() for row in saved]
         e = self.envs_per_worker
         states = torch.split(tensors["state"], e, self._env_dim)
         if len(states) != self.num_workers:
