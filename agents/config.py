@@ -68,6 +68,10 @@ class PolicyConfig:
         "value is already on a small known scale.")
     ortho_init: bool = _f(True, "Orthogonal initialisation of the image CNN, the recurrent core and the heads "
                           "(the PPO baselines' choice); off keeps PyTorch's default initialisation.")
+    normalize_value: bool = _f(
+        False, "PopArt value normalisation: the critic learns values in units of the targets' running std and its "
+        "output layer is rescaled whenever the statistics move, so values stay in return units "
+        "(agents/value_norm.py).")
     prev_action_reward: bool = _f(
         False, "Feed the previous action and reward to the core beside the observation (RL^2 / IMPALA): the "
         "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")

@@ -39,6 +39,7 @@ from agents.spaces import (
     needs_obs_normalization,
     update_normalizers,
 )
+from agents.value_norm import PopArtValueHead
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -219,7 +220,8 @@ class RecurrentActorCritic(nn.Module):
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
         self.action_head = make_action_head(action_space, pi_features, config.ortho_init)
-        self.value_head = nn.Linear(vf_features, 1)
+        # --normalize-value: PopArt's head, whose output stays in return units (agents/value_norm.py).
+        self.value_head = PopArtValueHead(vf_features) if config.normalize_value else nn.Linear(vf_features, 1)
         if config.ortho_init:
             nn.init.orthogonal_(self.value_head.weight, 1.0)
             nn.init.zeros_(self.value_head.bias)
@@ -295,6 +297,18 @@ class RecurrentActorCritic(nn.Module):
     def value_from(self, critic_hidden: torch.Tensor) -> torch.Tensor:
         """The critic's head: critic core outputs (N, F) -> V (N,)."""
         return self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+
+    @property
+    def value_scale(self) -> torch.Tensor | None:
+        """With ``normalize_value``: the value targets' running std, by which the loss divides value errors (the
+        error in normalised units); None otherwise."""
+        return self.value_head.scale if isinstance(self.value_head, PopArtValueHead) else None
+
+    def update_value_statistics(self, returns: torch.Tensor) -> None:
+        """With ``normalize_value``: fold one rollout's value targets (T, N) into the head's statistics, keeping
+        its outputs; a no-op otherwise."""
+        if isinstance(self.value_head, PopArtValueHead):
+            self.value_head.update(returns)
 
     def score_actions(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy of stored actions (N, *action_shape) given core outputs (N, F): (N,), (N,).

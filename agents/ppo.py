@@ -113,12 +113,28 @@ def value_loss(
 ) -> torch.Tensor:
     """Critic core outputs over real steps (R, H) -> v_loss (optionally clipped around the old values)."""
     new_value = policy.value_from(critic_hidden)
+    scale = policy.value_scale
+    if scale is not None:
+        # Value normalisation: errors in units of the targets' std (PopArt's loss on normalised targets); the
+        # clip range is in the same units.
+        return _normalised_value_loss(new_value, mb, cfg.clip_vloss, clip_coef, scale)
     if cfg.clip_vloss:
         v_loss_unclipped = (new_value - mb.returns).pow(2)
         v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef, clip_coef)
         v_loss_clipped = (v_clipped - mb.returns).pow(2)
         return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
     return 0.5 * (new_value - mb.returns).pow(2).mean()
+
+
+def _normalised_value_loss(
+    new_value: torch.Tensor, mb: Minibatch, clip_vloss: bool, clip_coef: float, scale: torch.Tensor
+) -> torch.Tensor:
+    """0.5 * ((V - R) / sigma)^2 over real steps (R,), optionally clipped around the old values by clip_coef sigmas."""
+    v_loss = ((new_value - mb.returns) / scale).pow(2)
+    if clip_vloss:
+        v_clipped = mb.old_value + torch.clamp(new_value - mb.old_value, -clip_coef * scale, clip_coef * scale)
+        v_loss = torch.max(v_loss, ((v_clipped - mb.returns) / scale).pow(2))
+    return 0.5 * v_loss.mean()
 
 
 def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:

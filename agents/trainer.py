@@ -392,6 +392,7 @@ class Trainer:
         seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
                               cut_at_episode_starts=not cfg.policy.carry_across_episodes)
         batch = gather_sequences(rollout, seqs, advantages, returns)
+        self.policy.update_value_statistics(returns)  # --normalize-value only; the value outputs stay the same
         refresh = cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
                            rollout if refresh else None, self.parallel_critic)

@@ -180,7 +180,8 @@ TRAINER_CASES = [("lstm", False, False, "discrete"), ("lstm", True, False, "box"
 
 
 @pytest.mark.parametrize(("core", "separate", "carry", "action_kind"), TRAINER_CASES)
-def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, core, separate, carry, action_kind):
+def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, core, separate, carry, action_kind,
+                                                        extra=None):
     """The trainer's own loss path (Trainer -> ppo_update -> loss_and_backward -> the policy's named heads), on
     its first minibatch, before any gradient step: the log-probs and values it recomputes are the stored ones,
     so approx_kl and clipfrac are 0 to rounding."""
@@ -221,10 +222,19 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
         "core": core, "separate_critic": separate, "carry_across_episodes": carry, "hidden_size": 16,
         "normalize_obs": True, "num_envs": 4, "num_steps": 48, "bptt_len": 6, "num_minibatches": 2,
         "update_epochs": 1, "total_steps": 192, "eval_episodes": 0, "progress": False, "device": "cpu",
-        "run_dir": str(tmp_path / "run")})
+        "run_dir": str(tmp_path / "run"), **(extra or {})})
     Trainer(config.validate()).train()
     mb, terms = first["mb"], first["terms"]
     assert (first["logprob"] - mb.old_logprob).abs().max() < 1e-5
     assert (first["value"] - mb.old_value).abs().max() < 1e-5
     assert abs(float(terms.approx_kl)) < 1e-10 and abs(float(terms.old_approx_kl)) < 1e-5
     assert float(terms.clipfrac) == 0.0
+
+
+@pytest.mark.parametrize("extra", [{"normalize_value": True}, {"normalize_value": True, "clip_vloss": True},
+                                   {"prev_action_reward": True}])
+def test_the_invariant_holds_with_value_normalisation_and_previous_inputs(tmp_path, monkeypatch, extra):
+    """PopArt rescales the value head before the first minibatch (its outputs stay the same), and the previous
+    action and reward are part of the stored observation: the trainer's first minibatch still reproduces the
+    rollout."""
+    test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", True, False, "discrete", extra)
