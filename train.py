@@ -143,6 +143,8 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
             raise ConfigError(f"--resume {args.resume} and --run-dir {explicit['run_dir']} name different "
                               f"directories; --resume alone says where the run is.")
         config = _saved_config(Path(args.resume))
+        if explicit.get("backend") == "local":  # a Ray run resumed locally: its Ray settings no longer apply
+            explicit = {"num_workers": None, "envs_per_worker": None, "ray_address": None, **explicit}
         config = config.with_overrides({**explicit, "run_dir": args.resume})
         return config.validate(), True
 

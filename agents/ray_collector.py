@@ -187,6 +187,9 @@ class RayCollector:
                 results.append(self.ray.get(ref))
             except self.ray.exceptions.RayTaskError as exc:
                 raise self._cause(exc, worker, what) from exc
+            except self.ray.exceptions.RayActorError as exc:  # e.g. its constructor failed on that node
+                raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) died in {what}: "
+                               f"{_first_line(exc)}", worker * self.envs_per_worker) from exc
         return results
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
