@@ -172,6 +172,10 @@ def test_a_killed_actor_is_restarted_and_the_run_completes(ray_instance, tmp_pat
     with pytest.warns(WorkerRestarted, match=r"Ray worker 1 \(envs 2-3\) died"):
         trainer.train(on_iteration=kill)
     assert trainer.global_step == 512 and trainer.collector.restarts == [0, 1]
+    # The run's end (as a Ctrl-C's) closes the collector: no actor outlives it.
+    for actor in trainer.collector.workers:
+        with pytest.raises(ray_instance.exceptions.RayActorError):
+            ray_instance.get(actor.close.remote(), timeout=60)
 
 
 def test_a_hung_actor_times_out_by_name_and_is_replaced(ray_instance, tmp_path):
