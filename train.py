@@ -143,6 +143,8 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
             raise ConfigError(f"--resume {args.resume} and --run-dir {explicit['run_dir']} name different "
                               f"directories; --resume alone says where the run is.")
         config = _saved_config(Path(args.resume))
+        if explicit.get("backend") == "local":  # a Ray run resumed locally: its Ray settings no longer apply
+            explicit = {"num_workers": None, "envs_per_worker": None, "ray_address": None, **explicit}
         config = config.with_overrides({**explicit, "run_dir": args.resume})
         return config.validate(), True
 
@@ -153,6 +155,9 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     if preset_name not in ("auto", "none"):
         raise ConfigError(f"--preset must be auto or none, got {preset_name!r}.")
     preset = preset_for(env_id) if preset_name == "auto" else {}
+    if explicit.get("num_workers") is not None and explicit.get("envs_per_worker") is not None:
+        # --num-workers W --envs-per-worker E say how many envs run; a preset's --num-envs gives way to them.
+        explicit.setdefault("num_envs", explicit["num_workers"] * explicit["envs_per_worker"])
     # The config records the preset that was applied, so config.json says where its settings came from.
     applied = env_id if preset else "none"
     config = TrainConfig().with_overrides({**preset, **explicit, "preset": applied})

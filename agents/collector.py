@@ -30,7 +30,7 @@ from agents.spaces import obs_to_tensor, tree_map, tree_map2, tree_stack
 from agents.vector_env import EnvError, import_env_modules, make_vector_env
 
 __all__ = ["Collector", "CollectorFactory", "EnvError", "NonFiniteError", "VectorCollector", "import_env_modules",
-           "local_collector", "make_vector_env"]
+           "local_collector", "make_collector", "make_vector_env"]
 
 
 class NonFiniteError(RuntimeError):
@@ -82,6 +82,16 @@ class Collector(Protocol):
 CollectorFactory = Callable[[TrainConfig], Collector]
 
 
+def make_collector(config: TrainConfig) -> Collector:
+    """The ``CollectorFactory`` that ``--backend`` names: ``local_collector``, or Ray actors
+    (``agents.ray_collector``, imported only then, so that Ray stays an optional extra)."""
+    if config.run.backend == "ray":
+        from agents.ray_collector import ray_collector
+
+        return ray_collector(config)
+    return local_collector(config)
+
+
 def local_collector(config: TrainConfig) -> VectorCollector:
     """The default ``CollectorFactory``: ``config.env``'s vector env in this process (``agents.vector_env``)."""
     env = config.env
@@ -103,9 +113,11 @@ class VectorCollector:
             bootstrapped with V(obs_t), with reward 0, and resets the env (``"skip"``).
         noise_correlation: correlation of each env's sampling noise from one step to the next
             (``agents.noise``); 0 draws every action independently.
+        first_env: the run-wide number of ``envs``' first env, for error messages (a Ray actor's share).
     """
 
-    def __init__(self, envs: VectorEnv, num_steps: int, on_nonfinite: str = "stop", noise_correlation: float = 0.0):
+    def __init__(self, envs: VectorEnv, num_steps: int, on_nonfinite: str = "stop", noise_correlation: float = 0.0,
+                 first_env: int = 0):
         if envs.metadata.get("autoreset_mode") not in (AutoresetMode.SAME_STEP, "SameStep"):
             raise ValueError("VectorCollector needs a vector env in AutoresetMode.SAME_STEP; use make_vector_env.")
         if on_nonfinite not in ("stop", "skip"):
@@ -114,6 +126,7 @@ class VectorCollector:
         self.num_envs = envs.num_envs
         self.observation_space, self.action_space = envs.single_observation_space, envs.single_action_space
         self.noise = CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
+        self.first_env = first_env
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
         self.policy, self.device, self.seed = policy, device, env_seed
@@ -243,10 +256,11 @@ class VectorCollector:
         else:
             what = "observation"
         others = f" (and {int(bad.sum()) - 1} other envs)" if bad.sum() > 1 else ""
+        step = int(self._episode_length[i]) + 1
         return NonFiniteError(
-            f"env {i}{others} returned a non-finite {what} at step {int(self._episode_length[i]) + 1} of its "
+            f"env {self.first_env + i}{others} returned a non-finite {what} at step {step} of its "
             f"episode (step {t} of this rollout). Fix the env, or pass --on-nonfinite skip to end such "
-            f"episodes, reset the env and continue.", i, t)
+            f"episodes, reset the env and continue.", self.first_env + i, t)
 
     def _skip(self, bad: np.ndarray, next_obs, reward, terminated, truncated):
         """End the bad envs' episodes as truncations with reward 0, and reset those envs."""
@@ -268,8 +282,8 @@ class VectorCollector:
             if (mask & ~finite).any():
                 i = int(np.flatnonzero(mask & ~finite)[0])
                 raise NonFiniteError(
-                    f"env {i} returned a non-finite observation from reset; no episode can start. Fix the env's "
-                    f"reset.", i, -1)
+                    f"env {self.first_env + i} returned a non-finite observation from reset; no episode can "
+                    f"start. Fix the env's reset.", self.first_env + i, -1)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self, snapshot_envs: bool = True) -> dict:

@@ -150,6 +150,20 @@ class RunConfig:
         "stop", "When an env returns a NaN or infinite observation or reward: 'stop' saves a checkpoint and "
         "stops naming the env and step; 'skip' ends that episode (reward 0), resets the env and goes on.")
     progress: bool = _f(True, "Show a progress bar.")
+    backend: Literal["local", "ray"] = _f(
+        "local", "Where the envs run: 'local' in this process (or its subprocesses, --async-envs); 'ray' in Ray "
+        "actors, each with --envs-per-worker envs and a CPU copy of the policy (needs pip install -e \".[ray]\"; "
+        "docs/ray.md).")
+    num_workers: int | None = _f(
+        None, "Ray actors with --backend ray; none: --num-envs / --envs-per-worker, or 2 when that is not given. "
+        "--num-envs must equal --num-workers x --envs-per-worker.")
+    envs_per_worker: int | None = _f(
+        None, "Envs per Ray actor with --backend ray; none: --num-envs / --num-workers.")
+    ray_address: str | None = _f(
+        None, "Ray cluster to join with --backend ray ('auto': the one this machine belongs to, or host:port); "
+        "none starts a local Ray instance for the run.")
+    worker_timeout: float = _f(
+        300.0, "Seconds to wait for a Ray actor's rollout before it counts as hung and is restarted.")
 
 
 @dataclass
@@ -175,6 +189,17 @@ class TrainConfig:
             return self.ppo.bptt_len
         shares = -(-self.ppo.num_minibatches // self.env.num_envs)  # ceil: rollout pieces per env
         return max(1, self.ppo.num_steps // shares)
+
+    @property
+    def worker_layout(self) -> tuple[int, int]:
+        """(Ray actors W, envs per actor E) with ``--backend ray``; ``validate`` checks that W x E = num_envs."""
+        run, n = self.run, self.env.num_envs
+        if run.num_workers is not None and run.envs_per_worker is not None:
+            return run.num_workers, run.envs_per_worker
+        if run.envs_per_worker is not None:
+            return max(1, n // run.envs_per_worker), run.envs_per_worker
+        workers = run.num_workers if run.num_workers is not None else min(2, n)
+        return workers, max(1, n // workers)
 
     @property
     def num_iterations(self) -> int:
@@ -243,7 +268,39 @@ class TrainConfig:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
+        self._check_backend()
         return self
+
+    def _check_backend(self) -> None:
+        """The Ray flags only with ``--backend ray``, and a worker layout that runs exactly ``--num-envs`` envs."""
+        run, n = self.run, self.env.num_envs
+        if run.backend not in ("local", "ray"):
+            raise ConfigError(f"--backend must be local or ray; got {run.backend!r}.")
+        ray_flags = {"num_workers": run.num_workers, "envs_per_worker": run.envs_per_worker,
+                     "ray_address": run.ray_address}
+        if run.backend == "local":
+            given = [f"--{_flag(name)}" for name, value in ray_flags.items() if value is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)} only apply to Ray actors; add --backend ray, or drop "
+                                  f"{'them' if len(given) > 1 else 'it'}.")
+            return
+        for name in ("num_workers", "envs_per_worker"):
+            value = ray_flags[name]
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}.")
+        if not (run.worker_timeout > 0 and math.isfinite(run.worker_timeout)):
+            raise ConfigError(f"--worker-timeout must be a positive number of seconds, got {run.worker_timeout}.")
+        if run.ray_address is not None and not run.ray_address.strip():
+            raise ConfigError("--ray-address must be 'auto' or host:port; drop it to start a local Ray instance.")
+        workers, per_worker = self.worker_layout
+        if workers * per_worker != n:
+            if run.num_workers is not None and run.envs_per_worker is not None:
+                fix = (f"pass --num-envs {workers * per_worker}, or change --num-workers / --envs-per-worker so "
+                       f"that their product is {n}")
+            else:
+                fix = "pass --num-workers and --envs-per-worker whose product it is (or a --num-envs they divide)"
+            raise ConfigError(f"--backend ray runs --num-workers x --envs-per-worker envs, but --num-envs {n} is not "
+                              f"{workers} x {per_worker}; {fix}.")
 
     def _check_types(self) -> None:
         """Every setting has its declared type (a JSON config or a Python caller can pass anything)."""

@@ -41,7 +41,7 @@ from agents.checkpoint import (
     describe_differences,
     load_latest,
 )
-from agents.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules, local_collector
+from agents.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules, make_collector
 from agents.config import ConfigError, TrainConfig
 from agents.device import resolve_device
 from agents.evaluation import evaluate_modes
@@ -73,12 +73,12 @@ class Trainer:
         config: the full, validated config.
         resume: continue the run in ``config.run.run_dir`` from its latest readable checkpoint.
         overwrite: start afresh in ``config.run.run_dir`` even if it holds a run (its files are deleted).
-        collector_factory: makes the collector from the config (default: ``local_collector``, the vector env
-            in this process); the trainer starts, checkpoints and closes it.
+        collector_factory: makes the collector from the config (default: ``make_collector``, the vector env in
+            this process or Ray actors, as ``--backend`` says); the trainer starts, checkpoints and closes it.
     """
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False,
-                 collector_factory: CollectorFactory = local_collector):
+                 collector_factory: CollectorFactory = make_collector):
         self.config = config.validate()
         cfg = self.config
         if resume and overwrite:

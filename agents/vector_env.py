@@ -86,9 +86,10 @@ class GuardedEnv(gym.Wrapper):
     text instead of raising, because an exception inside a worker's ``call`` kills the worker.
     """
 
-    def __init__(self, env: gym.Env, index: int):
+    def __init__(self, env: gym.Env, index: int, slot: int | None = None):
         super().__init__(env)
-        self.index = index
+        # index: the env's number in the whole run (messages); slot: its place in this vector env (snapshots).
+        self.index, self.slot = index, index if slot is None else slot
 
     def _fail(self, where: str, exc: Exception) -> EnvError:
         return EnvError(f"env {self.index} raised {type(exc).__name__} in {where}: {exc}", self.index,
@@ -114,16 +115,17 @@ class GuardedEnv(gym.Wrapper):
             return {"error": f"{type(exc).__name__}: {exc}"}
 
     def mnemo_restore_env(self, snapshots: list[dict]) -> str | None:
-        """Restore this env from ``snapshots[index]``; None on success, else the reason."""
+        """Restore this env from ``snapshots[slot]``; None on success, else the reason."""
         try:
-            restore_env(self.env, snapshots[self.index])
+            restore_env(self.env, snapshots[self.slot])
             return None
         except Exception as exc:
             return f"env {self.index}: {type(exc).__name__}: {exc}"
 
 
 def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tuple[str, ...],
-                     wrapper: Callable[[gym.Env], gym.Env] | None = None) -> Callable[[], gym.Env]:
+                     wrapper: Callable[[gym.Env], gym.Env] | None = None, slot: int | None = None
+                     ) -> Callable[[], gym.Env]:
     creator = os.getpid()
 
     def make() -> gym.Env:
@@ -135,7 +137,7 @@ def _guarded_factory(env_id: str, env_kwargs: dict, index: int, env_import: tupl
         import envs  # noqa: F401  (registers the built-in ids in subprocesses too)
 
         env = gym.make(env_id, **env_kwargs)
-        return GuardedEnv(env if wrapper is None else wrapper(env), index)
+        return GuardedEnv(env if wrapper is None else wrapper(env), index, slot)
 
     return make
 
@@ -159,17 +161,20 @@ def check_env_id(env_id: str) -> None:
 def make_vector_env(
     env_id: str, num_envs: int, env_kwargs: dict | None = None, asynchronous: bool = False,
     env_import: tuple[str, ...] | list[str] = (), wrapper: Callable[[gym.Env], gym.Env] | None = None,
+    first_index: int = 0,
 ) -> VectorEnv:
     """N copies of ``env_id`` in SAME_STEP autoreset mode (see module docstring), each in a ``GuardedEnv``.
 
     ``wrapper`` (picklable, e.g. ``agents.previous_inputs.run_input_wrapper``) wraps each env inside its guard.
+    ``first_index``: the run-wide number of the first env, for error messages (a Ray actor's envs are
+    ``first_index .. first_index + N - 1`` of the run's).
 
     Raises:
         ConfigError: unknown id, or making the env failed (bad ``env_kwargs``, a broken constructor).
     """
     check_env_id(env_id)
     kwargs = dict(env_kwargs or {})
-    fns = [_guarded_factory(env_id, kwargs, i, tuple(env_import), wrapper) for i in range(num_envs)]
+    fns = [_guarded_factory(env_id, kwargs, first_index + i, tuple(env_import), wrapper, i) for i in range(num_envs)]
     try:
         if asynchronous:
             return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -18,7 +18,7 @@ class FaultyEnv(gym.Env):
 
     Args:
         mode: ``"nan_obs"``, ``"inf_reward"``, ``"nan_reset"`` (after the failing step, every reset
-            returns NaN) or ``"raise"`` (step raises RuntimeError).
+            returns NaN), ``"raise"`` (step raises RuntimeError) or ``"hang"`` (step never returns).
         fail_index: which env of the vector env misbehaves (-1: none).
         fail_at: the env's step count (over all its episodes, from 1) at which it misbehaves.
         repeat: misbehave every ``fail_at`` steps instead of once.
@@ -60,6 +60,8 @@ class FaultyEnv(gym.Env):
         if self._failing_now():
             if self.mode == "raise":
                 raise RuntimeError(f"simulated failure at step {self.total_steps}")
+            if self.mode == "hang":
+                threading.Event().wait()  # a stuck env: only killing its process ends it
             if self.mode == "nan_obs":
                 obs[1] = np.nan
             if self.mode == "inf_reward":
