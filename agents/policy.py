@@ -14,7 +14,7 @@ The recurrent state is one tensor ``state: (S, L, B, W)``, laid out by the core
 One tensor keeps the rollout buffer, the collector, checkpoints and the game
 runtime free of per-core special cases.
 
-Hidden-state semantics (README, "The recurrent bookkeeping"): ``state`` is the state *before* the
+Hidden-state semantics (docs/architecture.md, "Hidden-state rules"): ``state`` is the state *before* the
 agent sees ``obs_t``; where ``episode_start_t`` is 1 and the policy is in
 reset mode, the state is zeroed before ``obs_t`` is processed. The same rule
 runs in the single-step path (rollout, game runtime) and the sequence path

@@ -18,7 +18,7 @@ runner.remove([9])                                     # agent 9 left the game
 runner.act(obs, agent_ids=("red", 2))                  # a tuple is ONE id, e.g. (team, slot)
 ```
 
-Semantics (README, "The recurrent bookkeeping"): an agent's first ``act()``
+Semantics (docs/architecture.md, "Hidden-state rules"): an agent's first ``act()``
 after it joined or was ``reset()`` is an episode start and runs from the zero
 state, exactly as ``policy.step(..., episode_start=1)`` does in reset mode.
 The runner zeroes the state when ``reset()`` is called instead of at the next
