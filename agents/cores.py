@@ -129,16 +129,14 @@ class RNNCore(nn.Module):
         out, new_state = self._run(x.unsqueeze(0), state)
         return out[0], new_state
 
-    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The game runtime's step: ``torch.lstm_cell`` / ``torch.gru_cell`` per layer, state written into views."""
-        layers = self.num_layers
-        for layer, weights in enumerate(self.rnn.all_weights):
-            mine = [views[i * layers + layer] for i in range(self.num_state_tensors)]
-            new = self._cell(x, mine, layer, weights)
-            for view, value in zip(mine, new, strict=True):
-                view.copy_(value)
-            x = new[0]
-        return x
+    def _runtime_weights(self) -> list[list[torch.Tensor]]:
+        """Per layer, the weights ``torch.lstm_cell`` / ``torch.gru_cell`` take. ``nn.LSTM.all_weights`` builds its
+        lists anew on every access (~10 us); the parameters stay the same objects (load_state_dict and .to()
+        write into them), so the lists are kept until one is replaced."""
+        cached = self.__dict__.get("_cell_weights")
+        if cached is None or cached[0][0] is not self.rnn.weight_ih_l0:
+            cached = self.__dict__["_cell_weights"] = self.rnn.all_weights
+        return cached
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
@@ -183,6 +181,17 @@ class LSTMCore(RNNCore):
               weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         return torch.lstm_cell(x, (views[0], views[1]), *weights)
 
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The game runtime's step: ``torch.lstm_cell`` per layer; views are h of every layer, then c."""
+        layers = len(views) // 2
+        for layer, weights in enumerate(self._runtime_weights()):
+            h_view, c_view = views[layer], views[layers + layer]
+            h, c = torch.lstm_cell(x, (h_view, c_view), *weights)
+            h_view.copy_(h)
+            c_view.copy_(c)
+            x = h
+        return x
+
     def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
                     keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, c = states
@@ -211,6 +220,13 @@ class GRUCore(RNNCore):
     def _cell(self, x: torch.Tensor, views: Sequence[torch.Tensor], layer: int,
               weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         return (torch.gru_cell(x, views[0], *weights),)
+
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The game runtime's step: ``torch.gru_cell`` per layer; views are h of every layer."""
+        for h_view, weights in zip(views, self._runtime_weights(), strict=True):
+            x = torch.gru_cell(x, h_view, *weights)
+            h_view.copy_(x)
+        return x
 
     def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
                     keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
