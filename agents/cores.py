@@ -112,7 +112,7 @@ class RNNCore(nn.Module):
         math: results agree with ``nn.LSTM`` to float rounding (~1e-7).
         """
         new_states = []
-        for layer, weights in enumerate(self.rnn.all_weights):
+        for layer, weights in enumerate(self._runtime_weights()):
             tensors = self._cell(x, [state[i, layer] for i in range(self.num_state_tensors)], layer, weights)
             new_states.append(torch.stack(tensors))
             x = tensors[0]

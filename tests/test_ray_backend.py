@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.buffer import compute_gae, gather_sequences, make_sequences
 from agents.collector import EnvError
 from agents.config import ConfigError, TrainConfig
 from agents.policy import RecurrentActorCritic
 from agents.trainer import Trainer
+from tests.test_rollout_invariant import assert_sequence_path_reproduces
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -116,16 +116,7 @@ def test_recomputed_logprobs_and_values_match_the_fragments(ray_instance, core, 
     finally:
         collector.close()
     assert buf.states.shape[-2] == 4 and buf.states[0].abs().sum() > 0
-    assert buf.terminated.sum() > 0 and buf.truncated.sum() > 0, "the rollout must contain both episode ends"
-    seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=5, cut_at_episode_starts=not carry)
-    adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
-                           buf.bootstrap_value, 0.99, 0.95)
-    batch = gather_sequences(buf, seqs, adv, ret)
-    with torch.no_grad():
-        logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
-    real = batch.mask.bool()
-    assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
-    assert (value[real] - batch.values[real]).abs().max() < 1e-5
+    assert_sequence_path_reproduces(policy, buf, carry)
 
 
 def test_one_worker_is_bitwise_the_local_run(ray_instance, tmp_path):

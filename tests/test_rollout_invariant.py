@@ -46,6 +46,12 @@ CASES = list(itertools.product(["lstm", "gru", "none", "stack"], [1, 2], [False,
 @pytest.mark.parametrize(("core", "layers", "separate", "carry"), CASES)
 def test_recomputed_logprobs_and_values_match_rollout(core, layers, separate, carry):
     policy, _collector, buf = collect(core, layers, separate, carry)
+    assert_sequence_path_reproduces(policy, buf, carry)
+
+
+def assert_sequence_path_reproduces(policy, buf, carry: bool) -> None:
+    """The invariant on one rollout (with both episode ends in it): log-probs and values recomputed by the
+    sequence path equal the stored ones to 1e-5."""
     assert buf.terminated.sum() > 0 and buf.truncated.sum() > 0, "the rollout must contain both episode ends"
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=5, cut_at_episode_starts=not carry)
     adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
