@@ -63,12 +63,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 64, "separate_critic": True, "encoder_sizes": (), "head_sizes": (64,), "activation": "relu",
         "normalize_obs": True, "normalize_reward": True,
     },
-    # After rl-baselines3-zoo's ppo_lstm Acrobot-v1; the normalisations are what make it learn.
-    "mnemo/AcrobotNoVel-v1": {
-        "total_steps": 150_000, "num_envs": 16, "num_steps": 128, "bptt_len": 32, "num_minibatches": 4,
-        "update_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.94, "ent_coef": 0.0,
-        "hidden_size": 64, "normalize_obs": True, "normalize_reward": True,
-    },
     # Correlated sampling noise finds the flag; a separate critic and reward scaling then learn it.
     "mnemo/MountainCarNoVel-v0": {
         "total_steps": 400_000, "num_envs": 16, "num_steps": 32, "bptt_len": 16, "num_minibatches": 4,
@@ -91,6 +85,13 @@ for _game, _budget in _PIXEL_BUDGETS.items():
 
 # CartPoleFlicker's settings learn CartPoleNoVel reliably on 200k steps.
 PRESETS["mnemo/CartPoleNoVel-v1"] = {**PRESETS["mnemo/CartPoleFlicker-v1"], "total_steps": 200_000}
+
+# Envs whose preset is only a training budget: the defaults (docs/defaults.md) reach the threshold on every seed
+# measured within it (docs/results.md#defaults-benchmark), so nothing else needs tuning.
+BUDGET_ONLY = {
+    "mnemo/AcrobotNoVel-v1": 150_000,
+}
+PRESETS.update({env_id: {"total_steps": steps} for env_id, steps in BUDGET_ONLY.items()})
 
 
 # rl-baselines3-zoo's ppo_lstm CartPoleNoVel-v1 settings: the speed benchmark's (benchmarks/cartpole_novel.py); SB3's

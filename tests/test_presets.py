@@ -12,7 +12,7 @@ import envs
 from agents.config import RunConfig, TrainConfig, flat_field_owners
 from agents.policy import RecurrentActorCritic
 from agents.spaces import obs_to_tensor
-from envs.presets import PRESETS, ZOO_CARTPOLE_NOVEL, preset_for
+from envs.presets import BUDGET_ONLY, PRESETS, ZOO_CARTPOLE_NOVEL, preset_for
 
 MNEMO_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
 
@@ -76,6 +76,17 @@ def test_preset_for_returns_a_copy_and_nothing_for_other_envs():
     preset["num_envs"] = -1
     assert PRESETS["mnemo/GatedMemory-v0"]["num_envs"] > 0
     assert preset_for("CartPole-v1") == {}
+
+
+def test_a_budget_only_preset_trains_with_the_defaults_for_its_budget():
+    # Such a preset replaced tuned settings because the defaults learn the env; it must not bring back the
+    # values the tuned presets were pinned to (the older reward-scaling and forget-bias defaults).
+    assert BUDGET_ONLY
+    for env_id, steps in BUDGET_ONLY.items():
+        assert preset_for(env_id) == {"total_steps": steps}
+        preset_config = TrainConfig().with_overrides({**preset_for(env_id), "env_id": env_id}).validate()
+        default_config = TrainConfig().with_overrides({"env_id": env_id, "total_steps": steps}).validate()
+        assert preset_config == default_config
 
 
 def test_the_speed_benchmark_keeps_the_zoo_settings_and_they_build_a_valid_config():
