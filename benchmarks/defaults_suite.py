@@ -77,6 +77,8 @@ MINIGRID = ("benchmarks.third_party_envs",)
 THIRD_PARTY = (
     SuiteEnv("popgym-RepeatFirstEasy-v0", 200_000, Threshold(0.9, "cue 50 steps back at the end; guessing -0.5"),
              POPGYM),
+    SuiteEnv("popgym-RepeatPreviousEasy-v0", 200_000,
+             Threshold(0.9, "repeat the card seen 4 steps before; guessing -0.5"), POPGYM),
     SuiteEnv("popgym-CountRecallEasy-v0", 300_000, Threshold(0.5, "a running count; guessing about -0.9"),
              POPGYM),
     SuiteEnv("popgym-HigherLowerEasy-v0", 200_000, Threshold(0.3, "recall the last card; guessing 0.0"), POPGYM),
