@@ -28,14 +28,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "total_steps": 100_000, "num_envs": 32, "num_steps": 20, "bptt_len": 10, "num_minibatches": 4,
         "update_epochs": 8, "learning_rate": 2e-3, "gamma": 0.5, "ent_coef": 0.003, "hidden_size": 128,
     },
-    # Rollouts of one episode (100 steps) cut into one sequence per falling ball (20 steps).
+    # Rollouts of one episode (100 steps) cut into one sequence per falling ball (20 steps); the defaults solve 2 of 3
+    # seeds on 300k steps.
     "mnemo/DarkCatch-v0": {
         "total_steps": 300_000, "num_envs": 32, "num_steps": 100, "bptt_len": 20, "num_minibatches": 4,
         "update_epochs": 8, "learning_rate": 1e-3, "gamma": 0.95, "hidden_size": 128,
     },
-    # A high entropy bonus (0.03) gets out of the fixed-corner local optimum.
-    "mnemo/FogMaze-v0": {
-        "total_steps": 400_000, "num_envs": 32, "num_steps": 64, "bptt_len": 16, "num_minibatches": 4,
+    # Pixels: a high entropy bonus (0.03) gets out of the fixed-corner local optimum.
+    "mnemo/FogMazePixels-v0": {
+        "total_steps": 1_600_000, "num_envs": 32, "num_steps": 64, "bptt_len": 16, "num_minibatches": 4,
         "update_epochs": 8, "learning_rate": 5e-4, "gamma": 0.99, "ent_coef": 0.03, "hidden_size": 128,
     },
     # Long matches: long rollouts and 32-frame sequences.
@@ -76,12 +77,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 _TUNED_WITH = {"normalize_reward": False, "forget_bias": 0.0}
 PRESETS = {env_id: {**_TUNED_WITH, **preset} for env_id, preset in PRESETS.items()}
 
-# The pixel ids use the vector presets with longer budgets (the CNN learns to see first).
-_PIXEL_BUDGETS = {"DarkCatch": 500_000, "FogMaze": 1_600_000, "FlickerPong": 1_000_000}
-_PIXEL_OVERRIDES = {"FlickerPong": {"learning_rate": 2.5e-4}}
-for _game, _budget in _PIXEL_BUDGETS.items():
-    PRESETS[f"mnemo/{_game}Pixels-v0"] = {
-        **PRESETS[f"mnemo/{_game}-v0"], "total_steps": _budget, **_PIXEL_OVERRIDES.get(_game, {})}
+# The pixel ids use the vector presets with longer budgets (the CNN learns to see first); FogMazePixels keeps the
+# settings FogMaze was tuned with before it became budget-only (above), FlickerPongPixels halves the learning rate.
+PRESETS["mnemo/DarkCatchPixels-v0"] = {**PRESETS["mnemo/DarkCatch-v0"], "total_steps": 500_000}
+PRESETS["mnemo/FlickerPongPixels-v0"] = {
+    **PRESETS["mnemo/FlickerPong-v0"], "total_steps": 1_000_000, "learning_rate": 2.5e-4}
 
 # CartPoleFlicker's settings learn CartPoleNoVel reliably on 200k steps.
 PRESETS["mnemo/CartPoleNoVel-v1"] = {**PRESETS["mnemo/CartPoleFlicker-v1"], "total_steps": 200_000}
@@ -90,6 +90,7 @@ PRESETS["mnemo/CartPoleNoVel-v1"] = {**PRESETS["mnemo/CartPoleFlicker-v1"], "tot
 # measured within it (docs/results.md#defaults-benchmark), so nothing else needs tuning.
 BUDGET_ONLY = {
     "mnemo/AcrobotNoVel-v1": 150_000,
+    "mnemo/FogMaze-v0": 400_000,
 }
 PRESETS.update({env_id: {"total_steps": steps} for env_id, steps in BUDGET_ONLY.items()})
 
