@@ -51,7 +51,7 @@ class PolicyConfig:
     core: Literal["lstm", "gru", "none", "stack"] = _f(
         "lstm", "Memory core; 'none' is the memoryless baseline, 'stack' a frame stack of the last --stack-len "
         "encodings (agents/cores.py).")
-    hidden_size: int = _f(64, "Units per recurrent layer.")
+    hidden_size: int = _f(256, "Units per recurrent layer.")
     num_layers: int = _f(1, "Stacked recurrent layers.")
     stack_len: int | None = _f(None, "Encodings the 'stack' core keeps (its reach is this many steps, the current "
                                "one included); none: 4. Only for --core stack.")
