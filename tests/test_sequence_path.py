@@ -95,9 +95,10 @@ def test_carry_mode_ignores_episode_starts(kind):
 
 
 def test_none_core_has_empty_state_and_same_api():
-    policy = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), PolicyConfig(core="none"))
+    cfg = PolicyConfig(core="none")
+    policy = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg)
     state = policy.initial_state(4)
-    assert state.shape == (0, 1, 4, 64)
+    assert state.shape == (0, 1, 4, cfg.hidden_size)
     out = policy.step(torch.randn(4, 3), state, torch.ones(4))
     assert out.action.shape == (4,) and out.state.shape == state.shape
 
