@@ -47,9 +47,8 @@ def test_a_minibatch_of_one_real_step_trains(tmp_path, capsys):
                        "--num-minibatches", "2", "--total-steps", "64", "--run-dir", str(run), *FAST])
     assert code == 0, capsys.readouterr().err
 
-    cfg = PolicyConfig()
-    net = RecurrentActorCritic(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), cfg)
-    features = torch.zeros(1, cfg.hidden_size)
+    net = RecurrentActorCritic(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), PolicyConfig())
+    features = torch.zeros(1, net.actor_core.out_features)
     old_logprob = net.score_actions(features, torch.zeros(1, dtype=torch.long))[0].detach()
     mb = ppo.Minibatch([], [], torch.zeros(1, dtype=torch.long), old_logprob, torch.zeros(1), torch.tensor([0.5]),
                        torch.zeros(1))
