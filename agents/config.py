@@ -81,6 +81,10 @@ class PolicyConfig:
         "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")
     forget_bias: float = _f(1.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
+    chrono_init: int | None = _f(
+        None, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
+        "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u), so the "
+        "units start out with memory spans spread from 1 to T steps; replaces --forget-bias.")
 
     @property
     def stack_length(self) -> int:
@@ -249,6 +253,8 @@ class TrainConfig:
                 f"{min_sequences}); lower --num-minibatches or raise --num-envs.")
         if not math.isfinite(pol.forget_bias):
             raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
+        if pol.chrono_init is not None and pol.chrono_init < 3:
+            raise ConfigError(f"--chrono-init must be at least 3 steps (or unset), got {pol.chrono_init}.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
         if not (0 < ppo.gamma <= 1):

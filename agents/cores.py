@@ -165,13 +165,21 @@ class LSTMCore(RNNCore):
     rnn_class = nn.LSTM
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0):
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
-        if forget_bias:
-            with torch.no_grad():
-                for layer in range(num_layers):
-                    # PyTorch's gate order is (i, f, g, o): the second quarter is the forget gate.
-                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size:2 * hidden_size] += forget_bias
+        with torch.no_grad():
+            for layer in range(num_layers):
+                # PyTorch's gate order is (i, f, g, o): the first quarter is the input gate, the second the forget
+                # gate. bias_ih and bias_hh are summed, so shifting bias_ih shifts the gate.
+                bias_ih, bias_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+                forget, entry = slice(hidden_size, 2 * hidden_size), slice(0, hidden_size)
+                if chrono_init is not None:
+                    # A forget gate sigmoid(log u) = u / (1 + u) keeps the cell for about 1 + u steps.
+                    log_span = torch.log(torch.empty(hidden_size).uniform_(1.0, chrono_init - 1.0))
+                    bias_ih[forget] = log_span - bias_hh[forget]
+                    bias_ih[entry] = -log_span - bias_hh[entry]
+                elif forget_bias:
+                    bias_ih[forget] += forget_bias
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, (h, c) = self.rnn(x, (state[0], state[1]))
@@ -362,5 +370,8 @@ def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
     classes = {"lstm": LSTMCore, "gru": GRUCore, "none": NoCore}
     if config.core not in classes:
         raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
+    if config.core == "lstm":
+        return LSTMCore(input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
+                        config.forget_bias, config.chrono_init)
     return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
                                 config.forget_bias)

@@ -117,3 +117,18 @@ def test_forget_bias_shifts_only_the_forget_gates(ortho_init):
         torch.testing.assert_close(delta[8:16], torch.full((8,), 1.5))  # gate order i, f, g, o
         assert delta[:8].abs().max() == 0 and delta[16:].abs().max() == 0
         torch.testing.assert_close(hh1, hh0)
+
+
+@pytest.mark.parametrize("ortho_init", [True, False])
+def test_chrono_init_spreads_memory_spans_up_to_its_horizon(ortho_init):
+    torch.manual_seed(0)
+    hidden, horizon = 64, 100
+    cfg = PolicyConfig(num_layers=2, hidden_size=hidden, ortho_init=ortho_init, forget_bias=1.5, chrono_init=horizon)
+    rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
+    for k in range(2):
+        total = (getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).detach()
+        forget, entry = total[hidden:2 * hidden], total[:hidden]  # gate order i, f, g, o
+        span = 1 / (1 - torch.sigmoid(forget))  # 1 + u steps for u in [1, T - 1]
+        assert span.min() >= 2 - 1e-4 and span.max() <= horizon + 1e-3
+        assert span.max() > horizon / 2 and span.min() < horizon / 4  # spread, not one value (--forget-bias ignored)
+        torch.testing.assert_close(entry, -forget)
