@@ -167,12 +167,12 @@ class LSTMCore(RNNCore):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
                  ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
+        # PyTorch's gate order is (i, f, g, o): the first quarter is the input gate, the second the forget gate.
+        entry, forget = slice(0, hidden_size), slice(hidden_size, 2 * hidden_size)
         with torch.no_grad():
             for layer in range(num_layers):
-                # PyTorch's gate order is (i, f, g, o): the first quarter is the input gate, the second the forget
-                # gate. bias_ih and bias_hh are summed, so shifting bias_ih shifts the gate.
+                # bias_ih and bias_hh are summed, so shifting bias_ih shifts the gate.
                 bias_ih, bias_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-                forget, entry = slice(hidden_size, 2 * hidden_size), slice(0, hidden_size)
                 if chrono_init is not None:
                     # A forget gate sigmoid(log u) = u / (1 + u) keeps the cell for about 1 + u steps.
                     log_span = torch.log(torch.empty(hidden_size).uniform_(1.0, chrono_init - 1.0))
@@ -217,8 +217,8 @@ class GRUCore(RNNCore):
     rnn_class = nn.GRU
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0):
-        # forget_bias: a GRU has no forget gate (accepted so that every core takes the same arguments).
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
+        # forget_bias, chrono_init: a GRU has no forget gate (accepted so that every core takes the same arguments).
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +256,7 @@ class NoCore(nn.Module):
     state_names: tuple[str, ...] = ()
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0):
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
         super().__init__()
         self.reset_on_episode_start = reset_on_episode_start
         self.state_shape = (0, num_layers, hidden_size)
@@ -370,8 +370,5 @@ def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
     classes = {"lstm": LSTMCore, "gru": GRUCore, "none": NoCore}
     if config.core not in classes:
         raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
-    if config.core == "lstm":
-        return LSTMCore(input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                        config.forget_bias, config.chrono_init)
     return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                                config.forget_bias)
+                                config.forget_bias, config.chrono_init)
