@@ -58,6 +58,9 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
 
     A memoryless policy turns the same way whatever the cue and is right half of
     the time (mean return at most 1.5 of 4). With a perfect memory the return is 4.
+    Other rewards make other T-mazes: ``goal_reward=1, bump_reward=0`` is the
+    sparse +1 / -1 maze, where a memoryless policy averages 0 and nothing but
+    the turn is paid, so nothing pushes it towards the junction.
 
     ## Observation Space
     ``Box(0, 1, (4,), float32)``:
@@ -74,13 +77,15 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     walking back never helps (Bakker's fourth action only wasted steps).
 
     ## Rewards
+    By default Bakker's (arguments below change them):
+
     - +4 for turning into the goal arm at the junction (episode terminates),
     - -1 for turning into the wrong arm (episode terminates),
     - -0.1 for a move that makes no progress: north or south in the corridor,
       east at the junction (bumping a wall),
     - 0 for a step east along the corridor.
 
-    Maximum return: 4 (``corridor_length`` steps east, then the right turn).
+    Maximum return: ``goal_reward`` (``corridor_length`` steps east, then the right turn).
 
     ## Starting State
     Position 0 (the west end); the goal arm is north or south with probability 1/2.
@@ -96,6 +101,9 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     - ``corridor_length`` (int, default 10): steps east from the start to the
       junction, ``>= 0`` (0 puts the start on the junction: no memory needed).
+    - ``goal_reward``, ``wrong_reward``, ``bump_reward`` (float, defaults 4,
+      -1 and -0.1): what the right turn, the wrong turn and a move without
+      progress pay.
     - ``render_mode`` (``None``, ``"ansi"`` or ``"rgb_array"``).
     """
 
@@ -108,9 +116,16 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     WRONG_REWARD = -1.0
     BUMP_REWARD = -0.1
 
-    def __init__(self, corridor_length: int = 10, render_mode: str | None = None):
+    def __init__(self, corridor_length: int = 10, render_mode: str | None = None, goal_reward: float = GOAL_REWARD,
+                 wrong_reward: float = WRONG_REWARD, bump_reward: float = BUMP_REWARD):
         if int(corridor_length) != corridor_length or corridor_length < 0:
             raise ValueError(f"corridor_length must be an integer >= 0, got {corridor_length!r}")
+        for name, value in (("goal_reward", goal_reward), ("wrong_reward", wrong_reward),
+                            ("bump_reward", bump_reward)):
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        self.goal_reward, self.wrong_reward = float(goal_reward), float(wrong_reward)
+        self.bump_reward = float(bump_reward)
         _check_render_mode(render_mode, self.metadata)
         self.corridor_length = int(corridor_length)
         self.render_mode = render_mode
@@ -144,15 +159,15 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
                 self.position += 1
                 reward = 0.0
             elif a == self.NORTH or a == self.SOUTH:
-                reward = self.BUMP_REWARD
+                reward = self.bump_reward
             else:
                 raise ValueError(f"TMaze action must be 0, 1 or 2, got {action!r}")
             terminated = False
         elif a == self.EAST:
-            reward = self.BUMP_REWARD
+            reward = self.bump_reward
             terminated = False
         elif a == self.NORTH or a == self.SOUTH:
-            reward = self.GOAL_REWARD if a == self._goal_action[self.goal] else self.WRONG_REWARD
+            reward = self.goal_reward if a == self._goal_action[self.goal] else self.wrong_reward
             terminated = True
         else:
             raise ValueError(f"TMaze action must be 0, 1 or 2, got {action!r}")

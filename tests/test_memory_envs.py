@@ -121,6 +121,23 @@ def test_tmaze_rewards_by_hand():
     assert env.step(wrong)[1:3] == (TMazeEnv.WRONG_REWARD, True)
 
 
+def test_tmaze_rewards_are_arguments():
+    # The sparse maze: +1 / -1 at the junction, nothing for bumping; the walk itself is unchanged.
+    env = gym.make("mnemo/TMaze-v0", corridor_length=1, goal_reward=1, bump_reward=0)
+    env.reset(seed=0)
+    right = TMazeEnv.NORTH if env.unwrapped.goal == 0 else TMazeEnv.SOUTH
+    wrong = TMazeEnv.SOUTH if env.unwrapped.goal == 0 else TMazeEnv.NORTH
+    assert env.step(wrong)[1:3] == (0.0, False)
+    assert env.step(TMazeEnv.EAST)[1:3] == (0.0, False)
+    assert env.step(TMazeEnv.EAST)[1:3] == (0.0, False)
+    assert env.step(right)[1:3] == (1.0, True)
+    env.reset(seed=0)
+    env.step(TMazeEnv.EAST)
+    assert env.step(wrong)[1:3] == (TMazeEnv.WRONG_REWARD, True)
+    with pytest.raises(ValueError, match="bump_reward must be a finite number"):
+        TMazeEnv(bump_reward=float("nan"))
+
+
 def test_tmaze_registered_time_limits_and_long_corridor():
     assert gym.spec("mnemo/TMaze-v0").max_episode_steps == 50 == tmaze_time_limit(10)
     assert gym.spec("mnemo/TMazeLong-v0").max_episode_steps == 500 == tmaze_time_limit(100)
