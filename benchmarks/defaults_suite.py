@@ -13,8 +13,10 @@ The suite (``SUITE`` below): every built-in id, on twice its preset's budget
 (the target is to reach each threshold within that), plus third-party memory
 tasks loaded through ``--env-import`` as a user would (the ``benchmarks``
 extra installs them; ``benchmarks/third_party_envs.py`` registers the MiniGrid
-views). Thresholds and budgets of the third-party tasks are fixed here, before
-any tuning, from what each task's memoryless and perfect players score.
+views), and variants of the built-in games that no preset covers
+(``benchmarks/variant_envs.py``: the sparse +1 / -1 T-maze). Thresholds and
+budgets of the third-party tasks and the variants are fixed here, before any
+tuning, from what each task's memoryless and perfect players score.
 
     nice -n 19 python benchmarks/defaults_suite.py --envs popgym-CountRecallEasy-v0 --seeds 1 2 3 --jobs 2
     nice -n 19 python benchmarks/defaults_suite.py --third-party --seeds 1 2 3 --peer-python /tmp/peer/bin/python
@@ -70,6 +72,7 @@ class SuiteEnv:
 
 POPGYM = ("popgym",)
 MINIGRID = ("benchmarks.third_party_envs",)
+VARIANT = ("benchmarks.variant_envs",)
 
 # popgym's card and count tasks score in [-1, 1] per episode; a memoryless player guesses (-0.5 on the repeat
 # tasks, about -0.9 on the count). MiniGrid's Memory room pays 1 - 0.9 * steps / max_steps for the matching
@@ -91,8 +94,14 @@ THIRD_PARTY = (
     SuiteEnv("thirdparty/MiniGridMemoryS7Pixels-v0", 500_000,
              Threshold(0.8, "the matching object (max 0.96); one at random under 0.5"), MINIGRID),
 )
+# Built-in games with other arguments (benchmarks/variant_envs.py): no preset applies to them. The sparse T-maze
+# pays +1 / -1 for the turn and nothing else: a memoryless player averages 0, a perfect one 1.
+VARIANTS = (
+    SuiteEnv("variant/TMazeSparse10-v0", 100_000, Threshold(0.9, "95% right turns (max 1); memoryless 0"), VARIANT),
+    SuiteEnv("variant/TMazeSparse30-v0", 300_000, Threshold(0.9, "95% right turns (max 1); memoryless 0"), VARIANT),
+)
 BUILT_IN = tuple(SuiteEnv(env_id, 2 * preset["total_steps"], THRESHOLDS[env_id]) for env_id, preset in PRESETS.items())
-SUITE = {env.env_id: env for env in BUILT_IN + THIRD_PARTY}
+SUITE = {env.env_id: env for env in BUILT_IN + VARIANTS + THIRD_PARTY}
 
 
 def settings_for(env: SuiteEnv, core: str, seed: int, run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +201,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     p.add_argument("--json", type=Path, default=None, help="also write the table's rows to this file")
     a = p.parse_args()
-    names = a.envs or [e.env_id for e in (THIRD_PARTY if a.third_party else BUILT_IN + THIRD_PARTY)]
+    names = a.envs or [e.env_id for e in (THIRD_PARTY if a.third_party else BUILT_IN + VARIANTS + THIRD_PARTY)]
     unknown = [n for n in names if n not in SUITE]
     if unknown:
         raise SystemExit(f"not in the suite: {unknown}; known: {sorted(SUITE)}")
