@@ -17,6 +17,8 @@ in ``reset``, observations precomputed, and ``step`` only indexes and copies.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -57,10 +59,11 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     ```
 
     A memoryless policy turns the same way whatever the cue and is right half of
-    the time (mean return at most 1.5 of 4). With a perfect memory the return is 4.
-    Other rewards make other T-mazes: ``goal_reward=1, bump_reward=0`` is the
-    sparse +1 / -1 maze, where a memoryless policy averages 0 and nothing but
-    the turn is paid, so nothing pushes it towards the junction.
+    the time (with the default rewards, a mean return of at most 1.5 of 4). With
+    a perfect memory the return is 4. Other rewards make other T-mazes:
+    ``goal_reward=1, bump_reward=0`` is the sparse +1 / -1 maze, where a
+    memoryless policy averages 0 and nothing but the turn is paid, so nothing
+    pushes it towards the junction.
 
     ## Observation Space
     ``Box(0, 1, (4,), float32)``:
@@ -122,7 +125,7 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"corridor_length must be an integer >= 0, got {corridor_length!r}")
         for name, value in (("goal_reward", goal_reward), ("wrong_reward", wrong_reward),
                             ("bump_reward", bump_reward)):
-            if not np.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         self.goal_reward, self.wrong_reward = float(goal_reward), float(wrong_reward)
         self.bump_reward = float(bump_reward)

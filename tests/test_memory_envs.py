@@ -134,8 +134,9 @@ def test_tmaze_rewards_are_arguments():
     env.reset(seed=0)
     env.step(TMazeEnv.EAST)
     assert env.step(wrong)[1:3] == (TMazeEnv.WRONG_REWARD, True)
-    with pytest.raises(ValueError, match="bump_reward must be a finite number"):
-        TMazeEnv(bump_reward=float("nan"))
+    for bad in (float("nan"), "1"):
+        with pytest.raises(ValueError, match="bump_reward must be a finite number"):
+            TMazeEnv(bump_reward=bad)
 
 
 def test_tmaze_registered_time_limits_and_long_corridor():
