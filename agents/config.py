@@ -85,6 +85,10 @@ class PolicyConfig:
         None, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
         "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u), so the "
         "units start out with memory spans spread from 1 to T steps; replaces --forget-bias.")
+    chrono_gates: Literal["both", "forget"] = _f(
+        "both", "The gates --chrono-init sets: 'both' (the paper's: forget biases log(u), input biases -log(u), so a "
+        "slow unit also writes slowly) or 'forget' (the forget biases only; the input gates keep their usual "
+        "initialisation, so every unit writes as fast as without chrono initialisation).")
 
     @property
     def stack_length(self) -> int:
@@ -255,6 +259,9 @@ class TrainConfig:
             raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
         if pol.chrono_init is not None and pol.chrono_init < 3:
             raise ConfigError(f"--chrono-init must be at least 3 steps (or unset), got {pol.chrono_init}.")
+        if pol.chrono_gates != "both" and pol.chrono_init is None:
+            raise ConfigError(f"--chrono-gates {pol.chrono_gates} only applies with --chrono-init T (the longest "
+                              "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
         if not (0 < ppo.gamma <= 1):

@@ -165,7 +165,8 @@ class LSTMCore(RNNCore):
     rnn_class = nn.LSTM
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
+                 chrono_gates: str = "both"):
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
         # PyTorch's gate order is (i, f, g, o): the first quarter is the input gate, the second the forget gate.
         entry, forget = slice(0, hidden_size), slice(hidden_size, 2 * hidden_size)
@@ -177,7 +178,9 @@ class LSTMCore(RNNCore):
                     # A forget gate sigmoid(log u) = u / (1 + u) keeps the cell for about 1 + u steps.
                     log_span = torch.log(torch.empty(hidden_size).uniform_(1.0, chrono_init - 1.0))
                     bias_ih[forget] = log_span - bias_hh[forget]
-                    bias_ih[entry] = -log_span - bias_hh[entry]
+                    if chrono_gates == "both":
+                        # Input gates sigmoid(-log u) = 1 / (1 + u): a slow unit also writes slowly.
+                        bias_ih[entry] = -log_span - bias_hh[entry]
                 elif forget_bias:
                     bias_ih[forget] += forget_bias
 
@@ -217,8 +220,10 @@ class GRUCore(RNNCore):
     rnn_class = nn.GRU
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
-        # forget_bias, chrono_init: a GRU has no forget gate (accepted so that every core takes the same arguments).
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
+                 chrono_gates: str = "both"):
+        # forget_bias, chrono_init, chrono_gates: a GRU has no forget gate (accepted so that every core takes the same
+        # arguments).
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +261,8 @@ class NoCore(nn.Module):
     state_names: tuple[str, ...] = ()
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None):
+                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
+                 chrono_gates: str = "both"):
         super().__init__()
         self.reset_on_episode_start = reset_on_episode_start
         self.state_shape = (0, num_layers, hidden_size)
@@ -371,4 +377,4 @@ def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
     if config.core not in classes:
         raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
     return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                                config.forget_bias, config.chrono_init)
+                                config.forget_bias, config.chrono_init, config.chrono_gates)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.config import PolicyConfig
+from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.cores import GRUCore, LSTMCore, StackCore
 from agents.policy import RecurrentActorCritic
 
@@ -132,3 +132,23 @@ def test_chrono_init_spreads_memory_spans_up_to_its_horizon(ortho_init):
         assert span.min() >= 2 - 1e-4 and span.max() <= horizon + 1e-3
         assert span.max() > horizon / 2 and span.min() < horizon / 4  # spread, not one value (--forget-bias ignored)
         torch.testing.assert_close(entry, -forget)
+
+
+def test_chrono_init_on_the_forget_gates_only_leaves_the_input_gates_as_they_were():
+    def biases(**chrono):
+        torch.manual_seed(0)
+        cfg = PolicyConfig(hidden_size=32, forget_bias=1.0, **chrono)
+        rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
+        return (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+
+    plain, both = biases(), biases(chrono_init=100)
+    forget_only = biases(chrono_init=100, chrono_gates="forget")
+    torch.testing.assert_close(forget_only[32:64], both[32:64])  # the same spread of memory spans
+    torch.testing.assert_close(forget_only[:32], plain[:32])  # input gates untouched (both: -log u)
+    torch.testing.assert_close(forget_only[64:], plain[64:])
+    assert (both[:32] - plain[:32]).abs().max() > 1
+
+
+def test_chrono_gates_without_chrono_init_is_refused():
+    with pytest.raises(ConfigError, match="--chrono-gates forget only applies with --chrono-init"):
+        TrainConfig().with_overrides({"chrono_gates": "forget"}).validate()
