@@ -83,8 +83,8 @@ class PolicyConfig:
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
     chrono_init: int | None = _f(
         None, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
-        "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u), so the "
-        "units start out with memory spans spread from 1 to T steps; replaces --forget-bias.")
+        "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u) (see "
+        "--chrono-gates), so the units start out with memory spans spread from 1 to T steps; replaces --forget-bias.")
     chrono_gates: Literal["both", "forget"] = _f(
         "both", "The gates --chrono-init sets: 'both' (the paper's: forget biases log(u), input biases -log(u), so a "
         "slow unit also writes slowly) or 'forget' (the forget biases only; the input gates keep their usual "
