@@ -96,9 +96,10 @@ THIRD_PARTY = (
 )
 # Built-in games with other arguments (benchmarks/variant_envs.py): no preset applies to them. The sparse T-maze
 # pays +1 / -1 for the turn and nothing else: a memoryless player averages 0, a perfect one 1.
+_SPARSE_TMAZE = Threshold(0.9, "95% right turns (max 1); memoryless 0")
 VARIANTS = (
-    SuiteEnv("variant/TMazeSparse10-v0", 100_000, Threshold(0.9, "95% right turns (max 1); memoryless 0"), VARIANT),
-    SuiteEnv("variant/TMazeSparse30-v0", 300_000, Threshold(0.9, "95% right turns (max 1); memoryless 0"), VARIANT),
+    SuiteEnv("variant/TMazeSparse10-v0", 100_000, _SPARSE_TMAZE, VARIANT),
+    SuiteEnv("variant/TMazeSparse30-v0", 300_000, _SPARSE_TMAZE, VARIANT),
 )
 BUILT_IN = tuple(SuiteEnv(env_id, 2 * preset["total_steps"], THRESHOLDS[env_id]) for env_id, preset in PRESETS.items())
 SUITE = {env.env_id: env for env in BUILT_IN + VARIANTS + THIRD_PARTY}
@@ -201,7 +202,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     p.add_argument("--json", type=Path, default=None, help="also write the table's rows to this file")
     a = p.parse_args()
-    names = a.envs or [e.env_id for e in (THIRD_PARTY if a.third_party else BUILT_IN + VARIANTS + THIRD_PARTY)]
+    names = a.envs or ([e.env_id for e in THIRD_PARTY] if a.third_party else list(SUITE))
     unknown = [n for n in names if n not in SUITE]
     if unknown:
         raise SystemExit(f"not in the suite: {unknown}; known: {sorted(SUITE)}")
