@@ -137,3 +137,14 @@ def test_the_derivation_rules_follow_an_explicit_obs_encoder():
     assert has_image(frame) and not needs_obs_normalization(frame)
     # Read as a flat vector, a frame is a badly scaled vector (0-255) and no CNN runs.
     assert not has_image(frame, "flat") and needs_obs_normalization(frame, "flat")
+
+
+def test_the_defaults_suite_holds_budget_only_presets_to_their_own_budget():
+    # A budget-only preset promises that the defaults reach the threshold within it; every other built-in gets
+    # twice its preset's budget (the target of the defaults benchmark).
+    from benchmarks.defaults_suite import SUITE
+    from envs.presets import BUDGET_ONLY, PRESETS
+
+    for env_id, preset in PRESETS.items():
+        expected = BUDGET_ONLY[env_id] if env_id in BUDGET_ONLY else 2 * preset["total_steps"]
+        assert SUITE[env_id].budget == expected, env_id
