@@ -84,11 +84,15 @@ class PolicyConfig:
     chrono_init: int | None = _f(
         None, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
         "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u) (see "
-        "--chrono-gates), so the units start out with memory spans spread from 1 to T steps; replaces --forget-bias.")
+        "--chrono-gates), so the units start out with memory spans spread from 1 to T steps; replaces --forget-bias on "
+        "the units it sets (--chrono-fraction).")
     chrono_gates: Literal["both", "forget"] = _f(
         "both", "The gates --chrono-init sets: 'both' (the paper's: forget biases log(u), input biases -log(u), so a "
         "slow unit also writes slowly) or 'forget' (the forget biases only; the input gates keep their usual "
         "initialisation, so every unit writes as fast as without chrono initialisation).")
+    chrono_fraction: float = _f(
+        1.0, "The share of each LSTM layer's units that --chrono-init sets (0 < F <= 1); the rest keep "
+        "--forget-bias, so with F below 1 some units start out with long memory spans and the others fast.")
 
     @property
     def stack_length(self) -> int:
@@ -262,6 +266,11 @@ class TrainConfig:
         if pol.chrono_gates != "both" and pol.chrono_init is None:
             raise ConfigError(f"--chrono-gates {pol.chrono_gates} only applies with --chrono-init T (the longest "
                               "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
+        if not (0 < pol.chrono_fraction <= 1):
+            raise ConfigError(f"--chrono-fraction must be in (0, 1], got {pol.chrono_fraction}.")
+        if pol.chrono_fraction != 1 and pol.chrono_init is None:
+            raise ConfigError(f"--chrono-fraction {pol.chrono_fraction} only applies with --chrono-init T (the "
+                              "longest memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
         if not (0 < ppo.gamma <= 1):

@@ -166,23 +166,28 @@ class LSTMCore(RNNCore):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
                  ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
-                 chrono_gates: str = "both"):
+                 chrono_gates: str = "both", chrono_fraction: float = 1.0):
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
         # PyTorch's gate order is (i, f, g, o): the first quarter is the input gate, the second the forget gate.
-        entry, forget = slice(0, hidden_size), slice(hidden_size, 2 * hidden_size)
+        # With --chrono-fraction below 1, the first round(fraction * hidden) units of each layer get chrono
+        # initialisation and the rest keep --forget-bias: some units start out slow, the others fast.
+        chrono_units = 0 if chrono_init is None else round(chrono_fraction * hidden_size)
+        entry, forget = slice(0, chrono_units), slice(hidden_size, hidden_size + chrono_units)
+        plain_forget = slice(hidden_size + chrono_units, 2 * hidden_size)
         with torch.no_grad():
             for layer in range(num_layers):
                 # bias_ih and bias_hh are summed, so shifting bias_ih shifts the gate.
                 bias_ih, bias_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-                if chrono_init is not None:
-                    # A forget gate sigmoid(log u) = u / (1 + u) keeps the cell for about 1 + u steps.
-                    log_span = torch.log(torch.empty(hidden_size).uniform_(1.0, chrono_init - 1.0))
+                if chrono_units:
+                    # A forget gate sigmoid(log u) = u / (1 + u) keeps the cell for about 1 + u steps. One draw per
+                    # unit whatever the fraction, so a run's random stream does not depend on it.
+                    log_span = torch.log(torch.empty(hidden_size).uniform_(1.0, chrono_init - 1.0))[:chrono_units]
                     bias_ih[forget] = log_span - bias_hh[forget]
                     if chrono_gates == "both":
                         # Input gates sigmoid(-log u) = 1 / (1 + u): a slow unit also writes slowly.
                         bias_ih[entry] = -log_span - bias_hh[entry]
-                elif forget_bias:
-                    bias_ih[forget] += forget_bias
+                if forget_bias:
+                    bias_ih[plain_forget] += forget_bias
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, (h, c) = self.rnn(x, (state[0], state[1]))
@@ -221,9 +226,9 @@ class GRUCore(RNNCore):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
                  ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
-                 chrono_gates: str = "both"):
-        # forget_bias, chrono_init, chrono_gates: a GRU has no forget gate (accepted so that every core takes the same
-        # arguments).
+                 chrono_gates: str = "both", chrono_fraction: float = 1.0):
+        # forget_bias, chrono_init, chrono_gates, chrono_fraction: a GRU has no forget gate (accepted so that every
+        # core takes the same arguments).
         super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +267,7 @@ class NoCore(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
                  ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
-                 chrono_gates: str = "both"):
+                 chrono_gates: str = "both", chrono_fraction: float = 1.0):
         super().__init__()
         self.reset_on_episode_start = reset_on_episode_start
         self.state_shape = (0, num_layers, hidden_size)
@@ -377,4 +382,5 @@ def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
     if config.core not in classes:
         raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
     return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                                config.forget_bias, config.chrono_init, config.chrono_gates)
+                                config.forget_bias, config.chrono_init, config.chrono_gates,
+                                config.chrono_fraction)

@@ -152,3 +152,32 @@ def test_chrono_init_on_the_forget_gates_only_leaves_the_input_gates_as_they_wer
 def test_chrono_gates_without_chrono_init_is_refused():
     with pytest.raises(ConfigError, match="--chrono-gates forget only applies with --chrono-init"):
         TrainConfig().with_overrides({"chrono_gates": "forget"}).validate()
+
+
+@pytest.mark.parametrize("gates", ["both", "forget"])
+def test_chrono_fraction_sets_the_first_units_and_leaves_the_rest_at_the_forget_bias(gates):
+    def biases(**chrono):
+        torch.manual_seed(0)
+        cfg = PolicyConfig(num_layers=2, hidden_size=32, forget_bias=1.0, **chrono)
+        rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
+        return [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).detach() for k in range(2)]
+
+    plain, every = biases(), biases(chrono_init=100, chrono_gates=gates)
+    quarter = biases(chrono_init=100, chrono_gates=gates, chrono_fraction=0.25)
+    for p, e, q in zip(plain, every, quarter, strict=True):
+        torch.testing.assert_close(q[32:40], e[32:40])  # 8 of 32 forget gates: the same spans as on every unit
+        torch.testing.assert_close(q[40:64], p[40:64])  # the rest: --forget-bias
+        torch.testing.assert_close(q[:8], e[:8])  # their input gates as --chrono-gates says
+        torch.testing.assert_close(q[8:32], p[8:32])
+        torch.testing.assert_close(q[64:], p[64:])
+        assert (q[32:40] - p[32:40]).abs().max() > 0.5
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"chrono_fraction": 0.5}, "--chrono-fraction 0.5 only applies with --chrono-init"),
+    ({"chrono_init": 128, "chrono_fraction": 0.0}, r"--chrono-fraction must be in \(0, 1\]"),
+    ({"chrono_init": 128, "chrono_fraction": 1.5}, r"--chrono-fraction must be in \(0, 1\]"),
+])
+def test_bad_chrono_fraction_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().with_overrides(overrides).validate()
