@@ -40,7 +40,9 @@ def test_preset_names_only_known_training_settings_of_the_right_type(env_id):
         # A preset tunes the learning, never where or how a run is stored, seeded or evaluated.
         assert name not in run_settings and name != "env_id", f"{env_id}: {name!r} is not a tuning setting"
         default = defaults[name]
-        if isinstance(default, bool):
+        if value is None:
+            assert type(None) in typing.get_args(hints[name]), f"{env_id}: {name} cannot be None"
+        elif isinstance(default, bool):
             assert isinstance(value, bool), f"{env_id}: {name}={value!r} should be a bool"
         elif isinstance(default, int):
             assert isinstance(value, int) and not isinstance(value, bool), f"{env_id}: {name}={value!r} not an int"

@@ -107,7 +107,8 @@ def test_none_core_has_empty_state_and_same_api():
 def test_forget_bias_shifts_only_the_forget_gates(ortho_init):
     def core_biases(forget_bias):
         torch.manual_seed(0)
-        cfg = PolicyConfig(num_layers=2, hidden_size=8, ortho_init=ortho_init, forget_bias=forget_bias)
+        cfg = PolicyConfig(num_layers=2, hidden_size=8, ortho_init=ortho_init, forget_bias=forget_bias,
+                           chrono_init=None)
         policy = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg)
         rnn = policy.actor_core.rnn
         return [(getattr(rnn, f"bias_ih_l{k}").detach(), getattr(rnn, f"bias_hh_l{k}").detach()) for k in range(2)]
@@ -123,7 +124,8 @@ def test_forget_bias_shifts_only_the_forget_gates(ortho_init):
 def test_chrono_init_spreads_memory_spans_up_to_its_horizon(ortho_init):
     torch.manual_seed(0)
     hidden, horizon = 64, 100
-    cfg = PolicyConfig(num_layers=2, hidden_size=hidden, ortho_init=ortho_init, forget_bias=1.5, chrono_init=horizon)
+    cfg = PolicyConfig(num_layers=2, hidden_size=hidden, ortho_init=ortho_init, forget_bias=1.5, chrono_init=horizon,
+                       chrono_gates="both", chrono_fraction=1.0)
     rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
     for k in range(2):
         total = (getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).detach()
@@ -137,11 +139,11 @@ def test_chrono_init_spreads_memory_spans_up_to_its_horizon(ortho_init):
 def test_chrono_init_on_the_forget_gates_only_leaves_the_input_gates_as_they_were():
     def biases(**chrono):
         torch.manual_seed(0)
-        cfg = PolicyConfig(hidden_size=32, forget_bias=1.0, **chrono)
+        cfg = PolicyConfig(hidden_size=32, forget_bias=1.0, chrono_fraction=1.0, **chrono)
         rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
         return (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
 
-    plain, both = biases(), biases(chrono_init=100)
+    plain, both = biases(chrono_init=None), biases(chrono_init=100, chrono_gates="both")
     forget_only = biases(chrono_init=100, chrono_gates="forget")
     torch.testing.assert_close(forget_only[32:64], both[32:64])  # the same spread of memory spans
     torch.testing.assert_close(forget_only[:32], plain[:32])  # input gates untouched (both: -log u)
@@ -149,9 +151,10 @@ def test_chrono_init_on_the_forget_gates_only_leaves_the_input_gates_as_they_wer
     assert (both[:32] - plain[:32]).abs().max() > 1
 
 
-def test_chrono_gates_without_chrono_init_is_refused():
-    with pytest.raises(ConfigError, match="--chrono-gates forget only applies with --chrono-init"):
-        TrainConfig().with_overrides({"chrono_gates": "forget"}).validate()
+def test_chrono_gates_other_than_the_default_without_chrono_init_is_refused():
+    other = "both" if PolicyConfig.chrono_gates == "forget" else "forget"
+    with pytest.raises(ConfigError, match=f"--chrono-gates {other} only applies with --chrono-init"):
+        TrainConfig().with_overrides({"chrono_init": None, "chrono_gates": other}).validate()
 
 
 @pytest.mark.parametrize("gates", ["both", "forget"])
@@ -162,7 +165,7 @@ def test_chrono_fraction_sets_the_first_units_and_leaves_the_rest_at_the_forget_
         rnn = RecurrentActorCritic(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), cfg).actor_core.rnn
         return [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).detach() for k in range(2)]
 
-    plain, every = biases(), biases(chrono_init=100, chrono_gates=gates)
+    plain, every = biases(chrono_init=None), biases(chrono_init=100, chrono_gates=gates, chrono_fraction=1.0)
     quarter = biases(chrono_init=100, chrono_gates=gates, chrono_fraction=0.25)
     for p, e, q in zip(plain, every, quarter, strict=True):
         torch.testing.assert_close(q[32:40], e[32:40])  # 8 of 32 forget gates: the same spans as on every unit
@@ -174,7 +177,7 @@ def test_chrono_fraction_sets_the_first_units_and_leaves_the_rest_at_the_forget_
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"chrono_fraction": 0.5}, "--chrono-fraction 0.5 only applies with --chrono-init"),
+    ({"chrono_init": None, "chrono_fraction": 0.25}, "--chrono-fraction 0.25 only applies with --chrono-init"),
     ({"chrono_init": 128, "chrono_fraction": 0.0}, r"--chrono-fraction must be in \(0, 1\]"),
     ({"chrono_init": 128, "chrono_fraction": 1.5}, r"--chrono-fraction must be in \(0, 1\]"),
 ])
