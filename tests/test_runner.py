@@ -212,8 +212,9 @@ def test_load_from_run_dir_and_checkpoint_file(tmp_path):
     runner = PolicyRunner.load(tmp_path, seed=0)
     other = PolicyRunner.load(tmp_path / "checkpoints" / "latest.pt")
     assert runner.config.policy == policy.config
+    original = PolicyRunner(policy)  # one runner, so that all three carry their memory the same way
     for obs in random_obs(BOX, 10, seed=8):
-        assert runner.act(obs) == other.act(obs) == PolicyRunner(policy).act(obs)
+        assert runner.act(obs) == other.act(obs) == original.act(obs)
 
 
 def test_bad_inputs_raise_clear_errors():
