@@ -21,6 +21,11 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the setting and how to fix it."""
 
 
+# The chrono settings as they were before chrono initialisation became a default (no chrono initialisation; when
+# set, on every unit): a config saved then gets these for the keys it lacks.
+_CHRONO_BEFORE_DEFAULT = {"chrono_init": None, "chrono_gates": "both", "chrono_fraction": 1.0}
+
+
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a help text (shown by ``train.py --help``)."""
     if isinstance(default, (list, dict, tuple)) and not isinstance(default, tuple):
@@ -79,19 +84,21 @@ class PolicyConfig:
     prev_action_reward: bool = _f(
         False, "Feed the previous action and reward to the core beside the observation (RL^2 / IMPALA): the "
         "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")
-    forget_bias: float = _f(1.0, "Added to the LSTM forget gates' initial bias: with 1 or more the memory starts "
+    forget_bias: float = _f(1.0, "Added to the initial bias of the LSTM forget gates that --chrono-init leaves (by "
+                            "default half the units; all with --chrono-init none): with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")
     chrono_init: int | None = _f(
-        None, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
+        128, "Chrono initialisation of the LSTM gates for dependencies up to this many steps (Tallec & Ollivier "
         "2018): each unit's forget bias is log(u), u uniform in [1, T - 1], and its input bias -log(u) (see "
         "--chrono-gates), so the units start out with memory spans spread from 1 to T steps; replaces --forget-bias on "
-        "the units it sets (--chrono-fraction).")
+        "the units it sets (--chrono-fraction). The default: 128 on the forget gates of half the units (long cues "
+        "learnt where forget bias 1 alone missed them, docs/defaults.md); none turns it off.")
     chrono_gates: Literal["both", "forget"] = _f(
-        "both", "The gates --chrono-init sets: 'both' (the paper's: forget biases log(u), input biases -log(u), so a "
+        "forget", "The gates --chrono-init sets: 'both' (the paper's: forget biases log(u), input biases -log(u), so a "
         "slow unit also writes slowly) or 'forget' (the forget biases only; the input gates keep their usual "
         "initialisation, so every unit writes as fast as without chrono initialisation).")
     chrono_fraction: float = _f(
-        1.0, "The share of each LSTM layer's units that --chrono-init sets (0 < F <= 1); the rest keep "
+        0.5, "The share of each LSTM layer's units that --chrono-init sets (0 < F <= 1); the rest keep "
         "--forget-bias, so with F below 1 some units start out with long memory spans and the others fast.")
 
     @property
@@ -263,12 +270,12 @@ class TrainConfig:
             raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
         if pol.chrono_init is not None and pol.chrono_init < 3:
             raise ConfigError(f"--chrono-init must be at least 3 steps (or unset), got {pol.chrono_init}.")
-        if pol.chrono_gates != "both" and pol.chrono_init is None:
+        if pol.chrono_gates != PolicyConfig.chrono_gates and pol.chrono_init is None:
             raise ConfigError(f"--chrono-gates {pol.chrono_gates} only applies with --chrono-init T (the longest "
                               "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (0 < pol.chrono_fraction <= 1):
             raise ConfigError(f"--chrono-fraction must be in (0, 1], got {pol.chrono_fraction}.")
-        if pol.chrono_fraction != 1 and pol.chrono_init is None:
+        if pol.chrono_fraction != PolicyConfig.chrono_fraction and pol.chrono_init is None:
             raise ConfigError(f"--chrono-fraction {pol.chrono_fraction} only applies with --chrono-init T (the "
                               "longest memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
@@ -347,6 +354,10 @@ class TrainConfig:
             # Saved before --obs-encoder existed, when every 3-dim uint8 image went to the CNN: keep that, so the
             # run's checkpoints still load.
             data = {**data, "policy": {**data["policy"], "obs_encoder": "image"}}
+        if "policy" in data:
+            # Saved before the chrono settings existed or became the defaults: such runs had the values they had
+            # then (no chrono initialisation, or chrono on every unit's gates), so the config says how they trained.
+            data = {**data, "policy": {**_CHRONO_BEFORE_DEFAULT, **data["policy"]}}
         sections = {}
         for section in dataclasses.fields(cls):
             section_cls = section.default_factory  # type: ignore[misc]

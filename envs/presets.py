@@ -74,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # Defaults that changed after these presets were tuned (docs/defaults.md): each preset keeps the value it was tuned
 # and measured with.
-_TUNED_WITH = {"normalize_reward": False, "forget_bias": 0.0}
+_TUNED_WITH = {"normalize_reward": False, "forget_bias": 0.0, "chrono_init": None}
 PRESETS = {env_id: {**_TUNED_WITH, **preset} for env_id, preset in PRESETS.items()}
 
 # The pixel ids use tuned settings with longer budgets (the CNN learns to see first): FogMazePixels and
@@ -101,7 +101,7 @@ ZOO_CARTPOLE_NOVEL: dict[str, Any] = {
     "update_epochs": 20, "learning_rate": 1e-3, "anneal_lr": True, "anneal_clip": True, "gamma": 0.98,
     "gae_lambda": 0.8, "ent_coef": 0.0, "vf_coef": 1.0, "hidden_size": 64, "separate_critic": True,
     "encoder_sizes": (), "head_sizes": (64,), "activation": "relu", "ortho_init": False,
-    "normalize_obs": True, "normalize_reward": True, "forget_bias": 0.0,
+    "normalize_obs": True, "normalize_reward": True, "forget_bias": 0.0, "chrono_init": None,
 }
 
 

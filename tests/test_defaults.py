@@ -130,6 +130,24 @@ def test_a_config_saved_before_obs_encoder_existed_keeps_the_cnn_for_small_image
     assert isinstance(policy.preprocess, ImageEncoder)
 
 
+def test_a_config_saved_before_chrono_became_a_default_keeps_how_it_trained():
+    saved = TrainConfig().to_dict()
+    for key in ("chrono_init", "chrono_gates", "chrono_fraction"):
+        del saved["policy"][key]
+    assert TrainConfig.from_dict(saved).policy.chrono_init is None  # saved before the chrono settings existed
+    saved["policy"].update(chrono_init=64, chrono_gates="forget")  # saved before --chrono-fraction existed
+    policy = TrainConfig.from_dict(saved).validate().policy
+    assert (policy.chrono_init, policy.chrono_gates, policy.chrono_fraction) == (64, "forget", 1.0)
+
+
+def test_the_defaults_put_chrono_on_half_the_forget_gates_and_tuned_presets_keep_it_off():
+    policy = train.resolve_config(["--preset", "none"])[0].policy
+    assert (policy.chrono_init, policy.chrono_gates, policy.chrono_fraction, policy.forget_bias) == (
+        128, "forget", 0.5, 1.0)
+    assert train.resolve_config(["--env-id", "mnemo/TMaze-v0"])[0].policy.chrono_init is None
+    assert train.resolve_config(["--preset", "none", "--chrono-init", "none"])[0].policy.chrono_init is None
+
+
 def test_the_derivation_rules_follow_an_explicit_obs_encoder():
     from agents.spaces import has_image, needs_obs_normalization
 
