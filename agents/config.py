@@ -357,7 +357,12 @@ class TrainConfig:
         if "policy" in data:
             # Saved before the chrono settings existed or became the defaults: such runs had the values they had
             # then (no chrono initialisation, or chrono on every unit's gates), so the config says how they trained.
-            data = {**data, "policy": {**_CHRONO_BEFORE_DEFAULT, **data["policy"]}}
+            policy = {**_CHRONO_BEFORE_DEFAULT, **data["policy"]}
+            if policy["chrono_init"] is None:
+                # Without chrono initialisation the gates and the fraction mean nothing: today's values, so that
+                # validation (which refuses them set without --chrono-init) passes a run saved before.
+                policy.update(chrono_gates=PolicyConfig.chrono_gates, chrono_fraction=PolicyConfig.chrono_fraction)
+            data = {**data, "policy": policy}
         sections = {}
         for section in dataclasses.fields(cls):
             section_cls = section.default_factory  # type: ignore[misc]

@@ -134,7 +134,9 @@ def test_a_config_saved_before_chrono_became_a_default_keeps_how_it_trained():
     saved = TrainConfig().to_dict()
     for key in ("chrono_init", "chrono_gates", "chrono_fraction"):
         del saved["policy"][key]
-    assert TrainConfig.from_dict(saved).policy.chrono_init is None  # saved before the chrono settings existed
+    assert TrainConfig.from_dict(saved).validate().policy.chrono_init is None  # saved before chrono existed
+    saved["policy"].update(chrono_init=None, chrono_gates="both")  # saved before chrono was a default
+    assert TrainConfig.from_dict(saved).validate().policy.chrono_init is None
     saved["policy"].update(chrono_init=64, chrono_gates="forget")  # saved before --chrono-fraction existed
     policy = TrainConfig.from_dict(saved).validate().policy
     assert (policy.chrono_init, policy.chrono_gates, policy.chrono_fraction) == (64, "forget", 1.0)
