@@ -347,8 +347,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of ``to_dict``; unknown keys are an error (a typo must not pass silently). A ``derived`` entry
-        (config.json's record of the settings a run derived from its env) is a record, not a setting: skipped."""
+        """Inverse of ``to_dict``, for a config saved by any version: settings added since get the values such a run
+        trained with. Unknown keys are an error (a typo must not pass silently). A ``derived`` entry (config.json's
+        record of the settings a run derived from its env) is a record, not a setting: skipped."""
         data = {k: v for k, v in data.items() if k != "derived"}
         if "policy" in data and "obs_encoder" not in data["policy"]:
             # Saved before --obs-encoder existed, when every 3-dim uint8 image went to the CNN: keep that, so the
@@ -363,6 +364,11 @@ class TrainConfig:
                 # validation (which refuses them set without --chrono-init) passes a run saved before.
                 policy.update(chrono_gates=PolicyConfig.chrono_gates, chrono_fraction=PolicyConfig.chrono_fraction)
             data = {**data, "policy": policy}
+        return cls._from_sections(data)
+
+    @classmethod
+    def _from_sections(cls, data: dict) -> TrainConfig:
+        """The config ``data`` spells out, section by section, taken as it is."""
         sections = {}
         for section in dataclasses.fields(cls):
             section_cls = section.default_factory  # type: ignore[misc]
@@ -388,7 +394,8 @@ class TrainConfig:
             if name not in owner:
                 raise ConfigError(f"Unknown setting {name!r}; see `python train.py --help`.")
             data[owner[name]][name] = value
-        return TrainConfig.from_dict(data)
+        # Taken as it is: the overrides are today's settings, so nothing is read as a config saved before.
+        return TrainConfig._from_sections(data)
 
 
 def flat_field_owners() -> dict[str, str]:
