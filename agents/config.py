@@ -21,9 +21,11 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the setting and how to fix it."""
 
 
-# The chrono settings as they were before chrono initialisation became a default (no chrono initialisation; when
-# set, on every unit): a config saved then gets these for the keys it lacks.
-_CHRONO_BEFORE_DEFAULT = {"chrono_init": None, "chrono_gates": "both", "chrono_fraction": 1.0}
+# Policy settings added (or given a new default) after runs were saved, with the value such a run trained with: a
+# saved config gets these for the keys it lacks, so its checkpoints load as they were trained. Before
+# --obs-encoder every 3-dim uint8 image went to the CNN; before the chrono settings there was no chrono
+# initialisation, and when set it covered every unit's gates.
+_POLICY_BEFORE = {"obs_encoder": "image", "chrono_init": None, "chrono_gates": "both", "chrono_fraction": 1.0}
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -270,14 +272,13 @@ class TrainConfig:
             raise ConfigError(f"--forget-bias must be a finite number, got {pol.forget_bias}.")
         if pol.chrono_init is not None and pol.chrono_init < 3:
             raise ConfigError(f"--chrono-init must be at least 3 steps (or unset), got {pol.chrono_init}.")
-        if pol.chrono_gates != PolicyConfig.chrono_gates and pol.chrono_init is None:
-            raise ConfigError(f"--chrono-gates {pol.chrono_gates} only applies with --chrono-init T (the longest "
-                              "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (0 < pol.chrono_fraction <= 1):
             raise ConfigError(f"--chrono-fraction must be in (0, 1], got {pol.chrono_fraction}.")
-        if pol.chrono_fraction != PolicyConfig.chrono_fraction and pol.chrono_init is None:
-            raise ConfigError(f"--chrono-fraction {pol.chrono_fraction} only applies with --chrono-init T (the "
-                              "longest memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
+        for name in ("chrono_gates", "chrono_fraction"):
+            value = getattr(pol, name)
+            if value != getattr(PolicyConfig, name) and pol.chrono_init is None:
+                raise ConfigError(f"--{name.replace('_', '-')} {value} only applies with --chrono-init T (the longest "
+                                  "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
         if not (0 < ppo.gamma <= 1):
@@ -351,14 +352,8 @@ class TrainConfig:
         trained with. Unknown keys are an error (a typo must not pass silently). A ``derived`` entry (config.json's
         record of the settings a run derived from its env) is a record, not a setting: skipped."""
         data = {k: v for k, v in data.items() if k != "derived"}
-        if "policy" in data and "obs_encoder" not in data["policy"]:
-            # Saved before --obs-encoder existed, when every 3-dim uint8 image went to the CNN: keep that, so the
-            # run's checkpoints still load.
-            data = {**data, "policy": {**data["policy"], "obs_encoder": "image"}}
         if "policy" in data:
-            # Saved before the chrono settings existed or became the defaults: such runs had the values they had
-            # then (no chrono initialisation, or chrono on every unit's gates), so the config says how they trained.
-            policy = {**_CHRONO_BEFORE_DEFAULT, **data["policy"]}
+            policy = {**_POLICY_BEFORE, **data["policy"]}
             if policy["chrono_init"] is None:
                 # Without chrono initialisation the gates and the fraction mean nothing: today's values, so that
                 # validation (which refuses them set without --chrono-init) passes a run saved before.
