@@ -44,6 +44,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "total_steps": 500_000, "num_envs": 16, "num_steps": 128, "bptt_len": 32, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 5e-4, "gamma": 0.99, "ent_coef": 0.005, "hidden_size": 128,
     },
+    # Speed: 64 units, forget bias 5 and 128-step sequences hold the 100-step cue, in under half the defaults' time.
+    "mnemo/TMazeLong-v0": {
+        "total_steps": 600_000, "num_envs": 8, "num_steps": 512, "bptt_len": 128, "num_minibatches": 4,
+        "update_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99, "ent_coef": 0.02, "hidden_size": 64,
+        "forget_bias": 5.0,
+    },
     # Larger batches than the zoo's CartPole settings, a separate critic and both normalisations.
     "mnemo/CartPoleFlicker-v1": {
         "total_steps": 500_000, "num_envs": 16, "num_steps": 128, "bptt_len": 32, "num_minibatches": 4,
@@ -84,7 +90,6 @@ BUDGET_ONLY = {
     "mnemo/FogMaze-v0": 400_000,
     "mnemo/CartPoleNoVel-v1": 200_000,
     "mnemo/DarkCatch-v0": 300_000,
-    "mnemo/TMazeLong-v0": 200_000,
 }
 PRESETS.update({env_id: {"total_steps": steps} for env_id, steps in BUDGET_ONLY.items()})
 
