@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "total_steps": 500_000, "num_envs": 16, "num_steps": 128, "bptt_len": 32, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 5e-4, "gamma": 0.99, "ent_coef": 0.005, "hidden_size": 128,
     },
-    # Speed: 64 units, forget bias 5 and 128-step sequences hold the 100-step cue, in under half the defaults' time.
+    # Speed: 64 units, forget bias 5 and 128-step sequences hold the 100-step cue in about half the defaults' time.
     "mnemo/TMazeLong-v0": {
         "total_steps": 600_000, "num_envs": 8, "num_steps": 512, "bptt_len": 128, "num_minibatches": 4,
         "update_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99, "ent_coef": 0.02, "hidden_size": 64,
