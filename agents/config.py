@@ -277,7 +277,7 @@ class TrainConfig:
         for name in ("chrono_gates", "chrono_fraction"):
             value = getattr(pol, name)
             if value != getattr(PolicyConfig, name) and pol.chrono_init is None:
-                raise ConfigError(f"--{name.replace('_', '-')} {value} only applies with --chrono-init T (the longest "
+                raise ConfigError(f"--{_flag(name)} {value} only applies with --chrono-init T (the longest "
                                   "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
