@@ -57,7 +57,7 @@ class PolicyConfig:
 
     core: Literal["lstm", "gru", "none", "stack"] = _f(
         "lstm", "Memory core; 'none' is the memoryless baseline, 'stack' a frame stack of the last --stack-len "
-        "encodings (agents/cores.py).")
+        "encodings (agents/model/cores.py).")
     hidden_size: int = _f(256, "Units per recurrent layer.")
     num_layers: int = _f(1, "Stacked recurrent layers.")
     stack_len: int | None = _f(None, "Encodings the 'stack' core keeps (its reach is this many steps, the current "
@@ -82,10 +82,10 @@ class PolicyConfig:
     normalize_value: bool = _f(
         False, "PopArt value normalisation: the critic learns values in units of the targets' running std and its "
         "output layer is rescaled whenever the statistics move, so values stay in return units "
-        "(agents/value_norm.py).")
+        "(agents/model/value_norm.py).")
     prev_action_reward: bool = _f(
         False, "Feed the previous action and reward to the core beside the observation (RL^2 / IMPALA): the "
-        "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/previous_inputs.py).")
+        "observation becomes a Dict with 'obs', 'prev_action' and 'prev_reward' (agents/rollout/previous_inputs.py).")
     forget_bias: float = _f(1.0, "Added to the initial bias of the LSTM forget gates that --chrono-init leaves (by "
                             "default half the units; all with --chrono-init none): with 1 or more the memory starts "
                             "out kept rather than halved every step (Jozefowicz et al. 2015).")

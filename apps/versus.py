@@ -29,11 +29,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.checkpoint import LATEST, CheckpointError
-from agents.collector import import_env_modules
 from agents.config import ConfigError
-from agents.runner import PolicyRunner
-from agents.watch import FileSink, FrameSink, WatchError, WindowSink
+from agents.deploy.runner import PolicyRunner
+from agents.rollout.collector import import_env_modules
+from agents.run.checkpoint import LATEST, CheckpointError
+from agents.watch.viewer import FileSink, FrameSink, WatchError, WindowSink
 from apps.versus_screen import VersusScreen
 from envs.games import flicker_pong
 from envs.games.flicker_pong import NOOP, FlickerPongEnv, PongParams, PongState
@@ -367,7 +367,7 @@ def _open_sink(record: str | Path | None, fps: float, env_id: str, keyboard: boo
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m apps.versus",
+        prog="mnemo versus",
         description="Play FlickerPong against a trained agent: you on the left paddle (W/S or Up/Down), "
                     "the LSTM agent on the right. Esc or Q quits, Space pauses.")
     parser.add_argument("path", help="Run directory trained on mnemo/FlickerPong-v0 or mnemo/FlickerPongPixels-v0 "

@@ -40,10 +40,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.collector import VectorCollector, make_vector_env  # noqa: E402
 from agents.config import TrainConfig  # noqa: E402
-from agents.policy import RecurrentActorCritic  # noqa: E402
-from agents.trainer import Trainer  # noqa: E402
+from agents.model.policy import RecurrentActorCritic  # noqa: E402
+from agents.rollout.collector import VectorCollector, make_vector_env  # noqa: E402
+from agents.train.trainer import Trainer  # noqa: E402
 from envs.presets import ZOO_CARTPOLE_NOVEL  # noqa: E402
 
 ENV_ID = "mnemo/CartPoleNoVel-v1"

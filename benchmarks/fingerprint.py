@@ -62,7 +62,7 @@ _TIMING = ("wall_time_s", "sps", "checkpoint", "run_dir")
 
 
 def _export_module() -> str:
-    for name in ("agents.deploy.export", "agents.export"):
+    for name in ("agents.deploy.export_cli", "agents.export"):
         if importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name):
             return name
     raise SystemExit("no export module found")

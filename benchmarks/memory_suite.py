@@ -151,7 +151,7 @@ def train_one(settings: dict[str, Any]) -> dict:
     import torch
 
     from agents.config import TrainConfig
-    from agents.trainer import Trainer
+    from agents.train.trainer import Trainer
 
     torch.set_num_threads(settings["torch_threads"])
     config = TrainConfig().with_overrides(settings).validate()

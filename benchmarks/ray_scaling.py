@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.collector import local_collector
 from agents.config import TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.trainer import Trainer
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import local_collector
+from agents.train.trainer import Trainer
 
 ENVS = {"light (TMaze-v0)": "mnemo/TMaze-v0", "heavy (FogMazePixels-v0)": "mnemo/FogMazePixels-v0"}
 
@@ -85,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import ray
 
-    from agents.ray_collector import ray_collector, worker_python_path
+    from agents.rollout.ray_collector import ray_collector, worker_python_path
 
     n, t = args.num_envs, args.num_steps
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",

@@ -6,7 +6,7 @@ For each network it times, in one run and on the same observations:
   single calls, after a warm-up);
 - ``policy.step`` baseline: the same step done the plain way (``obs_to_tensor``, ``policy.step``
   with an explicit state, ``to_env``) under ``torch.inference_mode``;
-- the ONNX export driven by ``agents.onnx_runner.OnnxRunner`` (numpy + onnxruntime, one thread),
+- the ONNX export driven by ``agents.deploy.onnx_runner.OnnxRunner`` (numpy + onnxruntime, one thread),
   when onnx and onnxruntime are installed;
 - throughput with ``--agents`` agents (default 256) acting together: agent-steps per second for
   ``runner.act(batch, agent_ids=ids)`` and for the batched ``policy.step``.
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.config import PolicyConfig  # noqa: E402
-from agents.policy import RecurrentActorCritic  # noqa: E402
-from agents.runner import PolicyRunner  # noqa: E402
-from agents.spaces import obs_to_tensor  # noqa: E402
+from agents.deploy.runner import PolicyRunner  # noqa: E402
+from agents.model.policy import RecurrentActorCritic  # noqa: E402
+from agents.trees import obs_to_tensor  # noqa: E402
 
 OBS = spaces.Box(0.0, 1.0, (4,), np.float32)
 ACT = spaces.Discrete(3)
@@ -97,11 +97,11 @@ def step_baseline(policy: RecurrentActorCritic, batch: int) -> Callable[[np.ndar
 
 def onnx_act(policy: RecurrentActorCritic, tmp: Path) -> Callable[[np.ndarray], object] | None:
     try:
-        from agents.export import export_onnx
+        from agents.deploy.export import export_onnx
 
         path = tmp / f"p{id(policy)}.onnx"
         export_onnx(policy, path)
-        from agents.onnx_runner import OnnxRunner
+        from agents.deploy.onnx_runner import OnnxRunner
 
         runner = OnnxRunner(path)
     except ImportError:
@@ -159,7 +159,7 @@ def main() -> None:
                   f"{np.median(base) / np.median(fast):7.2f}x {onnx_med:7.1f}us "
                   f"| {runner_tp:10,.0f} {step_tp:10,.0f}")
     print("\nrunner: PolicyRunner.act; step: obs_to_tensor + policy.step + to_env (the training path); "
-          "onnx: agents.onnx_runner.OnnxRunner.act (onnxruntime, 1 thread).")
+          "onnx: agents.deploy.onnx_runner.OnnxRunner.act (onnxruntime, 1 thread).")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ from sb3_contrib import RecurrentPPO  # noqa: E402
 from sb3_recurrent_ppo import NoVelocity  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences  # noqa: E402
 from agents.config import PolicyConfig, PPOConfig  # noqa: E402
-from agents.policy import RecurrentActorCritic  # noqa: E402
-from agents.ppo import ppo_update  # noqa: E402
+from agents.model.policy import RecurrentActorCritic  # noqa: E402
+from agents.rollout.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences  # noqa: E402
+from agents.train.ppo import ppo_update  # noqa: E402
 
 NAMES = {"mlp_extractor.policy_net.0": "actor_mlp.0", "mlp_extractor.value_net.0": "critic_mlp.0",
          "action_net": "action_head.linear", "value_net": "value_head", "lstm_actor": "actor_core.rnn",

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from agents.config import TrainConfig  # noqa: E402
-from agents.trainer import Trainer  # noqa: E402
+from agents.train.trainer import Trainer  # noqa: E402
 from envs.presets import preset_for  # noqa: E402
 
 

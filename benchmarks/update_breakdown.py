@@ -37,11 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.buffer import compute_gae, gather_sequences, make_sequences  # noqa: E402
 from agents.config import TrainConfig  # noqa: E402
-from agents.parallel_critic import ParallelCritic  # noqa: E402
-from agents.ppo import loss_and_backward, make_minibatch  # noqa: E402
-from agents.trainer import Trainer  # noqa: E402
+from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences  # noqa: E402
+from agents.train.parallel_critic import ParallelCritic  # noqa: E402
+from agents.train.ppo import loss_and_backward  # noqa: E402
+from agents.train.ppo_loss import make_minibatch  # noqa: E402
+from agents.train.trainer import Trainer  # noqa: E402
 from benchmarks.cartpole_novel import raw_env_sps  # noqa: E402
 from envs.presets import ZOO_CARTPOLE_NOVEL  # noqa: E402
 

@@ -46,11 +46,11 @@ _register("AcrobotNoVel-v1", "envs.wrappers:make_acrobot_no_velocity", max_episo
 _register("MountainCarNoVel-v0", "envs.wrappers:make_mountaincar_no_velocity", max_episode_steps=200)
 _register("CartPoleFlicker-v1", "envs.wrappers:make_cartpole_flicker", max_episode_steps=500, kwargs={"p": 0.5})
 
-# Memory tasks (envs/memory.py).
-_register("TMaze-v0", "envs.memory:TMazeEnv", max_episode_steps=50, kwargs={"corridor_length": 10})
-_register("TMazeLong-v0", "envs.memory:TMazeEnv", max_episode_steps=500, kwargs={"corridor_length": 100})
-_register("GatedMemory-v0", "envs.memory:GatedMemoryEnv")
-_register("CountRecall-v0", "envs.memory:CountRecallEnv")
+# Memory tasks (envs/memory/, one module each).
+_register("TMaze-v0", "envs.memory.tmaze:TMazeEnv", max_episode_steps=50, kwargs={"corridor_length": 10})
+_register("TMazeLong-v0", "envs.memory.tmaze:TMazeEnv", max_episode_steps=500, kwargs={"corridor_length": 100})
+_register("GatedMemory-v0", "envs.memory.gated_memory:GatedMemoryEnv")
+_register("CountRecall-v0", "envs.memory.count_recall:CountRecallEnv")
 
 # Partially observable pygame games (envs/games/); the Pixels ids observe a small uint8 image.
 _register("FlickerPong-v0", "envs.games.flicker_pong:FlickerPongEnv", max_episode_steps=1500)

@@ -136,7 +136,7 @@ def play(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m envs.play", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="mnemo play", description=__doc__.split("\n\n")[0])
     parser.add_argument("env_id", help="e.g. mnemo/FlickerPong-v0, mnemo/FogMaze-v0, mnemo/DarkCatch-v0")
     parser.add_argument(
         "--agent-view", action="store_true", help="draw only what the agent observes (blank frames, fog, dark)"

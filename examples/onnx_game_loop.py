@@ -2,11 +2,11 @@
 
 ```
 python train.py --env-id mnemo/TMaze-v0 --total-steps 100000 --run-dir runs/tmaze
-python -m agents.export runs/tmaze --format onnx --out tmaze.onnx
+mnemo export runs/tmaze --format onnx --out tmaze.onnx
 python examples/onnx_game_loop.py tmaze.onnx --env-id mnemo/TMaze-v0 --episodes 5
 ```
 
-The runner is ``agents.onnx_runner.OnnxRunner`` (documented in docs/runtime.md): the same
+The runner is ``agents.deploy.onnx_runner.OnnxRunner`` (documented in docs/runtime.md): the same
 per-agent ids, join / leave and ``reset`` as ``agents.PolicyRunner``, on numpy and onnxruntime.
 This file is only the game loop around it; neither it nor the runner imports torch.
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = str(Path(__file__).resolve().parents[1])  # the repository: agents.onnx_runner and the built-in envs
+ROOT = str(Path(__file__).resolve().parents[1])  # the repository: agents.deploy.onnx_runner and the built-in envs
 if ROOT not in sys.path:
     sys.path.append(ROOT)
 
-from agents.onnx_runner import OnnxRunner  # noqa: E402  (after the repository is on the path)
+from agents.deploy.onnx_runner import OnnxRunner  # noqa: E402  (after the repository is on the path)
 
 
 def play(runner: OnnxRunner, env: Any, episodes: int, seed: int = 0, deterministic: bool = True) -> list[float]:
@@ -45,7 +45,7 @@ def play(runner: OnnxRunner, env: Any, episodes: int, seed: int = 0, determinist
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="an .onnx file written by python -m agents.export")
+    parser.add_argument("model", help="an .onnx file written by mnemo export")
     parser.add_argument("--env-id", default="mnemo/TMaze-v0")
     parser.add_argument("--env-import", default="envs", help="module that registers the env id ('' for none)")
     parser.add_argument("--episodes", type=int, default=5)

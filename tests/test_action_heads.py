@@ -5,7 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.distributions import (
+from agents.model.action_heads import (
     BernoulliHead,
     CategoricalHead,
     GaussianHead,

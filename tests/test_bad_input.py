@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-import train
-from agents.checkpoint import LATEST, PREVIOUS, load_payload
-from agents.collector import EnvError, make_vector_env
 from agents.config import ConfigError, TrainConfig
-from agents.trainer import Trainer
+from agents.rollout.collector import EnvError, make_vector_env
+from agents.run.checkpoint import LATEST, PREVIOUS, load_payload
+from agents.train import cli as train
+from agents.train.trainer import Trainer
 
 FAST = ["--num-envs", "4", "--num-steps", "32", "--bptt-len", "8", "--num-minibatches", "2", "--update-epochs",
         "1", "--eval-episodes", "0", "--no-progress", "--checkpoint-every", "128"]
@@ -225,7 +225,7 @@ def test_env_error_from_the_vector_env_is_an_env_error():
 
 
 def test_diverging_update_is_not_saved(tmp_path, capsys, monkeypatch):
-    from agents import trainer as trainer_module
+    from agents.train import trainer as trainer_module
 
     real_update = trainer_module.ppo_update
 

@@ -6,9 +6,9 @@ import pickle
 import pytest
 import torch
 
-import train
-from agents.checkpoint import CheckpointError, atomic_torch_save, load_payload, load_policy
-from agents.spaces import obs_to_tensor
+from agents.run.checkpoint import CheckpointError, atomic_torch_save, load_payload, load_policy
+from agents.train import cli as train
+from agents.trees import obs_to_tensor
 
 FAST = ["--total-steps", "2048", "--num-envs", "4", "--num-steps", "64", "--bptt-len", "8",
         "--num-minibatches", "2", "--update-epochs", "2", "--eval-episodes", "2", "--no-progress",
@@ -114,7 +114,7 @@ def test_resume_refuses_a_different_network(trained_run, tmp_path, capsys):
 @pytest.mark.parametrize("which", ["run directory", "file"])
 def test_loading_onto_cuda_without_a_gpu_says_so(trained_run, which):
     """Issue 19, item 2: not 'truncated or corrupted', but that CUDA is missing and what to pass instead."""
-    from agents.runner import PolicyRunner
+    from agents.deploy.runner import PolicyRunner
 
     target = trained_run if which == "run directory" else trained_run / "checkpoints" / "latest.pt"
     with pytest.raises(CheckpointError) as err:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import train
 from agents.config import ConfigError, TrainConfig
+from agents.train import cli as train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_training_and_evaluation_need_no_pygame(tmp_path):
             "sys.modules['pygame'] = None  # as if neither pygame nor pygame-ce were installed\n"
             "import train\n"
             f"code = train.main({argv!r})\n"
-            "import agents.export, agents.runner  # the game-loop runtime and export need no pygame either\n"
+            "import agents.deploy.export, agents.deploy.runner  # the game-loop runtime and export need no pygame\n"
             "sys.exit(code)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.collector import Collector, local_collector
 from agents.config import TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.trainer import Trainer
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import Collector, local_collector
+from agents.train.trainer import Trainer
 
 SMALL = {"env_id": "mnemo/CartPoleNoVel-v1", "total_steps": 1024, "num_envs": 4, "num_steps": 32, "bptt_len": 8,
          "num_minibatches": 2, "update_epochs": 2, "eval_episodes": 0, "progress": False, "seed": 5,

@@ -2,7 +2,7 @@
 
 Exactness (CPU): a run that crashes (or is stopped, or SIGKILLed) and is resumed ends with parameters,
 optimizer state and counters *bitwise* equal to an uninterrupted run of the same config -- for envs whose
-state can be snapshotted (agents/env_state.py), which includes every built-in env. Bound asserted: 0.
+state can be snapshotted (agents/rollout/env_state.py), which includes every built-in env. Bound asserted: 0.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import faulty_envs  # noqa: F401  (registers tests/NoSnapshot-v0)
 import pytest
 import torch
 
-import train
-from agents.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy, payload_digest
 from agents.config import ConfigError, TrainConfig
-from agents.trainer import ResumeWarning, Trainer
+from agents.run.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy, payload_digest
+from agents.train import cli as train
+from agents.train.trainer import ResumeWarning, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"env_id": "mnemo/CartPoleNoVel-v1", "total_steps": 2048, "num_envs": 4, "num_steps": 64, "bptt_len": 8,

@@ -8,10 +8,12 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import train
 from agents.config import PolicyConfig, TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.spaces import GridEncoder, ImageEncoder, choose_obs_encoder, obs_to_tensor
+from agents.model.encoders import GridEncoder, ImageEncoder
+from agents.model.policy import RecurrentActorCritic
+from agents.spaces import choose_obs_encoder
+from agents.train import cli as train
+from agents.trees import obs_to_tensor
 
 
 def test_preset_none_gives_the_defaults_and_the_config_records_which_preset_was_used():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import train
 from agents.config import ConfigError, PolicyConfig
-from agents.device import resolve_device
+from agents.train import cli as train
+from agents.train.device import resolve_device
 
 VECTOR = spaces.Box(-1.0, 1.0, (4,))
 IMAGE = spaces.Box(0, 255, (32, 32, 3), dtype="uint8")

@@ -1,4 +1,4 @@
-"""Env snapshots (agents/env_state.py): exact round trips, clear refusals, and no object built from a file."""
+"""Env snapshots (agents/rollout/env_state.py): exact round trips, clear refusals, and no object built from a file."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the built-in ids)
-import train
-from agents.checkpoint import LATEST
-from agents.env_state import EnvStateError, decode, encode, restore_env, snapshot_env
+from agents.rollout.env_state import EnvStateError, decode, encode, restore_env, snapshot_env
+from agents.run.checkpoint import LATEST
+from agents.train import cli as train
 
 BUILT_IN = sorted(env_id for env_id in gym.registry if env_id.startswith("mnemo/"))
 
@@ -163,7 +163,7 @@ def test_a_malicious_latest_checkpoint_in_a_run_is_refused_and_runs_nothing(tmp_
     shutil.copytree(run, copy)
     assert train.main(["--resume", str(run), "--total-steps", "384"]) == 0
     assert "Refusing to load" in capsys.readouterr().err  # then it resumed from previous.pt
-    from agents.checkpoint import load_policy
+    from agents.run.checkpoint import load_policy
 
     with pytest.warns(UserWarning, match="Refusing to load"):
         load_policy(copy)

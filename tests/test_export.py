@@ -14,11 +14,12 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers mnemo/TMaze-v0)
 from agents import PolicyRunner
-from agents.checkpoint import atomic_torch_save, build_payload
 from agents.config import PolicyConfig, TrainConfig
-from agents.export import export_onnx, export_torchscript, load_onnx_metadata, load_torchscript, main
-from agents.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
-from agents.policy import RecurrentActorCritic
+from agents.deploy.export import export_onnx, export_torchscript, load_onnx_metadata, load_torchscript
+from agents.deploy.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
+from agents.deploy.export_cli import main
+from agents.model.policy import RecurrentActorCritic
+from agents.run.checkpoint import atomic_torch_save, build_payload
 from agents.spaces import space_from_json
 
 pytest.importorskip("onnx")

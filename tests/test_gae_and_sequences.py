@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences
+from agents.rollout.buffer import RolloutBuffer, compute_gae, gather_sequences, make_sequences
 
 
 def test_gae_hand_worked_with_mid_rollout_truncation_and_termination():

@@ -6,10 +6,10 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
-from agents.cores import GRUCore, LSTMCore, RNNCore
-from agents.inspector import InspectorError, MemoryProbe, trace_core, trace_rnn
-from agents.policy import RecurrentActorCritic
-from envs.games.memory_panel import BLUE_WHITE_RED, EMPTY, VIRIDIS, MemoryPanel, _nice_ceil, colormap
+from agents.model.cores import GRUCore, LSTMCore, RNNCore
+from agents.model.policy import RecurrentActorCritic
+from agents.watch.inspector import InspectorError, MemoryProbe, trace_core, trace_rnn
+from agents.watch.memory_panel import BLUE_WHITE_RED, EMPTY, VIRIDIS, MemoryPanel, _nice_ceil, colormap
 from envs.games.text import TextRenderer
 
 T, B, F, H = 9, 3, 5, 7
@@ -197,7 +197,7 @@ def test_envs_can_name_their_actions_for_the_panel():
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the mnemo/ ids)
-    from agents.inspector import action_labels_for
+    from agents.watch.inspector import action_labels_for
 
     # The T-maze declares metadata["action_names"]; through gym.make's wrappers too.
     assert action_labels_for(gym.make("mnemo/TMaze-v0")) == ["north", "east", "south"]
@@ -214,7 +214,7 @@ def test_inspector_and_panel_modules_import_without_pygame():
     import subprocess
     import sys
 
-    code = ("import sys, agents.inspector, envs.games.memory_panel, envs.games.text, apps.versus; "
+    code = ("import sys, agents.watch.inspector, agents.watch.memory_panel, envs.games.text, apps.versus; "
             "assert 'pygame' not in sys.modules, 'pygame imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -18,9 +18,9 @@ import pytest
 import torch
 from test_crash_resume import BATCH, scalar_steps
 
-import train
-from agents.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy
-from agents.trainer import Trainer
+from agents.run.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy
+from agents.train import cli as train
+from agents.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def test_second_ctrl_c_aborts_and_leaves_the_last_checkpoint(tmp_path):
 
 
 def _write_forever(path: str, first: int) -> None:
-    from agents.checkpoint import atomic_torch_save
+    from agents.run.checkpoint import atomic_torch_save
 
     for i in range(first, 10**9):
         atomic_torch_save({"i": i, "x": torch.full((6_000_000,), float(i))}, path, keep_previous=PREVIOUS)
@@ -154,7 +154,7 @@ def _write_forever(path: str, first: int) -> None:
 def test_sigkill_while_writing_never_leaves_a_broken_checkpoint(tmp_path):
     import multiprocessing
 
-    from agents.checkpoint import remove_stale_temp_files
+    from agents.run.checkpoint import remove_stale_temp_files
 
     path = tmp_path / LATEST
     rng = random.Random(0)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-import train
+from agents.train import cli as train
 
 ARGS = ["--no-progress", "--eval-episodes", "40"]
 

@@ -1,6 +1,6 @@
 """Correlated sampling noise (``--noise-correlation``): each action keeps the policy's law, runs grow longer.
 
-The noise is an AR(1) process per env (agents/noise.py); the distributions turn standard-normal noise into
+The noise is an AR(1) process per env (agents/model/noise.py); the distributions turn standard-normal noise into
 actions by inverse transform. What must hold: every draw is N(0, 1) and correlated rho with the one before,
 each distribution's samples from such noise have the distribution's own law (so stored log-probs stay
 exact), consecutive actions of a near-uniform policy agree far more often, and a resumed run continues the
@@ -14,11 +14,11 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.collector import VectorCollector, make_vector_env
 from agents.config import PolicyConfig
-from agents.distributions import Bernoulli, Categorical, DiagGaussian
-from agents.noise import CorrelatedNoise
-from agents.policy import RecurrentActorCritic
+from agents.model.action_heads import Bernoulli, Categorical, DiagGaussian
+from agents.model.noise import CorrelatedNoise
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import VectorCollector, make_vector_env
 
 
 def draws(rho: float, steps: int = 4000, shape=(32, 3), seed: int = 0) -> torch.Tensor:
@@ -79,13 +79,13 @@ def test_correlated_noise_makes_a_uniform_policy_hold_its_action():
     switch_independent = (independent[1:] != independent[:-1]).mean()
     switch_correlated = (correlated[1:] != correlated[:-1]).mean()
     assert abs(switch_independent - 2 / 3) < 0.05  # uniform over 3 actions: 2 in 3 steps change action
-    assert switch_correlated < 0.15  # about 1 in 11 (see agents/noise.py)
+    assert switch_correlated < 0.15  # about 1 in 11 (see agents/model/noise.py)
 
 
 def goals_in_first_steps(tmp_path, noise_correlation: float, steps: int = 12288, seed: int = 3) -> int:
     """Episodes of MountainCarNoVel (its preset) that reach the flag (return above -200) in ``steps`` steps."""
     from agents.config import TrainConfig
-    from agents.trainer import Trainer
+    from agents.train.trainer import Trainer
     from envs.presets import preset_for
 
     config = TrainConfig().with_overrides({

@@ -9,9 +9,9 @@ import pytest
 from gymnasium import spaces
 from test_runner import BOX, make_policy, random_obs
 
-from agents.export import export_onnx
-from agents.onnx_runner import OnnxRunner, OnnxRuntimeMissingError
-from agents.runner import PolicyRunner, UnknownAgentError
+from agents.deploy.export import export_onnx
+from agents.deploy.onnx_runner import OnnxRunner, OnnxRuntimeMissingError
+from agents.deploy.runner import PolicyRunner, UnknownAgentError
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_onnx_runner_imports_and_runs_without_torch(tmp_path):
         "            raise ImportError('torch is blocked in this test')\n"
         "sys.meta_path.insert(0, NoTorch())\n"
         "import numpy as np\n"
-        "from agents.onnx_runner import OnnxRunner\n"
+        "from agents.deploy.onnx_runner import OnnxRunner\n"
         f"runner = OnnxRunner({str(tmp_path / 'p.onnx')!r})\n"
         "actions = runner.act(np.zeros((3, 4), np.float32), agent_ids=[(0, 1), (0, 2), (1, 1)])\n"
         "runner.remove([(0, 2)])\n"

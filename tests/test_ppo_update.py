@@ -9,12 +9,12 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-import train
-from agents import ppo
-from agents.buffer import SequenceBatch
 from agents.config import PolicyConfig, PPOConfig, TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.trainer import Trainer
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import SequenceBatch
+from agents.train import cli as train
+from agents.train import ppo, ppo_loss
+from agents.train.trainer import Trainer
 
 FAST = ["--eval-episodes", "0", "--no-progress"]
 
@@ -50,9 +50,9 @@ def test_a_minibatch_of_one_real_step_trains(tmp_path, capsys):
     net = RecurrentActorCritic(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), PolicyConfig())
     features = torch.zeros(1, net.actor_core.out_features)
     old_logprob = net.score_actions(features, torch.zeros(1, dtype=torch.long))[0].detach()
-    mb = ppo.Minibatch([], [], torch.zeros(1, dtype=torch.long), old_logprob, torch.zeros(1), torch.tensor([0.5]),
+    mb = ppo_loss.Minibatch([], [], torch.zeros(1, dtype=torch.long), old_logprob, torch.zeros(1), torch.tensor([0.5]),
                        torch.zeros(1))
-    pg_loss, *_ = ppo.policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
+    pg_loss, *_ = ppo_loss.policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
     assert float(pg_loss.detach()) == pytest.approx(-0.5)  # ratio 1, the advantage as it is
 
 
@@ -74,7 +74,7 @@ def test_epoch_statistics_and_target_kl_weigh_minibatches_by_real_steps(monkeypa
 
     def fake_loss(policy, mb, cfg, clip_coef, parallel=None):
         r = float(mb.advantages.shape[0])  # every term equals the minibatch's real steps: 1 or 3
-        return ppo.LossTerms(*(torch.tensor(r) for _ in range(7)))
+        return ppo_loss.LossTerms(*(torch.tensor(r) for _ in range(7)))
 
     monkeypatch.setattr(ppo, "loss_and_backward", fake_loss)
     net = nn.Linear(1, 1)
@@ -105,7 +105,7 @@ def test_first_nonfinite_names_the_loss_or_the_gradients():
 
 def test_divergence_from_a_nonfinite_loss_does_not_blame_the_learning_rate(tmp_path, capsys, monkeypatch):
     """Issue 19, item 1: the error says what went non-finite, and the advice fits it."""
-    from agents import trainer as trainer_module
+    from agents.train import trainer as trainer_module
 
     real_gae = trainer_module.compute_gae
 

@@ -10,8 +10,8 @@ import torch
 
 import envs
 from agents.config import RunConfig, TrainConfig, flat_field_owners
-from agents.policy import RecurrentActorCritic
-from agents.spaces import obs_to_tensor
+from agents.model.policy import RecurrentActorCritic
+from agents.trees import obs_to_tensor
 from envs.presets import BUDGET_ONLY, PRESETS, ZOO_CARTPOLE_NOVEL, preset_for
 
 MNEMO_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))

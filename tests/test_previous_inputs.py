@@ -10,16 +10,16 @@ import pytest
 from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the mnemo/ ids)
-import train
 from agents import PolicyRunner
-from agents.env_state import restore_env, snapshot_env
-from agents.previous_inputs import (
+from agents.rollout.env_state import restore_env, snapshot_env
+from agents.rollout.previous_inputs import (
     PreviousActionReward,
     encode_action,
     previous_inputs_obs,
     run_input_wrapper,
     symlog,
 )
+from agents.train import cli as train
 from tests.toy_envs import BoundaryEnv
 
 

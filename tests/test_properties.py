@@ -21,12 +21,12 @@ from gymnasium import spaces
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agents.buffer import compute_gae, gather_sequences, make_sequences
-from agents.collector import VectorCollector, make_vector_env
 from agents.config import ConfigError, PolicyConfig
-from agents.env_state import restore_env, snapshot_env
-from agents.policy import RecurrentActorCritic
-from agents.spaces import obs_to_tensor, tree_stack
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
+from agents.rollout.collector import VectorCollector, make_vector_env
+from agents.rollout.env_state import restore_env, snapshot_env
+from agents.trees import obs_to_tensor, tree_stack
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -259,7 +259,7 @@ def test_env_arguments_give_a_working_env_or_a_clear_error(case, seed):
 
 @pytest.mark.parametrize("text", ['{"corridor_length": 5', "[1, 2]", "corridor_length=5"])
 def test_env_kwargs_that_are_not_a_json_object_are_refused(text, capsys):
-    import train
+    from agents.train import cli as train
 
     with pytest.raises(SystemExit):
         train.resolve_config(["--env-kwargs", text])

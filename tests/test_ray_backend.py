@@ -1,4 +1,4 @@
-"""The Ray backend (``--backend ray``, agents/ray_collector.py): flags, the bookkeeping, equality, faults, resume.
+"""The Ray backend (``--backend ray``, agents/rollout/ray_collector.py): flags, bookkeeping, equality, faults, resume.
 
 One Ray instance (3 CPUs: two actors and a spare for a restarted one) serves the whole module. Tests that
 need Ray skip where it is not installed; the missing-Ray error is tested with the import blocked.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.collector import EnvError
 from agents.config import ConfigError, TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.trainer import Trainer
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import EnvError
+from agents.train.trainer import Trainer
 from tests.test_rollout_invariant import assert_sequence_path_reproduces
 
 TESTS = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ class Crash(Exception):
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
-    from agents.ray_collector import worker_python_path
+    from agents.rollout.ray_collector import worker_python_path
 
     # The actors import the tests' env modules (faulty_envs, toy_envs) too.
     path = os.pathsep.join([worker_python_path(), str(TESTS)])
@@ -67,7 +67,7 @@ def test_flags_are_checked_against_the_backend_and_num_envs():
 
 
 def test_workers_times_envs_per_worker_set_num_envs_on_the_command_line():
-    import train
+    from agents.train import cli as train
 
     config, _ = train.resolve_config(["--backend", "ray", "--num-workers", "3", "--envs-per-worker", "2"])
     assert config.env.num_envs == 6 and config.worker_layout == (3, 2)
@@ -76,7 +76,7 @@ def test_workers_times_envs_per_worker_set_num_envs_on_the_command_line():
 
 
 def test_missing_ray_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    import train
+    from agents.train import cli as train
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     code = train.main(["--backend", "ray", "--total-steps", "64", "--run-dir", str(tmp_path / "run")])
@@ -88,7 +88,7 @@ def test_missing_ray_is_a_one_line_error(tmp_path, monkeypatch, capsys):
 
 
 def test_the_package_never_imports_ray_unless_asked():
-    code = ("import sys, train, agents.trainer, agents.collector, agents.watch, agents.export; "
+    code = ("import sys, train, agents.train.trainer, agents.rollout.collector, agents.watch, agents.deploy.export; "
             "sys.exit('ray' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -98,7 +98,7 @@ def test_the_package_never_imports_ray_unless_asked():
 @pytest.mark.parametrize(("core", "separate", "carry"), [("lstm", False, False), ("gru", True, True)])
 def test_recomputed_logprobs_and_values_match_the_fragments(ray_instance, core, separate, carry):
     """The invariant with 2 actors: the joined fragments replay through the sequence path to 1e-5."""
-    from agents.ray_collector import ray_collector
+    from agents.rollout.ray_collector import ray_collector
 
     config = TrainConfig().with_overrides({
         "env_id": "tests/Boundary-v0", "env_import": ("toy_envs",), "num_envs": 4, "num_steps": 24,
@@ -133,8 +133,8 @@ def test_two_workers_seed_env_i_as_the_local_run_does(ray_instance, tmp_path):
     """W = 2: env w * E + j is seeded like the local run's env w * E + j (the first observations agree); the
     actions differ, since each worker samples from its own generator (docs/ray.md)."""
     config = _config(tmp_path, "x", backend="ray", num_workers=2)
-    from agents.collector import local_collector
-    from agents.ray_collector import ray_collector
+    from agents.rollout.collector import local_collector
+    from agents.rollout.ray_collector import ray_collector
 
     rollouts = []
     for factory, cfg in ((local_collector, _config(tmp_path, "y")), (ray_collector, config)):
@@ -152,7 +152,7 @@ def test_two_workers_seed_env_i_as_the_local_run_does(ray_instance, tmp_path):
 
 # ------------------------------------------------------------------ faults
 def test_a_killed_actor_is_restarted_and_the_run_completes(ray_instance, tmp_path):
-    from agents.ray_collector import WorkerRestarted
+    from agents.rollout.ray_collector import WorkerRestarted
 
     trainer = Trainer(_config(tmp_path, "kill", backend="ray", num_workers=2))
 
@@ -170,7 +170,7 @@ def test_a_killed_actor_is_restarted_and_the_run_completes(ray_instance, tmp_pat
 
 
 def test_a_hung_actor_times_out_by_name_and_is_replaced(ray_instance, tmp_path):
-    from agents.ray_collector import WorkerRestarted
+    from agents.rollout.ray_collector import WorkerRestarted
 
     config = _config(tmp_path, "hang", backend="ray", num_workers=2, env_id="tests/Faulty-v0",
                      env_import=("faulty_envs",), env_kwargs={"mode": "hang", "fail_index": 3, "fail_at": 40,

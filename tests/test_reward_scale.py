@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.reward_scale import RewardScaler
+from agents.train.reward_scale import RewardScaler
 
 
 def vecnormalize_reference(rewards: np.ndarray, dones: np.ndarray, gamma: float, clip: float = 10.0):

@@ -16,10 +16,10 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.buffer import compute_gae, gather_sequences, length_buckets, make_sequences
-from agents.collector import VectorCollector, make_vector_env
 from agents.config import PolicyConfig
-from agents.policy import RecurrentActorCritic
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import compute_gae, gather_sequences, length_buckets, make_sequences
+from agents.rollout.collector import VectorCollector, make_vector_env
 
 
 def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="discrete", num_steps=24, seed=0,
@@ -130,8 +130,8 @@ def test_stored_state_is_reset_semantics_consistent():
 def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monkeypatch):
     """The speed rule: no Python loop over timesteps in the update (one fused call per core per minibatch)."""
     from agents.config import PPOConfig
-    from agents.cores import RNNCore
-    from agents.ppo import ppo_update
+    from agents.model.cores import RNNCore
+    from agents.train.ppo import ppo_update
 
     policy, _collector, buf = collect(separate=True, carry=carry)
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=6, cut_at_episode_starts=not carry)
@@ -141,7 +141,7 @@ def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monk
     calls = []
     original = RNNCore._run
     monkeypatch.setattr(RNNCore, "_run", lambda self, x, s: calls.append(x.shape[0]) or original(self, x, s))
-    monkeypatch.setattr("agents.ppo.length_buckets", lambda lengths: [np.arange(len(lengths))])  # one group
+    monkeypatch.setattr("agents.train.ppo_loss.length_buckets", lambda lengths: [np.arange(len(lengths))])  # one group
     cfg = PPOConfig(num_minibatches=3, update_epochs=2)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
     ppo_update(policy, optimizer, batch, cfg, 0.2, np.random.default_rng(0))
@@ -152,7 +152,7 @@ def test_update_runs_one_fused_recurrent_call_per_core_per_minibatch(carry, monk
 def test_length_groups_change_nothing_but_the_work(monkeypatch):
     """Splitting a minibatch into length groups gives the same loss and gradients as one padded call."""
     from agents.config import PPOConfig
-    from agents.ppo import make_minibatch, ppo_loss
+    from agents.train.ppo_loss import make_minibatch, ppo_loss
 
     policy, _collector, buf = collect(separate=True)
     seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=8, cut_at_episode_starts=True)
@@ -164,7 +164,7 @@ def test_length_groups_change_nothing_but_the_work(monkeypatch):
     assert len(length_buckets(lengths, call_cost=0.0)) > 1
     results = []
     for grouping in ([ids], length_buckets(lengths, call_cost=0.0)):
-        monkeypatch.setattr("agents.ppo.length_buckets", lambda _lengths, grouping=grouping: grouping)
+        monkeypatch.setattr("agents.train.ppo_loss.length_buckets", lambda _lengths, grouping=grouping: grouping)
         policy.zero_grad()
         terms = ppo_loss(policy, make_minibatch(batch, ids, lengths), PPOConfig(ent_coef=0.01), 0.2)
         terms.loss.backward()
@@ -192,9 +192,9 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
     """The trainer's own loss path (Trainer -> ppo_update -> loss_and_backward -> the policy's named heads), on
     its first minibatch, before any gradient step: the log-probs and values it recomputes are the stored ones,
     so approx_kl and clipfrac are 0 to rounding."""
-    from agents import ppo
     from agents.config import TrainConfig
-    from agents.trainer import Trainer
+    from agents.train import ppo
+    from agents.train.trainer import Trainer
 
     first: dict[str, object] = {}
     recording = {"on": False}

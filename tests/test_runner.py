@@ -10,11 +10,11 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers mnemo/TMaze-v0)
 from agents import PolicyRunner
-from agents.checkpoint import atomic_torch_save, build_payload
 from agents.config import PolicyConfig, TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.runner import SINGLE_AGENT_ID, ObservationError, UnknownAgentError
-from agents.spaces import obs_to_tensor, tree_stack
+from agents.deploy.runner import SINGLE_AGENT_ID, ObservationError, UnknownAgentError
+from agents.model.policy import RecurrentActorCritic
+from agents.run.checkpoint import atomic_torch_save, build_payload
+from agents.trees import obs_to_tensor, tree_stack
 
 BOX = spaces.Box(0.0, 1.0, (4,), np.float32)
 DISCRETE3 = spaces.Discrete(3)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from agents.config import TrainConfig
-from agents.trainer import ResumeWarning, Trainer
+from agents.train.trainer import ResumeWarning, Trainer
 
 SAVED = Path(__file__).parent / "data" / "run_saved_before_layout"
 

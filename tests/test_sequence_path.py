@@ -13,8 +13,8 @@ import torch
 from gymnasium import spaces
 
 from agents.config import ConfigError, PolicyConfig, TrainConfig
-from agents.cores import GRUCore, LSTMCore, StackCore
-from agents.policy import RecurrentActorCritic
+from agents.model.cores import GRUCore, LSTMCore, StackCore
+from agents.model.policy import RecurrentActorCritic
 
 CASES = list(itertools.product(["lstm", "gru", "stack"], [1, 2], [False, True], [False, True]))
 

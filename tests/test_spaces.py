@@ -6,8 +6,9 @@ import torch
 from gymnasium import spaces
 
 from agents.config import PolicyConfig
-from agents.policy import RecurrentActorCritic
-from agents.spaces import UnsupportedSpaceError, obs_to_tensor, space_from_json, space_to_json
+from agents.model.policy import RecurrentActorCritic
+from agents.spaces import UnsupportedSpaceError, space_from_json, space_to_json
+from agents.trees import obs_to_tensor
 
 OBS_SPACES = {
     "box": spaces.Box(-1, 1, (3,), np.float32),

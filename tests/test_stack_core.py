@@ -6,11 +6,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import train
 from agents.config import PolicyConfig
-from agents.cores import StackCore
-from agents.policy import RecurrentActorCritic
-from agents.runner import PolicyRunner
+from agents.deploy.runner import PolicyRunner
+from agents.model.cores import StackCore
+from agents.model.policy import RecurrentActorCritic
+from agents.train import cli as train
 
 
 def test_stack_reaches_k_minus_1_steps_back_and_no_further():
@@ -48,8 +48,8 @@ def test_stack_trains_exports_and_runs_end_to_end(tmp_path):
     import gymnasium as gym
 
     import envs  # noqa: F401
-    from agents.export import export_onnx
-    from agents.onnx_runner import OnnxRunner
+    from agents.deploy.export import export_onnx
+    from agents.deploy.onnx_runner import OnnxRunner
 
     run = tmp_path / "run"
     assert train.main(["--run-dir", str(run), "--env-id", "mnemo/TMaze-v0", "--core", "stack", "--stack-len", "3",

@@ -7,10 +7,10 @@ import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
-from agents.buffer import gather_sequences, make_sequences
 from agents.config import TrainConfig
-from agents.ppo import refresh_start_states
-from agents.trainer import Trainer
+from agents.rollout.buffer import gather_sequences, make_sequences
+from agents.train.ppo import refresh_start_states
+from agents.train.trainer import Trainer
 
 SMALL = {"total_steps": 1024, "num_envs": 4, "num_steps": 32, "bptt_len": 8, "num_minibatches": 2,
          "update_epochs": 2, "eval_episodes": 0, "progress": False, "checkpoint_every": 10_000}
@@ -89,7 +89,7 @@ def test_summary_figures_carry_no_float_noise(tmp_path):
 
 
 def test_clean_floats_rounds_only_floats():
-    from agents.run_log import clean_floats
+    from agents.run.run_log import clean_floats
 
     nan = float("nan")
     cleaned = clean_floats({"a": -1.2950000000000002, "b": [0.1 + 0.2, 7], "c": None, "d": "x", "e": nan})

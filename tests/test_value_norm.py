@@ -9,12 +9,12 @@ import torch
 from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the mnemo/ ids)
-import train
 from agents import PolicyRunner
 from agents.config import PolicyConfig
-from agents.policy import RecurrentActorCritic
-from agents.ppo import Minibatch, value_loss
-from agents.value_norm import MIN_SIGMA, PopArtValueHead
+from agents.model.policy import RecurrentActorCritic
+from agents.model.value_norm import MIN_SIGMA, PopArtValueHead
+from agents.train import cli as train
+from agents.train.ppo_loss import Minibatch, value_loss
 
 
 def test_statistics_updates_preserve_the_outputs_while_the_scale_follows_the_targets():

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.checkpoint import CheckpointError, atomic_torch_save, build_payload
 from agents.config import TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.watch import FrameSink
+from agents.model.policy import RecurrentActorCritic
+from agents.run.checkpoint import CheckpointError, atomic_torch_save, build_payload
+from agents.watch.viewer import FrameSink
 from apps.versus import (
     AGENT_FLICKER,
     KeyboardHuman,
@@ -140,7 +140,7 @@ def _replay_in_training_env(env_id, env_kwargs, seed, trace):
 
 @pytest.mark.parametrize("which", ["vector", "pixels"])
 def test_agent_sees_exactly_the_training_observations(which, pong_run, pixel_run):
-    from agents.runner import PolicyRunner
+    from agents.deploy.runner import PolicyRunner
 
     run, env_id = (pong_run, PONG) if which == "vector" else (pixel_run, PONG_PIXELS)
     runner = PolicyRunner.load(run)

@@ -13,10 +13,10 @@ from gymnasium import spaces
 from gymnasium.envs.registration import registry
 from PIL import Image
 
-from agents.checkpoint import CheckpointError, atomic_torch_save, build_payload
 from agents.config import TrainConfig
-from agents.policy import RecurrentActorCritic
-from agents.watch import FrameSink, WatchError, main, watch
+from agents.model.policy import RecurrentActorCritic
+from agents.run.checkpoint import CheckpointError, atomic_torch_save, build_payload
+from agents.watch.viewer import FrameSink, WatchError, main, watch
 
 
 class _NoRGBEnv(gym.Env):

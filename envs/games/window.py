@@ -3,7 +3,7 @@
 Everything here imports pygame lazily, inside the functions that draw, so that
 importing a game or stepping it with vector or pixel observations never loads
 pygame. Observations are never read back from these surfaces. Text is drawn by
-``envs.games.text``; the memory panel by ``envs.games.memory_panel``.
+``envs.games.text``; the memory panel by ``agents.watch.memory_panel``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,416 @@
+"""The Ray backend (``--backend ray``): rollout actors on this machine or a cluster, behind ``Collector``.
+
+Each actor (``RolloutWorker``) owns E envs and a CPU copy of the policy, and wraps the local
+``VectorCollector`` over its envs, so that it keeps their observations, episode starts and recurrent
+states across rollouts exactly as the local backend does (reset and carry mode alike). The learner
+(``RayCollector``) talks to W actors:
+
+- weights: once per iteration, ``ray.put`` of the policy's state dict (obs-normaliser statistics
+  included); every actor's ``collect`` gets the same object reference, so the weights are serialised
+  once, not once per actor.
+- fragments: each actor returns its rollout (T, E) as CPU tensors; the learner concatenates them along
+  the env dim, so that worker w's env j is the run's env ``w * E + j``. The recurrent state's env dim is
+  found from ``policy.initial_state`` (never hard-coded), so a core with another state layout still fits.
+- seeding: worker w resets its envs with ``env_seed + w * E``, so env ``i`` gets ``env_seed + i`` as in
+  the local vector env. Worker 0 samples actions from ``sample_seed`` (with W = 1 the run is bitwise the
+  local run); worker w > 0 from a seed derived from (``sample_seed``, w).
+- faults: an actor that dies, or sends nothing within ``--worker-timeout`` seconds, is killed and
+  replaced: its envs are made afresh (new seeds, zero recurrent state, every episode starting), and it
+  collects this iteration's fragment again; a warning names the worker. An env error inside an actor
+  surfaces as the local backend's ``EnvError`` / ``NonFiniteError``; an actor that fails three times in
+  one iteration stops the run with an ``EnvError`` naming it (the trainer saves a checkpoint first).
+- resume: ``state_dict`` merges the actors' states into the local collector's layout (plus every
+  worker's sampler state), so a checkpoint from either backend resumes on the other; with a different
+  worker count (same --num-envs) the recurrent states carry over, every env restarts its episode and the
+  samplers are seeded afresh, and the resume says so.
+
+Ray is imported only here, and this module only when ``--backend ray`` asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.config import ConfigError, TrainConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import _ROLLOUT_TENSORS, Rollout
+from agents.rollout.collector import EnvError, NonFiniteError, VectorCollector
+from agents.rollout.env_state import decode, encode
+from agents.rollout.previous_inputs import run_input_wrapper
+from agents.rollout.vector_env import import_env_modules, make_vector_env
+
+RAY_MISSING = '--backend ray needs Ray, which is not installed: pip install -e ".[ray]" (or pip install "ray>=2.30").'
+MAX_RESTARTS_PER_ITERATION = 3
+START_TIMEOUT = 120.0  # seconds an actor gets at least to start, resume or close
+
+
+class WorkerRestarted(UserWarning):
+    """A Ray actor died or hung and was replaced; its envs restarted their episodes."""
+
+
+def import_ray():
+    """The ``ray`` module, or a ConfigError that says what to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(RAY_MISSING) from exc
+    return ray
+
+
+def ray_collector(config: TrainConfig) -> RayCollector:
+    """The ``CollectorFactory`` of ``--backend ray``: joins ``--ray-address`` (or the Ray instance this process
+    has initialised already), else starts a local Ray instance with one CPU per worker, owned by the collector."""
+    ray = import_ray()
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        address = config.run.ray_address
+        workers, _ = config.worker_layout
+        ray.init(address=address, num_cpus=workers if address is None else None, include_dashboard=False,
+                 logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": worker_python_path()}})
+    try:
+        return RayCollector(config, ray, owns_ray)
+    except BaseException:
+        if owns_ray:
+            ray.shutdown()
+        raise
+
+
+def worker_python_path() -> str:
+    """PYTHONPATH for the actors: this package's folder, the working directory (``--env-import`` modules that
+    sit next to the user), then the caller's PYTHONPATH. On a cluster, the other nodes need the same paths
+    (or the package installed)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts = [package_root, os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+class RolloutWorker:
+    """A Ray actor's body: E envs (run-wide envs ``first_env .. first_env + E - 1``), a CPU policy copy, and the
+    local ``VectorCollector`` over them. Runs with one torch thread."""
+
+    def __init__(self, config: dict, worker: int, envs_per_worker: int):
+        torch.set_num_threads(1)
+        cfg = TrainConfig.from_dict(config)
+        env = cfg.env
+        import_env_modules(env.env_import)
+        first_env = worker * envs_per_worker
+        envs = make_vector_env(env.env_id, envs_per_worker, env.env_kwargs, env.async_envs, env.env_import,
+                               wrapper=run_input_wrapper(cfg.policy), first_index=first_env)
+        self.collector = VectorCollector(envs, cfg.ppo.num_steps, cfg.run.on_nonfinite, cfg.ppo.noise_correlation,
+                                         first_env=first_env)
+        self.policy = RecurrentActorCritic(self.collector.observation_space, self.collector.action_space, cfg.policy)
+
+    def start(self, weights: Mapping[str, torch.Tensor], sample_seed: int, env_seed: int) -> None:
+        self.policy.load_state_dict(weights)
+        self.collector.start(self.policy, torch.device("cpu"), sample_seed, env_seed)
+
+    def collect(self, weights: Mapping[str, torch.Tensor]) -> Rollout:
+        self.policy.load_state_dict(weights)
+        return self.collector.collect()  # Ray serialises it on return: the buffer may be refilled afterwards
+
+    def state_dict(self, snapshot_envs: bool) -> dict:
+        return self.collector.state_dict(snapshot_envs)
+
+    def load_state_dict(self, state: dict) -> str | None:
+        return self.collector.load_state_dict(state)
+
+    def close(self) -> None:
+        self.collector.close()
+
+
+class RayCollector:
+    """The learner's side of the Ray backend (module docstring): W actors of E envs each, as one ``Collector``.
+
+    Args:
+        config: the run's config (``config.worker_layout`` gives W and E).
+        ray: the ``ray`` module, initialised.
+        owns_ray: shut Ray down on ``close`` (it was started for this run).
+    """
+
+    def __init__(self, config: TrainConfig, ray, owns_ray: bool):
+        self.ray, self.owns_ray, self.config = ray, owns_ray, config
+        self.num_workers, self.envs_per_worker = config.worker_layout
+        self.num_envs = config.env.num_envs
+        self.timeout = config.run.worker_timeout
+        # Starting an actor imports torch and makes its envs: on a busy machine that alone can take a while.
+        self.start_timeout = max(self.timeout, START_TIMEOUT)
+        self.restarts = [0] * self.num_workers  # per worker, over the run
+        self._closed = False
+        self._config_dict = config.to_dict()
+        # The spaces, and any bad env setting as the local backend reports it, before an actor starts.
+        env = config.env
+        import_env_modules(env.env_import)
+        probe = make_vector_env(env.env_id, 1, env.env_kwargs, False, env.env_import,
+                                wrapper=run_input_wrapper(config.policy))
+        self.observation_space: gym.Space = probe.single_observation_space
+        self.action_space: gym.Space = probe.single_action_space
+        probe.close()
+        self._actor_class = ray.remote(RolloutWorker).options(num_cpus=1, max_restarts=0,
+                                                              scheduling_strategy="SPREAD")
+        self.workers = [self._spawn(w) for w in range(self.num_workers)]
+
+    # ---------------------------------------------------------------- actors
+    def _spawn(self, worker: int):
+        return self._actor_class.remote(self._config_dict, worker, self.envs_per_worker)
+
+    def _envs_of(self, worker: int) -> str:
+        first = worker * self.envs_per_worker
+        return f"envs {first}-{first + self.envs_per_worker - 1}"
+
+    def _seeds(self, worker: int) -> tuple[int, int]:
+        """(sample seed, env seed) of ``worker``'s current incarnation (see the module docstring)."""
+        restarts = self.restarts[worker]
+        if restarts == 0:
+            sample = self.sample_seed if worker == 0 else _derive(self.sample_seed, worker)
+            return sample, self.env_seed + worker * self.envs_per_worker
+        return _derive(self.sample_seed, worker, restarts), _derive(self.env_seed, worker, restarts)
+
+    def _get(self, refs: list, what: str) -> list:
+        """``ray.get`` with the start timeout; an actor's env failure is re-raised as itself, anything else names
+        the worker."""
+        _, pending = self.ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
+        if pending:
+            worker = refs.index(pending[0])
+            raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) did not answer {what} within "
+                           f"{self.start_timeout:g} s.", worker * self.envs_per_worker)
+        results = []
+        for worker, ref in enumerate(refs):
+            try:
+                results.append(self.ray.get(ref))
+            except self.ray.exceptions.RayTaskError as exc:
+                raise self._cause(exc, worker, what) from exc
+            except self.ray.exceptions.RayActorError as exc:  # e.g. its constructor failed on that node
+                raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) died in {what}: "
+                               f"{_first_line(exc)}", worker * self.envs_per_worker) from exc
+        return results
+
+    def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
+        self.device, self.sample_seed, self.env_seed = device, sample_seed, env_seed
+        self._env_dim = state_env_dim(policy)
+        self.set_weights(policy.state_dict())
+        self._get([self._start(w, actor) for w, actor in enumerate(self.workers)], "start")
+
+    def _start(self, worker: int, actor):
+        sample, env = self._seeds(worker)
+        return actor.start.remote(self._weights, sample, env)
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """One ``ray.put`` per iteration: every actor reads the same object."""
+        self._weights = self.ray.put({name: tensor.detach().cpu() for name, tensor in weights.items()})
+
+    def collect(self) -> Rollout:
+        """Every actor's fragment, concatenated along the env dim (worker order), on CPU."""
+        fragments = self._call(lambda actor: actor.collect.remote(self._weights), "its rollout")
+        return self._assemble(fragments)
+
+    def _call(self, call, what: str) -> list:
+        """``call(actor)`` on every actor, the results in worker order. An actor that died, or sent nothing
+        within the timeout, is replaced (``_restart``) and called again, up to ``MAX_RESTARTS_PER_ITERATION``
+        times; an exception raised inside an actor is re-raised here (``_cause``)."""
+        refs = {w: call(actor) for w, actor in enumerate(self.workers)}
+        results: dict[int, object] = {}
+        failures = [0] * self.num_workers
+        while refs:
+            ready, _ = self.ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout)
+            retry = {}
+            for worker, ref in refs.items():
+                why = None
+                if ref not in ready:
+                    why = f"sent no answer ({what}) within --worker-timeout {self.timeout:g} s"
+                else:
+                    try:
+                        results[worker] = self.ray.get(ref)
+                    except self.ray.exceptions.RayTaskError as exc:
+                        raise self._cause(exc, worker, what) from exc
+                    except self.ray.exceptions.RayActorError as exc:
+                        why = f"died ({_first_line(exc)})"
+                if why is not None:
+                    failures[worker] += 1
+                    if failures[worker] > MAX_RESTARTS_PER_ITERATION:
+                        raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) {why}, after "
+                                       f"{MAX_RESTARTS_PER_ITERATION} restarts in a row; giving up.",
+                                       worker * self.envs_per_worker)
+                    retry[worker] = call(self._restart(worker, why))
+            refs = retry
+        return [results[w] for w in range(self.num_workers)]
+
+    def _restart(self, worker: int, why: str):
+        """Replace ``worker`` by a fresh actor (new envs, zero state, new seeds, the current weights)."""
+        warnings.warn(f"Ray worker {worker} ({self._envs_of(worker)}) {why}; restarting it: its envs are made "
+                      f"afresh with zero recurrent state and every episode starts anew.", WorkerRestarted,
+                      stacklevel=4)
+        with contextlib.suppress(Exception):  # already gone
+            self.ray.kill(self.workers[worker], no_restart=True)
+        self.restarts[worker] += 1
+        actor = self.workers[worker] = self._spawn(worker)
+        self._get_one(self._start(worker, actor), worker, "start")
+        return actor
+
+    def _cause(self, exc, worker: int, what: str) -> Exception:
+        return _cause(exc, worker, worker * self.envs_per_worker, self._envs_of(worker), what)
+
+    def _get_one(self, ref, worker: int, what: str):
+        try:
+            return self.ray.get(ref, timeout=self.start_timeout)
+        except self.ray.exceptions.RayTaskError as exc:
+            raise self._cause(exc, worker, what) from exc
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError) as exc:
+            raise EnvError(f"Ray worker {worker} ({self._envs_of(worker)}) could not be restarted: "
+                           f"{_first_line(exc)}", worker * self.envs_per_worker) from exc
+
+    def _assemble(self, fragments: list[Rollout]) -> Rollout:
+        """The W fragments (T, E) as one rollout (T, W * E): env ``w * E + j`` is worker w's env j."""
+        env_dims = {name: 1 for name in _ROLLOUT_TENSORS}
+        env_dims["states"], env_dims["bootstrap_value"] = self._env_dim + 1, 0
+        tensors = {name: torch.cat([getattr(f, name) for f in fragments], dim) for name, dim in env_dims.items()}
+        obs = _tree_cat([f.obs for f in fragments], 1)
+        return Rollout(obs=obs, **tensors,
+                       episode_returns=[r for f in fragments for r in f.episode_returns],
+                       episode_lengths=[n for f in fragments for n in f.episode_lengths],
+                       nonfinite_skips=sum(f.nonfinite_skips for f in fragments))
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self, snapshot_envs: bool = True) -> dict:
+        """The local collector's layout over all envs; ``generator`` is worker 0's sampler (so that a local
+        resume reads it), ``tensors["worker_generators"]`` (W, *) every worker's."""
+        parts = self._call(lambda actor: actor.state_dict.remote(snapshot_envs), "its state")
+        tensors = {"state": torch.cat([p["tensors"]["state"] for p in parts], self._env_dim),
+                   "next_episode_start": torch.cat([p["tensors"]["next_episode_start"] for p in parts]),
+                   "worker_generators": torch.stack([p["generator"] for p in parts])}
+        if all("sampling_noise" in p["tensors"] for p in parts):
+            tensors["sampling_noise"] = torch.cat([p["tensors"]["sampling_noise"] for p in parts])
+        resume = _merge_resume([p["resume"] for p in parts]) if snapshot_envs else None
+        return {"tensors": tensors, "generator": parts[0]["generator"], "resume": resume}
+
+    def load_state_dict(self, state: dict) -> str | None:
+        """Split ``state_dict()``'s output (of either backend) among the actors. Returns None when exact; with
+        another worker count than the checkpoint's, why not (every env restarts its episode)."""
+        tensors, generator, resume = state.get("tensors"), state.get("generator"), state.get("resume")
+        if tensors is None:
+            parts = [{"tensors": None, "generator": None, "resume": None}] * self.num_workers
+            self._get([a.load_state_dict.remote(p) for a, p in zip(self.workers, parts, strict=True)], "a resume")
+            return "the checkpoint holds no collector state"
+        saved = tensors.get("worker_generators")
+        saved_workers = 1 if saved is None else saved.shape[0]
+        note = None
+        if saved_workers != self.num_workers:
+            generators = [None] * self.num_workers
+            note = (f"the checkpoint sampled actions in {saved_workers} stream(s) (workers), this run has "
+                    f"{self.num_workers} workers: every worker's action sampler is seeded afresh")
+            resume = None
+        else:
+            # Own, contiguous storage each: torch reads a generator state from the start of its storage.
+            generators = [generator] if saved is None else [row.clone() for row in saved]
+        e = self.envs_per_worker
+        states = torch.split(tensors["state"], e, self._env_dim)
+        if len(states) != self.num_workers:
+            raise ValueError(f"Saved recurrent state holds {tensors['state'].shape[self._env_dim]} envs, this run "
+                             f"needs {self.num_envs}; were --num-envs or the core changed?")
+        starts = torch.split(tensors["next_episode_start"], e)
+        noise = tensors.get("sampling_noise")
+        noises = torch.split(noise, e) if noise is not None else [None] * self.num_workers
+        resumes = _split_resume(resume, self.num_workers, e) if resume is not None else [None] * self.num_workers
+        parts = []
+        for w in range(self.num_workers):
+            part = {"state": states[w], "next_episode_start": starts[w]}
+            if noises[w] is not None:
+                part["sampling_noise"] = noises[w]
+            parts.append({"tensors": part, "generator": generators[w], "resume": resumes[w]})
+        reasons = self._get([a.load_state_dict.remote(p) for a, p in zip(self.workers, parts, strict=True)],
+                            "a resume")
+        if note is not None:
+            return note
+        return next((r for r in reasons if r is not None), None)
+
+    def close(self) -> None:
+        """Stop the actors (their envs close with them) and, if this collector started Ray, Ray itself."""
+        if self._closed:
+            return
+        self._closed = True
+        refs = [actor.close.remote() for actor in self.workers]
+        try:
+            self.ray.wait(refs, num_returns=len(refs), timeout=10)
+        finally:
+            for actor in self.workers:
+                with contextlib.suppress(Exception):  # already gone
+                    self.ray.kill(actor, no_restart=True)
+            if self.owns_ray:
+                self.ray.shutdown()
+
+
+def state_env_dim(policy: RecurrentActorCritic) -> int:
+    """The env (batch) dim of the policy's recurrent state, read off ``initial_state`` for 1 and 2 envs."""
+    one, two = policy.initial_state(1, "cpu").shape, policy.initial_state(2, "cpu").shape
+    return next(i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b)
+
+
+def _derive(*entropy: int) -> int:
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _cause(exc, worker: int, first_env: int, envs: str, what: str) -> Exception:
+    """An exception raised inside an actor: env failures and bad checkpoints as themselves, else named."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, (EnvError, NonFiniteError, ValueError)):
+        return cause
+    return EnvError(f"Ray worker {worker} ({envs}) failed in {what}: {_first_line(cause or exc)}", first_env)
+
+
+def _tree_cat(trees: list, dim: int):
+    """Concatenate tensor trees (dict / tuple / tensor leaves) along ``dim``."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: _tree_cat([t[k] for t in trees], dim) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_tree_cat([t[i] for t in trees], dim) for i in range(len(first)))
+    if isinstance(first, np.ndarray):
+        return np.concatenate(trees, dim)
+    return torch.cat(trees, dim)
+
+
+def _tree_split(tree, size: int, count: int) -> list:
+    """Split a numpy tree's leaves into ``count`` pieces of ``size`` along axis 0."""
+    if isinstance(tree, dict):
+        pieces = {k: _tree_split(v, size, count) for k, v in tree.items()}
+        return [{k: pieces[k][i] for k in tree} for i in range(count)]
+    if isinstance(tree, tuple):
+        pieces = [_tree_split(v, size, count) for v in tree]
+        return [tuple(p[i] for p in pieces) for i in range(count)]
+    return [tree[i * size:(i + 1) * size] for i in range(count)]
+
+
+def _merge_resume(parts: list[dict]) -> dict:
+    """The actors' ``resume`` parts as the local collector's one over all envs (env order = worker order)."""
+    reasons = [p["reason"] for p in parts if p["envs"] is None]
+    next_obs = _tree_cat([decode(p["next_obs"], None, "next_obs") for p in parts], 0)
+    return {
+        "next_obs": encode(next_obs, "next_obs"),
+        "episode_return": encode(np.concatenate([decode(p["episode_return"]) for p in parts])),
+        "episode_length": encode(np.concatenate([decode(p["episode_length"]) for p in parts])),
+        "envs": None if reasons else [snapshot for p in parts for snapshot in p["envs"]],
+        "reason": reasons[0] if reasons else None,
+    }
+
+
+def _split_resume(resume: dict, count: int, size: int) -> list[dict]:
+    """``_merge_resume``'s inverse: worker w gets envs ``w * size .. (w + 1) * size - 1``."""
+    next_obs = _tree_split(decode(resume["next_obs"], None, "next_obs"), size, count)
+    returns = _tree_split(decode(resume["episode_return"]), size, count)
+    lengths = _tree_split(decode(resume["episode_length"]), size, count)
+    envs = resume.get("envs")
+    return [{"next_obs": encode(next_obs[w], "next_obs"), "episode_return": encode(returns[w]),
+             "episode_length": encode(lengths[w]), "reason": resume.get("reason"),
+             "envs": None if envs is None else envs[w * size:(w + 1) * size]} for w in range(count)]

@@ -1,0 +1,1 @@
+"""A run on disk: its directory and lock, checkpoints (safe save, load and resume) and logs."""

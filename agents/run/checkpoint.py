@@ -1,0 +1,349 @@
+"""Save, load and resume: checkpoints are tensors plus JSON, written atomically, loaded without unpickling code.
+
+A checkpoint file holds one dict, saved with ``torch.save``:
+
+| key | content |
+| --- | --- |
+| ``format`` | ``"mnemo-checkpoint"`` |
+| ``version`` | format version (int) |
+| ``meta`` | JSON string: config, spaces, counters, RNG states, the envs' state and next observations |
+| ``policy`` | the policy's ``state_dict`` (tensors; includes observation normalisers) |
+| ``optimizer`` | the optimizer's ``state_dict`` (tensors and numbers) |
+| ``collector`` | per-env recurrent state, episode starts and correlated sampling noise (tensors) |
+| ``reward_scaler`` | with ``--normalize-reward``: per-env discounted returns and their running variance |
+| ``generator`` | the action-sampling torch generator's state (uint8 tensor) |
+| ``digest`` | BLAKE2b of everything above (version 2 on) |
+
+Safety: loading uses ``torch.load(weights_only=True)``, which refuses any
+pickled object other than tensors and plain containers, so a crafted file
+cannot run code. Env state travels as JSON (``agents/rollout/env_state.py``), never
+as pickles.
+
+Integrity: writing goes to a temporary file in the same directory, is flushed
+and fsynced, then renamed over the target, so a crash never leaves a
+half-written checkpoint under the real name. Before ``latest.pt`` is replaced,
+the old one becomes ``previous.pt`` (a hard link, so ``latest.pt`` exists at
+every instant). ``torch.load`` does not check the zip's CRCs, so a flipped
+byte would load as a silently wrong weight: the digest catches it. A resume
+whose ``latest.pt`` is unreadable falls back to ``previous.pt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from agents.config import TrainConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.spaces import space_from_json, space_to_json
+
+FORMAT = "mnemo-checkpoint"
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+LATEST = "latest.pt"
+PREVIOUS = "previous.pt"
+BEST = "best.pt"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, unsafe, or does not fit the run."""
+
+
+# --------------------------------------------------------------------------- writing
+def _fsync_dir(directory: Path) -> None:
+    """Persist renames in ``directory`` (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _atomic_write(path: Path, write: Any, before_replace: Any = None) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, flush, fsync, rename over ``path``.
+
+    ``before_replace()``, if given, runs after the new file is safely on disk and
+    just before the rename (the checkpoint rotation hooks in here).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(payload: dict, path: str | Path, keep_previous: str | None = None) -> None:
+    """torch.save to ``path`` via temp file + flush + fsync + rename (readers see the old or the new file).
+
+    Args:
+        keep_previous: a file name in the same directory; the file at ``path`` (if any) becomes it
+            just before the new one replaces it, so one older checkpoint always survives.
+    """
+    path = Path(path)
+    rotate = None
+    if keep_previous is not None and path.exists():
+        previous = path.parent / keep_previous
+        link_tmp = path.parent / f".{keep_previous}.{os.getpid()}.link.tmp"
+
+        def rotate() -> None:
+            # The new file is written first: a kill at any point leaves latest (old or new) and previous.
+            try:
+                link_tmp.unlink(missing_ok=True)
+                try:
+                    os.link(path, link_tmp)  # latest stays in place while previous is replaced
+                except OSError:  # no hard links on this file system: copy instead
+                    import shutil
+
+                    shutil.copyfile(path, link_tmp)
+                os.replace(link_tmp, previous)
+            except BaseException:
+                link_tmp.unlink(missing_ok=True)
+                raise
+
+    _atomic_write(path, lambda f: torch.save(payload, f), rotate)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (config.json, summary.json)."""
+    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete temp files that a killed writer left behind (call only while holding the run's lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def payload_digest(payload: dict) -> str:
+    """BLAKE2b over every entry but ``digest``: tensors by dtype, shape and bytes; plain data by repr."""
+    h = hashlib.blake2b(digest_size=32)
+    _feed(h, {k: v for k, v in payload.items() if k != "digest"})
+    return h.hexdigest()
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(np.ascontiguousarray(t.reshape(-1).view(torch.uint8).numpy()))
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            h.update(repr(key).encode())
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def build_payload(
+    config: TrainConfig,
+    policy: RecurrentActorCritic,
+    optimizer: torch.optim.Optimizer | None,
+    counters: dict[str, Any],
+    collector_state: dict[str, torch.Tensor] | None = None,
+    generator_state: torch.Tensor | None = None,
+    numpy_rng_state: dict | None = None,
+    resume: dict | None = None,
+    reward_scaler_state: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Everything needed to act with the policy, and to resume training exactly where it stopped.
+
+    Args:
+        resume: the ``resume`` part of the collector's ``state_dict`` (next observations, env states), plus
+            ``exact`` (bool) and ``reason`` (why a resume would restart episodes, or None).
+    """
+    meta = {
+        "config": config.to_dict(),
+        "observation_space": space_to_json(policy.observation_space),
+        "action_space": space_to_json(policy.action_space),
+        "state_shape": list(policy.state_shape),
+        "counters": counters,
+        "numpy_rng": numpy_rng_state,
+        "resume": resume,
+    }
+    payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
+                               "policy": policy.state_dict()}
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if collector_state is not None:
+        payload["collector"] = collector_state
+    if generator_state is not None:
+        payload["generator"] = generator_state
+    if reward_scaler_state is not None:
+        payload["reward_scaler"] = reward_scaler_state
+    payload["digest"] = payload_digest(payload)
+    return payload
+
+
+# --------------------------------------------------------------------------- reading
+def check_device_available(device: str | torch.device) -> None:
+    """Raise CheckpointError, before any file is read, when ``device`` is a CUDA GPU that torch cannot use.
+
+    Otherwise ``torch.load`` fails inside its unpickler, which would read as a damaged file.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise CheckpointError(f"Cannot load onto device={str(device)!r}: CUDA is not available (torch sees no GPU); "
+                              f"load with device=\"cpu\".")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise CheckpointError(f"Cannot load onto device={str(device)!r}: torch sees {torch.cuda.device_count()} "
+                              f"GPU(s), numbered from 0; load with device=\"cuda:0\" or device=\"cpu\".")
+
+
+def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """Read a checkpoint safely; returns (payload, meta). Raises CheckpointError with the cause and the fix."""
+    check_device_available(map_location)
+    path = Path(path)
+    if not path.is_file():
+        what = "it is not a file" if path.exists() else "no such file or directory"
+        raise CheckpointError(f"No checkpoint at {path} ({what}). Pass a run directory written by train.py "
+                              f"(its --run-dir) or a .pt file from its {CHECKPOINT_DIR}/.")
+    try:
+        with warnings.catch_warnings():
+            # torch.save writes protocol 2; any other protocol means a file from elsewhere, which torch flags
+            # before the refusal below explains it. That refusal is the message worth reading.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Refusing to load {path}: it contains pickled objects other than tensors and plain data, which "
+            f"could run code when loaded. Only load checkpoints written by this framework. ({exc})") from exc
+    except Exception as exc:  # a damaged zip or pickle stream fails in many ways (IndexError, KeyError, ...)
+        raise CheckpointError(f"Checkpoint {path} is truncated or corrupted and cannot be read "
+                              f"({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file.")
+    if payload.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path} has format version {payload.get('version')}; this code reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}. Update mnemo to read it.")
+    if payload["version"] >= 2 and payload.get("digest") != payload_digest(payload):
+        raise CheckpointError(f"Checkpoint {path} is corrupted: its contents do not match the digest written "
+                              f"with it (a damaged disk or an edited file).")
+    try:
+        meta = json.loads(payload["meta"])
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"Checkpoint {path} has damaged metadata ({exc}).") from exc
+    return payload, meta
+
+
+def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict, Path, list[str]]:
+    """The newest readable checkpoint of a run: ``latest.pt``, else ``previous.pt``.
+
+    Returns:
+        (payload, meta, the file read, problems met with the files skipped).
+
+    Raises:
+        CheckpointError: neither file is readable; the message lists what went wrong with each.
+    """
+    check_device_available(map_location)  # once for the run, not as a problem of each file
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    problems: list[str] = []
+    for name in (LATEST, PREVIOUS):
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{name}: missing")
+            continue
+        try:
+            payload, meta = load_payload(path, map_location)
+        except CheckpointError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        return payload, meta, path, problems
+    if all(problem.endswith(": missing") for problem in problems):
+        raise CheckpointError(f"Run directory {run_dir} has no {CHECKPOINT_DIR}/{LATEST}; is it a training run?")
+    raise CheckpointError(f"No readable checkpoint in {directory} ({'; '.join(problems)}).")
+
+
+def resolve_checkpoint(path_or_run_dir: str | Path, which: str = LATEST) -> Path:
+    """A checkpoint file, or the ``checkpoints/<which>`` file of a run directory."""
+    p = Path(path_or_run_dir)
+    if p.is_dir():
+        candidate = p / CHECKPOINT_DIR / which
+        if not candidate.is_file():
+            if which == LATEST and (p / CHECKPOINT_DIR / PREVIOUS).is_file():
+                return p / CHECKPOINT_DIR / PREVIOUS
+            raise CheckpointError(f"Run directory {p} has no {CHECKPOINT_DIR}/{which}; is it a training run?")
+        return candidate
+    return p
+
+
+def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
+                which: str = LATEST) -> tuple[RecurrentActorCritic, TrainConfig]:
+    """Rebuild the trained policy (in eval mode) and its config from a checkpoint or run directory.
+
+    For a run directory's latest checkpoint, an unreadable ``latest.pt`` falls back to ``previous.pt``
+    with a warning.
+    """
+    p = Path(path_or_run_dir)
+    if p.is_dir() and which == LATEST:
+        payload, meta, path, problems = load_latest(p, map_location=device)
+        if problems:
+            warnings.warn(f"Loaded {path} because {'; '.join(problems)}", stacklevel=2)
+    else:
+        path = resolve_checkpoint(p, which)
+        payload, meta = load_payload(path, map_location=device)
+    config = TrainConfig.from_dict(meta["config"])
+    policy = RecurrentActorCritic(
+        space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]), config.policy)
+    try:
+        policy.load_state_dict(payload["policy"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"Checkpoint {path} does not match the network its config describes ({exc}).") from exc
+    return policy.to(device).eval(), config
+
+
+# --------------------------------------------------------------------------- fit checks
+def check_spaces_match(meta: dict, observation_space: spaces.Space, action_space: spaces.Space,
+                       env_name: str, path: str | Path) -> None:
+    """Raise CheckpointError naming the space that differs between a checkpoint and an env."""
+    for kind, space in (("observation", observation_space), ("action", action_space)):
+        saved = space_from_json(meta[f"{kind}_space"])
+        if saved != space:
+            raise CheckpointError(
+                f"The checkpoint {path} was trained on the {kind} space {saved}, but {env_name} has {space}. "
+                f"Use the env (and --env-kwargs) it was trained with.")
+
+
+def describe_differences(saved: Any, requested: Any) -> str:
+    """'hidden_size: checkpoint 64, requested 7; core: ...' for two dataclasses of one type."""
+    parts = []
+    for name, old in vars(saved).items():
+        new = getattr(requested, name)
+        if old != new:
+            parts.append(f"--{name.replace('_', '-')}: checkpoint {old!r}, requested {new!r}")
+    return "; ".join(parts)

@@ -1,0 +1,82 @@
+"""Play whole episodes with a policy and report their returns (deterministic by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.config import EnvConfig, RunConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.previous_inputs import run_input_wrapper
+from agents.rollout.vector_env import make_vector_env
+from agents.trees import obs_to_tensor
+
+
+@torch.inference_mode()
+def evaluate_policy(
+    policy: RecurrentActorCritic,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    env_kwargs: dict | None = None,
+    deterministic: bool = True,
+    num_envs: int = 8,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    wrapper: Callable[[gym.Env], gym.Env] | None = None,
+) -> np.ndarray:
+    """Returns of ``episodes`` episodes, in parallel envs.
+
+    Each env plays a fixed share of the episodes (as in SB3's evaluate_policy),
+    so short episodes cannot crowd out long ones and bias the mean. ``should_stop`` is polled
+    every step; once it returns True, the returns finished so far come back (Ctrl-C during the
+    final evaluation of a training run). ``wrapper`` wraps each env as in training (``make_vector_env``).
+    """
+    num_envs = max(1, min(num_envs, episodes))
+    targets = np.array([(episodes + i) // num_envs for i in range(num_envs)])
+    envs = make_vector_env(env_id, num_envs, env_kwargs, wrapper=wrapper)
+    try:
+        obs, _ = envs.reset(seed=seed)
+        state = policy.initial_state(num_envs, device)
+        episode_start = torch.ones(num_envs, device=device)
+        counts = np.zeros(num_envs, dtype=np.int64)
+        running = np.zeros(num_envs)
+        returns: list[float] = []
+        while (counts < targets).any() and not (should_stop is not None and should_stop()):
+            out = policy.step(obs_to_tensor(obs, device), state, episode_start, deterministic, generator)
+            obs, reward, terminated, truncated, _ = envs.step(policy.env_action(out.action))
+            running += reward
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                if counts[i] < targets[i]:
+                    returns.append(float(running[i]))
+                    counts[i] += 1
+            running[done] = 0.0
+            state = out.state
+            episode_start = torch.as_tensor(done, dtype=torch.float32, device=device)
+        return np.asarray(returns)
+    finally:
+        envs.close()
+
+
+def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig, device: torch.device,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A training run's final evaluation: greedy and sampled returns (each empty where ``run.eval_mode`` leaves
+    it out), on envs seeded apart from training's."""
+    results = {"greedy": np.array([]), "sample": np.array([])}
+    if run.eval_episodes == 0:
+        return results["greedy"], results["sample"]
+    for mode in ("greedy", "sample"):
+        if run.eval_mode not in (mode, "both"):
+            continue
+        # Sampling draws from its own seeded generator, so evaluating leaves training's random streams alone.
+        generator = torch.Generator(device).manual_seed(run.seed + 20_000) if mode == "sample" else None
+        results[mode] = evaluate_policy(
+            policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
+            deterministic=mode == "greedy", device=device, generator=generator, should_stop=should_stop,
+            wrapper=run_input_wrapper(policy.config))
+    return results["greedy"], results["sample"]

@@ -1,0 +1,452 @@
+"""The training loop: collect -> GAE -> sequences -> PPO update -> log -> checkpoint, then evaluate.
+
+The trainer knows nothing about any particular env: a ``Collector`` (``agents.rollout.collector``; the local
+vector env by default) supplies the spaces and the rollouts, the policy is built from those spaces, and
+PPO (``agents.train.ppo``) trains it. The run directory's layout is in ``agents.run.run_dir``.
+
+Crash safety (docs/robustness.md): every file is written atomically; a
+checkpoint holds the policy, optimizer, counters, every RNG, the recurrent
+state, the next observations and (where the env allows, see
+``agents/rollout/env_state.py``) every env's state, so a resumed run continues
+exactly as if it had never stopped. TensorBoard events up to a checkpoint
+are flushed before it is written, and a resume purges events logged after
+it, so curves have neither gaps nor duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.config import ConfigError, TrainConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.backends import make_collector
+from agents.rollout.buffer import Rollout, compute_gae, gather_sequences, make_sequences
+from agents.rollout.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules
+from agents.run.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LATEST,
+    PREVIOUS,
+    CheckpointError,
+    atomic_torch_save,
+    atomic_write_text,
+    build_payload,
+    check_spaces_match,
+    describe_differences,
+    load_latest,
+)
+from agents.run.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir, refuse_finished_run
+from agents.run.run_log import derived_settings, log_iteration, progress_bar, summarize, write_summary
+from agents.train.device import resolve_device
+from agents.train.evaluation import evaluate_modes
+from agents.train.parallel_critic import ParallelCritic, pays_off
+from agents.train.ppo import divergence_cause, ppo_update
+from agents.train.reward_scale import RewardScaler
+from agents.train.schedule import continue_schedule, schedule_fraction
+
+
+class ResumeWarning(UserWarning):
+    """A resume cannot continue exactly (the env cannot be snapshotted, or a fallback checkpoint was used)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """An update left non-finite parameters; nothing was saved, the last checkpoint is intact."""
+
+
+class Trainer:
+    """Owns one training run: its collector, policy, optimizer, RNGs, counters and run directory.
+
+    Bad input fails here, before any file is written: invalid settings, an unknown env id or
+    module, bad env arguments, unsupported spaces, a run directory that holds another run, a
+    checkpoint that does not fit the env or flags.
+
+    Args:
+        config: the full, validated config.
+        resume: continue the run in ``config.run.run_dir`` from its latest readable checkpoint.
+        overwrite: start afresh in ``config.run.run_dir`` even if it holds a run (its files are deleted).
+        collector_factory: makes the collector from the config (default: ``make_collector``, the vector env in
+            this process or Ray actors, as ``--backend`` says); the trainer starts, checkpoints and closes it.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False,
+                 collector_factory: CollectorFactory = make_collector):
+        self.config = config.validate()
+        cfg = self.config
+        if resume and overwrite:
+            raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
+        import_env_modules(cfg.env.env_import)
+        self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
+        check_run_dir(self.run_dir, resume, overwrite)
+        self.stop_reason: str | None = None
+        self.resume_note: str | None = None  # why a resume is not exact (None: exact, or a fresh run)
+        self._lock: RunDirLock | None = None
+        self.parallel_critic: ParallelCritic | None = None
+        self.collector = collector_factory(cfg)
+        try:
+            self._build(resume, overwrite)
+        except BaseException:
+            self.collector.close()
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _build(self, resume: bool, overwrite: bool) -> None:
+        cfg = self.config
+        obs_space, act_space = self.collector.observation_space, self.collector.action_space
+        self.device, self.device_note = resolve_device(cfg.run.device, obs_space, cfg.policy)
+        # Independent streams for the network's initialisation, action sampling and minibatch
+        # shuffling, all derived from --seed. Seeding two torch generators with the same number
+        # would make the first actions' sampling noise replay the uniforms that drew the weights.
+        init_seed, sample_seed, shuffle_seed = (int(x) for x in np.random.SeedSequence(cfg.run.seed).generate_state(3))
+        # Seed the initialisation without leaving the global RNG changed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            self.policy = RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)
+        # fused: one kernel for all parameters instead of a dozen small ops per tensor (the update's
+        # minibatches are small, so per-op overhead dominates).
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
+                                          fused=True)
+        self.np_rng = np.random.default_rng(shuffle_seed)
+        self.reward_scaler = (RewardScaler(cfg.env.num_envs, cfg.ppo.gamma, device=self.device)
+                              if cfg.ppo.normalize_reward else None)
+        # The critic's half of each update on a second thread pays only with a core free for it.
+        if cfg.run.parallel_critic and pays_off(self.policy, self.device):
+            self.parallel_critic = ParallelCritic()
+
+        self.global_step, self.iteration, self.episodes = 0, 0, 0
+        self.best_return = -math.inf
+        # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
+        # at num_iterations; a resume with a changed --total-steps moves the anchor (``continue_schedule``).
+        self.schedule_start: tuple[int, float] = (0, 1.0)
+        self.schedule_note: str | None = None
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.nonfinite_skips = 0
+        env_seed = cfg.run.seed
+        checkpoint = None
+        if resume:
+            self._lock = RunDirLock(self.run_dir)  # before reading: no other process may be writing
+            checkpoint = self._load_resume_checkpoint()
+            refuse_finished_run(self.run_dir, self.global_step, self.iteration, cfg)
+            # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
+            env_seed = cfg.run.seed + self.global_step
+        self.collector.start(self.policy, self.device, sample_seed, env_seed)
+        if checkpoint is not None:
+            payload, meta = checkpoint
+            self.resume_note = self._restore_collector(payload, meta)
+            if self.resume_note is not None:
+                warnings.warn(f"Resuming {self.run_dir} at step {self.global_step}, but not exactly: "
+                              f"{self.resume_note}. Every env starts a new episode (the recurrent state is kept).",
+                              ResumeWarning, stacklevel=3)
+
+        # Everything above has worked: only now touch the directory.
+        self._lock = claim_run_dir(self.run_dir, overwrite, self._lock)
+
+        from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
+
+        # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
+        # the checkpoint's own step stays: its events were flushed before it was written.
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
+        self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
+        atomic_write_text(self.run_dir / "config.json", json.dumps({**cfg.to_dict(), "derived": self.derived},
+                                                                   indent=2))
+        if not resume:
+            table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+
+    # ------------------------------------------------------------------ resuming
+    def _load_resume_checkpoint(self) -> tuple[dict, dict]:
+        """Load the newest readable checkpoint into the policy, optimizer, RNGs and counters."""
+        cfg = self.config
+        try:
+            payload, meta, path, problems = load_latest(self.run_dir, map_location=self.device)
+        except CheckpointError as exc:
+            raise CheckpointError(f"--resume {self.run_dir}: {exc} Start the run again with --overwrite, or "
+                                  f"choose another --run-dir.") from exc
+        if problems:
+            latest = self.run_dir / CHECKPOINT_DIR / LATEST
+            if path.name == PREVIOUS and latest.exists():
+                # Keep the damaged file for inspection, out of the rotation (the next save would make it previous).
+                os.replace(latest, latest.with_name(LATEST + ".corrupt"))
+            warnings.warn(f"Resuming from {path} because {'; '.join(problems)}.", ResumeWarning, stacklevel=4)
+        saved = TrainConfig.from_dict(meta["config"])
+        if saved.policy != cfg.policy:
+            raise CheckpointError(
+                f"The requested network settings differ from those the checkpoint {path} was trained with "
+                f"({describe_differences(saved.policy, cfg.policy)}); drop the changed flags to resume.")
+        if saved.env.num_envs != cfg.env.num_envs:
+            raise CheckpointError(
+                f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
+                f"{cfg.env.num_envs}; the per-env memory cannot be carried over. Drop --num-envs to resume.")
+        check_spaces_match(meta, self.collector.observation_space, self.collector.action_space, cfg.env.env_id,
+                           path)
+        try:
+            self.policy.load_state_dict(payload["policy"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
+        if self.reward_scaler is not None and "reward_scaler" in payload:
+            try:
+                self.reward_scaler.load_state_dict(payload["reward_scaler"])
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"The checkpoint {path}'s reward scaler does not fit this run ({exc}).") from exc
+        if meta.get("numpy_rng") is not None:
+            self.np_rng.bit_generator.state = meta["numpy_rng"]
+        c = meta["counters"]
+        self.global_step, self.iteration, self.episodes = c["global_step"], c["iteration"], c["episodes"]
+        self.best_return = c.get("best_return", -math.inf)
+        self.recent_returns.extend(c.get("recent_returns", []))
+        self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
+        return payload, meta
+
+    def _restore_collector(self, payload: dict, meta: dict) -> str | None:
+        """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None.
+
+        The checkpoint keeps the collector's state in three places: ``collector`` (its tensors), ``generator``
+        (the sampler) and the metadata's ``resume`` (observations and env snapshots, JSON).
+        """
+        state = {"tensors": payload.get("collector"), "generator": payload.get("generator"), "resume": None}
+        if state["tensors"] is None:
+            self.collector.load_state_dict(state)
+            return "the checkpoint holds no collector state"
+        resume = meta.get("resume")
+        saved_env = TrainConfig.from_dict(meta["config"]).env
+        env = self.config.env
+        changed = [name for name in ("env_id", "env_kwargs", "env_import")
+                   if getattr(saved_env, name) != getattr(env, name)]
+        note = None
+        if changed:
+            note, resume = f"the env settings changed ({', '.join(changed)})", None
+        elif resume is not None and not resume.get("exact", True):
+            note, resume = resume.get("reason") or "the checkpoint was saved mid-rollout", None
+        try:
+            collector_note = self.collector.load_state_dict({**state, "resume": resume})
+        except ValueError as exc:
+            raise CheckpointError(f"{exc}") from exc
+        return note or collector_note
+
+    # ------------------------------------------------------------------ checkpoints
+    def _counters(self) -> dict:
+        counters = {"global_step": self.global_step, "iteration": self.iteration, "episodes": self.episodes,
+                    "recent_returns": list(self.recent_returns), "nonfinite_skips": self.nonfinite_skips,
+                    "schedule": {"start_iteration": self.schedule_start[0], "start_frac": self.schedule_start[1],
+                                 "iterations": self.config.num_iterations}}
+        if math.isfinite(self.best_return):
+            counters["best_return"] = self.best_return
+        return counters
+
+    def save_checkpoint(self, name: str = LATEST, rollback: dict | None = None, reason: str | None = None) -> Path:
+        """Write ``checkpoints/<name>`` atomically with everything needed to resume.
+
+        Args:
+            rollback: the collector's ``state_dict(snapshot_envs=False)`` from when the current rollout began,
+                to save after a failure mid-rollout: the policy, optimizer and counters have not changed since,
+                so the checkpoint is consistent, but the envs have moved on and restart on resume.
+            reason: why a resume from this checkpoint cannot be exact (with ``rollback``).
+        """
+        if rollback is not None:
+            state = rollback
+            resume = {"exact": False, "reason": reason or "saved after a failure mid-rollout"}
+        else:
+            state = self.collector.state_dict(snapshot_envs=name == LATEST)
+            if name == LATEST:
+                resume = state["resume"]
+                resume["exact"] = resume["envs"] is not None
+            else:
+                resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
+        payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
+                                state["generator"], self.np_rng.bit_generator.state, resume,
+                                self.reward_scaler.state_dict() if self.reward_scaler is not None else None)
+        # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
+        self.writer.flush()
+        path = self.run_dir / CHECKPOINT_DIR / name
+        atomic_torch_save(payload, path, keep_previous=PREVIOUS if name == LATEST else None)
+        return path
+
+    def request_stop(self, reason: str = "a stop request") -> None:
+        """Finish the current iteration, save a checkpoint and return from ``train`` (signal-handler safe)."""
+        self.stop_reason = reason
+
+    # ------------------------------------------------------------------ training
+    def train(self, on_iteration: Callable[[Trainer], None] | None = None) -> dict:
+        """Train to ``total_steps``, evaluate, write summary.json; returns the summary.
+
+        Args:
+            on_iteration: called after every iteration (after logging and any scheduled checkpoint).
+
+        Returns:
+            The summary; after ``request_stop`` it has ``"stopped": reason`` and no evaluation.
+
+        Raises:
+            NonFiniteError / EnvError: an env misbehaved; a checkpoint of the training state as of the
+                last update was saved first (resuming from it restarts the envs' episodes).
+            TrainingDiverged: an update produced NaN / inf parameters; nothing was saved.
+        """
+        try:
+            wall, start_step = self._train_loop(on_iteration)
+            if self.stop_reason is not None:
+                return {"stopped": self.stop_reason, "total_steps": self.global_step,
+                        "checkpoint": str(self.run_dir / CHECKPOINT_DIR / LATEST)}
+            return self._finish(wall, start_step)
+        finally:
+            self.writer.close()
+            self._release()
+
+    def _train_loop(self, on_iteration: Callable[[Trainer], None] | None) -> tuple[float, int]:
+        cfg, ppo = self.config, self.config.ppo
+        num_iterations = cfg.num_iterations
+        start_time, start_step = time.perf_counter(), self.global_step
+        progress = progress_bar(cfg, self.global_step)
+        try:
+            if not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
+                self.save_checkpoint(LATEST)  # from now on a kill at any moment leaves a run that resumes
+            last_checkpoint_step = self.global_step
+            while self.iteration < num_iterations and self.stop_reason is None:
+                iteration = self.iteration + 1
+                frac = schedule_fraction(iteration, *self.schedule_start, num_iterations)
+                lr = ppo.learning_rate * (frac if ppo.anneal_lr else 1.0)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                clip_coef = ppo.clip_coef * (frac if ppo.anneal_clip else 1.0)
+
+                t0 = time.perf_counter()
+                rollback = self.collector.state_dict(snapshot_envs=False)
+                self.collector.set_weights(self.policy.state_dict())
+                try:
+                    rollout = self.collector.collect().to(self.device)
+                except (NonFiniteError, EnvError) as exc:
+                    raise self._fail_mid_rollout(exc, rollback, last_checkpoint_step) from exc
+                self.global_step += cfg.batch_size
+                self.iteration = iteration
+                t1 = time.perf_counter()
+                stats = self._update(rollout, clip_coef)
+                t2 = time.perf_counter()
+                self._check_finite_parameters(last_checkpoint_step, stats.get("nonfinite"))
+
+                self._log(rollout, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
+                if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
+                    self.save_checkpoint(LATEST)
+                    last_checkpoint_step = self.global_step
+                if on_iteration is not None:
+                    on_iteration(self)
+            wall = time.perf_counter() - start_time
+            if last_checkpoint_step != self.global_step:
+                self.save_checkpoint(LATEST)
+        finally:
+            if progress is not None:
+                progress.close()
+            self.collector.close()
+        return wall, start_step
+
+    def _fail_mid_rollout(self, exc: Exception, rollback: dict, last_checkpoint_step: int) -> Exception:
+        """Save what is consistent (the state before this rollout), and say so in the error."""
+        self.writer.flush()
+        try:
+            path = self.save_checkpoint(LATEST, rollback=rollback,
+                                        reason=f"it was saved after env {exc.env_index} failed mid-rollout")
+            saved = (f"Saved the training state as of the last update (step {self.global_step}) to {path}; the "
+                     f"checkpoint before it is {path.with_name(PREVIOUS)}. Resume with --resume {self.run_dir} "
+                     f"(envs restart their episodes).")
+        except Exception as save_exc:  # the checkpoint from step last_checkpoint_step is still intact
+            saved = (f"Saving a checkpoint failed too ({save_exc}); the last checkpoint (step "
+                     f"{last_checkpoint_step}) is intact.")
+        where = f"during the rollout after step {self.global_step} (iteration {self.iteration + 1})"
+        if isinstance(exc, NonFiniteError):
+            return NonFiniteError(f"{exc} Stopped {where}. {saved}", exc.env_index, exc.rollout_step)
+        error = EnvError(f"{exc}. Stopped {where}. {saved}", exc.env_index, exc.env_traceback)
+        error.from_worker = getattr(exc, "from_worker", False)
+        return error
+
+    def _check_finite_parameters(self, last_checkpoint_step: int, nonfinite: str | None) -> None:
+        """Raise TrainingDiverged if the update left NaN / inf weights, naming what went non-finite first.
+
+        Args:
+            nonfinite: ``ppo_update``'s account of the first non-finite loss or gradient, if any.
+        """
+        finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
+        if bool(finite):
+            return
+        cause = divergence_cause(nonfinite)
+        raise TrainingDiverged(
+            f"The update at step {self.global_step} (iteration {self.iteration}) left NaN or infinite weights, so "
+            f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
+            f"{self.run_dir / CHECKPOINT_DIR} is intact. {cause[0].upper()}{cause[1:]}")
+
+    def _update(self, rollout: Rollout, clip_coef: float) -> dict[str, float]:
+        cfg = self.config
+        rewards = rollout.rewards
+        if self.reward_scaler is not None:
+            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated))
+        advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
+                                          rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
+                                          cfg.ppo.gae_lambda)
+        seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
+                              cut_at_episode_starts=not cfg.policy.carry_across_episodes)
+        batch = gather_sequences(rollout, seqs, advantages, returns)
+        self.policy.update_value_statistics(returns)  # --normalize-value only; the value outputs stay the same
+        refresh = cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0
+        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
+                           rollout if refresh else None, self.parallel_critic)
+        # Normaliser statistics change only between updates, so the policy that collected a
+        # rollout and the one that trains on it see identical inputs.
+        self.policy.update_obs_normalizer(rollout.obs)
+        stats["num_sequences"] = seqs.num_sequences
+        if self.reward_scaler is not None:
+            stats["reward_scale"] = self.reward_scaler.std
+        return stats
+
+    def _log(self, rollout: Rollout, stats: dict, lr: float, clip_coef: float, collect_s: float, update_s: float,
+             start_time: float, start_step: int, progress) -> None:
+        step = self.global_step
+        self.episodes += len(rollout.episode_returns)
+        self.recent_returns.extend(rollout.episode_returns)
+        if rollout.nonfinite_skips:
+            if self.nonfinite_skips == 0:
+                warnings.warn(f"An env returned NaN or inf output by step {step}; --on-nonfinite skip ended those "
+                              f"episodes and reset the envs (counted in charts/nonfinite_skips).", RuntimeWarning,
+                              stacklevel=3)
+            self.nonfinite_skips += rollout.nonfinite_skips
+        sps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
+        log_iteration(self.writer, step, rollout, stats, self.nonfinite_skips, lr, clip_coef, sps,
+                      self.config.batch_size / max(collect_s, 1e-9), update_s)
+        recent = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+        if len(self.recent_returns) >= self.recent_returns.maxlen and recent > self.best_return:
+            self.best_return = recent
+            self.save_checkpoint(BEST)
+        if progress is not None:
+            progress.update(self.config.batch_size)
+            progress.set_postfix(sps=f"{sps:.0f}", ret=f"{recent:.2f}", refresh=False)
+
+    def _finish(self, wall: float, start_step: int) -> dict:
+        greedy, sampled = evaluate_modes(self.policy, self.config.env, self.config.run, self.device,
+                                         should_stop=lambda: self.stop_reason is not None)
+        summary = summarize(self.config, self.global_step, start_step, wall, self.episodes, list(self.recent_returns),
+                            greedy, sampled, self.derived, self.nonfinite_skips)
+        return write_summary(self.writer, self.run_dir, summary, self.global_step)
+
+    def _release(self) -> None:
+        if self.parallel_critic is not None:
+            self.parallel_critic.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Release the envs, the event file and the run directory's lock without training (``train`` does this)."""
+        self.collector.close()
+        self.writer.close()
+        self._release()
+
+    def __del__(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()

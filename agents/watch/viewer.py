@@ -1,0 +1,453 @@
+"""Watch a trained agent play, look inside its memory, and record it as a GIF or MP4.
+
+    python -m agents.watch runs/my_run                          # a window, at the env's render_fps
+    python -m agents.watch runs/my_run --inspect                # plus the memory panel
+    python -m agents.watch runs/my_run --inspect --record play.gif --episodes 2   # headless file
+    python -m agents.watch runs/my_run/checkpoints/best.pt --stochastic --fps 30 --seed 3
+
+The env is the one the agent was trained on (id, kwargs and ``--env-import``
+modules come from the checkpoint's config), made with ``render_mode="rgb_array"``:
+any Gymnasium env that can draw itself into an array can be watched. Frames are
+drawn by this module (upscaled when small, with the inspector panel beside them),
+shown in a pygame window or written to a file. A recording opens no window and
+needs no display. Each episode gives one frame after ``reset`` and one after
+every step: ``steps + 1`` frames.
+
+In the window: Esc or Q quits, Space pauses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.config import ConfigError
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import import_env_modules
+from agents.rollout.previous_inputs import run_input_wrapper
+from agents.run.checkpoint import LATEST, CheckpointError, load_policy
+from agents.trees import obs_to_tensor, tree_map
+from agents.watch.inspector import MemoryProbe, action_labels_for
+from agents.watch.memory_panel import MemoryPanel
+from envs.games.window import (
+    ONE_PYGAME_ONLY,
+    PygameMissingError,
+    array_to_surface,
+    import_pygame,
+    invisible_video_driver,
+)
+
+RECORD_FORMATS = (".gif", ".mp4")
+
+
+class WatchError(RuntimeError):
+    """The agent cannot be watched as asked (env cannot render, unknown file format, missing package)."""
+
+
+@dataclass
+class WatchResult:
+    """What a watch session played."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    frames: int = 0
+
+
+# --------------------------------------------------------------------------- env
+def make_render_env(
+    env_id: str, env_kwargs: dict | None = None, env_import: tuple[str, ...] | list[str] = ()
+) -> gym.Env:
+    """``gym.make(env_id, render_mode="rgb_array", **env_kwargs)``, or a WatchError saying why it cannot render."""
+    import envs  # noqa: F401  (registers the built-in ids)
+
+    try:
+        import_env_modules(env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise WatchError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise WatchError(f"Env {env_id!r} is not registered ({exc}); pass the module that registers it "
+                         "with --env-import when training.") from exc
+    modes = _declared_render_modes(spec)
+    if modes is not None and "rgb_array" not in modes:
+        raise WatchError(_cannot_render(env_id, modes))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's warning would repeat the error below
+            env = gym.make(env_id, render_mode="rgb_array", **dict(env_kwargs or {}))
+    except (TypeError, ValueError, gym.error.Error) as exc:
+        if "render_mode" in str(exc):
+            raise WatchError(_cannot_render(env_id, modes) + f" ({exc})") from exc
+        raise
+    modes = list(env.metadata.get("render_modes", []))
+    if env.render_mode != "rgb_array" or "rgb_array" not in modes:
+        env.close()
+        raise WatchError(_cannot_render(env_id, modes))
+    return env
+
+
+def _declared_render_modes(spec: Any) -> list[str] | None:
+    """The render modes an env class declares, without making the env (None when the entry point is a function)."""
+    try:
+        creator = spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(
+            spec.entry_point)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    metadata = getattr(creator, "metadata", None)
+    return list(metadata.get("render_modes", [])) if isinstance(metadata, dict) else None
+
+
+def _cannot_render(env_id: str, modes: Any) -> str:
+    return (f"Env {env_id!r} cannot be watched: it does not support render_mode 'rgb_array' "
+            f"(its render_modes are {list(modes) if modes is not None else 'unknown'}). Watching and recording "
+            "draw the env's rgb_array frames; add an rgb_array render mode to the env.")
+
+
+def render_frame(env: gym.Env) -> np.ndarray:
+    """env.render() checked to be an (H, W, 3) uint8 image."""
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as exc:  # e.g. Gymnasium's classic-control envs draw with pygame
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        note = f" ({ONE_PYGAME_ONLY})" if "pygame" in str(exc) else ""
+        raise WatchError(f"Env {name!r} cannot draw its frames: {exc}{note}.") from exc
+    if isinstance(frame, list):  # rgb_array_list-style wrappers
+        frame = frame[-1] if frame else None
+    array = np.asarray(frame) if frame is not None else None
+    if array is None or array.ndim != 3 or array.shape[2] not in (3, 4):
+        shape = None if array is None else array.shape
+        raise WatchError(f"env.render() returned {type(frame).__name__} with shape {shape}; "
+                         "expected an (H, W, 3) RGB array.")
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def auto_scale(frame_shape: tuple[int, ...], inspect: bool) -> int:
+    """An integer upscale so that small frames (e.g. the 48 px TMaze) are legible, within a sensible width."""
+    h, w = frame_shape[:2]
+    max_w = 560 if inspect else 960
+    return max(1, min(-(-360 // h), max_w // w))
+
+
+def upscale(frame: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour upscale by an integer factor (crisp pixels)."""
+    return frame if k == 1 else frame.repeat(k, axis=0).repeat(k, axis=1)
+
+
+# --------------------------------------------------------------------------- sinks
+class FrameSink:
+    """Where frames go: a window or a file. ``add`` returns False when the viewer asked to stop."""
+
+    def add(self, frame: np.ndarray, title: str = "") -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+_NO_DISPLAY = "Cannot open a window ({}); on a machine without a display use --record FILE.gif or FILE.mp4."
+
+
+_INVISIBLE = ("No display: SDL's video driver is {!r}, so the window would be invisible. Run where a display is "
+              "available (DISPLAY / WAYLAND_DISPLAY set), or record to a file: --record FILE.gif (or .mp4).")
+
+
+class WindowSink(FrameSink):
+    """A pygame window ticked at ``fps``; Esc / Q / closing the window stops, Space pauses.
+
+    Args:
+        fps: frames per second.
+        caption: the window title.
+        require_display: raise WatchError when SDL's video driver draws nowhere (no display; the command
+            line sets it). Off, the window opens on any driver (tests run SDL's dummy driver).
+    """
+
+    def __init__(self, fps: float, caption: str, require_display: bool = False):
+        self.pygame = import_pygame()
+        try:
+            self.pygame.display.init()
+            driver = invisible_video_driver() if require_display else None
+        except self.pygame.error as exc:
+            raise WatchError(_NO_DISPLAY.format(exc)) from exc
+        if driver is not None:
+            self.pygame.display.quit()
+            raise WatchError(_INVISIBLE.format(driver))
+        self.fps, self.caption = fps, caption
+        self.screen: Any = None
+        self.clock = self.pygame.time.Clock()
+        self.paused = False
+
+    def _events(self) -> bool:
+        pg = self.pygame
+        for event in pg.event.get():
+            if event.type == pg.QUIT:
+                return False
+            if event.type == pg.KEYDOWN:
+                if event.key in (pg.K_ESCAPE, pg.K_q):
+                    return False
+                if event.key == pg.K_SPACE:
+                    self.paused = not self.paused
+        return True
+
+    def add(self, frame: np.ndarray, title: str = "") -> bool:
+        pg = self.pygame
+        size = (frame.shape[1], frame.shape[0])
+        if self.screen is None or self.screen.get_size() != size:
+            try:
+                self.screen = pg.display.set_mode(size)
+            except pg.error as exc:
+                raise WatchError(_NO_DISPLAY.format(exc)) from exc
+        pg.display.set_caption(f"{self.caption} {title}".strip())
+        self.screen.blit(array_to_surface(frame), (0, 0))
+        pg.display.flip()
+        if not self._events():
+            return False
+        while self.paused:
+            self.clock.tick(20)
+            if not self._events():
+                return False
+        self.clock.tick(self.fps)
+        return True
+
+    def close(self) -> None:
+        self.pygame.display.quit()
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad to even height and width (H.264 in yuv420p needs them)."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frame
+
+
+class FileSink(FrameSink):
+    """A GIF (imageio with Pillow; frames kept until close) or an MP4 (imageio-ffmpeg; streamed)."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path, self.fps = Path(path), fps
+        suffix = self.path.suffix.lower()
+        if suffix not in RECORD_FORMATS:
+            raise WatchError(f"--record {self.path}: unknown format {suffix or '(none)'}; use one of {RECORD_FORMATS}.")
+        try:
+            import imageio.v2 as imageio
+        except ImportError as exc:
+            raise WatchError("Recording needs imageio: pip install imageio (or mnemo[record]).") from exc
+        self.imageio = imageio
+        self.is_gif = suffix == ".gif"
+        if not self.is_gif:
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError as exc:
+                raise WatchError("MP4 recording needs imageio-ffmpeg: pip install imageio-ffmpeg "
+                                 "(or mnemo[record]); or record a .gif.") from exc
+        self.frames: list[np.ndarray] = []
+        self.writer: Any = None
+        self.count = 0
+
+    def add(self, frame: np.ndarray, title: str = "") -> bool:
+        self.count += 1
+        if self.is_gif:
+            self.frames.append(frame)
+            return True
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # macro_block_size=1: frames are padded to even sizes here instead of being resized by imageio.
+            self.writer = self.imageio.get_writer(self.path, format="FFMPEG", mode="I", fps=self.fps,
+                                                  codec="libx264", macro_block_size=1, quality=8)
+        self.writer.append_data(_even(frame))
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.is_gif and self.frames:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            import imageio.v3 as iio
+
+            # Pillow's duration is in milliseconds (GIFs store hundredths of a second); loop=0 repeats forever.
+            iio.imwrite(self.path, np.stack(self.frames), plugin="pillow", extension=".gif",
+                        duration=1000.0 / self.fps, loop=0)
+            self.frames = []
+
+
+# --------------------------------------------------------------------------- play
+def _batch(obs: Any) -> Any:
+    return tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(obs, torch.device("cpu")))
+
+
+def _check_spaces(policy: RecurrentActorCritic, env: gym.Env, env_id: str) -> None:
+    for what, theirs, ours in (("observation", env.observation_space, policy.observation_space),
+                               ("action", env.action_space, policy.action_space)):
+        if type(theirs) is not type(ours) or gym.spaces.flatdim(theirs) != gym.spaces.flatdim(ours):
+            raise WatchError(f"{env_id}'s {what} space {theirs} does not match the policy's {ours}; "
+                             "was the env changed since training?")
+
+
+@torch.inference_mode()
+def watch(
+    path: str | Path,
+    episodes: int = 3,
+    deterministic: bool = True,
+    fps: float | None = None,
+    seed: int = 0,
+    record: str | Path | None = None,
+    inspect: bool = False,
+    history: int = 48,
+    which: str = LATEST,
+    max_steps: int | None = None,
+    scale: int | None = None,
+    log: Callable[[str], None] = print,
+    sink: FrameSink | None = None,
+    require_display: bool = False,
+) -> WatchResult:
+    """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
+
+    Args:
+        path: a run directory (its ``checkpoints/<which>`` is used) or a checkpoint file.
+        episodes: episodes to play.
+        deterministic: take the most likely action (else sample).
+        fps: frames per second of the window and the recording (default: the env's ``render_fps``, else 30).
+        seed: seeds the first reset and the action sampler.
+        record: write a .gif or .mp4 here instead of opening a window.
+        inspect: draw the memory panel beside the game.
+        history: steps the panel shows.
+        which: checkpoint file name inside a run directory (``latest.pt`` or ``best.pt``).
+        max_steps: end an episode after this many steps (None: the env's own time limit).
+        scale: integer upscale of the game frame (default: automatic for small frames).
+        log: receives one line per episode.
+        sink: where frames go (overrides ``record``; for tests and embedding).
+        require_display: without ``record`` or ``sink``, raise WatchError instead of playing into a window
+            nobody can see (SDL's dummy or offscreen driver); the command line sets it.
+
+    Returns:
+        Returns and lengths of the episodes played and the number of frames drawn.
+    """
+    if episodes < 1:
+        raise WatchError(f"--episodes must be at least 1, got {episodes}.")
+    policy, config = load_policy(path, which=which)
+    env_id = config.env.env_id
+    env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
+    wrapper = run_input_wrapper(config.policy)
+    env = env if wrapper is None else wrapper(env)
+    result = WatchResult()
+    try:
+        _check_spaces(policy, env, env_id)
+        fps = float(fps or env.metadata.get("render_fps") or 30)
+        if sink is None:
+            sink = (FileSink(record, fps) if record is not None
+                    else WindowSink(fps, f"mnemo: {env_id}", require_display))
+        panel = None
+        if inspect:
+            panel = MemoryPanel(MemoryProbe(policy, action_labels_for(env)), history=history)
+        generator = torch.Generator().manual_seed(seed)
+        state = policy.initial_state(1)
+        mode = "deterministic" if deterministic else "stochastic"
+        try:
+            for episode in range(1, episodes + 1):
+                obs, _ = env.reset(seed=seed if episode == 1 else None)
+                episode_start = torch.ones(1)
+                ret, steps, last_action = 0.0, 0, None
+                while True:
+                    obs_t = _batch(obs)
+                    out = policy.step(obs_t, state, episode_start, deterministic, generator)
+                    if panel is not None:
+                        panel.push(panel.probe.read(obs_t, state, episode_start, out.action, out.state))
+                    caption = [env_id, f"episode {episode}  step {steps}", f"return {ret:+.2f}  ({mode})"]
+                    if last_action is not None:
+                        caption.append(f"last action {last_action}")
+                    if not _emit(sink, env, panel, caption, scale, result):
+                        return result
+                    action = policy.action_head.to_env(out.action)[0]
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    ret += float(reward)
+                    steps += 1
+                    last_action = (policy.action_head if panel is None else panel.probe).describe_action(action)
+                    if panel is not None:
+                        panel.set_reward(float(reward))
+                    state, episode_start = out.state, torch.zeros(1)
+                    if terminated or truncated or (max_steps is not None and steps >= max_steps):
+                        break
+                end = "terminated" if terminated else "truncated" if truncated else "stopped"
+                caption = [env_id, f"episode {episode}  step {steps}  ({end})", f"return {ret:+.2f}  ({mode})",
+                           f"last action {last_action}"]
+                if not _emit(sink, env, panel, caption, scale, result):
+                    return result
+                result.returns.append(ret)
+                result.lengths.append(steps)
+                log(f"episode {episode}: return {ret:.2f} ({steps} steps, {end})")
+        finally:
+            sink.close()
+        if episodes > 1:
+            log(f"mean return {np.mean(result.returns):.2f} ± {np.std(result.returns):.2f} over {episodes} episodes")
+        if record is not None:
+            log(f"wrote {result.frames} frames to {record}")
+        return result
+    finally:
+        env.close()
+
+
+def _emit(sink: FrameSink, env: gym.Env, panel: MemoryPanel | None, caption: list[str], scale: int | None,
+          result: WatchResult) -> bool:
+    frame = render_frame(env)
+    frame = upscale(frame, scale or auto_scale(frame.shape, panel is not None))
+    if panel is not None:
+        frame = panel.compose(frame, caption)
+    result.frames += 1
+    return sink.add(frame, " | ".join(caption[1:3]))
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnemo watch",
+        description="Watch a trained agent play its env in a window, see its memory (--inspect), "
+                    "or record a GIF / MP4 (--record).")
+    parser.add_argument("path", help="Run directory (uses checkpoints/latest.pt) or checkpoint file.")
+    parser.add_argument("--episodes", type=int, default=3, help="Episodes to play (default: 3).")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
+                       help="Take the most likely action (default).")
+    group.add_argument("--stochastic", dest="deterministic", action="store_false",
+                       help="Sample actions from the policy.")
+    parser.add_argument("--fps", type=float, default=None, help="Frames per second (default: the env's render_fps).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the first reset and of action sampling.")
+    parser.add_argument("--record", metavar="FILE", default=None,
+                        help="Write a .gif or .mp4 instead of opening a window (headless).")
+    parser.add_argument("--inspect", action="store_true",
+                        help="Show the memory panel: gates, cell and hidden state, value and action probabilities.")
+    parser.add_argument("--history", type=int, default=48, help="Steps the memory panel shows (default: 48).")
+    parser.add_argument("--which", default=LATEST, help="Checkpoint in a run directory: latest.pt or best.pt.")
+    parser.add_argument("--max-steps", type=int, default=None, help="End each episode after this many steps.")
+    parser.add_argument("--scale", type=int, default=None, help="Integer upscale of game frames (default: auto).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
+              record=args.record, inspect=args.inspect, history=args.history, which=args.which,
+              max_steps=args.max_steps, scale=args.scale, require_display=True)
+    except (CheckpointError, WatchError, PygameMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            import_pygame().quit()
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
