@@ -178,12 +178,15 @@ def build_payload(
     numpy_rng_state: dict | None = None,
     resume: dict | None = None,
     reward_scaler_state: dict[str, torch.Tensor] | None = None,
+    collector: dict | None = None,
 ) -> dict:
     """Everything needed to act with the policy, and to resume training exactly where it stopped.
 
     Args:
         resume: the ``resume`` part of the collector's ``state_dict`` (next observations, env states), plus
             ``exact`` (bool) and ``reason`` (why a resume would restart episodes, or None).
+        collector: for a collector other than the config's own env, ``{"factory", "env_id"}``
+            (``agents.train.trainer.collector_env``); ``env_id`` None says that ``config.env`` is not its env.
     """
     meta = {
         "config": config.to_dict(),
@@ -194,6 +197,8 @@ def build_payload(
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
+    if collector is not None:
+        meta["collector"] = collector
     payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
                                "policy": policy.state_dict()}
     if optimizer is not None:
@@ -303,11 +308,15 @@ def resolve_checkpoint(path_or_run_dir: str | Path, which: str = LATEST) -> Path
 
 
 def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
-                which: str = LATEST) -> tuple[RecurrentActorCritic, TrainConfig]:
+                which: str = LATEST, need_env: bool = False) -> tuple[RecurrentActorCritic, TrainConfig]:
     """Rebuild the trained policy (in eval mode) and its config from a checkpoint or run directory.
 
     For a run directory's latest checkpoint, an unreadable ``latest.pt`` falls back to ``previous.pt``
     with a warning.
+
+    Args:
+        need_env: the caller will make the run's env from ``config.env`` (evaluation, watching): refuse a run
+            whose collector ran envs that have no id, for which ``config.env`` is not the env it trained on.
     """
     p = Path(path_or_run_dir)
     if p.is_dir() and which == LATEST:
@@ -317,6 +326,11 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
     else:
         path = resolve_checkpoint(p, which)
         payload, meta = load_payload(path, map_location=device)
+    collector = meta.get("collector")
+    if need_env and collector is not None and collector.get("env_id") is None:
+        raise CheckpointError(
+            f"{path} was trained with the collector made by {collector.get('factory')}, whose env has no id, so its "
+            f"config does not say which env to make; load it with need_env=False and play it in that env yourself.")
     config = TrainConfig.from_dict(meta["config"])
     policy = RecurrentActorCritic(
         space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]), config.policy)
