@@ -335,7 +335,7 @@ def watch(
     """
     if episodes < 1:
         raise WatchError(f"--episodes must be at least 1, got {episodes}.")
-    policy, config = load_policy(path, which=which)
+    policy, config = load_policy(path, which=which, need_env=True)
     env_id = config.env.env_id
     env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
     wrapper = run_input_wrapper(config.policy)
