@@ -1,4 +1,5 @@
-"""The training loop end to end: same seed -> same run, async envs, refreshed start states."""
+"""The training loop end to end: same seed -> same run, async envs, refreshed start states, the observation
+normaliser's update, the thread setting."""
 
 import json
 
@@ -9,6 +10,7 @@ import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
 
 from agents.config import TrainConfig
 from agents.rollout.buffer import gather_sequences, make_sequences
+from agents.rollout.collector import local_collector
 from agents.train.ppo import refresh_start_states
 from agents.train.trainer import Trainer
 
@@ -75,6 +77,63 @@ def test_refreshed_start_states_equal_stored_ones_before_any_update(tmp_path):
 def test_refresh_option_trains(tmp_path):
     summary = _trainer(tmp_path, "rf", refresh_start_states=True).train()
     assert np.isfinite(summary["train_return_recent"])
+
+
+class _RecordingCollector:
+    """The local collector, keeping a copy of every rollout's observations (the trainer's own are reused)."""
+
+    def __init__(self, config: TrainConfig):
+        self.inner = local_collector(config)
+        self.env_id = config.env.env_id
+        self.num_envs = self.inner.num_envs
+        self.observation_space, self.action_space = self.inner.observation_space, self.inner.action_space
+        self.observations: list[torch.Tensor] = []
+
+    def collect(self):
+        rollout = self.inner.collect()
+        self.observations.append(rollout.obs.clone())
+        return rollout
+
+    def __getattr__(self, name):  # start, set_weights, state_dict, load_state_dict, close
+        return getattr(self.inner, name)
+
+
+def test_one_iteration_feeds_the_rollouts_observations_to_the_normaliser(tmp_path):
+    """With --normalize-obs, after one iteration the running statistics are exactly those of its rollout."""
+    made: list[_RecordingCollector] = []
+
+    def factory(config: TrainConfig) -> _RecordingCollector:
+        made.append(_RecordingCollector(config))
+        return made[-1]
+
+    config = TrainConfig().with_overrides({**SMALL, "total_steps": 128, "run_dir": str(tmp_path / "n"),
+                                           "env_id": "mnemo/CartPoleNoVel-v1", "normalize_obs": True})
+    trainer = Trainer(config.validate(), collector_factory=factory)
+    weights = trainer.policy.state_dict()
+    assert float(weights["preprocess.normalizer.count"]) == 0  # nothing seen before training
+    trainer.train()
+    (obs,) = made[0].observations  # (T=32, N=4, 2): one rollout
+    seen = obs.reshape(-1, obs.shape[-1]).double()
+    weights = trainer.policy.state_dict()
+    assert float(weights["preprocess.normalizer.count"]) == 32 * 4
+    torch.testing.assert_close(weights["preprocess.normalizer.mean"].double(), seen.mean(0))
+    torch.testing.assert_close(weights["preprocess.normalizer.var"].double(), seen.var(0, unbiased=False))
+
+
+def test_the_trainer_holds_the_thread_setting_while_it_runs(tmp_path):
+    """``torch_threads`` applies from the trainer's making to the end of ``train``, then the previous value returns."""
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        torch.set_num_threads(2)
+        trainer = _trainer(tmp_path, "threads", total_steps=256, torch_threads=1)
+        assert torch.get_num_threads() == 1
+        trainer.train(on_iteration=lambda t: seen.append(torch.get_num_threads()))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        _trainer(tmp_path, "closed", torch_threads=1).close()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from agents.config import EnvConfig, RunConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.previous_inputs import run_input_wrapper
-from agents.rollout.vector_env import make_vector_env
+from agents.rollout.vector_env import import_env_modules, make_vector_env
+from agents.run.checkpoint import LATEST, load_policy
 from agents.trees import obs_to_tensor
 
 
@@ -80,3 +82,24 @@ def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig,
             deterministic=mode == "greedy", device=device, generator=generator, should_stop=should_stop,
             wrapper=run_input_wrapper(policy.config))
     return results["greedy"], results["sample"]
+
+
+def evaluate_run(path_or_run_dir: str | Path, episodes: int = 10, deterministic: bool = True, seed: int = 10_000,
+                 device: torch.device | str = "cpu", which: str = LATEST) -> np.ndarray:
+    """Returns of ``episodes`` episodes of a saved run's policy on the env its config names.
+
+    Args:
+        path_or_run_dir: a run directory (its ``checkpoints/<which>``) or a checkpoint file.
+        deterministic: greedy actions (True) or sampled ones.
+        seed: the envs' reset seed (a training run's own final evaluation uses ``run.seed + 10_000``).
+
+    Raises:
+        CheckpointError: unreadable, or trained with a collector whose env has no id (``load_policy``'s
+            ``need_env``): the config's env would not be the one it trained on.
+    """
+    policy, config = load_policy(path_or_run_dir, device=device, which=which, need_env=True)
+    import_env_modules(config.env.env_import)
+    generator = None if deterministic else torch.Generator(device).manual_seed(seed)
+    return evaluate_policy(policy, config.env.env_id, episodes, seed, env_kwargs=config.env.env_kwargs,
+                           deterministic=deterministic, device=device, generator=generator,
+                           wrapper=run_input_wrapper(policy.config))

@@ -31,7 +31,14 @@ from agents.config import ConfigError, TrainConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.backends import make_collector
 from agents.rollout.buffer import Rollout, compute_gae, gather_sequences, make_sequences
-from agents.rollout.collector import CollectorFactory, EnvError, NonFiniteError, import_env_modules
+from agents.rollout.collector import (
+    Collector,
+    CollectorFactory,
+    EnvError,
+    NonFiniteError,
+    import_env_modules,
+    local_collector,
+)
 from agents.run.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -55,6 +62,49 @@ from agents.train.reward_scale import RewardScaler
 from agents.train.schedule import continue_schedule, schedule_fraction
 
 
+def collector_env(collector: Collector, factory: CollectorFactory, config: TrainConfig) -> dict | None:
+    """Which env a collector runs, as config.json and the checkpoints record it.
+
+    ``make_collector`` (and ``local_collector``) run ``config.env`` by construction: None, nothing to record.
+    Another factory's collector says which env it runs by an ``env_id`` attribute, the Gymnasium id that
+    ``config.env`` (with its ``env_kwargs`` and ``env_import``) makes again: evaluation, ``mnemo watch`` and
+    ``--resume`` make the env from the config, so the two must agree. A collector without one (its envs have
+    no id, or it does not say) is recorded as ``env_id: None``: the final evaluation is refused up front, and
+    ``load_policy(..., need_env=True)`` and a resume with the default collector refuse the run later.
+
+    Returns:
+        None, or ``{"factory": "module.qualname", "env_id": str | None}``.
+
+    Raises:
+        ConfigError: the collector's ``env_id`` differs from the config's, or its env has no id and the config
+            asks for a final evaluation.
+    """
+    if factory in (make_collector, local_collector):
+        return None
+    name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', type(factory).__qualname__)}"
+    env_id = getattr(collector, "env_id", None)
+    if env_id is not None and env_id != config.env.env_id:
+        raise ConfigError(f"The collector made by {name} runs {env_id!r}, but the config's env_id is "
+                          f"{config.env.env_id!r}; set env_id={env_id!r} (and its env_kwargs) in the config, so that "
+                          f"evaluation, watch and resume make the env it trained on.")
+    if env_id is None and config.run.eval_episodes > 0:
+        raise ConfigError(f"The collector made by {name} does not name its env (no env_id attribute), so the final "
+                          f"evaluation cannot make it; set eval_episodes=0, or give the collector env_id = the "
+                          f"Gymnasium id that the config's env settings make.")
+    return {"factory": name, "env_id": env_id}
+
+
+def check_collector_fits(meta: dict, record: dict | None, path: Path) -> None:
+    """Refuse to resume with the default collector (``record`` None) a run whose collector named no env: the env
+    that ``config.env`` makes would be a guess."""
+    saved = meta.get("collector")
+    if record is None and saved is not None and saved.get("env_id") is None:
+        raise CheckpointError(
+            f"The checkpoint {path} was trained with the collector made by {saved.get('factory')}, whose env has no "
+            f"id, so the env to resume on is unknown; resume it from Python with "
+            f"Trainer(config, resume=True, collector_factory=...) and that collector.")
+
+
 class ResumeWarning(UserWarning):
     """A resume cannot continue exactly (the env cannot be snapshotted, or a fallback checkpoint was used)."""
 
@@ -76,6 +126,13 @@ class Trainer:
         overwrite: start afresh in ``config.run.run_dir`` even if it holds a run (its files are deleted).
         collector_factory: makes the collector from the config (default: ``make_collector``, the vector env in
             this process or Ray actors, as ``--backend`` says); the trainer starts, checkpoints and closes it.
+            Another factory's collector names its env by an ``env_id`` attribute (see ``collector_env``).
+
+    Threads: ``torch.set_num_threads(config.run.torch_threads)`` is a setting of the whole process (torch has
+    no per-object one). The trainer applies it when it is made, so a script trains as fast as ``train.py``,
+    and puts the previous value back when ``train`` returns or ``close`` is called: it holds the setting for
+    as long as it runs, and the script's own work before and after keeps its own. Anything else that runs
+    torch in this process while the trainer exists shares the setting.
     """
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False,
@@ -91,13 +148,21 @@ class Trainer:
         self.resume_note: str | None = None  # why a resume is not exact (None: exact, or a fresh run)
         self._lock: RunDirLock | None = None
         self.parallel_critic: ParallelCritic | None = None
-        self.collector = collector_factory(cfg)
+        # Before anything runs torch: the parallel critic's decision and the collector's threads read it.
+        self._threads_before: int | None = torch.get_num_threads()
+        torch.set_num_threads(cfg.run.torch_threads)
         try:
+            self.collector = collector_factory(cfg)
+        except BaseException:
+            self._restore_threads()
+            raise
+        try:
+            # None for the config's own env; else what config.json and the checkpoints record of the collector.
+            self.collector_record = collector_env(self.collector, collector_factory, cfg)
             self._build(resume, overwrite)
         except BaseException:
             self.collector.close()
-            if self._lock is not None:
-                self._lock.release()
+            self._release()
             raise
 
     def _build(self, resume: bool, overwrite: bool) -> None:
@@ -157,8 +222,9 @@ class Trainer:
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
         self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
-        atomic_write_text(self.run_dir / "config.json", json.dumps({**cfg.to_dict(), "derived": self.derived},
-                                                                   indent=2))
+        record = {} if self.collector_record is None else {"collector": self.collector_record}
+        atomic_write_text(self.run_dir / "config.json",
+                          json.dumps({**cfg.to_dict(), "derived": self.derived, **record}, indent=2))
         if not resume:
             table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
@@ -183,6 +249,7 @@ class Trainer:
             raise CheckpointError(
                 f"The requested network settings differ from those the checkpoint {path} was trained with "
                 f"({describe_differences(saved.policy, cfg.policy)}); drop the changed flags to resume.")
+        check_collector_fits(meta, self.collector_record, path)
         if saved.env.num_envs != cfg.env.num_envs:
             raise CheckpointError(
                 f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
@@ -266,7 +333,8 @@ class Trainer:
                 resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
         payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
                                 state["generator"], self.np_rng.bit_generator.state, resume,
-                                self.reward_scaler.state_dict() if self.reward_scaler is not None else None)
+                                self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
+                                self.collector_record)
         # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
         self.writer.flush()
         path = self.run_dir / CHECKPOINT_DIR / name
@@ -439,6 +507,13 @@ class Trainer:
             self.parallel_critic.close()
         if self._lock is not None:
             self._lock.release()
+        self._restore_threads()
+
+    def _restore_threads(self) -> None:
+        """Give the process back the torch thread count it had before this trainer (once)."""
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def close(self) -> None:
         """Release the envs, the event file and the run directory's lock without training (``train`` does this)."""
