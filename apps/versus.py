@@ -29,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.arguments import OneLineParser
 from agents.config import ConfigError
 from agents.deploy.runner import PolicyRunner
 from agents.rollout.collector import import_env_modules
@@ -366,7 +367,7 @@ def _open_sink(record: str | Path | None, fps: float, env_id: str, keyboard: boo
 
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mnemo versus",
         description="Play FlickerPong against a trained agent: you on the left paddle (W/S or Up/Down), "
                     "the LSTM agent on the right. Esc or Q quits, Space pauses.")

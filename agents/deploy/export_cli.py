@@ -6,17 +6,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from agents.arguments import OneLineParser
 from agents.deploy.export import DEFAULT_OPSET, ExportError, export_onnx, export_torchscript
 from agents.deploy.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
 from agents.run.checkpoint import LATEST, CheckpointError, load_policy
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mnemo export", description="Export a trained policy (one step, explicit state) "
         "to ONNX or TorchScript, then check it against the torch policy.")
     parser.add_argument("run", help="run directory (uses checkpoints/<which>) or checkpoint file")

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from agents.arguments import OneLineParser, step_count
 from agents.config import ConfigError, TrainConfig
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
@@ -76,7 +77,7 @@ def _json_dict(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per config field (``bptt_len`` -> ``--bptt-len``), grouped by section, help from the field."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description="Train a recurrent PPO agent (LSTM, GRU or memoryless) on a Gymnasium env.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(type=_optional_float)
             elif hint == (int | None):
                 kwargs.update(type=_optional_int)
+            elif hint is int and f.name.endswith(("_steps", "_every")):  # counts of env steps: 1e5, 100k, 2.5M
+                kwargs.update(type=step_count, metavar="STEPS")
             elif hint == (str | None):
                 kwargs.update(type=str)
             else:

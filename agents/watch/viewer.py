@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.arguments import OneLineParser
 from agents.config import ConfigError
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.collector import import_env_modules
@@ -409,7 +410,7 @@ def _emit(sink: FrameSink, env: gym.Env, panel: MemoryPanel | None, caption: lis
 
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mnemo watch",
         description="Watch a trained agent play its env in a window, see its memory (--inspect), "
                     "or record a GIF / MP4 (--record).")
