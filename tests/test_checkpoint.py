@@ -87,13 +87,42 @@ def test_atomic_save_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
 
 
+def _assert_same_tree(a, b, where: str) -> None:
+    """Nested dicts / lists of tensors and numbers (state dicts) equal exactly, leaf by leaf."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_tree(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_tree(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 def test_resume_continues_counters_and_policy(trained_run, tmp_path):
     import shutil
+
+    from agents.train.trainer import Trainer
 
     run = tmp_path / "resumed"
     shutil.copytree(trained_run, run)
     before, _ = load_payload(run / "checkpoints" / "latest.pt")
-    assert train.main(["--resume", str(run), "--total-steps", "4096", "--no-progress", "--eval-episodes", "0"]) == 0
+    argv = ["--resume", str(run), "--total-steps", "4096", "--no-progress", "--eval-episodes", "0"]
+    # The resumed trainer starts from the checkpoint's weights (observation normaliser included) and optimizer
+    # state (Adam's moments and step counts), not from a fresh initialisation with the same seed.
+    assert before["optimizer"]["state"]  # Adam has moments to restore
+    config, resume = train.resolve_config(argv)
+    resumed = Trainer(config, resume=resume)
+    try:
+        _assert_same_tree(resumed.policy.state_dict(), before["policy"], "policy")
+        _assert_same_tree(resumed.optimizer.state_dict(), before["optimizer"], "optimizer")
+    finally:
+        resumed.close()
+    assert train.main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["total_steps"] == 4096
     _, meta = load_payload(run / "checkpoints" / "latest.pt")

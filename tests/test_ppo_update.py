@@ -1,5 +1,5 @@
-"""The PPO update at its edges: tensors on the policy's device, one-step minibatches, statistics weighted by
-real steps, and a divergence that names what went non-finite."""
+"""The PPO update at its edges: the clipped surrogate worked by hand, tensors on the policy's device, one-step
+minibatches, statistics weighted by real steps, and a divergence that names what went non-finite."""
 
 from __future__ import annotations
 
@@ -54,6 +54,58 @@ def test_a_minibatch_of_one_real_step_trains(tmp_path, capsys):
                        torch.zeros(1))
     pg_loss, *_ = ppo_loss.policy_terms(net, features, mb, PPOConfig(norm_adv=True), 0.2)
     assert float(pg_loss.detach()) == pytest.approx(-0.5)  # ratio 1, the advantage as it is
+
+
+class _Ratios:
+    """Stands in for the policy: each step's core output is its log-ratio, scored as the new log-probability
+    (the old one is 0), so ``policy_terms`` sees exactly the ratios a test chooses."""
+
+    @staticmethod
+    def score_actions(hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return hidden[:, 0], torch.zeros(len(hidden))
+
+
+def _clipped_loss(advantages: list[float], ratios: list[float]) -> tuple[torch.Tensor, ...]:
+    """policy_terms at clip 0.2, advantages as they are; returns (pg_loss, clipfrac, d pg_loss / d log r)."""
+    n = len(ratios)
+    log_ratio = torch.tensor(ratios, dtype=torch.float64).log().unsqueeze(1).requires_grad_()
+    zeros = torch.zeros(n, dtype=torch.float64)
+    mb = ppo_loss.Minibatch([], [], torch.zeros(n, dtype=torch.long), zeros, zeros,
+                            torch.tensor(advantages, dtype=torch.float64), zeros)
+    pg_loss, _, _, _, clipfrac = ppo_loss.policy_terms(_Ratios(), log_ratio, mb, PPOConfig(norm_adv=False), 0.2)
+    (grad,) = torch.autograd.grad(pg_loss, log_ratio)
+    return pg_loss.detach(), clipfrac, grad[:, 0]
+
+
+# pg_loss = mean(max(-A * r, -A * clip(r, 0.8, 1.2))), worked on paper with eps = 0.2:
+#   A, r      -A*r   -A*clip(r)   max    which term   d/d(log r) (one step: -A*r if unclipped, else 0)
+#  +1, 1.5    -1.5     -1.2       -1.2   clipped      0      (no gain from pushing r past 1 + eps)
+#  +1, 0.5    -0.5     -0.8       -0.5   unclipped   -0.5    (the pessimistic bound keeps the loss)
+#  -1, 1.5    +1.5     +1.2       +1.5   unclipped   +1.5
+#  -1, 0.5    +0.5     +0.8       +0.8   clipped      0      (no gain from pushing r below 1 - eps)
+#  +2, 1.1    -2.2     -2.2       -2.2   inside       -2.2
+#  -2, 0.9    +1.8     +1.8       +1.8   inside       +1.8
+# With min instead of max, the first four would be -1.5, -0.8, +1.2, +0.5.
+CLIP_CASES = [(1.0, 1.5, -1.2, 0.0), (1.0, 0.5, -0.5, -0.5), (-1.0, 1.5, 1.5, 1.5), (-1.0, 0.5, 0.8, 0.0),
+              (2.0, 1.1, -2.2, -2.2), (-2.0, 0.9, 1.8, 1.8)]
+
+
+@pytest.mark.parametrize(("advantage", "ratio", "loss", "grad"), CLIP_CASES)
+def test_clipped_surrogate_by_hand(advantage, ratio, loss, grad):
+    pg_loss, clipfrac, d_log_ratio = _clipped_loss([advantage], [ratio])
+    assert float(pg_loss) == pytest.approx(loss)
+    assert float(d_log_ratio[0]) == pytest.approx(grad)
+    assert float(clipfrac) == (abs(ratio - 1) > 0.2)
+
+
+def test_clipped_surrogate_averages_a_minibatch_by_hand():
+    # (-1.2 - 0.5 + 1.5 + 0.8 - 2.2 + 1.8) / 6 = 0.2 / 6; each step's gradient is its own one divided by 6;
+    # four of the six ratios lie outside [0.8, 1.2].
+    advantages, ratios, _, grads = zip(*CLIP_CASES, strict=True)
+    pg_loss, clipfrac, d_log_ratio = _clipped_loss(list(advantages), list(ratios))
+    assert float(pg_loss) == pytest.approx(0.2 / 6)
+    torch.testing.assert_close(d_log_ratio, torch.tensor(grads, dtype=torch.float64) / 6)
+    assert float(clipfrac) == pytest.approx(4 / 6)
 
 
 class _Minibatches:
