@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agents.registry import BACKENDS, CORES
+
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names the setting and how to fix it."""
@@ -55,9 +57,9 @@ class EnvConfig:
 class PolicyConfig:
     """The network: encoder -> recurrent core -> actor and critic heads."""
 
-    core: Literal["lstm", "gru", "none", "stack"] = _f(
+    core: str = _f(
         "lstm", "Memory core; 'none' is the memoryless baseline, 'stack' a frame stack of the last --stack-len "
-        "encodings (agents/model/cores.py).")
+        "encodings (agents/model/cores.py).", choices=CORES)
     hidden_size: int = _f(256, "Units per recurrent layer.")
     num_layers: int = _f(1, "Stacked recurrent layers.")
     stack_len: int | None = _f(None, "Encodings the 'stack' core keeps (its reach is this many steps, the current "
@@ -102,11 +104,6 @@ class PolicyConfig:
     chrono_fraction: float = _f(
         0.5, "The share of each LSTM layer's units that --chrono-init sets (0 < F <= 1); the rest keep "
         "--forget-bias, so with F below 1 some units start out with long memory spans and the others fast.")
-
-    @property
-    def stack_length(self) -> int:
-        """The 'stack' core's K: ``stack_len``, or 4 when not given."""
-        return 4 if self.stack_len is None else self.stack_len
 
 
 @dataclass
@@ -171,10 +168,10 @@ class RunConfig:
         "stop", "When an env returns a NaN or infinite observation or reward: 'stop' saves a checkpoint and "
         "stops naming the env and step; 'skip' ends that episode (reward 0), resets the env and goes on.")
     progress: bool = _f(True, "Show a progress bar.")
-    backend: Literal["local", "ray"] = _f(
+    backend: str = _f(
         "local", "Where the envs run: 'local' in this process (or its subprocesses, --async-envs); 'ray' in Ray "
         "actors, each with --envs-per-worker envs and a CPU copy of the policy (needs pip install -e \".[ray]\"; "
-        "docs/ray.md).")
+        "docs/ray.md).", choices=BACKENDS)
     num_workers: int | None = _f(
         None, "Ray actors with --backend ray; none: --num-envs / --envs-per-worker, or 2 when that is not given. "
         "--num-envs must equal --num-workers x --envs-per-worker.")
@@ -245,19 +242,12 @@ class TrainConfig:
         for name, sizes in (("encoder_sizes", pol.encoder_sizes), ("head_sizes", pol.head_sizes)):
             if any(int(s) <= 0 for s in sizes):
                 raise ConfigError(f"--{_flag(name)} must list positive layer sizes, got {list(sizes)}.")
-        if pol.core not in ("lstm", "gru", "none", "stack"):
-            raise ConfigError(f"--core must be one of lstm, gru, none, stack; got {pol.core!r}.")
-        if pol.stack_len is not None and pol.core != "stack":
-            raise ConfigError(f"--stack-len applies to --core stack only (this run's core is {pol.core!r}); "
-                              f"drop --stack-len or pass --core stack.")
+        for name, owner in CORES.options_of_others(pol.core).items():
+            if getattr(pol, name) is not None:
+                raise ConfigError(f"--{_flag(name)} applies to --core {owner} only (this run's core is "
+                                  f"{pol.core!r}); drop --{_flag(name)} or pass --core {owner}.")
         if pol.stack_len is not None and pol.stack_len <= 0:
             raise ConfigError(f"--stack-len must be a positive integer, got {pol.stack_len}.")
-        if pol.activation not in ("tanh", "relu"):
-            raise ConfigError(f"--activation must be tanh or relu; got {pol.activation!r}.")
-        if run.on_nonfinite not in ("stop", "skip"):
-            raise ConfigError(f"--on-nonfinite must be stop or skip; got {run.on_nonfinite!r}.")
-        if run.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda; got {run.device!r}.")
         if self.sequence_len > ppo.num_steps:
             raise ConfigError(
                 f"--bptt-len ({ppo.bptt_len}) is longer than the rollout (--num-steps {ppo.num_steps}); "
@@ -302,20 +292,18 @@ class TrainConfig:
         return self
 
     def _check_backend(self) -> None:
-        """The Ray flags only with ``--backend ray``, and a worker layout that runs exactly ``--num-envs`` envs."""
+        """A backend's own flags only with that backend, and a worker layout that runs exactly ``--num-envs`` envs."""
         run, n = self.run, self.env.num_envs
-        if run.backend not in ("local", "ray"):
-            raise ConfigError(f"--backend must be local or ray; got {run.backend!r}.")
-        ray_flags = {"num_workers": run.num_workers, "envs_per_worker": run.envs_per_worker,
-                     "ray_address": run.ray_address}
-        if run.backend == "local":
-            given = [f"--{_flag(name)}" for name, value in ray_flags.items() if value is not None]
-            if given:
-                raise ConfigError(f"{', '.join(given)} only apply to Ray actors; add --backend ray, or drop "
-                                  f"{'them' if len(given) > 1 else 'it'}.")
-            return
+        others = BACKENDS.options_of_others(run.backend)
+        given = [name for name in others if getattr(run, name) is not None]
+        if given:
+            owner = others[given[0]]
+            raise ConfigError(f"{', '.join('--' + _flag(name) for name in given)} only apply to --backend {owner}; "
+                              f"add --backend {owner}, or drop {'them' if len(given) > 1 else 'it'}.")
+        if "num_workers" not in BACKENDS.entry(run.backend).options:
+            return  # the envs are not spread over workers: no layout to check
         for name in ("num_workers", "envs_per_worker"):
-            value = ray_flags[name]
+            value = getattr(run, name)
             if value is not None and (isinstance(value, bool) or value <= 0):
                 raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}.")
         if not (run.worker_timeout > 0 and math.isfinite(run.worker_timeout)):
@@ -333,7 +321,8 @@ class TrainConfig:
                               f"{workers} x {per_worker}; {fix}.")
 
     def _check_types(self) -> None:
-        """Every setting has its declared type (a JSON config or a Python caller can pass anything)."""
+        """Every setting has its declared type (a JSON config or a Python caller can pass anything), and a name
+        that a registry holds (``choices``: ``agents.registry``) where one is asked for."""
         for section in dataclasses.fields(self):
             values = getattr(self, section.name)
             hints = typing.get_type_hints(type(values))
@@ -341,6 +330,9 @@ class TrainConfig:
                 value, hint = getattr(values, f.name), hints[f.name]
                 if not _has_type(value, hint):
                     raise ConfigError(f"--{_flag(f.name)} must be {_describe_type(hint)}, got {value!r}.")
+                registry = f.metadata.get("choices")
+                if registry is not None and value not in registry:
+                    raise ConfigError(registry.unknown_message(value))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict, nested by section."""

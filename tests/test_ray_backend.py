@@ -56,7 +56,7 @@ def _same_policy(a: Trainer, b: Trainer) -> bool:
 # ------------------------------------------------------------------ flags, and Ray as an optional extra
 def test_flags_are_checked_against_the_backend_and_num_envs():
     base = TrainConfig().with_overrides({"num_envs": 8})
-    with pytest.raises(ConfigError, match="--num-workers only apply to Ray actors; add --backend ray"):
+    with pytest.raises(ConfigError, match="--num-workers only apply to --backend ray; add --backend ray"):
         base.with_overrides({"num_workers": 2}).validate()
     with pytest.raises(ConfigError, match="pass --num-envs 6, or change --num-workers"):
         base.with_overrides({"backend": "ray", "num_workers": 2, "envs_per_worker": 3}).validate()

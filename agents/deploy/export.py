@@ -12,7 +12,7 @@ Inputs, in this order:
 - ``obs`` (B, *shape): one input per leaf of a Dict / Tuple space, named ``obs.<key>`` /
   ``obs.<index>``; the leaf space's dtype (Discrete: int64, MultiBinary: int8).
 - the core's state tensors (``agents/model/cores.py``): ``h``, ``c`` (LSTM) or ``h`` (GRU), each
-  (L, B, H) float32; ``stack`` (K, B, F) for the frame stack (``stack_len`` K in the metadata);
+  (L, B, H) float32; ``stack`` (K, B, F) for the frame stack (``stack_len`` K and ``features`` F in the metadata);
   none for core ``none``.
 - ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core.
 - ``episode_start`` (B,) float32: 1.0 where ``obs`` is the first observation of an episode.
@@ -39,7 +39,8 @@ tensor of ``agents.model.policy``.
 
 Metadata (ONNX ``metadata_props["mnemo"]``, TorchScript extra file ``mnemo.json``) is one JSON
 object: the spaces (``agents.spaces.space_to_json``), inputs and outputs with roles, shapes and
-dtypes, the core, layers and hidden size, the action kind, and ``reset_on_episode_start``.
+dtypes, the core and its sizes (its ``export_metadata``: an LSTM / GRU's ``num_layers`` and
+``hidden_size``, a stack's ``stack_len`` and ``features``), the action kind, and ``reset_on_episode_start``.
 
 ``agents.deploy.export_check`` runs an export beside the torch policy (the command line does after writing).
 
@@ -205,8 +206,7 @@ def export_metadata(step: PolicyStep) -> dict:
         "inputs": inputs,
         "outputs": outputs,
         "core": policy.config.core,
-        "num_layers": layers,
-        "hidden_size": hidden,
+        **policy.actor_core.export_metadata(),  # its sizes under their own names (an LSTM's layers and units)
         "separate_critic": policy.critic_core is not None,
         "state_inputs": step.state_names,
         "state_shape": list(policy.state_shape),
@@ -215,7 +215,6 @@ def export_metadata(step: PolicyStep) -> dict:
         "action_kind": head.kind,
         "action_output": first,
         **head.export_metadata(),
-        **policy.actor_core.export_metadata(),
     }
     return meta
 

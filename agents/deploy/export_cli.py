@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = ", ".join(i["name"] for i in meta["inputs"])
     outs = ", ".join(o["name"] for o in meta["outputs"])
-    print(f"wrote {out} ({args.format}; {meta['core']} x{meta['num_layers']} hidden {meta['hidden_size']}, "
-          f"{meta['mode']} mode)\n  inputs:  {names}\n  outputs: {outs}")
+    state = " x ".join(str(d) for d in meta["state_shape"])
+    print(f"wrote {out} ({args.format}; core {meta['core']}, state {state}, {meta['mode']} mode)\n"
+          f"  inputs:  {names}\n  outputs: {outs}")
     if args.no_verify:
         return 0
     try:

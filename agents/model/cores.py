@@ -23,27 +23,143 @@ it is zeroed where ``episode_start[t]`` is 1, before ``x[t]`` is processed. The 
 (``forward``, training) and the one-step paths (``step`` for rollouts, ``step_in_place`` for the game
 runtime, ``export_step`` for ONNX / TorchScript) compute the same function.
 
-Interface (duck-typed; no base class):
-
-- ``kind``, ``state_names``, ``state_shape``, ``out_features``, ``reset_on_episode_start``
-- ``forward(x (T, B, F), state (S, L, B, W), episode_start (T, B)) -> out (T, B, O), new state``
-- ``step(x (B, F), state, episode_start (B,)) -> out (B, O), new state``
-- ``step_in_place(x (B, F), views) -> out (B, O)``: the state as ``S * L`` tensors ``(B, W)`` (tensor
-  i, slot l at ``i * L + l``), updated in place; the caller has already zeroed it where an episode starts.
-- ``export_step(x (1, B, F), states [(L, B, W)] * S, keep (1, B, 1) | None) -> out (B, O), new states``:
-  traceable ops only (``nn.LSTM`` / ``nn.GRU`` become ONNX LSTM / GRU ops); ``keep`` is None in carry mode.
-- ``export_metadata() -> dict``: extra keys for an export's metadata.
+The interface is ``MemoryCore`` below; ``agents.registry.CORES`` maps each ``--core`` name to its class and
+``make_core`` builds the one a config names. A core of one's own is a class with that interface, registered
+with ``agents.registry.register_core`` (docs/architecture.md, "Add a memory core").
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
 from agents.config import PolicyConfig
+from agents.model.rnn_equations import trace_rnn
+from agents.registry import CORES
+
+
+class MemoryCore(Protocol):
+    """What the policy, buffer, collector, runner, export, checkpoint and inspector ask of a core (an ``nn.Module``).
+
+    Attributes:
+        kind: the name it is registered under (``--core``).
+        state_names: the S state tensors' names (the export's state inputs).
+        state_shape: (S, L, W); the state is (S, L, B, W), the batch at dim 2 (W need not be ``hidden_size``:
+            the stack core's is the encoder width).
+        num_state_tensors: S.
+        out_features: O, the width of what the heads read.
+        reset_on_episode_start: reset mode (True) or carry mode (``--carry-across-episodes``).
+
+    Optional, for the memory inspector (``agents.watch.inspector``): ``memory_view() -> MemoryView`` and
+    ``inspect_step(x (B, F), state, episode_start (B,)) -> (columns, new state)``, ``columns`` a list of
+    ``{row key: (B, W)}``, one dict per column of the view. A core without them is shown by its state tensors
+    (``memory_view`` / ``inspect_step`` the functions below).
+    """
+
+    kind: str
+    state_names: tuple[str, ...]
+    state_shape: tuple[int, int, int]
+    num_state_tensors: int
+    out_features: int
+    reset_on_episode_start: bool
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig, input_size: int) -> MemoryCore:
+        """The core that ``config`` describes, reading ``input_size`` features per step (the options it takes)."""
+        ...
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor,
+                episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused sequence path: x (T, B, F), state (S, L, B, W), episode_start (T, B) -> out (T, B, O),
+        the state after x[T - 1]."""
+        ...
+
+    def step(self, x: torch.Tensor, state: torch.Tensor,
+             episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rollout's step: x (B, F), state, episode_start (B,) -> out (B, O), new state; ``forward`` at T = 1."""
+        ...
+
+    def step_in_place(self, x: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The game runtime's step: x (B, F), the state as S * L tensors (B, W) (tensor i, slot l at i * L + l),
+        updated in place -> out (B, O). The caller has already zeroed the state where an episode starts."""
+        ...
+
+    def export_step(self, x: torch.Tensor, states: Sequence[torch.Tensor],
+                    keep: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Traceable ops only: x (1, B, F), states [(L, B, W)] * S, keep (1, B, 1) (None in carry mode) ->
+        out (B, O), new states."""
+        ...
+
+    def export_metadata(self) -> dict:
+        """The core's own keys in an export's metadata (its sizes under their own names)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One quantity the memory panel draws in every column: a strip of W units over time.
+
+    Attributes:
+        key: the key in ``inspect_step``'s column dicts ("f").
+        name: what the panel calls it ("forget gate").
+        scale: "gate" for values in [0, 1], "signed" for [-1, 1], "running" for unbounded values (scaled by a
+            round number above most of those seen).
+    """
+
+    key: str
+    name: str
+    scale: Literal["gate", "signed", "running"]
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """What the memory inspector shows of a core: a title, one column per layer or slot, the rows in each.
+
+    No columns: the core has no memory to show (the panel says so).
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[MemoryRow, ...]
+    width: int  # W, units per strip
+
+
+def memory_view(core: MemoryCore) -> MemoryView:
+    """The core's ``memory_view()``, or its state tensors as rows and its L slots as columns."""
+    own = getattr(core, "memory_view", None)
+    if own is not None:
+        return own()
+    s, slots, width = core.state_shape
+    if s == 0:
+        return MemoryView(f"Memory: none (core = {core.kind})", (), (), width)
+    rows = tuple(MemoryRow(name, "state", "running") for name in core.state_names)
+    return MemoryView(f"Memory: {core.kind}, state {s} × {slots} × {width}",
+                      tuple(f"slot {k + 1}" for k in range(slots)), rows, width)
+
+
+def inspect_step(core: MemoryCore, x: torch.Tensor, state: torch.Tensor,
+                 episode_start: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+    """One step's rows for the inspector: the core's ``inspect_step``, or its new state tensors, slot by slot.
+
+    Args:
+        x: (B, F) the encoder's features.
+        state: (S, L, B, W) the state before x.
+        episode_start: (B,).
+
+    Returns:
+        Per column of ``memory_view(core)``, row key -> (B, W); and the new state (S, L, B, W).
+    """
+    own = getattr(core, "inspect_step", None)
+    if own is not None:
+        return own(x, state, episode_start)
+    _, new_state = core.step(x, state, episode_start)
+    columns = [{name: new_state[i, k] for i, name in enumerate(core.state_names)} for k in range(new_state.shape[1])]
+    return (columns if core.state_shape[0] else []), new_state
 
 
 def _zero_started(state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
@@ -85,8 +201,31 @@ class RNNCore(nn.Module):
     def state_shape(self) -> tuple[int, int, int]:
         return (self.num_state_tensors, self.num_layers, self.hidden_size)
 
+    @classmethod
+    def from_config(cls, config: PolicyConfig, input_size: int) -> RNNCore:
+        return cls(input_size, config.hidden_size, config.num_layers, not config.carry_across_episodes,
+                   config.ortho_init)
+
     def export_metadata(self) -> dict:
-        return {}
+        return {"num_layers": self.num_layers, "hidden_size": self.hidden_size}
+
+    # What the memory panel draws per layer (the LSTM candidate g is traced but not drawn).
+    memory_rows: tuple[MemoryRow, ...] = ()
+
+    def memory_view(self) -> MemoryView:
+        layers = self.num_layers
+        title = (f"Memory: {self.kind.upper()}, {layers} layer{'s' if layers > 1 else ''} × "
+                 f"{self.hidden_size} units")
+        return MemoryView(title, tuple(f"layer {k + 1}" for k in range(layers)), self.memory_rows, self.hidden_size)
+
+    def inspect_step(self, x: torch.Tensor, state: torch.Tensor,
+                     episode_start: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """Every gate of every layer, recomputed from the weights (agents/model/rnn_equations.py)."""
+        trace = trace_rnn(self.rnn, x.unsqueeze(0), state,
+                          episode_start.unsqueeze(0) if self.reset_on_episode_start else None)
+        columns = [{row.key: trace.quantities[row.key][0, k] for row in self.memory_rows}
+                   for k in range(self.num_layers)]
+        return columns, trace.state
 
     # The kind-specific parts: the fused call and one layer's cell.
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +302,15 @@ class LSTMCore(RNNCore):
     kind = "lstm"
     state_names = ("h", "c")
     rnn_class = nn.LSTM
+    memory_rows = (MemoryRow("i", "input gate", "gate"), MemoryRow("f", "forget gate", "gate"),
+                   MemoryRow("o", "output gate", "gate"), MemoryRow("c", "cell state", "running"),
+                   MemoryRow("h", "hidden state", "signed"))
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig, input_size: int) -> LSTMCore:
+        return cls(input_size, config.hidden_size, config.num_layers, not config.carry_across_episodes,
+                   config.ortho_init, config.forget_bias, config.chrono_init, config.chrono_gates,
+                   config.chrono_fraction)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
                  ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
@@ -223,13 +371,8 @@ class GRUCore(RNNCore):
     kind = "gru"
     state_names = ("h",)
     rnn_class = nn.GRU
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
-                 chrono_gates: str = "both", chrono_fraction: float = 1.0):
-        # forget_bias, chrono_init, chrono_gates, chrono_fraction: a GRU has no forget gate (accepted so that every
-        # core takes the same arguments).
-        super().__init__(input_size, hidden_size, num_layers, reset_on_episode_start, ortho_init)
+    memory_rows = (MemoryRow("r", "reset gate", "gate"), MemoryRow("z", "update gate", "gate"),
+                   MemoryRow("n", "candidate", "signed"), MemoryRow("h", "hidden state", "signed"))
 
     def _fused(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, h = self.rnn(x, state[0])
@@ -265,17 +408,20 @@ class NoCore(nn.Module):
     kind = "none"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool,
-                 ortho_init: bool = True, forget_bias: float = 0.0, chrono_init: int | None = None,
-                 chrono_gates: str = "both", chrono_fraction: float = 1.0):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, reset_on_episode_start: bool):
         super().__init__()
         self.reset_on_episode_start = reset_on_episode_start
         self.state_shape = (0, num_layers, hidden_size)
         self.out_features = input_size
         self.num_state_tensors = 0
 
+    @classmethod
+    def from_config(cls, config: PolicyConfig, input_size: int) -> NoCore:
+        return cls(input_size, config.hidden_size, config.num_layers, not config.carry_across_episodes)
+
     def export_metadata(self) -> dict:
-        return {}
+        # The (empty) state's L and W are the configured recurrent core's layers and units.
+        return {"num_layers": self.state_shape[1], "hidden_size": self.state_shape[2]}
 
     def forward(self, x: torch.Tensor, state: torch.Tensor,
                 episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -316,8 +462,25 @@ class StackCore(nn.Module):
         self.state_shape = (1, stack_len, input_size)
         self.out_features = stack_len * input_size
 
+    @classmethod
+    def from_config(cls, config: PolicyConfig, input_size: int) -> StackCore:
+        """K is ``--stack-len``, 4 when not given."""
+        return cls(input_size, 4 if config.stack_len is None else config.stack_len, not config.carry_across_episodes)
+
     def export_metadata(self) -> dict:
-        return {"stack_len": self.stack_len}
+        return {"stack_len": self.stack_len, "features": self.width}
+
+    def memory_view(self) -> MemoryView:
+        k = self.stack_len
+        return MemoryView(f"Memory: frame stack, {k} steps × {self.width} features",
+                          tuple(f"t-{k - 1 - j}" if j < k - 1 else "t" for j in range(k)),
+                          (MemoryRow("x", "encoding", "running"),), self.width)
+
+    def inspect_step(self, x: torch.Tensor, state: torch.Tensor,
+                     episode_start: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """The memory is the encodings themselves: the new stack's slots, oldest first."""
+        _, new = self.step(x, state, episode_start)
+        return [{"x": new[0, j]} for j in range(self.stack_len)], new
 
     def _flat(self, stack: torch.Tensor) -> torch.Tensor:
         """stack (K, B, F) -> (B, K * F), oldest slot first."""
@@ -370,17 +533,6 @@ class StackCore(nn.Module):
         return out, stacks[-1].transpose(0, 1).unsqueeze(0)
 
 
-CORE_KINDS = ("lstm", "gru", "none", "stack")
-
-
-def make_core(config: PolicyConfig, input_size: int) -> nn.Module:
-    """The core ``config.core`` names, reading ``input_size`` features per step."""
-    reset = not config.carry_across_episodes
-    if config.core == "stack":
-        return StackCore(input_size, config.stack_length, reset)
-    classes = {"lstm": LSTMCore, "gru": GRUCore, "none": NoCore}
-    if config.core not in classes:
-        raise ValueError(f"Unknown core {config.core!r}; choose one of {', '.join(CORE_KINDS)}.")
-    return classes[config.core](input_size, config.hidden_size, config.num_layers, reset, config.ortho_init,
-                                config.forget_bias, config.chrono_init, config.chrono_gates,
-                                config.chrono_fraction)
+def make_core(config: PolicyConfig, input_size: int) -> MemoryCore:
+    """The core ``config.core`` names in ``agents.registry.CORES``, reading ``input_size`` features per step."""
+    return CORES.load(config.core).from_config(config, input_size)

@@ -1,4 +1,4 @@
-"""The collector backends that ``--backend`` names, and ``make_collector``, which picks one.
+"""``make_collector``: the ``CollectorFactory`` that ``--backend`` names in ``agents.registry.BACKENDS``.
 
 Each backend's module is imported only when it is asked for, so that Ray stays an optional extra.
 """
@@ -6,14 +6,11 @@ Each backend's module is imported only when it is asked for, so that Ray stays a
 from __future__ import annotations
 
 from agents.config import TrainConfig
-from agents.rollout.collector import Collector, local_collector
+from agents.registry import BACKENDS
+from agents.rollout.collector import Collector
 
 
 def make_collector(config: TrainConfig) -> Collector:
-    """The ``CollectorFactory`` that ``--backend`` names: ``local_collector``, or Ray actors
-    (``agents.rollout.ray_collector``, imported only then)."""
-    if config.run.backend == "ray":
-        from agents.rollout.ray_collector import ray_collector
-
-        return ray_collector(config)
-    return local_collector(config)
+    """The collector of the backend ``config.run.backend`` names (``local_collector``, or Ray actors from
+    ``agents.rollout.ray_collector``, imported only then)."""
+    return BACKENDS.load(config.run.backend)(config)

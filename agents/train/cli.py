@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(nargs="?", const=True, type=_str2bool, metavar="BOOL")
             elif hint == (bool | None):  # none: derived from the env (config.json's "derived" says how)
                 kwargs.update(nargs="?", const=True, type=_optional_bool, metavar="BOOL|none")
+            elif f.metadata.get("choices") is not None:  # a registry (agents/registry.py): the names registered now
+                kwargs.update(choices=f.metadata["choices"].names())
             elif typing.get_origin(hint) is typing.Literal:
                 kwargs.update(choices=typing.get_args(hint))
             elif hint == tuple[int, ...]:

@@ -55,18 +55,11 @@ def _nice_ceil(x: float) -> float:
     return float(next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= x))
 
 
-# Names and scales of the drawn quantities: (label, symbol, colour map, fixed range or None).
-_QUANTITY_STYLE: dict[str, tuple[str, str, np.ndarray, tuple[float, float] | None]] = {
-    "i": ("input gate", "i", VIRIDIS, (0.0, 1.0)),
-    "f": ("forget gate", "f", VIRIDIS, (0.0, 1.0)),
-    "o": ("output gate", "o", VIRIDIS, (0.0, 1.0)),
-    "g": ("candidate", "g", BLUE_WHITE_RED, (-1.0, 1.0)),
-    "c": ("cell state", "c", BLUE_WHITE_RED, None),  # unbounded: scaled by the largest |c| seen
-    "h": ("hidden state", "h", BLUE_WHITE_RED, (-1.0, 1.0)),
-    "r": ("reset gate", "r", VIRIDIS, (0.0, 1.0)),
-    "z": ("update gate", "z", VIRIDIS, (0.0, 1.0)),
-    "n": ("candidate", "n", BLUE_WHITE_RED, (-1.0, 1.0)),
-    "x": ("encoding", "x", BLUE_WHITE_RED, None),  # unbounded: scaled like c
+# Each row scale's colour map and fixed range (None: ± a running round number above most values seen).
+_SCALE_STYLE: dict[str, tuple[np.ndarray, tuple[float, float] | None]] = {
+    "gate": (VIRIDIS, (0.0, 1.0)),
+    "signed": (BLUE_WHITE_RED, (-1.0, 1.0)),
+    "running": (BLUE_WHITE_RED, None),
 }
 
 _M = 14          # outer margin
@@ -119,12 +112,12 @@ class MemoryPanel:
     def push(self, readout: StepReadout) -> None:
         """Add the newest step; running scales only grow, so colours keep their meaning within a video."""
         self.readouts.append(readout)
+        running = [row.key for row in self.probe.rows if row.scale == "running"]
         for layer in readout.layers:
-            for q in ("c", "x"):
-                if q in layer:
-                    # A robust scale (95th percentile of |c|) so a few large units saturate instead of washing
-                    # out the rest, rounded up to 1, 2, 5, 10, ... so that it changes rarely during a video.
-                    self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer[q]), 95))))
+            for q in running:
+                # A robust scale (95th percentile of |c|) so a few large units saturate instead of washing
+                # out the rest, rounded up to 1, 2, 5, 10, ... so that it changes rarely during a video.
+                self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer[q]), 95))))
         if readout.obs is not None and readout.obs.size:
             self.obs_scale = max(self.obs_scale, float(np.abs(readout.obs).max()))
         self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
@@ -152,13 +145,13 @@ class MemoryPanel:
         y += 30
         rows["subtitle"] = y
         y += 24
-        if p.kind != "none":
+        if p.num_layers:
             rows["headers"] = y
             y += 20
         if p.obs_size:
             rows["obs"] = y
             y += max(p.obs_size * obs_row_px, 30) + _ROW_GAP
-        if p.kind == "none":
+        if not p.num_layers:
             rows["note"] = y
             y += 64
         for q in p.quantities:
@@ -225,7 +218,7 @@ class MemoryPanel:
             subtitle += "; actor core shown"
         self.text.draw(surface, subtitle, (_M, lay.rows["subtitle"]), _SMALL, DIM)
 
-        if p.kind != "none":
+        if p.num_layers:
             for k, name in enumerate(p.column_names):
                 self.text.draw(surface, name, (self._column_x(k), lay.rows["headers"]), _SMALL, DIM)
         if p.obs_size:
@@ -234,18 +227,19 @@ class MemoryPanel:
             data = self._history_matrix(lambda r: r.obs, p.obs_size)
             self._strip(surface, self._column_x(0), y, data, BLUE_WHITE_RED, -self.obs_scale, self.obs_scale,
                         p.obs_size * lay.obs_row_px)
-        if p.kind == "none":
+        if not p.num_layers:
             y = lay.rows["note"]
-            self.text.draw(surface, "This agent has no memory (core = none):", (_M, y), _TEXT, ACCENT)
+            self.text.draw(surface, f"This agent has no memory (core = {p.kind}):", (_M, y), _TEXT, ACCENT)
             self.text.draw(surface, "it acts on the current observation alone; only its value and action",
                            (_M, y + 22), _SMALL, DIM)
             self.text.draw(surface, "probabilities are shown.", (_M, y + 38), _SMALL, DIM)
-        for q in p.quantities:
-            name, symbol, anchors, fixed = _QUANTITY_STYLE[q]
+        for row in p.rows:
+            q = row.key
+            anchors, fixed = _SCALE_STYLE[row.scale]
             lo, hi = fixed if fixed is not None else (-self.c_scale, self.c_scale)
             note = "0 .. 1" if lo == 0.0 else f"±{hi:g}"
             y = lay.rows[q]
-            self._label(surface, y, f"{name} {symbol}", note)
+            self._label(surface, y, f"{row.name} {q}", note)
             for k in range(p.num_layers):
                 data = self._history_matrix(lambda r, k=k, q=q: r.layers[k][q] if r.layers else None, p.hidden_size)
                 self._strip(surface, self._column_x(k), y, data, anchors, lo, hi, lay.strip_h)
@@ -383,16 +377,15 @@ class MemoryPanel:
         pygame = import_pygame()
         bar_w, bar_h = 160, 12
         ramp = np.linspace(0.0, 1.0, bar_w)[None, :].repeat(bar_h, 0)
-        if self.probe.kind == "gru":
-            gate_text, state_text = "gates r, z", "n, h (c scaled)"
-        else:
-            gate_text, state_text = "gates i, f, o", "states c, h"
-        if self.probe.kind == "stack":
-            entries = [("encodings x (scaled)", BLUE_WHITE_RED, ("-1", "+1"))]
-        elif self.probe.kind != "none":
-            entries = [(gate_text, VIRIDIS, ("0", "1")), (state_text, BLUE_WHITE_RED, ("-1", "+1"))]
-        else:
-            entries = [("probabilities", VIRIDIS, ("0", "1"))]
+        rows = self.probe.rows
+        gates = [row.key for row in rows if row.scale == "gate"]
+        states = [row.key for row in rows if row.scale != "gate"]
+        scaled = [row.key for row in rows if row.scale == "running"]
+        entries = [("probabilities", VIRIDIS, ("0", "1"))] if not rows else []
+        if gates:
+            entries.append((f"gates {', '.join(gates)}", VIRIDIS, ("0", "1")))
+        if states:
+            entries.append((f"states {', '.join(states)}", BLUE_WHITE_RED, ("-1", "+1")))
         for label, anchors, (lo_text, hi_text) in entries:
             self.text.draw(surface, label, (x, y), _SMALL, DIM)
             surface.blit(array_to_surface(colormap(ramp, anchors, 0.0, 1.0)), (x, y + 18))
@@ -400,5 +393,6 @@ class MemoryPanel:
             self.text.draw(surface, lo_text, (x, y + 18 + bar_h + 2), _SMALL, DIM)
             self.text.draw(surface, hi_text, (x + bar_w, y + 18 + bar_h + 2), _SMALL, DIM, anchor="topright")
             y += 56
-        if self.probe.kind == "lstm":
-            self.text.draw(surface, "c: ± a round number above most |c|", (x, y - 4), _SMALL, DIM)
+        if scaled:
+            self.text.draw(surface, f"{', '.join(scaled)}: ± a round number above most |{scaled[0]}|", (x, y - 4),
+                           _SMALL, DIM)
