@@ -27,7 +27,6 @@ Importing this module loads numpy only; onnxruntime is imported when a runner is
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from agents.deploy.agent_ids import (
     check_hashable,
     is_id_batch,
 )
+from agents.deploy.numpy_actions import numpy_actions
 
 
 class OnnxRuntimeMissingError(ImportError):
@@ -89,7 +89,7 @@ class OnnxRunner:
         self._obs_inputs = [i for i in meta["inputs"] if i["role"] == "obs"]
         self._state_inputs = [i for i in meta["inputs"] if i["role"] == "state"]
         self._output_names = [o.name for o in self.session.get_outputs()]
-        self._kind = meta["action_kind"]
+        self._actions = numpy_actions(meta["action_kind"])  # the kind's numpy math (agents/deploy/numpy_actions.py)
         # One agent's state (S, L, H): the state inputs (h, c, h_critic, c_critic; each (L, B, H); or stack,
         # (K, B, F)) stacked, as named in the metadata.
         self._state_shape = tuple(int(d) for d in meta["state_shape"])
@@ -205,11 +205,12 @@ class OnnxRunner:
         if det:
             action, sample = out["action"], None
         else:
-            sample = self._sample(raw)
-            action = self._to_env(sample)
+            sample = self._actions.sample(raw, self.metadata, self.rng)
+            action = self._actions.to_env(sample, self.metadata)
         if not return_info:
             return action[0] if single else action
-        logprob = self._log_prob(raw, self._greedy(raw) if sample is None else sample)
+        taken = self._actions.greedy(raw, self.metadata) if sample is None else sample
+        logprob = self._actions.log_prob(raw, taken, self.metadata)
         value = out["value"]
         if single:
             return action[0], ActInfo(float(value[0]), float(logprob[0]), bool(starts[0]))
@@ -255,64 +256,3 @@ class OnnxRunner:
                 batch is None and x.shape[1:] == expected[1:]) else ""
             raise ValueError(f"{spec['name']}: expected shape {want}, got {x.shape}.{hint}")
         return x
-
-    def _greedy(self, raw: np.ndarray) -> np.ndarray:
-        """The mode of the exported distribution, in the distribution's own units (before start / clipping)."""
-        if self._kind == "categorical":
-            return raw.argmax(-1)
-        if self._kind == "multi_categorical":
-            bounds = np.cumsum([0, *self.metadata["nvec"]])
-            return np.stack([raw[:, a:b].argmax(-1) for a, b in itertools.pairwise(bounds)], axis=1)
-        if self._kind == "gaussian":
-            return raw
-        return (raw > 0).astype(np.int8)  # bernoulli: p > 0.5
-
-    def _sample(self, raw: np.ndarray) -> np.ndarray:
-        """A draw from the exported distribution (numpy's generator), before start / clipping."""
-        if self._kind == "categorical":
-            return _sample_categorical(raw, self.rng)
-        if self._kind == "multi_categorical":
-            bounds = np.cumsum([0, *self.metadata["nvec"]])
-            return np.stack([_sample_categorical(raw[:, a:b], self.rng)
-                             for a, b in itertools.pairwise(bounds)], axis=1)
-        if self._kind == "gaussian":
-            std = np.exp(np.asarray(self.metadata["log_std"], dtype=np.float32))
-            return raw + std * self.rng.standard_normal(raw.shape).astype(np.float32)
-        probs = 1.0 / (1.0 + np.exp(-raw))
-        return (self.rng.random(raw.shape) < probs).astype(np.int8)
-
-    def _to_env(self, sample: np.ndarray) -> np.ndarray:
-        """A sample in the env's format, as the graph's ``action`` output gives the greedy one."""
-        meta = self.metadata
-        if self._kind == "categorical":
-            return sample + meta["action_start"]
-        shape = tuple(next(o for o in meta["outputs"] if o["name"] == "action")["shape"][1:])
-        if self._kind == "gaussian":
-            sample = np.clip(sample, meta["action_low"], meta["action_high"]).astype(np.float32)
-        return sample.reshape(-1, *shape)
-
-    def _log_prob(self, raw: np.ndarray, sample: np.ndarray) -> np.ndarray:
-        """log pi(sample | obs) per agent ``(B,)``, summed over action dimensions."""
-        if self._kind == "categorical":
-            return np.take_along_axis(_log_softmax(raw), sample[:, None], axis=1)[:, 0]
-        if self._kind == "multi_categorical":
-            bounds = np.cumsum([0, *self.metadata["nvec"]])
-            return sum(np.take_along_axis(_log_softmax(raw[:, a:b]), sample[:, k:k + 1], axis=1)[:, 0]
-                       for k, (a, b) in enumerate(itertools.pairwise(bounds)))
-        if self._kind == "gaussian":
-            log_std = np.asarray(self.metadata["log_std"], dtype=np.float32).reshape(-1)
-            z = (sample - raw) / np.exp(log_std)
-            return (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
-        log_p, log_not_p = -np.logaddexp(0.0, -raw), -np.logaddexp(0.0, raw)  # bernoulli
-        return np.where(sample.reshape(raw.shape) > 0, log_p, log_not_p).sum(-1)
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
-def _sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits)."""
-    u = np.clip(rng.random(logits.shape), 1e-20, 1.0)
-    return np.argmax(logits - np.log(-np.log(u)), axis=-1)

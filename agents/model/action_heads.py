@@ -14,6 +14,8 @@ and lazy properties there cost more than the math.
 
 Each head is the one place that knows its kind: export, the runner, the inspector and watch ask it
 (``greedy``, ``to_env``, ``export_action``, ``action_rows``...) instead of switching on ``head.kind``.
+``ACTION_HEADS`` maps each supported space type to its head (``register_action_head``); ``make_action_head``,
+``check_action_space`` and the supported-spaces message read it, and nothing else lists the spaces.
 
 The stored action is the sampled one; ``to_env`` clips Box actions to the
 bounds for the env only, so log-probabilities stay exact.
@@ -37,8 +39,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.spaces import UnsupportedSpaceError
-
-SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, Box (continuous, finite shape) and MultiBinary"
 
 
 def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device,
@@ -152,9 +152,13 @@ class ActionHead(nn.Module):
         export_dtype: dtype of an export's greedy ``action`` output.
         rows_title, rows_signed: the inspector's caption of the action rows, and whether they span [-1, 1]
             (else [0, 1]).
+        space_type: the Gymnasium space class it acts in (its key in ``ACTION_HEADS``).
+        space_description: how the supported-spaces message names it.
     """
 
     kind: str
+    space_type: type[spaces.Space]
+    space_description: str
     output_name = "logits"
     rows_title = "action prob"
     rows_signed = False
@@ -173,6 +177,10 @@ class ActionHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> Distribution:
         return self.distribution(self.linear(features))
+
+    @classmethod
+    def check_space(cls, space: spaces.Space) -> None:
+        """Raise UnsupportedSpaceError, naming the fix, for a ``space_type`` space this head cannot act in."""
 
     def distribution(self, out: torch.Tensor) -> Distribution:
         """Raw head output (N, num_outputs) -> distribution."""
@@ -234,10 +242,26 @@ class ActionHead(nn.Module):
         raise NotImplementedError
 
 
+ACTION_HEADS: dict[type[spaces.Space], type[ActionHead]] = {}
+
+
+def register_action_head(head: type[ActionHead]) -> type[ActionHead]:
+    """Class decorator: ``head`` acts in spaces of its ``space_type`` (one head per space type)."""
+    old = ACTION_HEADS.get(head.space_type)
+    if old is not None and old is not head:
+        raise ValueError(f"{head.space_type.__name__} already has the action head {old.__name__}; "
+                         f"unregister it (del ACTION_HEADS[...]) or subclass the space.")
+    ACTION_HEADS[head.space_type] = head
+    return head
+
+
+@register_action_head
 class CategoricalHead(ActionHead):
     """Discrete(n): one categorical; the env's action is the index plus the space's ``start``."""
 
     kind = "categorical"
+    space_type = spaces.Discrete
+    space_description = "Discrete"
 
     def __init__(self, space: spaces.Discrete, in_features: int, ortho_init: bool = True):
         super().__init__(space, in_features, int(space.n), (), torch.int64, ortho_init)
@@ -282,10 +306,19 @@ class CategoricalHead(ActionHead):
         return dist.logits[0].exp().cpu().numpy(), [int(action.item())]
 
 
+@register_action_head
 class MultiCategoricalHead(ActionHead):
     """MultiDiscrete(nvec): independent categoricals, one per entry of ``nvec`` (start 0)."""
 
     kind = "multi_categorical"
+    space_type = spaces.MultiDiscrete
+    space_description = "MultiDiscrete (start 0)"
+
+    @classmethod
+    def check_space(cls, space: spaces.Space) -> None:
+        if np.any(np.asarray(space.start) != 0):
+            raise UnsupportedSpaceError(
+                f"MultiDiscrete action space {space} has a non-zero start; wrap the env's actions to start at 0.")
 
     def __init__(self, space: spaces.MultiDiscrete, in_features: int, ortho_init: bool = True):
         nvec = np.asarray(space.nvec).ravel()
@@ -338,13 +371,23 @@ class _ElementwiseHead(ActionHead):
         return action.reshape(action.shape[0], *self.action_shape)
 
 
+@register_action_head
 class GaussianHead(_ElementwiseHead):
     """Box: a diagonal Gaussian with a state-independent log std; the env gets the action clipped to the bounds."""
 
     kind = "gaussian"
+    space_type = spaces.Box
+    space_description = "Box (continuous, finite shape)"
     output_name = "mean"
     rows_title = "action mean"
     rows_signed = True
+
+    @classmethod
+    def check_space(cls, space: spaces.Space) -> None:
+        if not (np.issubdtype(space.dtype, np.floating) and len(space.shape) > 0):
+            raise UnsupportedSpaceError(
+                f"Action space Box ({space}) is not supported: a Box action must be continuous (float) with a shape. "
+                f"Supported: {supported_action_spaces()}; use Discrete / MultiDiscrete for integer actions.")
 
     def __init__(self, space: spaces.Box, in_features: int, ortho_init: bool = True):
         num_outputs = int(np.prod(space.shape))
@@ -391,10 +434,13 @@ class GaussianHead(_ElementwiseHead):
         return np.clip(scaled, -1.0, 1.0), []
 
 
+@register_action_head
 class BernoulliHead(_ElementwiseHead):
     """MultiBinary: independent Bernoullis; the env gets 0 / 1 in the space's dtype."""
 
     kind = "bernoulli"
+    space_type = spaces.MultiBinary
+    space_description = "MultiBinary"
 
     def __init__(self, space: spaces.MultiBinary, in_features: int, ortho_init: bool = True):
         super().__init__(space, in_features, int(np.prod(space.shape)), tuple(space.shape), torch.float32,
@@ -420,14 +466,7 @@ class BernoulliHead(_ElementwiseHead):
 
 def make_action_head(action_space: spaces.Space, in_features: int, ortho_init: bool = True) -> ActionHead:
     """The action head for ``action_space`` (UnsupportedSpaceError, naming the supported ones, otherwise)."""
-    check_action_space(action_space)
-    if isinstance(action_space, spaces.Discrete):
-        return CategoricalHead(action_space, in_features, ortho_init)
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return MultiCategoricalHead(action_space, in_features, ortho_init)
-    if isinstance(action_space, spaces.Box):
-        return GaussianHead(action_space, in_features, ortho_init)
-    return BernoulliHead(action_space, in_features, ortho_init)
+    return head_class(action_space)(action_space, in_features, ortho_init)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -436,15 +475,23 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
 
 
+def supported_action_spaces() -> str:
+    """The spaces the registered heads act in, for messages and docs."""
+    return ", ".join(head.space_description for head in ACTION_HEADS.values())
+
+
+def head_class(space: spaces.Space) -> type[ActionHead]:
+    """The registered head for ``space``'s type, after its own checks; UnsupportedSpaceError otherwise."""
+    for space_type in type(space).__mro__:  # a subclass of a supported space is acted in by that space's head
+        if space_type in ACTION_HEADS:
+            head = ACTION_HEADS[space_type]
+            head.check_space(space)
+            return head
+    raise UnsupportedSpaceError(
+        f"Action space {type(space).__name__} ({space}) is not supported. Supported: {supported_action_spaces()}. "
+        f"Wrap the env (e.g. flatten a Dict action space into MultiDiscrete) to use it.")
+
+
 def check_action_space(space: spaces.Space) -> None:
     """Raise UnsupportedSpaceError naming the space and listing the supported ones."""
-    ok = isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary))
-    if isinstance(space, spaces.Box):
-        ok = np.issubdtype(space.dtype, np.floating) and len(space.shape) > 0
-    if isinstance(space, spaces.MultiDiscrete) and np.any(np.asarray(space.start) != 0):
-        raise UnsupportedSpaceError(
-            f"MultiDiscrete action space {space} has a non-zero start; wrap the env's actions to start at 0.")
-    if not ok:
-        raise UnsupportedSpaceError(
-            f"Action space {type(space).__name__} ({space}) is not supported. Supported: {SUPPORTED_ACTION_SPACES}. "
-            f"Wrap the env (e.g. flatten a Dict action space into MultiDiscrete) to use it.")
+    head_class(space)

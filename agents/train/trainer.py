@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from collections import deque
@@ -50,7 +49,7 @@ from agents.run.checkpoint import (
     build_payload,
     check_spaces_match,
     describe_differences,
-    load_latest,
+    load_for_resume,
 )
 from agents.run.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir, refuse_finished_run
 from agents.run.run_log import derived_settings, log_iteration, progress_bar, summarize, write_summary
@@ -233,17 +232,9 @@ class Trainer:
     def _load_resume_checkpoint(self) -> tuple[dict, dict]:
         """Load the newest readable checkpoint into the policy, optimizer, RNGs and counters."""
         cfg = self.config
-        try:
-            payload, meta, path, problems = load_latest(self.run_dir, map_location=self.device)
-        except CheckpointError as exc:
-            raise CheckpointError(f"--resume {self.run_dir}: {exc} Start the run again with --overwrite, or "
-                                  f"choose another --run-dir.") from exc
-        if problems:
-            latest = self.run_dir / CHECKPOINT_DIR / LATEST
-            if path.name == PREVIOUS and latest.exists():
-                # Keep the damaged file for inspection, out of the rotation (the next save would make it previous).
-                os.replace(latest, latest.with_name(LATEST + ".corrupt"))
-            warnings.warn(f"Resuming from {path} because {'; '.join(problems)}.", ResumeWarning, stacklevel=4)
+        payload, meta, path, fallback = load_for_resume(self.run_dir, cfg, map_location=self.device)
+        if fallback is not None:
+            warnings.warn(fallback, ResumeWarning, stacklevel=4)
         saved = TrainConfig.from_dict(meta["config"])
         if saved.policy != cfg.policy:
             raise CheckpointError(
