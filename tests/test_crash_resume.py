@@ -15,6 +15,7 @@ from pathlib import Path
 import faulty_envs  # noqa: F401  (registers tests/NoSnapshot-v0)
 import pytest
 import torch
+from registry_cases import core_names, core_settings
 
 from agents.config import ConfigError, TrainConfig
 from agents.run.checkpoint import LATEST, PREVIOUS, CheckpointError, load_payload, load_policy, payload_digest
@@ -114,11 +115,18 @@ def test_resume_with_observation_and_reward_normalisation_is_bitwise_exact(tmp_p
     assert straight_run.reward_scaler.std != 1.0  # the statistics did move
 
 
-def test_resume_with_the_stack_core_is_bitwise_exact(tmp_path):
-    # The frame stack's state (the last K encodings of every env) travels in the checkpoint like h and c.
-    straight_run, resumed = straight_and_resumed(tmp_path, core="stack", stack_len=3)
+@pytest.mark.parametrize("core", [core for core in core_names() if core != TrainConfig().policy.core])
+def test_resume_with_every_core_is_bitwise_exact(tmp_path, core):
+    check_resume_is_bitwise_exact(tmp_path, core)
+
+
+def check_resume_is_bitwise_exact(tmp_path: Path, core: str) -> None:
+    """A run of ``core`` crashed and resumed equals the uninterrupted run bitwise, its stored states included (the
+    frame stack's state, the last K encodings of every env, travels in the checkpoint like h and c)."""
+    straight_run, resumed = straight_and_resumed(tmp_path, **core_settings(core))
     state = straight_run.collector.state_dict(snapshot_envs=False)["tensors"]["state"]
-    assert state.shape[:2] == (1, 3) and state.abs().sum() > 0
+    assert state.shape[:3] == (*straight_run.policy.state_shape[:2], SMALL["num_envs"])
+    assert state.numel() == 0 or state.abs().sum() > 0
     assert torch.equal(state, resumed.collector.state_dict(snapshot_envs=False)["tensors"]["state"])
 
 
@@ -198,7 +206,7 @@ def test_damaged_latest_falls_back_to_previous(tmp_path, damage):
         load_payload(latest)
     with pytest.warns(UserWarning, match="previous.pt"):
         _policy, _ = load_policy(run)
-    with pytest.warns(ResumeWarning, match="Resuming from .*previous.pt"):
+    with pytest.warns(ResumeWarning, match="resuming from previous.pt at step 512"):
         resumed = make(run, resume=True, total_steps=1536)
     assert resumed.global_step == 512
     assert (run / "checkpoints" / "latest.pt.corrupt").exists()  # kept for inspection, out of the rotation

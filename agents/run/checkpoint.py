@@ -54,10 +54,20 @@ LATEST = "latest.pt"
 PREVIOUS = "previous.pt"
 BEST = "best.pt"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED = "is damaged (truncated or corrupted)"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, damaged, unsafe, or does not fit the run."""
+    """A checkpoint is missing, damaged, unsafe, or does not fit the run.
+
+    Attributes:
+        problem: what is wrong with the file in a few words ("is damaged (truncated or corrupted)"), for messages
+            that name several files; the message itself says it in full.
+    """
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 # --------------------------------------------------------------------------- writing
@@ -237,7 +247,7 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if not path.is_file():
         what = "it is not a file" if path.exists() else "no such file or directory"
         raise CheckpointError(f"No checkpoint at {path} ({what}). Pass a run directory written by train.py "
-                              f"(its --run-dir) or a .pt file from its {CHECKPOINT_DIR}/.")
+                              f"(its --run-dir) or a .pt file from its {CHECKPOINT_DIR}/.", "is missing")
     try:
         with warnings.catch_warnings():
             # torch.save writes protocol 2; any other protocol means a file from elsewhere, which torch flags
@@ -247,22 +257,25 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"Refusing to load {path}: it contains pickled objects other than tensors and plain data, which "
-            f"could run code when loaded. Only load checkpoints written by this framework. ({exc})") from exc
+            f"could run code when loaded. Only load checkpoints written by this framework. ({exc})",
+            "holds pickled objects other than tensors") from exc
     except Exception as exc:  # a damaged zip or pickle stream fails in many ways (IndexError, KeyError, ...)
-        raise CheckpointError(f"Checkpoint {path} is truncated or corrupted and cannot be read "
-                              f"({type(exc).__name__}: {exc}).") from exc
+        # torch's own text (a zip reader's, often hundreds of characters) stays on the chained exception.
+        raise CheckpointError(f"Checkpoint {path} is damaged (truncated or corrupted) and cannot be read.",
+                              DAMAGED) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file.")
+        raise CheckpointError(f"{path} is not a {FORMAT} file.", f"is not a {FORMAT} file")
     if payload.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path} has format version {payload.get('version')}; this code reads "
-                              f"{', '.join(map(str, READABLE_VERSIONS))}. Update mnemo to read it.")
+                              f"{', '.join(map(str, READABLE_VERSIONS))}. Update mnemo to read it.",
+                              f"has format version {payload.get('version')}, newer than this code reads")
     if payload["version"] >= 2 and payload.get("digest") != payload_digest(payload):
-        raise CheckpointError(f"Checkpoint {path} is corrupted: its contents do not match the digest written "
-                              f"with it (a damaged disk or an edited file).")
+        raise CheckpointError(f"Checkpoint {path} is damaged (corrupted): its contents do not match the digest "
+                              f"written with it (a damaged disk or an edited file).", DAMAGED)
     try:
         meta = json.loads(payload["meta"])
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Checkpoint {path} has damaged metadata ({exc}).") from exc
+        raise CheckpointError(f"Checkpoint {path} has damaged metadata ({exc}).", DAMAGED) from exc
     return payload, meta
 
 
@@ -270,28 +283,111 @@ def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -
     """The newest readable checkpoint of a run: ``latest.pt``, else ``previous.pt``.
 
     Returns:
-        (payload, meta, the file read, problems met with the files skipped).
+        (payload, meta, the file read, what was wrong with each file skipped: ``["latest.pt is damaged ..."]``).
 
     Raises:
-        CheckpointError: neither file is readable; the message lists what went wrong with each.
+        NoIntactCheckpoint: neither file is readable; it says what is wrong with each and whether best.pt is intact.
     """
     check_device_available(map_location)  # once for the run, not as a problem of each file
     directory = Path(run_dir) / CHECKPOINT_DIR
     problems: list[str] = []
     for name in (LATEST, PREVIOUS):
-        path = directory / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-            continue
         try:
-            payload, meta = load_payload(path, map_location)
+            payload, meta = load_payload(directory / name, map_location)
         except CheckpointError as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(f"{name} {exc.problem}")
             continue
-        return payload, meta, path, problems
-    if all(problem.endswith(": missing") for problem in problems):
+        return payload, meta, directory / name, problems
+    if not (directory / LATEST).exists() and not (directory / PREVIOUS).exists():
         raise CheckpointError(f"Run directory {run_dir} has no {CHECKPOINT_DIR}/{LATEST}; is it a training run?")
-    raise CheckpointError(f"No readable checkpoint in {directory} ({'; '.join(problems)}).")
+    raise NoIntactCheckpoint(directory, problems, _readable_step(directory / BEST, map_location))
+
+
+class NoIntactCheckpoint(CheckpointError):
+    """Neither ``latest.pt`` nor ``previous.pt`` of a run can be read.
+
+    Attributes:
+        best_step: the step of an intact ``best.pt`` (None: missing or damaged too), which keeps the most.
+    """
+
+    def __init__(self, directory: Path, problems: list[str], best_step: int | None):
+        self.directory, self.best_step = directory, best_step
+        self.damage = join_problems(problems)
+        best = f"; {BEST} (step {best_step:,}) is intact" if best_step is not None else ""
+        super().__init__(f"No readable checkpoint in {directory}: {self.damage}{best}.")
+
+    def fix_for_loading(self) -> str:
+        """What keeps the most for watching or exporting: the best checkpoint."""
+        if self.best_step is None:
+            return f"No readable checkpoint in {self.directory}: {self.damage}, and {BEST} is missing or damaged."
+        return (f"{self.damage} in {self.directory}, but {BEST} (step {self.best_step:,}) is intact: load it with "
+                f"--which {BEST}.")
+
+    def fix_for_resuming(self, run_dir: Path) -> str:
+        """What keeps the most for training on: continuing from best.pt, the only intact checkpoint."""
+        if self.best_step is None:
+            return (f"--resume {run_dir}: {self.damage}, and {BEST} is missing or damaged, so nothing is left to "
+                    f"resume from; start again with --overwrite, or choose another --run-dir.")
+        best, latest = self.directory / BEST, self.directory / LATEST
+        return (f"--resume {run_dir}: {self.damage}, but {BEST} (step {self.best_step:,}) is intact; to continue "
+                f"from it: cp {best} {latest} and --resume again (--overwrite would delete it).")
+
+
+def join_problems(problems: list[str]) -> str:
+    """'latest.pt and previous.pt are both damaged (...)' when the files share their problem, else each one's."""
+    names = [p.split(" ", 1)[0] for p in problems]
+    whats = {p.split(" ", 1)[1] for p in problems}
+    if len(problems) == 2 and len(whats) == 1:
+        what = whats.pop()
+        plural = what.replace("is ", "are both ", 1) if what.startswith("is ") else what
+        return f"{names[0]} and {names[1]} {plural}"
+    return " and ".join(problems)
+
+
+def _readable_step(path: Path, map_location: str | torch.device) -> int | None:
+    """The step a readable checkpoint was saved at, or None if it is missing or unreadable."""
+    try:
+        _, meta = load_payload(path, map_location)
+        return int(meta["counters"]["global_step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
+def load_for_resume(run_dir: str | Path, config: TrainConfig,
+                    map_location: str | torch.device = "cpu") -> tuple[dict, dict, Path, str | None]:
+    """The checkpoint a resume starts from: ``latest.pt``, else ``previous.pt`` with a note of what was lost.
+
+    An unreadable ``latest.pt`` is renamed ``latest.pt.corrupt`` when ``previous.pt`` is used: kept for
+    inspection, out of the rotation (the next save would otherwise make it ``previous.pt``).
+
+    Returns:
+        (payload, meta, the file read, one line on the fallback for the user, or None).
+
+    Raises:
+        CheckpointError: no checkpoint can be read; one line naming the damage and the command that keeps the most.
+    """
+    run_dir = Path(run_dir)
+    try:
+        payload, meta, path, problems = load_latest(run_dir, map_location)
+    except NoIntactCheckpoint as exc:
+        raise CheckpointError(exc.fix_for_resuming(run_dir)) from exc
+    except CheckpointError as exc:
+        raise CheckpointError(f"--resume {run_dir}: {exc} Start the run again with --overwrite, or choose another "
+                              f"--run-dir.") from exc
+    if not problems:
+        return payload, meta, path, None
+    latest = path.with_name(LATEST)
+    kept = ""
+    if latest.exists():
+        os.replace(latest, latest.with_name(LATEST + ".corrupt"))
+        kept = f" (kept as {LATEST}.corrupt)"
+    step = int(meta["counters"]["global_step"])
+    budget = config.num_iterations * config.batch_size
+    # latest.pt is written once at least --checkpoint-every steps have run since the one before it.
+    gap = -(-config.run.checkpoint_every // config.batch_size) * config.batch_size
+    note = (f"{problems[0]}{kept}: resuming from {PREVIOUS} at step {step:,} of {budget:,}; the training after it "
+            f"(at most {gap:,} steps, --checkpoint-every) is lost and runs again.")
+    return payload, meta, path, note
 
 
 def resolve_checkpoint(path_or_run_dir: str | Path, which: str = LATEST) -> Path:
@@ -320,9 +416,14 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
     """
     p = Path(path_or_run_dir)
     if p.is_dir() and which == LATEST:
-        payload, meta, path, problems = load_latest(p, map_location=device)
+        try:
+            payload, meta, path, problems = load_latest(p, map_location=device)
+        except NoIntactCheckpoint as exc:
+            raise CheckpointError(exc.fix_for_loading()) from exc
         if problems:
-            warnings.warn(f"Loaded {path} because {'; '.join(problems)}", stacklevel=2)
+            step = meta["counters"]["global_step"]
+            warnings.warn(f"{problems[0]}: loaded {PREVIOUS} (step {step:,}) instead; --which {BEST} loads the "
+                          f"best checkpoint.", stacklevel=2)
     else:
         path = resolve_checkpoint(p, which)
         payload, meta = load_payload(path, map_location=device)
