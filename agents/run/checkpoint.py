@@ -445,13 +445,16 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
 # --------------------------------------------------------------------------- fit checks
 def check_spaces_match(meta: dict, observation_space: spaces.Space, action_space: spaces.Space,
                        env_name: str, path: str | Path) -> None:
-    """Raise CheckpointError naming the space that differs between a checkpoint and an env."""
+    """Raise CheckpointError naming the space that differs between a checkpoint and an env, and the env it was
+    trained on."""
+    env = meta.get("config", {}).get("env", {})
+    trained = f"{env.get('env_id')}" + (f" {json.dumps(env['env_kwargs'])}" if env.get("env_kwargs") else "")
     for kind, space in (("observation", observation_space), ("action", action_space)):
         saved = space_from_json(meta[f"{kind}_space"])
         if saved != space:
             raise CheckpointError(
-                f"The checkpoint {path} was trained on the {kind} space {saved}, but {env_name} has {space}. "
-                f"Use the env (and --env-kwargs) it was trained with.")
+                f"The checkpoint {path} was trained on {trained}, whose {kind} space is {saved}, but {env_name} "
+                f"has {space}; use --env-id {env.get('env_id')} (and the --env-kwargs it was trained with).")
 
 
 def describe_differences(saved: Any, requested: Any) -> str:

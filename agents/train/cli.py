@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Continue the run in RUN_DIR from its latest checkpoint (previous.pt if latest.pt "
                              "is damaged); other flags may change the step budget or run settings but not the "
                              "network or --num-envs.")
+    parser.add_argument("--allow-env-change", action="store_true",
+                        help="With --resume: let --env-id / --env-kwargs name another env than the run trained on "
+                             "(same spaces); config.json's preset then records the change.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Start afresh in --run-dir even if it holds a run: its checkpoints, events and "
                              "config are deleted (a directory with other files is refused).")
@@ -138,7 +141,8 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
 
 def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """``resolve_config`` for parsed arguments; returns (config, resume)."""
-    explicit = {k: v for k, v in vars(args).items() if v is not _UNSET and k not in ("resume", "overwrite")}
+    explicit = {k: v for k, v in vars(args).items()
+                if v is not _UNSET and k not in ("resume", "overwrite", "allow_env_change")}
     if explicit.get("env_import") is None:
         explicit.pop("env_import")
     else:
@@ -148,6 +152,7 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
             raise ConfigError(f"--resume {args.resume} and --run-dir {explicit['run_dir']} name different "
                               f"directories; --resume alone says where the run is.")
         config = _saved_config(Path(args.resume))
+        explicit = _env_change(config, explicit, args)
         if explicit.get("backend") == "local":  # a Ray run resumed locally: its Ray settings no longer apply
             explicit = {"num_workers": None, "envs_per_worker": None, "ray_address": None, **explicit}
         config = config.with_overrides({**explicit, "run_dir": args.resume})
@@ -167,6 +172,24 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     applied = env_id if preset else "none"
     config = TrainConfig().with_overrides({**preset, **explicit, "preset": applied})
     return config.validate(), False
+
+
+def _env_change(saved: TrainConfig, explicit: dict, args: argparse.Namespace) -> dict:
+    """Refuse a resume on another env than the run trained on, unless --allow-env-change says it is meant; then
+    ``explicit`` gains a preset that records the change (config.json keeps it)."""
+    env = saved.env
+    changed = [f"--{name.replace('_', '-')} {explicit[name] if name == 'env_id' else json.dumps(explicit[name])}"
+               for name in ("env_id", "env_kwargs") if name in explicit and explicit[name] != getattr(env, name)]
+    if not changed:
+        return explicit
+    trained = env.env_id + (f" {json.dumps(env.env_kwargs)}" if env.env_kwargs else "")
+    if not getattr(args, "allow_env_change", False):
+        raise ConfigError(f"--resume {args.resume}: the run was trained on {trained}, and {' '.join(changed)} asks "
+                          f"for another env; drop {'them' if len(changed) > 1 else 'it'} to resume, or add "
+                          f"--allow-env-change to train on the new env from here on.")
+    kwargs = explicit.get("env_kwargs", env.env_kwargs)
+    new = explicit.get("env_id", env.env_id) + (f" {json.dumps(kwargs)}" if kwargs else "")
+    return {**explicit, "preset": f"{env.preset}, then --allow-env-change from {trained} to {new}"}
 
 
 def _saved_config(run_dir: Path) -> TrainConfig:

@@ -291,8 +291,8 @@ def _check_spaces(policy: RecurrentActorCritic, env: gym.Env, env_id: str) -> No
     for what, theirs, ours in (("observation", env.observation_space, policy.observation_space),
                                ("action", env.action_space, policy.action_space)):
         if type(theirs) is not type(ours) or gym.spaces.flatdim(theirs) != gym.spaces.flatdim(ours):
-            raise WatchError(f"{env_id}'s {what} space {theirs} does not match the policy's {ours}; "
-                             "was the env changed since training?")
+            raise WatchError(f"The policy was trained on {env_id}, whose {what} space was then {ours}; {env_id} "
+                             f"now has {theirs}: was the env changed since training?")
 
 
 @torch.inference_mode()
