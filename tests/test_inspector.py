@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from registry_cases import core_names, core_settings
 
 from agents.config import PolicyConfig
 from agents.model.cores import GRUCore, LSTMCore, RNNCore
@@ -85,7 +86,7 @@ def test_carry_mode_ignores_episode_starts():
 def _policy(core: str, layers: int = 1, action_space: spaces.Space | None = None) -> RecurrentActorCritic:
     torch.manual_seed(1)
     obs_space = spaces.Box(0.0, 1.0, (4,), np.float32)
-    config = PolicyConfig(core=core, hidden_size=12, num_layers=layers)
+    config = PolicyConfig(**core_settings(core, layers), hidden_size=12)
     return RecurrentActorCritic(obs_space, action_space or spaces.Discrete(3), config)
 
 
@@ -108,22 +109,40 @@ def _play(policy: RecurrentActorCritic, probe: MemoryProbe, steps: int, panel: M
     return readouts
 
 
-@pytest.mark.parametrize("core,layers", [("lstm", 2), ("gru", 1), ("none", 1)])
-def test_probe_reads_the_step_the_policy_took(core, layers):
-    policy = _policy(core, layers)
+@pytest.mark.parametrize("core,layers", [(core, layers) for core in core_names() for layers in (1, 2)])
+def test_probe_reads_the_step_the_policy_took_and_the_panel_draws_it(core, layers):
+    check_probe_and_panel(_policy(core, layers))
+
+
+def check_probe_and_panel(policy: RecurrentActorCritic) -> MemoryProbe:
+    """The probe reads 6 steps of ``policy`` (its state guard on): one row per quantity the core's view names, in
+    each of its columns; the panel draws a frame of them."""
     probe = MemoryProbe(policy, action_labels=["north", "east", "south"])
     assert probe.action_labels == ["north", "east", "south"]
-    for r, out in _play(policy, probe, 6):
+    panel = MemoryPanel(probe, history=8, text=TextRenderer(use_system_font=False))
+    for r, out in _play(policy, probe, 6, panel):
         assert r.action_values.shape == (3,)
         assert r.action_values.sum() == pytest.approx(1.0, abs=1e-5)
         assert r.chosen == [int(out.action.item())]
         assert r.obs is not None and r.obs.shape == (4,)
-        assert len(r.layers) == (0 if core == "none" else layers)
+        assert len(r.layers) == probe.num_layers == len(probe.column_names)
         for layer in r.layers:
             assert set(layer) == set(probe.quantities)
-            assert all(v.shape == (12,) for v in layer.values())
-        if core == "lstm":  # the top layer's h is what the heads read
-            torch.testing.assert_close(torch.from_numpy(r.layers[-1]["h"]), out.state[0, -1, 0], atol=1e-5, rtol=0)
+            assert all(v.shape == (probe.hidden_size,) for v in layer.values())
+    for row in probe.rows:
+        assert row.key in panel.layout.rows
+    frame = panel.compose(np.zeros((20, 30, 3), np.uint8), ["caption"])
+    assert frame.dtype == np.uint8 and frame.shape[1] > panel.size[0] and frame.shape[0] >= panel.size[1]
+    return probe
+
+
+def test_probe_shows_an_lstms_gates_and_its_top_h():
+    policy = _policy("lstm", 2)
+    probe = MemoryProbe(policy)
+    assert probe.quantities == ("i", "f", "o", "c", "h") and probe.column_names == ["layer 1", "layer 2"]
+    assert MemoryProbe(_policy("gru")).quantities == ("r", "z", "n", "h")
+    for r, out in _play(policy, probe, 4):  # the top layer's h is what the heads read
+        torch.testing.assert_close(torch.from_numpy(r.layers[-1]["h"]), out.state[0, -1, 0], atol=1e-5, rtol=0)
 
 
 def test_probe_guard_catches_a_mismatching_core():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gymnasium import spaces
+from registry_cases import core_names, core_settings
 from test_runner import BOX, make_policy, random_obs
 
 from agents.deploy.export import export_onnx
@@ -30,16 +31,20 @@ SCRIPT = [
 
 
 @pytest.mark.parametrize("kwargs,act_space", [
-    ({}, spaces.Discrete(3)),
+    *[(core_settings(core), spaces.Discrete(3)) for core in core_names()],
     ({"core": "gru"}, spaces.Discrete(3, start=1)),
     ({"num_layers": 2, "separate_critic": True}, spaces.Discrete(3)),
     ({"carry_across_episodes": True}, spaces.Discrete(3)),
     ({}, spaces.Box(-1.0, 1.0, (2,), np.float32)),
-    ({"core": "stack", "stack_len": 3}, spaces.Discrete(3)),
     ({"core": "stack", "carry_across_episodes": True}, spaces.Box(-1.0, 1.0, (2,), np.float32)),
 ])
 def test_onnx_runner_equals_policy_runner_as_agents_join_leave_and_reset(tmp_path, kwargs, act_space):
-    policy = make_policy(act_space=act_space, **kwargs)
+    check_onnx_runner_equals_policy_runner(make_policy(act_space=act_space, **kwargs), tmp_path)
+
+
+def check_onnx_runner_equals_policy_runner(policy, tmp_path) -> None:
+    """OnnxRunner over the policy's ONNX export equals PolicyRunner as agents join, leave and reset."""
+    act_space = policy.action_space
     export_onnx(policy, tmp_path / "p.onnx")
     torch_runner, onnx_runner = PolicyRunner(policy), OnnxRunner(tmp_path / "p.onnx")
     observations = iter(random_obs(BOX, 100, seed=5))

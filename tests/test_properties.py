@@ -20,6 +20,7 @@ import torch
 from gymnasium import spaces
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from registry_cases import core_names
 
 from agents.config import ConfigError, PolicyConfig
 from agents.model.policy import RecurrentActorCritic
@@ -57,7 +58,7 @@ action_space = st.one_of(
 )
 policy_config = st.builds(
     PolicyConfig,
-    core=st.sampled_from(["lstm", "gru", "none", "stack"]),
+    core=st.sampled_from(core_names()),
     hidden_size=st.integers(2, 12),
     num_layers=st.integers(1, 2),
     separate_critic=st.booleans(),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import toy_envs  # noqa: F401  (registers tests/Boundary-v0)
+from registry_cases import core_names, core_settings
 
 from agents.config import PolicyConfig
 from agents.model.policy import RecurrentActorCritic
@@ -26,9 +27,8 @@ def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="dis
             rollouts=2, noise_correlation=0.0, device="cpu"):
     envs = make_vector_env("tests/Boundary-v0", 4, {"action_kind": action_kind})
     torch.manual_seed(seed)
-    sizes = {"stack_len": 2 * layers} if core == "stack" else {"num_layers": layers}  # stack: K = 2 or 4
-    cfg = PolicyConfig(core=core, hidden_size=16, separate_critic=separate, carry_across_episodes=carry,
-                       normalize_obs=True, **sizes)
+    cfg = PolicyConfig(hidden_size=16, separate_critic=separate, carry_across_episodes=carry, normalize_obs=True,
+                       **core_settings(core, layers))
     device = torch.device(device)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg).to(device)
     collector = VectorCollector(envs, num_steps, noise_correlation=noise_correlation)
@@ -40,7 +40,7 @@ def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="dis
     return policy, collector, buf
 
 
-CASES = list(itertools.product(["lstm", "gru", "none", "stack"], [1, 2], [False, True], [False, True]))
+CASES = list(itertools.product(core_names(), [1, 2], [False, True], [False, True]))
 
 
 @pytest.mark.parametrize(("core", "layers", "separate", "carry"), CASES)

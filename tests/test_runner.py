@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from registry_cases import core_names, core_settings
 
 import envs  # noqa: F401  (registers mnemo/TMaze-v0)
 from agents import PolicyRunner
@@ -52,12 +53,17 @@ def random_obs(space, n, seed):
     return [space.sample() for _ in range(n)]
 
 
-@pytest.mark.parametrize("kwargs", [
-    {}, {"core": "gru"}, {"num_layers": 2, "separate_critic": True}, {"core": "none"}, {"hidden_size": 64},
-    {"core": "stack"}, {"core": "stack", "stack_len": 2, "separate_critic": True},
-])
+RUNNER_CASES = [case for core in core_names()
+                for case in (core_settings(core), {**core_settings(core, 2), "separate_critic": True})]
+
+
+@pytest.mark.parametrize("kwargs", [*RUNNER_CASES, {"hidden_size": 64}])
 def test_single_agent_matches_policy_step_across_episode_resets(kwargs):
-    policy = make_policy(**kwargs)
+    check_runner_matches_policy_step(make_policy(**kwargs))
+
+
+def check_runner_matches_policy_step(policy: RecurrentActorCritic) -> None:
+    """PolicyRunner's actions, values, log-probs and states equal policy.step's over 30 steps with resets."""
     runner = PolicyRunner(policy)
     ref = Reference(policy)
     episode_ends = {7, 8, 20}  # a one-step episode (7 -> 8) inside

@@ -11,23 +11,18 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from registry_cases import core_names, core_settings
 
 from agents.config import ConfigError, PolicyConfig, TrainConfig
-from agents.model.cores import GRUCore, LSTMCore, StackCore
+from agents.model.cores import make_core
 from agents.model.policy import RecurrentActorCritic
 
-CASES = list(itertools.product(["lstm", "gru", "stack"], [1, 2], [False, True], [False, True]))
-
-
-def _core_sizes(kind: str, layers: int) -> dict:
-    """num_layers for a recurrent core; for the stack, K = 3 or 6 (reaching past the episode starts inside)."""
-    return {"stack_len": 3 * layers} if kind == "stack" else {"num_layers": layers}
+CASES = list(itertools.product(core_names(), [1, 2], [False, True], [False, True]))
 
 
 def _core(kind: str, input_size: int, width: int, layers: int, reset: bool):
-    if kind == "stack":
-        return StackCore(input_size, 3 * layers, reset)
-    return {"lstm": LSTMCore, "gru": GRUCore}[kind](input_size, width, layers, reset)
+    config = PolicyConfig(**core_settings(kind, layers), hidden_size=width, carry_across_episodes=not reset)
+    return make_core(config, input_size)
 
 
 def _episode_starts(t_len: int, batch: int, seed: int) -> torch.Tensor:
@@ -41,10 +36,15 @@ def _episode_starts(t_len: int, batch: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(("kind", "layers", "separate", "carry"), CASES)
 def test_policy_sequence_equals_steps(kind, layers, separate, carry):
+    check_policy_sequence_equals_steps(kind, layers, separate, carry)
+
+
+def check_policy_sequence_equals_steps(kind: str, layers: int, separate: bool, carry: bool) -> None:
+    """forward_sequence over 20 steps with episode starts inside equals it one step at a time (1e-5)."""
     torch.manual_seed(0)
     obs_space = spaces.Box(-1, 1, (5,), np.float32)
-    cfg = PolicyConfig(core=kind, hidden_size=16, separate_critic=separate, carry_across_episodes=carry,
-                       **_core_sizes(kind, layers))
+    cfg = PolicyConfig(hidden_size=16, separate_critic=separate, carry_across_episodes=carry,
+                       **core_settings(kind, layers))
     policy = RecurrentActorCritic(obs_space, spaces.Discrete(4), cfg)
     t_len, batch = 20, 6
     obs = torch.randn(t_len, batch, 5)
@@ -67,7 +67,7 @@ def test_policy_sequence_equals_steps(kind, layers, separate, carry):
     torch.testing.assert_close(seq_final, state, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("kind", "layers"), [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2), ("stack", 1)])
+@pytest.mark.parametrize(("kind", "layers"), list(itertools.product(core_names(), [1, 2])))
 def test_core_reset_zeroes_state_before_the_step(kind, layers):
     """Reset mode: an episode start behaves exactly like starting from a zero state."""
     torch.manual_seed(0)
@@ -82,7 +82,7 @@ def test_core_reset_zeroes_state_before_the_step(kind, layers):
     torch.testing.assert_close(out[1:, 1:], fresh, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "stack"])
+@pytest.mark.parametrize("kind", core_names())
 def test_carry_mode_ignores_episode_starts(kind):
     torch.manual_seed(0)
     core = _core(kind, 3, 8, 1, reset=False)
