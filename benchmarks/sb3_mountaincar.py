@@ -1,6 +1,6 @@
 """sb3's PPO and sb3-contrib's RecurrentPPO on MountainCar, with rl-baselines3-zoo's MountainCar-v0 settings.
 
-A learning comparison for the MountainCar section of docs/results.md: does
+A learning comparison for the MountainCar section of docs/archive/results-log.md: does
 the most used recurrent PPO find MountainCar's goal where a feed-forward PPO
 does? The settings are the zoo's ``hyperparams/ppo.yml`` entry for
 MountainCar-v0 (16 envs x 16 steps, minibatches of 64, 4 epochs, gamma 0.99,

@@ -3,7 +3,7 @@
 Keys are flat setting names from ``agents.config`` (e.g. ``bptt_len``).
 Each preset gives its reason in one line; how it was found (the tuning runs)
 and what it reaches (steps and wall time to each env's success threshold, LSTM
-against the memoryless core on the same budget) are in ``docs/results.md``,
+against the memoryless core on the same budget) are in ``docs/results.md`` and ``docs/benchmarks.md``,
 produced by ``benchmarks/memory_suite.py``, which also holds the thresholds.
 An env without a preset gets the defaults (``docs/defaults.md``).
 """
@@ -84,7 +84,7 @@ PRESETS["mnemo/FlickerPongPixels-v0"] = {
     **PRESETS["mnemo/FlickerPong-v0"], "total_steps": 1_000_000, "learning_rate": 2.5e-4}
 
 # Envs whose preset is only a training budget: the defaults (docs/defaults.md) reach the threshold on every seed
-# measured within it (docs/results.md#defaults-benchmark), so nothing else needs tuning.
+# measured within it (docs/archive/results-log.md#defaults-benchmark), so nothing else needs tuning.
 BUDGET_ONLY = {
     "mnemo/AcrobotNoVel-v1": 150_000,
     "mnemo/FogMaze-v0": 400_000,

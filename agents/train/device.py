@@ -8,7 +8,7 @@ import torch
 from agents.config import ConfigError, PolicyConfig
 from agents.spaces import has_image
 
-# --device auto takes the GPU from this recurrent size on, for vector observations (README, "Devices").
+# --device auto takes the GPU from this recurrent size on, for vector observations (docs/benchmarks.md#gpu-against-cpu).
 AUTO_CUDA_HIDDEN_SIZE = 512
 
 
