@@ -44,7 +44,7 @@ def _config(tmp_path, **overrides) -> TrainConfig:
 
 def test_the_default_collector_records_nothing_extra(tmp_path):
     Trainer(_config(tmp_path)).train()
-    assert "collector" not in json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "collector" not in json.loads((tmp_path / "run" / "config.json").read_text())["derived"]
     _, meta = load_payload(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert "collector" not in meta
 
@@ -60,7 +60,8 @@ def test_a_named_collector_is_recorded_and_evaluates_on_its_env(tmp_path):
     summary = Trainer(_config(tmp_path, eval_episodes=2), collector_factory=Named).train()
     assert summary["eval_episodes"] == 2
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["collector"] == {"factory": f"{Named.__module__}.Named", "env_id": "mnemo/CartPoleNoVel-v1"}
+    record = {"factory": f"{Named.__module__}.Named", "env_id": "mnemo/CartPoleNoVel-v1"}
+    assert saved["derived"]["collector"]["value"] == record
     assert len(evaluate_run(tmp_path / "run", episodes=2)) == 2
 
 
@@ -74,7 +75,7 @@ def test_a_run_on_unnamed_envs_is_refused_where_its_env_would_be_a_guess(tmp_pat
     Trainer(config, collector_factory=Unnamed).train()
     run = tmp_path / "run"
     record = {"factory": f"{Unnamed.__module__}.Unnamed", "env_id": None}
-    assert json.loads((run / "config.json").read_text())["collector"] == record
+    assert json.loads((run / "config.json").read_text())["derived"]["collector"]["value"] == record
     assert load_payload(run / "checkpoints" / "latest.pt")[1]["collector"] == record
 
     load_policy(run)  # the policy itself loads: a game loop brings its own env

@@ -18,4 +18,4 @@ def test_the_python_api_example_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained 512 steps in 1 rollouts" in out and "episode 1: return" in out
     saved = json.loads((run / "config.json").read_text())
-    assert saved["env"]["env_id"] == "mnemo/TMaze-v0" and saved["collector"]["env_id"] == "mnemo/TMaze-v0"
+    assert saved["env"]["env_id"] == saved["derived"]["collector"]["value"]["env_id"] == "mnemo/TMaze-v0"

@@ -156,7 +156,7 @@ class Trainer:
             self._restore_threads()
             raise
         try:
-            # None for the config's own env; else what config.json and the checkpoints record of the collector.
+            # None for the config's own env; else what config.json ("derived") and the checkpoints record.
             self.collector_record = collector_env(self.collector, collector_factory, cfg)
             self._build(resume, overwrite)
         except BaseException:
@@ -221,9 +221,15 @@ class Trainer:
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
         self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
-        record = {} if self.collector_record is None else {"collector": self.collector_record}
-        atomic_write_text(self.run_dir / "config.json",
-                          json.dumps({**cfg.to_dict(), "derived": self.derived, **record}, indent=2))
+        if self.collector_record is not None:
+            named = self.collector_record["env_id"] is not None
+            self.derived["collector"] = {
+                "value": self.collector_record,
+                "why": "collector_factory made the collector; " + (
+                    "its env_id is the config's env" if named else
+                    "it names no env_id, so config.env need not be its env: evaluation, watch and resume refuse")}
+        atomic_write_text(self.run_dir / "config.json", json.dumps({**cfg.to_dict(), "derived": self.derived},
+                                                                   indent=2))
         if not resume:
             table = "\n".join(f"|{k}|{v}|" for section in cfg.to_dict().values() for k, v in section.items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
