@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from agents.config import TrainConfig
 from agents.model.policy import RecurrentActorCritic
+from agents.registry import BACKENDS
 from agents.rollout.buffer import Rollout
 from agents.run.checkpoint import atomic_write_text
-from agents.spaces import choose_obs_encoder, leaf_spaces
+from agents.spaces import MIN_FRAME_SIDE, choose_obs_encoder, image_layout, is_image_space, leaf_spaces
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter  # heavy: imported only by a run that trains
@@ -38,13 +40,36 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
                else "every vector observation is bounded within +-10 (or there is none)")
         derived["normalize_obs"] = {"value": policy.normalize_obs, "why": why}
     if cfg.policy.obs_encoder == "auto":
-        kinds = sorted({choose_obs_encoder(leaf) for leaf in leaf_spaces(policy.observation_space)})
-        derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds,
-                                  "why": "uint8 HxWxC with both sides >= 16 and bound 255: image; smaller "
-                                         "or lower-bounded: grid of codes; anything else: flat"}
+        leaves = leaf_spaces(policy.observation_space)
+        kinds = sorted({choose_obs_encoder(leaf) for leaf in leaves})
+        whys = list(dict.fromkeys(encoder_reason(leaf) for leaf in leaves))  # one per kind of leaf, in order
+        derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds, "why": "; ".join(whys)}
+    workers, per_worker = cfg.worker_layout
+    if "num_workers" in BACKENDS.entry(cfg.run.backend).options:  # a backend that spreads the envs over workers
+        for name, value in (("num_workers", workers), ("envs_per_worker", per_worker)):
+            if getattr(cfg.run, name) is None:
+                derived[name] = {"value": value, "why": f"not set: --num-envs {cfg.env.num_envs} over "
+                                 f"{workers} worker(s) of {per_worker} env(s) each"}
     if cfg.run.device == "auto":
         derived["device"] = {"value": device.type, "why": device_note}
     return derived
+
+
+def encoder_reason(leaf: spaces.Space) -> str:
+    """Which branch of ``choose_obs_encoder``'s auto rule a leaf took: "uint8 7x7x3 with a side below 16: grid
+    of codes"."""
+    shape = getattr(leaf, "shape", None)
+    shape = ("x".join(map(str, shape)) if len(shape) == 3 else str(shape)) if shape else type(leaf).__name__
+    what = f"{getattr(leaf, 'dtype', '')} {shape}".strip()
+    kind = choose_obs_encoder(leaf)
+    if not is_image_space(leaf):
+        return f"{what}, not a uint8 HxWxC frame: flat"
+    if kind == "image":
+        return f"{what} with both sides >= {MIN_FRAME_SIDE} and bound 255: image"
+    _, _, height, width = image_layout(leaf)
+    if min(height, width) < MIN_FRAME_SIDE:
+        return f"{what} with a side below {MIN_FRAME_SIDE}: grid of codes"
+    return f"{what} with values below 255: grid of codes"
 
 
 def log_iteration(w: SummaryWriter, step: int, rollout: Rollout, stats: dict, nonfinite_skips: int, lr: float,
@@ -70,7 +95,11 @@ def log_iteration(w: SummaryWriter, step: int, rollout: Rollout, stats: dict, no
 def summarize(cfg: TrainConfig, global_step: int, start_step: int, wall: float, episodes: int,
               recent_returns: list[float], greedy: np.ndarray, sampled: np.ndarray, derived: dict,
               nonfinite_skips: int) -> dict:
-    """summary.json: the run's final figures, floats cleaned for people (``clean_floats``)."""
+    """summary.json: the run's final figures, floats cleaned for people (``clean_floats``).
+
+    ``train_return_recent`` is the mean return of the last ``len(recent_returns)`` (20) training episodes, the
+    progress bar's ``ret=``; ``write_summary`` adds ``train_return_trend`` (see ``return_trend``).
+    """
     summary = {
         "env_id": cfg.env.env_id,
         "preset": cfg.env.preset,
@@ -101,9 +130,54 @@ def write_summary(w: SummaryWriter, run_dir: Path, summary: dict, step: int) -> 
     if summary["eval_sampled_return_mean"] is not None:
         w.add_scalar("eval/sampled_return_mean", summary["eval_sampled_return_mean"], step)
     w.flush()
-    summary = clean_floats(summary)
+    ordered = {}
+    for key, value in summary.items():
+        ordered[key] = value
+        if key == "train_return_recent":  # beside it, where a person reading the file looks for it
+            ordered["train_return_trend"] = return_trend(run_dir)
+    summary = clean_floats(ordered)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+RETURN_TAG = "charts/episodic_return"
+TREND_SHARE = 5  # the trend compares the last fifth of the steps with the fifth before
+TREND_MIN_ITERATIONS = 3  # per window; fewer give no trend (None)
+
+
+def return_trend(run_dir: Path) -> dict | None:
+    """Whether the training return was still rising when the run ended, from its TensorBoard episode returns.
+
+    Each iteration logs its episodes at one step; an iteration's mean return is one sample (episodes of one
+    iteration share a policy, so they are not independent draws). ``change`` is the mean over the iterations in
+    the last fifth of the run's steps minus that over the fifth before; ``noise`` is twice the standard error of
+    that difference; ``still_rising`` is ``change > noise``. The same rule for any env: it needs no return
+    scale. None when either window holds fewer than 3 iterations with episodes, or the events cannot be read.
+    """
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        scalars = events.Scalars(RETURN_TAG)
+    except Exception:  # no events, no tag, or an unreadable file: the trend is unknown, the run is not
+        return None
+    by_step: dict[int, list[float]] = {}
+    for event in scalars:
+        by_step.setdefault(event.step, []).append(event.value)
+    if not by_step:
+        return None
+    end = max(by_step)
+    cut_late, cut_early = end * (TREND_SHARE - 1) / TREND_SHARE, end * (TREND_SHARE - 2) / TREND_SHARE
+    late = [float(np.mean(v)) for step, v in by_step.items() if step > cut_late]
+    early = [float(np.mean(v)) for step, v in by_step.items() if cut_early < step <= cut_late]
+    if min(len(late), len(early)) < TREND_MIN_ITERATIONS:
+        return None
+    change = float(np.mean(late) - np.mean(early))
+    noise = 2.0 * math.sqrt(np.var(late, ddof=1) / len(late) + np.var(early, ddof=1) / len(early))
+    return {"change": change, "noise": noise, "still_rising": bool(change > noise),
+            "why": f"mean return of the {len(late)} iterations in the last fifth of the steps minus the "
+                   f"{len(early)} in the fifth before; rising when above twice its standard error (noise)"}
 
 
 def progress_bar(cfg: TrainConfig, initial: int):

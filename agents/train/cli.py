@@ -253,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.train.trainer import Trainer
 
         trainer = Trainer(config, resume=resume, overwrite=args.overwrite)
-        print(f"{'Resuming' if resume else 'Training'} {config.env.env_id} ({config.policy.core}, "
-              f"{trainer.global_step}/{config.ppo.total_steps} steps) -> {trainer.run_dir}", flush=True)
+        print(header(trainer, resume), flush=True)
         for note in (trainer.device_note, trainer.schedule_note):
             if note is not None:
                 print(note, file=sys.stderr, flush=True)
@@ -281,13 +280,46 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = show_warning
     if trainer.stop_reason is not None:
         print(f"Stopped by {trainer.stop_reason} at step {trainer.global_step}; checkpoint saved to "
-              f"{summary['checkpoint']}. Continue with: python train.py --resume {trainer.run_dir}", file=sys.stderr)
+              f"{summary['checkpoint']}. Continue with: {command()} --resume {trainer.run_dir}", file=sys.stderr)
         return 128 + getattr(signal, trainer.stop_reason, signal.SIGINT)
     print(json.dumps(summary, indent=2))
     print(f"Watch it play: python -m agents.watch {trainer.run_dir} --inspect    "
           f"Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
     print(eval_line(summary), file=sys.stderr)
+    rising = still_rising_line(summary, trainer.run_dir, trainer.config.ppo.total_steps)
+    if rising is not None:
+        print(rising, file=sys.stderr)
     return 0
+
+
+def command() -> str:
+    """How the user started training, for the commands we suggest: ``mnemo train`` or ``python train.py``."""
+    return "mnemo train" if sys.argv[0] == "mnemo train" else "python train.py"
+
+
+def header(trainer: Any, resume: bool) -> str:
+    """The first line: env, core, steps (and why the bar runs past --total-steps), run directory, and what the
+    progress bar's ret= is."""
+    config = trainer.config
+    budget = config.num_iterations * config.batch_size
+    rounded = ""
+    if budget != config.ppo.total_steps:
+        rounded = (f", --total-steps {config.ppo.total_steps:,} rounded up to whole rollouts of "
+                   f"{config.env.num_envs} envs x {config.ppo.num_steps} steps")
+    return (f"{'Resuming' if resume else 'Training'} {config.env.env_id} ({config.policy.core}, "
+            f"{trainer.global_step:,}/{budget:,} steps{rounded}) -> {trainer.run_dir}; the bar's ret= is the mean "
+            f"return of the last {trainer.recent_returns.maxlen} training episodes")
+
+
+def still_rising_line(summary: dict, run_dir: Path, total_steps: int) -> str | None:
+    """When the training return was still rising at the end (summary's train_return_trend), say so and how to go
+    on: three times the budget, on the same run."""
+    trend = summary.get("train_return_trend")
+    if not trend or not trend["still_rising"]:
+        return None
+    return (f"The training return was still rising at the end ({trend['change']:+.3g} over the last fifth of the "
+            f"steps, noise {trend['noise']:.2g}); to train on: {command()} --resume {run_dir} --total-steps "
+            f"{3 * total_steps}")
 
 
 def eval_line(summary: dict) -> str:

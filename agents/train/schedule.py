@@ -36,9 +36,11 @@ def continue_schedule(saved: dict | None, saved_config: TrainConfig, config: Tra
     ppo = config.ppo
     annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
                 f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
+    annealed = [a for a in annealed if a]
     note = None
-    if any(annealed):
+    if annealed:
+        verb, their = ("decays", "its") if len(annealed) == 1 else ("decay", "their")
         note = (f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
-                f"{' and '.join(a for a in annealed if a)} decay linearly from their current value to 0 over the "
+                f"{' and '.join(annealed)} {verb} linearly from {their} current value to 0 over the "
                 f"remaining {new_iterations - iteration} iterations (no jump back up).")
     return (iteration, frac), note

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -165,6 +166,23 @@ _INVISIBLE = ("No display: SDL's video driver is {!r}, so the window would be in
               "available (DISPLAY / WAYLAND_DISPLAY set), or record to a file: --record FILE.gif (or .mp4).")
 
 
+_NO_DISPLAY_SET = ("No display: neither DISPLAY nor WAYLAND_DISPLAY is set, so a window cannot open; record to a file "
+                   "instead: --record FILE.gif (or .mp4).")
+
+
+def no_display_set() -> bool:
+    """Whether a window clearly has no display to open on, known before SDL starts looking.
+
+    On Linux and the BSDs a window needs X11 (``DISPLAY``) or Wayland (``WAYLAND_DISPLAY``). With neither, SDL
+    tries each driver, prints its own errors ("XDG_RUNTIME_DIR is invalid or not set") and falls back to one
+    that draws nowhere, so mnemo's message would come second. Where ``SDL_VIDEODRIVER`` names a driver, the
+    user chose one: SDL is asked.
+    """
+    if sys.platform in ("win32", "darwin") or os.environ.get("SDL_VIDEODRIVER"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 class WindowSink(FrameSink):
     """A pygame window ticked at ``fps``; Esc / Q / closing the window stops, Space pauses.
 
@@ -176,6 +194,8 @@ class WindowSink(FrameSink):
     """
 
     def __init__(self, fps: float, caption: str, require_display: bool = False):
+        if require_display and no_display_set():
+            raise WatchError(_NO_DISPLAY_SET)
         self.pygame = import_pygame()
         try:
             self.pygame.display.init()
