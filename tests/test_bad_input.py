@@ -146,8 +146,9 @@ def test_resume_and_run_dir_must_agree(tmp_path, finished_run, capsys):
     (["--hidden-size", "7"], "--hidden-size: checkpoint 64, requested 7"),
     (["--core", "gru"], "--core: checkpoint 'lstm', requested 'gru'"),
     (["--num-envs", "8"], "--num-envs 8"),
-    (["--env-id", "mnemo/CartPoleNoVel-v1"], "observation space"),
-    (["--env-kwargs", '{"n_symbols": 3}', "--env-id", "mnemo/CountRecall-v0"], "observation space"),
+    (["--env-id", "mnemo/CartPoleNoVel-v1"], "--env-id mnemo/CartPoleNoVel-v1 asks for another env"),
+    (["--env-kwargs", '{"n_symbols": 3}', "--env-id", "mnemo/CountRecall-v0"], "asks for another env"),
+    (["--env-id", "mnemo/CartPoleNoVel-v1", "--allow-env-change"], "observation space"),
     (["--learning-rate", "0"], "--learning-rate"),
     (["--env-import", "no_such_module_xyz"], "no_such_module_xyz"),
 ])
