@@ -8,7 +8,7 @@ from pathlib import Path
 from agents.model.action_heads import ACTION_HEADS
 from agents.registry import BACKENDS, CORES
 
-ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs/architecture.md"
 
 
 def registered_table() -> dict[str, str]:
