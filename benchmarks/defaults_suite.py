@@ -48,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents.registry import CORES as REGISTERED_CORES  # noqa: E402
 from benchmarks.memory_suite import (  # noqa: E402
     THRESHOLDS,
     Threshold,
@@ -196,7 +197,7 @@ def main() -> None:
     p.add_argument("--envs", nargs="+", default=None, help="env ids (default: the whole suite)")
     p.add_argument("--third-party", action="store_true", help="only the third-party tasks")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--cores", nargs="+", default=["lstm", "none"], choices=["lstm", "gru", "none", "stack"])
+    p.add_argument("--cores", nargs="+", default=["lstm", "none"], choices=REGISTERED_CORES.names())
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings over the defaults")
     p.add_argument("--steps", type=int, default=None, help="override every env's budget")
     p.add_argument("--jobs", type=int, default=1, help="training processes side by side")

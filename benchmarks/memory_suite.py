@@ -54,6 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents.registry import CORES as REGISTERED_CORES  # noqa: E402
 from envs.presets import PRESETS, preset_for  # noqa: E402
 
 
@@ -274,7 +275,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs", nargs="+", default=list(PRESETS), help="env ids (default: every preset)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
-    p.add_argument("--cores", nargs="+", default=list(CORES), choices=["lstm", "gru", "none", "stack"])
+    p.add_argument("--cores", nargs="+", default=list(CORES), choices=REGISTERED_CORES.names())
     p.add_argument("--steps", type=int, default=None, help="override every preset's total_steps")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra settings over the preset")
     p.add_argument("--window", type=int, default=None,
