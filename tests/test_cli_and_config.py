@@ -53,10 +53,10 @@ def test_invalid_hyperparameters_are_rejected_with_the_fix(flags, message):
     assert message in str(err.value)
 
 
-def test_unknown_flag_and_bad_choice_exit_with_usage(capsys):
+def test_a_bad_choice_exits_with_one_line_naming_the_choices(capsys):
     with pytest.raises(SystemExit):
         train.resolve_config(["--core", "transformer"])
-    assert "invalid choice" in capsys.readouterr().err
+    assert "'transformer' is not a choice; Choices: lstm, gru" in capsys.readouterr().err
 
 
 def test_config_round_trips_through_json():

@@ -162,9 +162,9 @@ def test_a_malicious_latest_checkpoint_in_a_run_is_refused_and_runs_nothing(tmp_
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     assert train.main(["--resume", str(run), "--total-steps", "384"]) == 0
-    assert "Refusing to load" in capsys.readouterr().err  # then it resumed from previous.pt
+    assert "latest.pt was refused (it holds pickled objects" in capsys.readouterr().err  # then resumed from previous
     from agents.run.checkpoint import load_policy
 
-    with pytest.warns(UserWarning, match="Refusing to load"):
+    with pytest.warns(UserWarning, match="latest.pt was refused"):
         load_policy(copy)
     assert not marker.exists()

@@ -258,7 +258,7 @@ def load_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(
             f"Refusing to load {path}: it contains pickled objects other than tensors and plain data, which "
             f"could run code when loaded. Only load checkpoints written by this framework. ({exc})",
-            "holds pickled objects other than tensors") from exc
+            "was refused (it holds pickled objects other than tensors, which could run code)") from exc
     except Exception as exc:  # a damaged zip or pickle stream fails in many ways (IndexError, KeyError, ...)
         # torch's own text (a zip reader's, often hundreds of characters) stays on the chained exception.
         raise CheckpointError(f"Checkpoint {path} is damaged (truncated or corrupted) and cannot be read.",

@@ -154,6 +154,13 @@ def return_trend(run_dir: Path) -> dict | None:
     that difference; ``still_rising`` is ``change > noise``. The same rule for any env: it needs no return
     scale. None when either window holds fewer than 3 iterations with episodes, or the events cannot be read.
     """
+    import logging
+
+    # A resumed run's events purge those logged after its checkpoint; the reader reports that as a WARNING
+    # ("out of order event.step ... TensorFlow restart") that would reach the user's terminal.
+    tb_logger = logging.getLogger("tensorboard")
+    level = tb_logger.level
+    tb_logger.setLevel(logging.ERROR)
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -162,6 +169,8 @@ def return_trend(run_dir: Path) -> dict | None:
         scalars = events.Scalars(RETURN_TAG)
     except Exception:  # no events, no tag, or an unreadable file: the trend is unknown, the run is not
         return None
+    finally:
+        tb_logger.setLevel(level)
     by_step: dict[int, list[float]] = {}
     for event in scalars:
         by_step.setdefault(event.step, []).append(event.value)
