@@ -107,7 +107,7 @@ def test_training_and_evaluation_need_no_pygame(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["eval_episodes"] == 1
-    assert f"python -m agents.watch {tmp_path / 'run'} --inspect" in result.stderr  # what to do next
+    assert f"mnemo watch {tmp_path / 'run'} --inspect" in result.stderr  # what to do next
 
 
 @pytest.mark.parametrize("bare,full", [("TMazeLong-v0", "mnemo/TMazeLong-v0"),

@@ -30,6 +30,7 @@ from typing import Any
 
 from agents.arguments import OneLineParser, step_count
 from agents.config import ConfigError, TrainConfig
+from agents.rollout.multiagent_env import is_multiagent
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
 
@@ -283,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary['checkpoint']}. Continue with: {command()} --resume {trainer.run_dir}", file=sys.stderr)
         return 128 + getattr(signal, trainer.stop_reason, signal.SIGINT)
     print(json.dumps(summary, indent=2))
-    print(f"Watch it play: python -m agents.watch {trainer.run_dir} --inspect    "
-          f"Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
+    watch = "" if is_multiagent(config.env.env_id) else \
+        f"Watch it play: mnemo watch {trainer.run_dir} --inspect    "
+    print(f"{watch}Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
     print(eval_line(summary), file=sys.stderr)
     rising = still_rising_line(summary, trainer.run_dir, trainer.config.ppo.total_steps)
     if rising is not None:

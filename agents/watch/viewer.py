@@ -1,9 +1,9 @@
 """Watch a trained agent play, look inside its memory, and record it as a GIF or MP4.
 
-    python -m agents.watch runs/my_run                          # a window, at the env's render_fps
-    python -m agents.watch runs/my_run --inspect                # plus the memory panel
-    python -m agents.watch runs/my_run --inspect --record play.gif --episodes 2   # headless file
-    python -m agents.watch runs/my_run/checkpoints/best.pt --stochastic --fps 30 --seed 3
+    mnemo watch runs/my_run                                                   # a window, at the env's render_fps
+    mnemo watch runs/my_run --inspect                                         # plus the memory panel
+    mnemo watch runs/my_run --inspect --record play.gif --episodes 2          # headless file
+    mnemo watch runs/my_run/checkpoints/best.pt --stochastic --fps 30 --seed 3
 
 The env is the one the agent was trained on (id, kwargs and ``--env-import``
 modules come from the checkpoint's config), made with ``render_mode="rgb_array"``:
@@ -36,6 +36,7 @@ from agents.arguments import OneLineParser
 from agents.config import ConfigError
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.collector import import_env_modules
+from agents.rollout.multiagent_env import is_multiagent
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.run.checkpoint import LATEST, CheckpointError, load_policy
 from agents.trees import obs_to_tensor, tree_map
@@ -358,6 +359,9 @@ def watch(
         raise WatchError(f"--episodes must be at least 1, got {episodes}.")
     policy, config = load_policy(path, which=which, need_env=True)
     env_id = config.env.env_id
+    if is_multiagent(env_id):
+        raise WatchError(f"{env_id} is a multi-agent env, which mnemo watch does not play; watch supports "
+                         f"single-agent Gymnasium runs (docs/multiagent.md).")
     env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
     wrapper = run_input_wrapper(config.policy)
     env = env if wrapper is None else wrapper(env)
