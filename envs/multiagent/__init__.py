@@ -3,6 +3,13 @@
 ``MULTIAGENT_ENVS`` maps each built-in id to the ``"module:callable"`` that makes its ``ParallelEnv``; the
 trainer resolves an ``--env-id`` through it, or takes a user's own ``"my_pkg.my_game:make_env"`` directly.
 Registering costs nothing: a game's module (and pettingzoo) is imported only when its env is made.
+
+The built-in games (docs/multiagent_games.md) are one module each, with the layers of ``envs/games``: a plain
+state, ``reset_state``/``step_state`` and ``observe``/``global_state`` in numpy (``grid.py`` holds what they
+share), ``draw`` with pygame imported lazily, and scripted and random baseline policies.
 """
 
-MULTIAGENT_ENVS: dict[str, str] = {}
+MULTIAGENT_ENVS: dict[str, str] = {
+    "mnemo/FogTeam-v0": "envs.multiagent.fog_team:make_env",
+    "mnemo/StormHarvest-v0": "envs.multiagent.storm_harvest:make_env",
+}
