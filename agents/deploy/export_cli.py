@@ -12,6 +12,7 @@ from pathlib import Path
 from agents.arguments import OneLineParser
 from agents.deploy.export import DEFAULT_OPSET, ExportError, export_onnx, export_torchscript
 from agents.deploy.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
+from agents.rollout.multiagent_env import is_multiagent
 from agents.run.checkpoint import LATEST, CheckpointError, load_policy
 
 
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out or ("policy.onnx" if args.format == "onnx" else "policy.torchscript.pt"))
     try:
-        policy, _ = load_policy(args.run, device="cpu", which=args.which)
+        policy, config = load_policy(args.run, device="cpu", which=args.which)
+        if is_multiagent(config.env.env_id):
+            raise ExportError(f"{config.env.env_id} is a multi-agent env, which mnemo export does not export; "
+                              f"export supports single-agent Gymnasium runs (docs/multiagent.md).")
         meta = (export_onnx(policy, out, opset=args.opset) if args.format == "onnx"
                 else export_torchscript(policy, out))
     except (CheckpointError, ExportError) as exc:

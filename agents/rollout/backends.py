@@ -8,9 +8,14 @@ from __future__ import annotations
 from agents.config import TrainConfig
 from agents.registry import BACKENDS
 from agents.rollout.collector import Collector
+from agents.rollout.multiagent_collector import multiagent_collector
+from agents.rollout.multiagent_env import is_multiagent
 
 
 def make_collector(config: TrainConfig) -> Collector:
     """The collector of the backend ``config.run.backend`` names (``local_collector``, or Ray actors from
-    ``agents.rollout.ray_collector``, imported only then)."""
+    ``agents.rollout.ray_collector``, imported only then); a multi-agent env id gets its agent slots as rows in
+    this process (``agents.rollout.multiagent_collector``)."""
+    if is_multiagent(config.env.env_id):
+        return multiagent_collector(config)
     return BACKENDS.load(config.run.backend)(config)

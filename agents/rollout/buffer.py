@@ -43,6 +43,9 @@ class Rollout:
         bootstrap_value: (N,) V(obs_T) of the observation after the rollout, with state_T.
         episode_returns, episode_lengths: the episodes that finished during the rollout.
         nonfinite_skips: env steps ended for NaN / inf output (``--on-nonfinite skip``).
+        alive: (T, N) float, 1 where row n's agent acted at step t; None for single-agent envs (every step
+            real). Multi-agent rows (``agents.rollout.multiagent_env``) are absent between an agent's end and
+            its next spawn: those steps make no training row and enter no statistic.
     """
 
     obs: Tree
@@ -59,13 +62,15 @@ class Rollout:
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
     nonfinite_skips: int = 0
+    alive: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
         tensors = {name: getattr(self, name).to(device) for name in _ROLLOUT_TENSORS}
+        alive = None if self.alive is None else self.alive.to(device)
         return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
-                       nonfinite_skips=self.nonfinite_skips)
+                       nonfinite_skips=self.nonfinite_skips, alive=alive)
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -202,7 +207,8 @@ class Sequences:
         return self.mask.shape[1]
 
 
-def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_starts: bool) -> Sequences:
+def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_starts: bool,
+                   alive: np.ndarray | None = None) -> Sequences:
     """Cut each env's T steps into sequences of at most ``bptt_len`` steps.
 
     A sequence starts at the rollout start, at every episode start when
@@ -212,7 +218,13 @@ def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_sta
 
     Args:
         episode_starts: (T, N) bool/0-1.
+        alive: (T, N) bool/0-1 for multi-agent rows, or None (every step real). Absent steps are dropped:
+            with cuts at every episode start (a spawn), they lie only at the tail of a sequence (after the
+            agent's end) or fill whole sequences, so each sequence keeps a prefix of its steps and no absent
+            step becomes a training row.
     """
+    if alive is not None:
+        return _drop_absent(make_sequences(episode_starts, bptt_len, cut_at_episode_starts), alive)
     t_len, n_envs = episode_starts.shape
     starts = np.zeros((t_len, n_envs), dtype=bool)
     starts[0] = True
@@ -243,6 +255,26 @@ def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_sta
         mask=torch.from_numpy(mask),
         start_time=torch.from_numpy(time_flat[first]),
         start_env=torch.from_numpy(env_flat[first]),
+    )
+
+
+def _drop_absent(seqs: Sequences, alive: np.ndarray) -> Sequences:
+    """``seqs`` without the steps where ``alive`` (T, N) is 0; sequences left empty are removed.
+
+    Raises:
+        ValueError: an absent step precedes an alive one inside a sequence (a spawn that was not a cut).
+    """
+    keep = alive.astype(bool)[seqs.time_index.numpy(), seqs.env_index.numpy()] & (seqs.mask.numpy() > 0)
+    if (keep[1:] & ~keep[:-1]).any():
+        raise ValueError("an agent's alive steps follow absent ones inside a sequence; cut sequences at every "
+                         "spawn (cut_at_episode_starts=True) for multi-agent rollouts")
+    kept = keep[0]
+    return Sequences(
+        time_index=seqs.time_index[:, kept] * torch.from_numpy(keep[:, kept]),
+        env_index=seqs.env_index[:, kept] * torch.from_numpy(keep[:, kept]),
+        mask=torch.from_numpy(keep[:, kept].astype(np.float32)),
+        start_time=seqs.start_time[kept],
+        start_env=seqs.start_env[kept],
     )
 
 

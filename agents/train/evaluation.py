@@ -11,6 +11,7 @@ import torch
 
 from agents.config import EnvConfig, RunConfig
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_env import is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
 from agents.run.checkpoint import LATEST, load_policy
@@ -65,6 +66,46 @@ def evaluate_policy(
         envs.close()
 
 
+@torch.inference_mode()
+def evaluate_multiagent(
+    policy: RecurrentActorCritic,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    env_kwargs: dict | None = None,
+    env_import: tuple[str, ...] = (),
+    deterministic: bool = True,
+    num_envs: int = 8,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Returns of the first ``episodes`` agent episodes (spawn to end) of a multi-agent env, over its agent slots
+    as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn starts from
+    zero state, an absent row's state is held."""
+    envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import)
+    try:
+        obs, spawn = envs.reset(seed=seed)
+        rows = envs.num_envs
+        state = policy.initial_state(rows, device)
+        running = np.zeros(rows)
+        returns: list[float] = []
+        while len(returns) < episodes and not (should_stop is not None and should_stop()):
+            start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
+            alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
+            state = state * (1.0 - start).view(1, 1, -1, 1)
+            out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator)
+            state = torch.where(alive > 0, out.state, state)
+            obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
+            running += reward
+            done = terminated | truncated
+            returns.extend(float(running[i]) for i in np.flatnonzero(done))
+            running[done] = 0.0
+        return np.asarray(returns[:episodes])
+    finally:
+        envs.close()
+
+
 def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig, device: torch.device,
                    should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A training run's final evaluation: greedy and sampled returns (each empty where ``run.eval_mode`` leaves
@@ -77,6 +118,12 @@ def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig,
             continue
         # Sampling draws from its own seeded generator, so evaluating leaves training's random streams alone.
         generator = torch.Generator(device).manual_seed(run.seed + 20_000) if mode == "sample" else None
+        if is_multiagent(env.env_id):
+            results[mode] = evaluate_multiagent(
+                policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
+                env_import=tuple(env.env_import), deterministic=mode == "greedy", device=device,
+                generator=generator, should_stop=should_stop)
+            continue
         results[mode] = evaluate_policy(
             policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
             deterministic=mode == "greedy", device=device, generator=generator, should_stop=should_stop,

@@ -38,12 +38,15 @@ class RewardScaler:
         self.return_rms = RunningMeanStd(1).to(device)
 
     @torch.no_grad()
-    def scale_rollout(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+    def scale_rollout(self, rewards: torch.Tensor, dones: torch.Tensor, alive: torch.Tensor | None = None
+                      ) -> torch.Tensor:
         """Advance the discounted sums over a rollout, update the statistics, return the scaled rewards.
 
         Args:
             rewards: (T, N) raw rewards of one rollout.
             dones: (T, N) 1.0 where the episode ended at that step (terminated or truncated).
+            alive: (T, N) 1.0 where a multi-agent row's agent acted, or None (all): the sums of absent steps
+                (0: an absent row follows an ended episode and gets reward 0) stay out of the statistics.
 
         Returns:
             (T, N) float32 rewards divided by sqrt(var + eps) and clipped.
@@ -56,7 +59,7 @@ class RewardScaler:
             sums[t] = running
             running = running * keep[t]  # the next episode's sum starts at 0
         self.returns = running
-        self.return_rms.update(sums.reshape(-1, 1))
+        self.return_rms.update(sums.reshape(-1, 1) if alive is None else sums[alive > 0].reshape(-1, 1))
         std = torch.sqrt(self.return_rms.var + self.eps)
         return (rewards / std).clamp(-self.clip, self.clip).float()
 

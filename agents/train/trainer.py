@@ -59,6 +59,7 @@ from agents.train.parallel_critic import ParallelCritic, pays_off
 from agents.train.ppo import divergence_cause, ppo_update
 from agents.train.reward_scale import RewardScaler
 from agents.train.schedule import continue_schedule, schedule_fraction
+from agents.trees import tree_map
 
 
 def collector_env(collector: Collector, factory: CollectorFactory, config: TrainConfig) -> dict | None:
@@ -181,13 +182,15 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
                                           fused=True)
         self.np_rng = np.random.default_rng(shuffle_seed)
-        self.reward_scaler = (RewardScaler(cfg.env.num_envs, cfg.ppo.gamma, device=self.device)
+        # One running return per row the policy sees: an env, or an agent slot (collector.num_envs).
+        self.reward_scaler = (RewardScaler(self.collector.num_envs, cfg.ppo.gamma, device=self.device)
                               if cfg.ppo.normalize_reward else None)
         # The critic's half of each update on a second thread pays only with a core free for it.
         if cfg.run.parallel_critic and pays_off(self.policy, self.device):
             self.parallel_critic = ParallelCritic()
 
         self.global_step, self.iteration, self.episodes = 0, 0, 0
+        self.agent_steps = 0  # multi-agent runs: the steps agents acted (rows alive); 0 otherwise
         self.best_return = -math.inf
         # The lr / clip schedule decays linearly from ``schedule_start = (iteration i0, fraction f0)`` to zero
         # at num_iterations; a resume with a changed --total-steps moves the anchor (``continue_schedule``).
@@ -270,6 +273,7 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        self.agent_steps = c.get("agent_steps", 0)
         self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
         return payload, meta
 
@@ -307,6 +311,8 @@ class Trainer:
                                  "iterations": self.config.num_iterations}}
         if math.isfinite(self.best_return):
             counters["best_return"] = self.best_return
+        if self.agent_steps:
+            counters["agent_steps"] = self.agent_steps
         return counters
 
     def save_checkpoint(self, name: str = LATEST, rollback: dict | None = None, reason: str | None = None) -> Path:
@@ -371,6 +377,7 @@ class Trainer:
         cfg, ppo = self.config, self.config.ppo
         num_iterations = cfg.num_iterations
         start_time, start_step = time.perf_counter(), self.global_step
+        self._start_agent_steps = self.agent_steps
         progress = progress_bar(cfg, self.global_step)
         try:
             if not (self.run_dir / CHECKPOINT_DIR / LATEST).exists():
@@ -449,22 +456,35 @@ class Trainer:
 
     def _update(self, rollout: Rollout, clip_coef: float) -> dict[str, float]:
         cfg = self.config
-        rewards = rollout.rewards
+        rewards, alive = rollout.rewards, rollout.alive
         if self.reward_scaler is not None:
-            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated))
+            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated),
+                                                       alive)
         advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
                                           rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
                                           cfg.ppo.gae_lambda)
-        seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
-                              cut_at_episode_starts=not cfg.policy.carry_across_episodes)
+        if alive is None:
+            seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
+                                  cut_at_episode_starts=not cfg.policy.carry_across_episodes)
+        else:
+            # Agents that come and go (docs/architecture.md): sequences cut at every spawn, absent steps dropped.
+            advantages, returns = advantages * alive, returns * alive
+            seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len, True,
+                                  alive=alive.cpu().numpy())
         batch = gather_sequences(rollout, seqs, advantages, returns)
-        self.policy.update_value_statistics(returns)  # --normalize-value only; the value outputs stay the same
+        # --normalize-value only; the value outputs stay the same
+        self.policy.update_value_statistics(returns if alive is None else returns[alive > 0])
         refresh = cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
                            rollout if refresh else None, self.parallel_critic)
         # Normaliser statistics change only between updates, so the policy that collected a
         # rollout and the one that trains on it see identical inputs.
-        self.policy.update_obs_normalizer(rollout.obs)
+        if alive is None:
+            self.policy.update_obs_normalizer(rollout.obs)
+        else:
+            live = alive > 0
+            self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
+            stats["agent_steps"] = int(live.sum())
         stats["num_sequences"] = seqs.num_sequences
         if self.reward_scaler is not None:
             stats["reward_scale"] = self.reward_scaler.std
@@ -484,6 +504,11 @@ class Trainer:
         sps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
         log_iteration(self.writer, step, rollout, stats, self.nonfinite_skips, lr, clip_coef, sps,
                       self.config.batch_size / max(collect_s, 1e-9), update_s)
+        if "agent_steps" in stats:
+            self.agent_steps += stats["agent_steps"]
+            agent_sps = (self.agent_steps - self._start_agent_steps) / max(time.perf_counter() - start_time, 1e-9)
+            self.writer.add_scalar("charts/agent_steps", self.agent_steps, step)
+            self.writer.add_scalar("perf/agent_sps", agent_sps, step)
         recent = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
         if len(self.recent_returns) >= self.recent_returns.maxlen and recent > self.best_return:
             self.best_return = recent
@@ -497,6 +522,9 @@ class Trainer:
                                          should_stop=lambda: self.stop_reason is not None)
         summary = summarize(self.config, self.global_step, start_step, wall, self.episodes, list(self.recent_returns),
                             greedy, sampled, self.derived, self.nonfinite_skips)
+        if self.agent_steps:
+            summary["agent_steps"] = self.agent_steps
+            summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)
         return write_summary(self.writer, self.run_dir, summary, self.global_step)
 
     def _release(self) -> None:

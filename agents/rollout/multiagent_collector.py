@@ -1,0 +1,195 @@
+"""The local collector for multi-agent envs: agent slots as rows, with alive and spawn bookkeeping.
+
+``MultiAgentCollector`` is a ``VectorCollector`` over a ``MultiAgentVectorEnv``
+(``agents.rollout.multiagent_env``): the policy, the buffer and PPO see R = N x S rows. Per step it
+
+- zeroes the state of every row whose agent spawns (in carry mode too: a new agent never inherits a slot's
+  memory), so the stored state of a spawn step is zero;
+- runs one batched policy call over all R rows (absent rows included; their outputs are discarded: a cost of
+  (absent rows / R) of the inference, accepted for one fused call);
+- holds the state of absent rows (an absent row's state is the one its agent left, until a spawn zeroes it);
+- stores ``alive`` (T, R) in the rollout, which the trainer uses to drop absent steps from every loss term
+  and statistic.
+
+The single-agent ``VectorCollector.collect`` loop is untouched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from agents.config import ConfigError, TrainConfig
+from agents.model.noise import CorrelatedNoise
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import Rollout, RolloutBuffer
+from agents.rollout.collector import NonFiniteError, VectorCollector, _float_leaves
+from agents.rollout.env_state import decode, encode
+from agents.rollout.multiagent_env import MultiAgentVectorEnv, is_multiagent, make_multiagent_vector_env
+from agents.trees import obs_to_tensor
+
+
+def refuse_unsupported(config: TrainConfig) -> None:
+    """Raise ConfigError (one line, naming what is supported) for settings a multi-agent run does not have."""
+    env, run, ppo, pol = config.env, config.run, config.ppo, config.policy
+    refused = [
+        (run.backend != "local", f"--backend {run.backend}", "--backend local"),
+        (env.async_envs, "--async-envs", "in-process envs (drop --async-envs)"),
+        (ppo.refresh_start_states, "--refresh-start-states", "stored start states (drop --refresh-start-states)"),
+        (run.on_nonfinite != "stop", f"--on-nonfinite {run.on_nonfinite}", "--on-nonfinite stop"),
+        (pol.prev_action_reward, "--prev-action-reward", "observations as the env gives them"),
+    ]
+    for bad, what, supported in refused:
+        if bad:
+            raise ConfigError(f"{what} is not supported with the multi-agent env {env.env_id}; multi-agent runs "
+                              f"support {supported} (docs/multiagent.md).")
+
+
+def multiagent_collector(config: TrainConfig) -> MultiAgentCollector:
+    """The ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it)."""
+    refuse_unsupported(config)
+    env = config.env
+    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import)
+    return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
+
+
+class MultiAgentCollector(VectorCollector):
+    """A ``Collector`` over a ``MultiAgentVectorEnv``: ``num_envs`` is R, the rows (agent slots) the policy sees.
+
+    ``state_dict`` adds ``"alive"`` (R,) to the tensors and the envs' snapshots (their plain attributes, or
+    their ``mnemo_get_state``) to ``resume``, so a resume with agents mid-episode is exact.
+    """
+
+    def __init__(self, envs: MultiAgentVectorEnv, num_steps: int, noise_correlation: float = 0.0):
+        self.envs, self.num_steps, self.on_nonfinite = envs, num_steps, "stop"
+        self.num_envs = envs.num_envs
+        self.observation_space, self.action_space = envs.single_observation_space, envs.single_action_space
+        self.noise = CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
+        self.first_env = 0
+        self.env_id = envs.env_id
+
+    def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
+        self.policy, self.device, self.seed = policy, device, env_seed
+        self.generator = torch.Generator(device).manual_seed(sample_seed)
+        self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
+                                    policy.action_dtype, policy.state_shape, device)
+        self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
+        self._reset_envs(env_seed)
+        self.state = policy.initial_state(self.num_envs, device)
+
+    def _reset_envs(self, seed: int) -> None:
+        obs, spawn = self.envs.reset(seed=seed)
+        self._check_obs(obs, -1)
+        self.next_obs = obs
+        self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
+        self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
+        self._episode_return = np.zeros(self.num_envs)
+        self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def collect(self) -> Rollout:
+        """``num_steps`` steps of every env copy; returns the rollout with ``alive`` (T, R). Each agent's episode
+        (spawn to its end) is one entry of ``episode_returns``."""
+        policy, buffer = self.policy, self.buffer
+        returns, lengths = [], []
+        for t in range(self.num_steps):
+            obs_t = obs_to_tensor(self.next_obs, self.device)
+            alive = self.alive
+            with torch.inference_mode():
+                # A spawned agent starts from zero state, in carry mode too (the stored state is that zero).
+                state = self.state * (1.0 - self.next_episode_start).view(1, 1, -1, 1)
+                out = policy.step(obs_t, state, self.next_episode_start, generator=self.generator, noise=self.noise)
+                # An absent row's state is held: it does not advance on the zero observation.
+                next_state = torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state)
+            buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value)
+            self.alive_steps[t] = alive
+
+            next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(policy.env_action(out.action))
+            self._check_obs(next_obs, t, reward)
+            buffer.store_outcome(
+                t,
+                torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+                torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
+                torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
+            )
+            cut = truncated & ~terminated
+            if cut.any():
+                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state)
+
+            acted = alive.cpu().numpy() > 0
+            self._episode_return += reward
+            self._episode_length += acted
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                returns.append(float(self._episode_return[i]))
+                lengths.append(int(self._episode_length[i]))
+            self._episode_return[done] = 0.0
+            self._episode_length[done] = 0
+            self.next_obs = next_obs
+            self.state = next_state
+            self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
+            self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
+        rollout = buffer.rollout(self._bootstrap_value(), returns, lengths)
+        rollout.alive = self.alive_steps
+        return rollout
+
+    def _check_obs(self, obs, t: int, reward: np.ndarray | None = None) -> None:
+        """Raise NonFiniteError for a NaN / inf reward or observation (multi-agent runs stop on them)."""
+        bad_reward = reward is not None and not math.isfinite(float(reward.sum()))
+        bad_obs = any(not np.isfinite(leaf).all() for leaf in _float_leaves(obs))
+        if not (bad_reward or bad_obs):
+            return
+        what = "reward" if bad_reward else "observation"
+        raise NonFiniteError(f"a multi-agent env returned a non-finite {what} at step {t} of this rollout"
+                             f"{' (reset)' if t < 0 else ''}; fix the env.", 0, t)
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self, snapshot_envs: bool = True) -> dict:
+        state = super().state_dict(snapshot_envs=False)
+        state["tensors"]["alive"] = self.alive.clone()
+        if snapshot_envs:
+            state["resume"] = self._resume_state()
+        return state
+
+    def _resume_state(self) -> dict:
+        snap = self.envs.snapshot()
+        error = snap.get("error")
+        return {
+            "next_obs": encode(self.next_obs, "next_obs"),
+            "episode_return": encode(self._episode_return),
+            "episode_length": encode(self._episode_length),
+            "envs": None if error else snap,
+            "reason": f"the env cannot be snapshotted: {error}" if error else None,
+        }
+
+    def load_state_dict(self, state: dict) -> str | None:
+        """As ``VectorCollector.load_state_dict``; an inexact resume resets every env copy (all agents spawn)."""
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"].cpu())
+        data, resume = state.get("tensors"), state.get("resume")
+        if data is None:
+            return "the checkpoint holds no collector state"
+        if data["state"].shape != self.state.shape:
+            raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
+                             f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
+        self.state = data["state"].to(self.device)
+        if self.noise is not None:
+            noise = data.get("sampling_noise")
+            self.noise.last = None if noise is None else noise.to(self.device)
+        reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
+        if resume is not None and resume.get("envs") is not None:
+            error = self.envs.restore(resume["envs"])
+            if error is None:
+                self.next_obs = decode(resume["next_obs"], None, "next_obs")
+                self._episode_return = decode(resume["episode_return"])
+                self._episode_length = decode(resume["episode_length"])
+                self.next_episode_start = data["next_episode_start"].to(self.device)
+                self.alive = data["alive"].to(self.device)
+                return None
+            reason = f"restoring the envs failed ({error})"
+        self._reset_envs(self.seed)
+        return reason or "unknown"
+
+
+__all__ = ["MultiAgentCollector", "is_multiagent", "multiagent_collector", "refuse_unsupported"]

@@ -1,0 +1,185 @@
+"""Small PettingZoo ParallelEnvs for the multi-agent tests (``--env-id toy_multiagent_envs:make_respawn``).
+
+- ``RespawnEnv``: agents die (terminated) or time out (truncated) at seeded random steps, stay away a few steps,
+  and come back under the same name; one agent joins only after the start. Dynamics never depend on actions
+  (only rewards do), so what one agent does or sees cannot change another's observations.
+- ``CueTeamEnv``: a cooperative memory task: each agent sees a cue on the first step only, then blanks; on the
+  last step the team is rewarded for every agent whose action equals its cue. Memoryless play scores 0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+
+class RespawnEnv(ParallelEnv):
+    """Three agents that come and go.
+
+    Observation: Box(4,) float32 ``[noise, agent id / 3, age / 10, 1 on the spawn step]``.
+    Action: Discrete(2); reward 1 when the action equals ``noise > 0``, else 0.
+    Each step a live agent dies (terminated) with probability ``p_die``, or times out (truncated) at age
+    ``max_age``; it comes back 1..3 steps later. ``a2`` first appears at step 2. The env's episode ends after
+    ``episode_len`` steps: every agent still there is truncated and removed.
+
+    Args:
+        p_die: chance per step that a live agent is terminated.
+        max_age: steps after which an agent is truncated.
+        episode_len: steps of the env's episode.
+        perturb: an agent name whose observations get +0.5 on their first entry (tests of isolation).
+    """
+
+    metadata = {"name": "toy_respawn_v0", "render_modes": []}
+
+    def __init__(self, p_die: float = 0.15, max_age: int = 7, episode_len: int = 30, perturb: str | None = None):
+        self.possible_agents = ["a0", "a1", "a2"]
+        self.p_die, self.max_age, self.episode_len, self.perturb = p_die, max_age, episode_len, perturb
+        self._obs_space = spaces.Box(-2.0, 2.0, (4,), np.float32)
+        self._act_space = spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.agents: list[str] = []
+        self.t = 0
+        self.age: dict[str, int] = {}
+        self.away: dict[str, int] = {}
+        self.noise: dict[str, float] = {}
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def _obs(self, agent: str) -> np.ndarray:
+        bump = 0.5 if agent == self.perturb else 0.0
+        idx = self.possible_agents.index(agent)
+        return np.array([self.noise[agent] + bump, idx / 3, self.age[agent] / 10, float(self.age[agent] == 0)],
+                        dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.t = 0
+        self.agents = ["a0", "a1"]
+        self.away = {"a2": 2}
+        self.age = {a: 0 for a in self.agents}
+        self.noise = {a: float(self.np_random.uniform(-1, 1)) for a in self.possible_agents}
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        rewards = {a: float(int(actions[a]) == int(self.noise[a] > 0)) for a in self.agents}
+        # Fixed draws per step whatever the actions: dynamics are action-independent.
+        draws = self.np_random.uniform(0, 1, size=len(self.possible_agents))
+        delays = self.np_random.integers(1, 4, size=len(self.possible_agents))
+        new_noise = self.np_random.uniform(-1, 1, size=len(self.possible_agents))
+        terms = {a: False for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        obs = {}
+        for k, a in enumerate(self.possible_agents):
+            self.noise[a] = float(new_noise[k])
+        for k, a in enumerate(self.possible_agents):
+            if a in self.agents:
+                self.age[a] += 1
+                if draws[k] < self.p_die:
+                    terms[a] = True
+                elif self.age[a] >= self.max_age:
+                    truncs[a] = True
+                obs[a] = self._obs(a)  # the last observation of an agent that leaves, too
+                if terms[a] or truncs[a]:
+                    self.away[a] = int(delays[k])
+        if self.t >= self.episode_len:
+            for a in self.agents:
+                truncs[a] = not terms[a]
+            self.agents = []
+            return obs, rewards, terms, truncs, {a: {} for a in obs}
+        self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
+        for a in self.possible_agents:
+            if a not in self.agents and a in self.away and a not in terms:
+                self.away[a] -= 1
+                if self.away[a] <= 0:
+                    del self.away[a]
+                    self.agents.append(a)
+                    self.age[a] = 0
+                    obs[a] = self._obs(a)
+        self.agents.sort(key=self.possible_agents.index)
+        return obs, rewards, terms, truncs, {a: {} for a in obs}
+
+
+class CueTeamEnv(ParallelEnv):
+    """A cooperative memory task for two agents.
+
+    Observation: Box(3,) float32 ``[cue (+1 / -1 on step 0, then 0), 1 on step 0, t / length]``.
+    Action: Discrete(2). Reward: 0 until the last step; there each agent gets the team's share,
+    ``(number of agents whose action equals their cue) / 2``. Every agent is terminated at step ``length``.
+    """
+
+    metadata = {"name": "toy_cue_team_v0", "render_modes": []}
+
+    def __init__(self, length: int = 6):
+        self.possible_agents = ["left", "right"]
+        self.length = length
+        self._obs_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self._act_space = spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.agents: list[str] = []
+        self.t = 0
+        self.cue: dict[str, int] = {}
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def _obs(self, agent: str) -> np.ndarray:
+        first = self.t == 0
+        return np.array([(2 * self.cue[agent] - 1) if first else 0.0, float(first), self.t / self.length],
+                        dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        self.cue = {a: int(self.np_random.integers(0, 2)) for a in self.agents}
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        last = self.t >= self.length
+        reward = sum(int(actions[a]) == self.cue[a] for a in self.agents) / len(self.agents) if last else 0.0
+        obs = {a: self._obs(a) for a in self.agents}
+        rewards = {a: float(reward) for a in self.agents}
+        terms = {a: last for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        if last:
+            self.agents = []
+        return obs, rewards, terms, truncs, {a: {} for a in obs}
+
+
+class NotParallel:
+    """What a wrong callable returns: not a ParallelEnv."""
+
+
+class MixedSpacesEnv(CueTeamEnv):
+    """Two agents with different action spaces (refused: they must share one policy)."""
+
+    def action_space(self, agent):
+        return spaces.Discrete(2 if agent == "left" else 3)
+
+
+def make_respawn(**kwargs) -> RespawnEnv:
+    return RespawnEnv(**kwargs)
+
+
+def make_cue_team(**kwargs) -> CueTeamEnv:
+    return CueTeamEnv(**kwargs)
+
+
+def make_not_parallel() -> NotParallel:
+    return NotParallel()
+
+
+def make_mixed_spaces() -> MixedSpacesEnv:
+    return MixedSpacesEnv()
