@@ -115,7 +115,7 @@ def test_agents_die_and_come_back_with_the_same_name():
     counts, gone, back = set(), {}, []
     while env.agents:
         live = list(env.agents)
-        obs, rewards, terms, truncs, infos = env.step({a: int(rng.integers(5)) for a in env.agents})
+        obs, rewards, terms, _, infos = env.step({a: int(rng.integers(5)) for a in env.agents})
         counts.add(len(env.agents))
         for agent in live:
             assert agent in obs and agent in rewards
