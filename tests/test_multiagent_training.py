@@ -133,3 +133,16 @@ def test_lstm_learns_the_cooperative_cue_task_and_no_memory_does_not(tmp_path):
         results[core] = Trainer(config).train()["eval_return_mean"]
     assert results["lstm"] >= 0.9, results
     assert results["none"] <= 0.7, results
+
+
+def test_statistics_count_only_the_steps_agents_acted(tmp_path):
+    """The observation normaliser and reward scaling's running return see alive steps only (absent rows hold
+    zeros that would drag both toward 0)."""
+    from agents.model.encoders import RunningMeanStd
+
+    trainer = make(tmp_path / "run", total_steps=256, eval_episodes=0)
+    trainer.train()
+    assert 0 < trainer.agent_steps < 256 * 3
+    counts = {float(m.count) for m in trainer.policy.modules() if isinstance(m, RunningMeanStd)}
+    assert counts == {float(trainer.agent_steps)}
+    assert float(trainer.reward_scaler.return_rms.count) == float(trainer.agent_steps)

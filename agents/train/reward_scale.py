@@ -59,7 +59,9 @@ class RewardScaler:
             sums[t] = running
             running = running * keep[t]  # the next episode's sum starts at 0
         self.returns = running
-        self.return_rms.update(sums.reshape(-1, 1) if alive is None else sums[alive > 0].reshape(-1, 1))
+        seen = sums.reshape(-1, 1) if alive is None else sums[alive > 0].reshape(-1, 1)
+        if seen.numel() > 0:
+            self.return_rms.update(seen)
         std = torch.sqrt(self.return_rms.var + self.eps)
         return (rewards / std).clamp(-self.clip, self.clip).float()
 

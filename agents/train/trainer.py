@@ -483,7 +483,8 @@ class Trainer:
             self.policy.update_obs_normalizer(rollout.obs)
         else:
             live = alive > 0
-            self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
+            if live.any():
+                self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
             stats["agent_steps"] = int(live.sum())
         stats["num_sequences"] = seqs.num_sequences
         if self.reward_scaler is not None:
