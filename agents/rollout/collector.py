@@ -301,6 +301,29 @@ class VectorCollector:
             "reason": f"the env cannot be snapshotted: {errors[0]}" if errors else None,
         }
 
+    def _restore_sampler_and_state(self, state: dict) -> dict | None:
+        """The first part of ``load_state_dict``: the sampler, the recurrent state and the sampling noise.
+
+        Returns:
+            The saved tensors (``state["tensors"]``), or None when the checkpoint holds no collector state.
+
+        Raises:
+            ValueError: the saved recurrent state does not fit this policy and number of envs.
+        """
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"].cpu())
+        data = state.get("tensors")
+        if data is None:
+            return None
+        if data["state"].shape != self.state.shape:
+            raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
+                             f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
+        self.state = data["state"].to(self.device)
+        if self.noise is not None:
+            noise = data.get("sampling_noise")
+            self.noise.last = None if noise is None else noise.to(self.device)
+        return data
+
     def load_state_dict(self, state: dict) -> str | None:
         """Restore the sampler, the recurrent state and, when ``state["resume"]`` holds env snapshots, every
         env exactly. Missing parts (``None``) are left as ``start`` made them.
@@ -311,18 +334,9 @@ class VectorCollector:
         Raises:
             ValueError: the saved recurrent state does not fit this policy and number of envs.
         """
-        if state.get("generator") is not None:
-            self.generator.set_state(state["generator"].cpu())
-        data, resume = state.get("tensors"), state.get("resume")
+        data, resume = self._restore_sampler_and_state(state), state.get("resume")
         if data is None:
             return "the checkpoint holds no collector state"
-        if data["state"].shape != self.state.shape:
-            raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
-                             f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
-        self.state = data["state"].to(self.device)
-        if self.noise is not None:
-            noise = data.get("sampling_noise")
-            self.noise.last = None if noise is None else noise.to(self.device)
         reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
         if resume is not None and resume.get("envs") is not None:
             errors = [e for e in self.envs.call("mnemo_restore_env", resume["envs"]) if e is not None]

@@ -165,18 +165,9 @@ class MultiAgentCollector(VectorCollector):
 
     def load_state_dict(self, state: dict) -> str | None:
         """As ``VectorCollector.load_state_dict``; an inexact resume resets every env copy (all agents spawn)."""
-        if state.get("generator") is not None:
-            self.generator.set_state(state["generator"].cpu())
-        data, resume = state.get("tensors"), state.get("resume")
+        data, resume = self._restore_sampler_and_state(state), state.get("resume")
         if data is None:
             return "the checkpoint holds no collector state"
-        if data["state"].shape != self.state.shape:
-            raise ValueError(f"Saved recurrent state has shape {tuple(data['state'].shape)}, this run needs "
-                             f"{tuple(self.state.shape)}; were --num-envs or the core changed?")
-        self.state = data["state"].to(self.device)
-        if self.noise is not None:
-            noise = data.get("sampling_noise")
-            self.noise.last = None if noise is None else noise.to(self.device)
         reason = "the checkpoint holds no env state" if resume is None else resume.get("reason")
         if resume is not None and resume.get("envs") is not None:
             error = self.envs.restore(resume["envs"])

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from envs.multiagent import grid
 from envs.multiagent.grid import MOVES, STAY
+from envs.multiagent.grid_team_env import GridTeamEnv
 
 N_PADS = 4
 CORNER_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
@@ -288,7 +288,7 @@ def draw(surface: Any, state: TeamState, params: TeamParams, reveal: bool = True
 # ----------------------------------------------------------------------- env
 
 
-class FogTeamEnv(ParallelEnv):
+class FogTeamEnv(GridTeamEnv):
     """Each agent is told once which corner pad is its own; the team scores when every agent stands on its pad.
 
     ## Description
@@ -361,6 +361,10 @@ class FogTeamEnv(ParallelEnv):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 6, "name": "fog_team_v0",
                 "action_names": grid.ACTION_NAMES}
+    title = "FogTeam"
+    global_state_of = staticmethod(global_state)
+    render_size_of = staticmethod(render_size)
+    draw_game = staticmethod(draw)
 
     def __init__(
         self,
@@ -455,33 +459,6 @@ class FogTeamEnv(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminations, truncations, infos
-
-    def state(self) -> np.ndarray:
-        if self.game is None:
-            raise RuntimeError("call reset() before state()")
-        return global_state(self.game, self.params)
-
-    def render(self) -> np.ndarray | None:
-        from envs.games.window import GameWindow
-
-        if self.render_mode is None:
-            import gymnasium as gym
-
-            gym.logger.warn('render() was called without a render mode: make the env with render_mode="rgb_array"'
-                            ' or "human".')
-            return None
-        if self.game is None:
-            raise RuntimeError("call reset() before render()")
-        if self._window is None:
-            self._window = GameWindow(self.render_mode, render_size(self.params), self.metadata["render_fps"],
-                                      "FogTeam")
-        game = self.game
-        return self._window.show(lambda surface: draw(surface, game, self.params, self.render_reveal))
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None
 
 
 def make_env(**kwargs: Any) -> FogTeamEnv:

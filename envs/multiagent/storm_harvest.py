@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from envs.multiagent import grid
 from envs.multiagent.grid import MOVES, STAY
+from envs.multiagent.grid_team_env import GridTeamEnv
 
 
 @dataclass(frozen=True)
@@ -348,7 +348,7 @@ def draw(surface: Any, state: HarvestState, params: HarvestParams, reveal: bool 
 # ----------------------------------------------------------------------- env
 
 
-class StormHarvestEnv(ParallelEnv):
+class StormHarvestEnv(GridTeamEnv):
     """A team forages in the dark among hunters that only lightning shows; a caught agent respawns later.
 
     ## Description
@@ -424,6 +424,10 @@ class StormHarvestEnv(ParallelEnv):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8, "name": "storm_harvest_v0",
                 "action_names": grid.ACTION_NAMES}
+    title = "StormHarvest"
+    global_state_of = staticmethod(global_state)
+    render_size_of = staticmethod(render_size)
+    draw_game = staticmethod(draw)
 
     def __init__(
         self,
@@ -530,33 +534,6 @@ class StormHarvestEnv(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return observations, reward_dict, terminations, truncations, infos
-
-    def state(self) -> np.ndarray:
-        if self.game is None:
-            raise RuntimeError("call reset() before state()")
-        return global_state(self.game, self.params)
-
-    def render(self) -> np.ndarray | None:
-        from envs.games.window import GameWindow
-
-        if self.render_mode is None:
-            import gymnasium as gym
-
-            gym.logger.warn('render() was called without a render mode: make the env with render_mode="rgb_array"'
-                            ' or "human".')
-            return None
-        if self.game is None:
-            raise RuntimeError("call reset() before render()")
-        if self._window is None:
-            self._window = GameWindow(self.render_mode, render_size(self.params), self.metadata["render_fps"],
-                                      "StormHarvest")
-        game = self.game
-        return self._window.show(lambda surface: draw(surface, game, self.params, self.render_reveal))
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None
 
 
 def make_env(**kwargs: Any) -> StormHarvestEnv:
