@@ -38,12 +38,11 @@ def test_a_short_cli_run_writes_eval_returns_and_agent_steps(tmp_path, capsys):
     # Agent steps: the rows alive, fewer than T x N x 3 slots (agents come and go), more than T x N.
     assert 384 < summary["agent_steps"] < 3 * 384 and summary["agent_sps"] > 0
     assert "Watch it play" not in capsys.readouterr().err
-    # Watch and export refuse the run in one line, exit 2.
-    assert export_cli.main([str(run), "--out", str(tmp_path / "p.onnx")]) == 2
-    assert viewer.main([str(run)]) == 2
+    # Its shared policy exports (tests/test_multiagent_deploy.py); its env has no rgb_array frames to watch.
+    assert export_cli.main([str(run), "--out", str(tmp_path / "p.onnx")]) == 0
+    assert viewer.main([str(run), "--record", str(tmp_path / "w.gif")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all("multi-agent" in line for line in err)
-    assert not (tmp_path / "p.onnx").exists()
+    assert len(err) == 1 and "rgb_array" in err[0]
 
 
 @pytest.mark.parametrize(("flags", "expected"), [

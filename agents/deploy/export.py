@@ -41,6 +41,8 @@ Metadata (ONNX ``metadata_props["mnemo"]``, TorchScript extra file ``mnemo.json`
 object: the spaces (``agents.spaces.space_to_json``), inputs and outputs with roles, shapes and
 dtypes, the core and its sizes (its ``export_metadata``: an LSTM / GRU's ``num_layers`` and
 ``hidden_size``, a stack's ``stack_len`` and ``features``), the action kind, and ``reset_on_episode_start``.
+A multi-agent run's export (one policy shared by every agent, over one agent's spaces) adds ``multiagent``:
+``{"env_id", "agents", "num_agents"}`` (the env's ``possible_agents``; see docs/runtime.md, "Many agents").
 
 ``agents.deploy.export_check`` runs an export beside the torch policy (the command line does after writing).
 
@@ -180,8 +182,8 @@ class PolicyStep(nn.Module):
         return (raw, action, value, *new_states)
 
 
-def export_metadata(step: PolicyStep) -> dict:
-    """The JSON metadata stored with an export (see the module docstring)."""
+def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
+    """The JSON metadata stored with an export (see the module docstring); ``multiagent`` is stored as given."""
     policy = step.policy
     head = policy.action_head
     _, layers, hidden = policy.state_shape
@@ -216,6 +218,8 @@ def export_metadata(step: PolicyStep) -> dict:
         "action_output": first,
         **head.export_metadata(),
     }
+    if multiagent is not None:
+        meta["multiagent"] = multiagent
     return meta
 
 
@@ -238,8 +242,12 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
-    """Write the policy step to ``path`` as ONNX (dynamic batch axis, metadata attached); returns the metadata."""
+def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEFAULT_OPSET,
+                multiagent: dict | None = None) -> dict:
+    """Write the policy step to ``path`` as ONNX (dynamic batch axis, metadata attached); returns the metadata.
+
+    ``multiagent`` (a multi-agent run's ``{"env_id", "agents", "num_agents"}``) goes into the metadata.
+    """
     onnx = _import_onnx()
 
     step = _prepare(policy)
@@ -259,7 +267,7 @@ def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEF
         torch.onnx.export(step, step.example_inputs(), str(path), input_names=step.input_names,
                           output_names=step.output_names, dynamic_axes=dynamic_axes, opset_version=opset,
                           dynamo=False, do_constant_folding=True)
-    meta = export_metadata(step)
+    meta = export_metadata(step, multiagent)
     model = onnx.load(str(path))
     graph_inputs = [i.name for i in model.graph.input]
     if graph_inputs != step.input_names:
@@ -285,7 +293,7 @@ def _restore_inputs(model: Any, specs: list[dict]) -> None:
     model.graph.input.extend(inputs)
 
 
-def export_torchscript(policy: RecurrentActorCritic, path: str | Path) -> dict:
+def export_torchscript(policy: RecurrentActorCritic, path: str | Path, multiagent: dict | None = None) -> dict:
     """Write the policy step to ``path`` as a traced TorchScript module (metadata as ``mnemo.json``)."""
     step = _prepare(policy)
     path = Path(path)
@@ -294,7 +302,7 @@ def export_torchscript(policy: RecurrentActorCritic, path: str | Path) -> dict:
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         traced = torch.jit.trace(step, step.example_inputs(), check_trace=False)
-    meta = export_metadata(step)
+    meta = export_metadata(step, multiagent)
     traced.save(str(path), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(meta)})
     return meta
 

@@ -2,6 +2,8 @@
 
     mnemo export runs/my_run                          # policy.onnx, checked over 100 steps
     mnemo export runs/my_run --format torchscript --out policy.pt
+
+A multi-agent run's shared policy exports as any other (one agent's spaces); the metadata names its agents.
 """
 
 from __future__ import annotations
@@ -10,10 +12,23 @@ import sys
 from pathlib import Path
 
 from agents.arguments import OneLineParser
+from agents.config import ConfigError, EnvConfig
 from agents.deploy.export import DEFAULT_OPSET, ExportError, export_onnx, export_torchscript
 from agents.deploy.export_check import compare_with_torch, onnx_step_fn, torchscript_step_fn
-from agents.rollout.multiagent_env import is_multiagent
+from agents.rollout.multiagent_env import is_multiagent, make_parallel_env
 from agents.run.checkpoint import LATEST, CheckpointError, load_policy
+
+
+def multiagent_metadata(env: EnvConfig) -> dict:
+    """A multi-agent run's env as export metadata: ``{"env_id", "agents", "num_agents"}`` (the env's
+    ``possible_agents``; None where the env cannot be made here, e.g. its module is missing)."""
+    try:
+        parallel_env = make_parallel_env(env.env_id, env.env_kwargs, env.env_import)
+    except (ConfigError, ModuleNotFoundError):
+        return {"env_id": env.env_id, "agents": None, "num_agents": None}
+    agents = [str(a) for a in parallel_env.possible_agents]
+    parallel_env.close()
+    return {"env_id": env.env_id, "agents": agents, "num_agents": len(agents)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ("policy.onnx" if args.format == "onnx" else "policy.torchscript.pt"))
     try:
         policy, config = load_policy(args.run, device="cpu", which=args.which)
-        if is_multiagent(config.env.env_id):
-            raise ExportError(f"{config.env.env_id} is a multi-agent env, which mnemo export does not export; "
-                              f"export supports single-agent Gymnasium runs (docs/multiagent.md).")
-        meta = (export_onnx(policy, out, opset=args.opset) if args.format == "onnx"
-                else export_torchscript(policy, out))
+        multiagent = multiagent_metadata(config.env) if is_multiagent(config.env.env_id) else None
+        meta = (export_onnx(policy, out, opset=args.opset, multiagent=multiagent) if args.format == "onnx"
+                else export_torchscript(policy, out, multiagent=multiagent))
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -43,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     state = " x ".join(str(d) for d in meta["state_shape"])
     print(f"wrote {out} ({args.format}; core {meta['core']}, state {state}, {meta['mode']} mode)\n"
           f"  inputs:  {names}\n  outputs: {outs}")
+    if multiagent is not None:
+        agents = ", ".join(multiagent["agents"]) if multiagent["agents"] else "its agents"
+        print(f"  multi-agent: one policy for {agents}; keep one state per agent id (docs/runtime.md, "
+              f"\"Many agents\")")
     if args.no_verify:
         return 0
     try:

@@ -63,6 +63,8 @@ class StepReadout:
         action_values: (R,) one row per action choice: probabilities, or Gaussian means scaled to [-1, 1].
         chosen: row indices of the action taken.
         reward: the reward the action earned (set once the env has stepped).
+        absent: the agent was not in the env at this step (a multi-agent env): nothing was read, its state
+            was held; the panel leaves the column empty (``StepReadout.away``).
     """
 
     episode_start: bool
@@ -72,6 +74,13 @@ class StepReadout:
     action_values: np.ndarray
     chosen: list[int]
     reward: float | None = None
+    absent: bool = False
+
+    @classmethod
+    def away(cls) -> StepReadout:
+        """The readout of a step at which the inspected agent was absent (nothing to read)."""
+        return cls(episode_start=False, obs=None, layers=[], value=float("nan"), action_values=np.empty(0),
+                   chosen=[], absent=True)
 
 
 def _time_major(obs: Tree) -> Tree:

@@ -93,10 +93,12 @@ class MemoryPanel:
         history: steps shown, newest on the right.
         strip_width: target width of one strip in pixels (each step gets ``strip_width // history``).
         text: text renderer (a default one is made; pass ``TextRenderer(False)`` for the pixel font).
+        agent: the name of the agent shown, in the title (a multi-agent env); its absent steps
+            (``StepReadout.away``) are empty columns, and while it is absent the panel says so.
     """
 
     def __init__(self, probe: MemoryProbe, history: int = 48, strip_width: int = 288,
-                 text: TextRenderer | None = None):
+                 text: TextRenderer | None = None, agent: str | None = None):
         if history < 2:
             raise ValueError(f"history must be at least 2 steps, got {history}")
         self.probe = probe
@@ -106,12 +108,15 @@ class MemoryPanel:
         self.c_scale = 1.0
         self.v_lo, self.v_hi = 0.0, 0.0
         self.obs_scale = 1.0
+        self.agent = agent
         self.layout = self._make_layout(strip_width)
 
     # ------------------------------------------------------------------ data
     def push(self, readout: StepReadout) -> None:
         """Add the newest step; running scales only grow, so colours keep their meaning within a video."""
         self.readouts.append(readout)
+        if readout.absent:
+            return
         running = [row.key for row in self.probe.rows if row.scale == "running"]
         for layer in readout.layers:
             for q in running:
@@ -124,7 +129,7 @@ class MemoryPanel:
 
     def set_reward(self, reward: float) -> None:
         """The reward the newest step's action earned."""
-        if self.readouts:
+        if self.readouts and not self.readouts[-1].absent:
             self.readouts[-1].reward = float(reward)
 
     # ------------------------------------------------------------------ layout
@@ -169,6 +174,11 @@ class MemoryPanel:
         return _Layout(width, y, step_px, strip_w, strip_h, obs_row_px, action_row_px, rows)
 
     @property
+    def absent(self) -> bool:
+        """Whether the agent shown was absent at the newest step."""
+        return bool(self.readouts) and self.readouts[-1].absent
+
+    @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the panel in pixels."""
         return self.layout.width, self.layout.height
@@ -182,7 +192,7 @@ class MemoryPanel:
         out = np.full((rows, self.history), np.nan)
         offset = self.history - len(self.readouts)
         for j, r in enumerate(self.readouts):
-            value = get(r)
+            value = None if r.absent else get(r)
             if value is not None:
                 out[:, offset + j] = value
         return out
@@ -212,11 +222,16 @@ class MemoryPanel:
         if surface is None:
             surface = pygame.Surface((lay.width, lay.height))
         surface.fill(BACKGROUND)
-        self.text.draw(surface, p.title, (_M, lay.rows["title"]), _TITLE)
-        subtitle = f"rows: units, columns: the last {self.history} steps (newest right)"
-        if p.separate_critic:
-            subtitle += "; actor core shown"
-        self.text.draw(surface, subtitle, (_M, lay.rows["subtitle"]), _SMALL, DIM)
+        title = p.title if self.agent is None else f"{p.title}: {self.agent}"
+        self.text.draw(surface, title, (_M, lay.rows["title"]), _TITLE)
+        if self.absent:
+            self.text.draw(surface, f"{self.agent} is absent: its memory is held; it starts from zero at its "
+                           "respawn", (_M, lay.rows["subtitle"]), _SMALL, ACCENT)
+        else:
+            subtitle = f"rows: units, columns: the last {self.history} steps (newest right)"
+            if p.separate_critic:
+                subtitle += "; actor core shown"
+            self.text.draw(surface, subtitle, (_M, lay.rows["subtitle"]), _SMALL, DIM)
 
         if p.num_layers:
             for k, name in enumerate(p.column_names):
@@ -261,8 +276,8 @@ class MemoryPanel:
         pygame = import_pygame()
         lay = self.layout
         y, x0 = lay.rows["value"], self._column_x(0)
-        current = self.readouts[-1].value if self.readouts else float("nan")
-        self._label(surface, y, "value V", f"now {current:+.2f}" if self.readouts else "")
+        current = self.readouts[-1].value if self.readouts and not self.absent else None
+        self._label(surface, y, "value V", "" if current is None else f"now {current:+.2f}")
         pygame.draw.rect(surface, EMPTY, (x0, y, lay.strip_w, _VALUE_H))
         lo, hi = self.v_lo, self.v_hi
         if hi - lo < 1e-6:
@@ -279,11 +294,12 @@ class MemoryPanel:
                        anchor="bottomleft")
         points: list[tuple[float, float]] = []
         for j, r in enumerate(self.readouts):
-            if r.episode_start and len(points) > 1:
+            if (r.episode_start or r.absent) and len(points) > 1:
                 pygame.draw.lines(surface, ACCENT, False, points, 2)
-            if r.episode_start:
+            if r.episode_start or r.absent:
                 points = []
-            points.append((self._step_x(j), to_y(r.value)))
+            if not r.absent:
+                points.append((self._step_x(j), to_y(r.value)))
         if len(points) > 1:
             pygame.draw.lines(surface, ACCENT, False, points, 2)
         if points:
@@ -322,7 +338,7 @@ class MemoryPanel:
         # Current values as bars with their labels, right of the strip.
         bx = x0 + lay.strip_w + _GAP
         bar_w = _NOW_W - 60
-        current = self.readouts[-1] if self.readouts else None
+        current = self.readouts[-1] if self.readouts and not self.absent else None
         show_labels = row >= 12
         for n, label in enumerate(labels):
             ry = y + n * row

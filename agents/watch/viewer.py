@@ -13,6 +13,9 @@ shown in a pygame window or written to a file. A recording opens no window and
 needs no display. Each episode gives one frame after ``reset`` and one after
 every step: ``steps + 1`` frames.
 
+A multi-agent run (a PettingZoo ``ParallelEnv``, docs/multiagent.md) is played with every agent acting from
+the shared policy; ``--inspect --agent NAME`` shows one agent's memory (``agents.watch.multiagent_viewer``).
+
 In the window: Esc or Q quits, Space pauses.
 """
 
@@ -24,7 +27,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +36,22 @@ import torch
 
 from agents.arguments import OneLineParser
 from agents.config import ConfigError
-from agents.model.policy import RecurrentActorCritic
 from agents.rollout.collector import import_env_modules
 from agents.rollout.multiagent_env import is_multiagent
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.run.checkpoint import LATEST, CheckpointError, load_policy
 from agents.trees import obs_to_tensor, tree_map
+from agents.watch.frames import (
+    FrameSink,
+    WatchError,
+    WatchResult,
+    cannot_render_message,
+    check_spaces,
+    emit,
+)
 from agents.watch.inspector import MemoryProbe, action_labels_for
 from agents.watch.memory_panel import MemoryPanel
 from envs.games.window import (
-    ONE_PYGAME_ONLY,
     PygameMissingError,
     array_to_surface,
     import_pygame,
@@ -51,19 +59,6 @@ from envs.games.window import (
 )
 
 RECORD_FORMATS = (".gif", ".mp4")
-
-
-class WatchError(RuntimeError):
-    """The agent cannot be watched as asked (env cannot render, unknown file format, missing package)."""
-
-
-@dataclass
-class WatchResult:
-    """What a watch session played."""
-
-    returns: list[float] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    frames: int = 0
 
 
 # --------------------------------------------------------------------------- env
@@ -84,19 +79,19 @@ def make_render_env(
                          "with --env-import when training.") from exc
     modes = _declared_render_modes(spec)
     if modes is not None and "rgb_array" not in modes:
-        raise WatchError(_cannot_render(env_id, modes))
+        raise WatchError(cannot_render_message(env_id, modes))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gymnasium's warning would repeat the error below
             env = gym.make(env_id, render_mode="rgb_array", **dict(env_kwargs or {}))
     except (TypeError, ValueError, gym.error.Error) as exc:
         if "render_mode" in str(exc):
-            raise WatchError(_cannot_render(env_id, modes) + f" ({exc})") from exc
+            raise WatchError(cannot_render_message(env_id, modes) + f" ({exc})") from exc
         raise
     modes = list(env.metadata.get("render_modes", []))
     if env.render_mode != "rgb_array" or "rgb_array" not in modes:
         env.close()
-        raise WatchError(_cannot_render(env_id, modes))
+        raise WatchError(cannot_render_message(env_id, modes))
     return env
 
 
@@ -111,55 +106,7 @@ def _declared_render_modes(spec: Any) -> list[str] | None:
     return list(metadata.get("render_modes", [])) if isinstance(metadata, dict) else None
 
 
-def _cannot_render(env_id: str, modes: Any) -> str:
-    return (f"Env {env_id!r} cannot be watched: it does not support render_mode 'rgb_array' "
-            f"(its render_modes are {list(modes) if modes is not None else 'unknown'}). Watching and recording "
-            "draw the env's rgb_array frames; add an rgb_array render mode to the env.")
-
-
-def render_frame(env: gym.Env) -> np.ndarray:
-    """env.render() checked to be an (H, W, 3) uint8 image."""
-    try:
-        frame = env.render()
-    except gym.error.DependencyNotInstalled as exc:  # e.g. Gymnasium's classic-control envs draw with pygame
-        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        note = f" ({ONE_PYGAME_ONLY})" if "pygame" in str(exc) else ""
-        raise WatchError(f"Env {name!r} cannot draw its frames: {exc}{note}.") from exc
-    if isinstance(frame, list):  # rgb_array_list-style wrappers
-        frame = frame[-1] if frame else None
-    array = np.asarray(frame) if frame is not None else None
-    if array is None or array.ndim != 3 or array.shape[2] not in (3, 4):
-        shape = None if array is None else array.shape
-        raise WatchError(f"env.render() returned {type(frame).__name__} with shape {shape}; "
-                         "expected an (H, W, 3) RGB array.")
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(array[..., :3])
-
-
-def auto_scale(frame_shape: tuple[int, ...], inspect: bool) -> int:
-    """An integer upscale so that small frames (e.g. the 48 px TMaze) are legible, within a sensible width."""
-    h, w = frame_shape[:2]
-    max_w = 560 if inspect else 960
-    return max(1, min(-(-360 // h), max_w // w))
-
-
-def upscale(frame: np.ndarray, k: int) -> np.ndarray:
-    """Nearest-neighbour upscale by an integer factor (crisp pixels)."""
-    return frame if k == 1 else frame.repeat(k, axis=0).repeat(k, axis=1)
-
-
 # --------------------------------------------------------------------------- sinks
-class FrameSink:
-    """Where frames go: a window or a file. ``add`` returns False when the viewer asked to stop."""
-
-    def add(self, frame: np.ndarray, title: str = "") -> bool:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
 _NO_DISPLAY = "Cannot open a window ({}); on a machine without a display use --record FILE.gif or FILE.mp4."
 
 
@@ -308,14 +255,6 @@ def _batch(obs: Any) -> Any:
     return tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(obs, torch.device("cpu")))
 
 
-def _check_spaces(policy: RecurrentActorCritic, env: gym.Env, env_id: str) -> None:
-    for what, theirs, ours in (("observation", env.observation_space, policy.observation_space),
-                               ("action", env.action_space, policy.action_space)):
-        if type(theirs) is not type(ours) or gym.spaces.flatdim(theirs) != gym.spaces.flatdim(ours):
-            raise WatchError(f"The policy was trained on {env_id}, whose {what} space was then {ours}; {env_id} "
-                             f"now has {theirs}: was the env changed since training?")
-
-
 @torch.inference_mode()
 def watch(
     path: str | Path,
@@ -332,8 +271,12 @@ def watch(
     log: Callable[[str], None] = print,
     sink: FrameSink | None = None,
     require_display: bool = False,
+    agent: str | None = None,
 ) -> WatchResult:
     """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
+
+    A multi-agent run (docs/multiagent.md) plays every agent from the shared policy
+    (``agents.watch.multiagent_viewer``); its episodes are the env's, its returns the team's.
 
     Args:
         path: a run directory (its ``checkpoints/<which>`` is used) or a checkpoint file.
@@ -351,6 +294,8 @@ def watch(
         sink: where frames go (overrides ``record``; for tests and embedding).
         require_display: without ``record`` or ``sink``, raise WatchError instead of playing into a window
             nobody can see (SDL's dummy or offscreen driver); the command line sets it.
+        agent: a multi-agent run's agent whose memory ``inspect`` shows (default: the first of
+            ``possible_agents``); a single-agent run takes None.
 
     Returns:
         Returns and lengths of the episodes played and the number of frames drawn.
@@ -360,14 +305,25 @@ def watch(
     policy, config = load_policy(path, which=which, need_env=True)
     env_id = config.env.env_id
     if is_multiagent(env_id):
-        raise WatchError(f"{env_id} is a multi-agent env, which mnemo watch does not play; watch supports "
-                         f"single-agent Gymnasium runs (docs/multiagent.md).")
+        from agents.watch.multiagent_viewer import watch_multiagent
+
+        def open_sink(render_fps: float | None) -> FrameSink:
+            rate = float(fps or render_fps or 30)
+            return sink or (FileSink(record, rate) if record is not None
+                            else WindowSink(rate, f"mnemo: {env_id}", require_display))
+
+        return watch_multiagent(policy, config, open_sink, episodes=episodes, deterministic=deterministic, seed=seed,
+                                record=record, inspect=inspect, history=history, max_steps=max_steps, scale=scale,
+                                log=log, agent=agent)
+    if agent is not None:
+        raise WatchError(f"--agent names an agent of a multi-agent env; {env_id} is a single-agent env (drop "
+                         f"--agent).")
     env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
     wrapper = run_input_wrapper(config.policy)
     env = env if wrapper is None else wrapper(env)
     result = WatchResult()
     try:
-        _check_spaces(policy, env, env_id)
+        check_spaces(policy, env.observation_space, env.action_space, env_id)
         fps = float(fps or env.metadata.get("render_fps") or 30)
         if sink is None:
             sink = (FileSink(record, fps) if record is not None
@@ -391,7 +347,7 @@ def watch(
                     caption = [env_id, f"episode {episode}  step {steps}", f"return {ret:+.2f}  ({mode})"]
                     if last_action is not None:
                         caption.append(f"last action {last_action}")
-                    if not _emit(sink, env, panel, caption, scale, result):
+                    if not emit(sink, env, panel, caption, scale, result):
                         return result
                     action = policy.action_head.to_env(out.action)[0]
                     obs, reward, terminated, truncated, _ = env.step(action)
@@ -406,7 +362,7 @@ def watch(
                 end = "terminated" if terminated else "truncated" if truncated else "stopped"
                 caption = [env_id, f"episode {episode}  step {steps}  ({end})", f"return {ret:+.2f}  ({mode})",
                            f"last action {last_action}"]
-                if not _emit(sink, env, panel, caption, scale, result):
+                if not emit(sink, env, panel, caption, scale, result):
                     return result
                 result.returns.append(ret)
                 result.lengths.append(steps)
@@ -420,16 +376,6 @@ def watch(
         return result
     finally:
         env.close()
-
-
-def _emit(sink: FrameSink, env: gym.Env, panel: MemoryPanel | None, caption: list[str], scale: int | None,
-          result: WatchResult) -> bool:
-    frame = render_frame(env)
-    frame = upscale(frame, scale or auto_scale(frame.shape, panel is not None))
-    if panel is not None:
-        frame = panel.compose(frame, caption)
-    result.frames += 1
-    return sink.add(frame, " | ".join(caption[1:3]))
 
 
 # --------------------------------------------------------------------------- command line
@@ -455,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--which", default=LATEST, help="Checkpoint in a run directory: latest.pt or best.pt.")
     parser.add_argument("--max-steps", type=int, default=None, help="End each episode after this many steps.")
     parser.add_argument("--scale", type=int, default=None, help="Integer upscale of game frames (default: auto).")
+    parser.add_argument("--agent", default=None,
+                        help="Multi-agent runs: the agent whose memory --inspect shows (default: the first one).")
     return parser
 
 
@@ -463,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
               record=args.record, inspect=args.inspect, history=args.history, which=args.which,
-              max_steps=args.max_steps, scale=args.scale, require_display=True)
+              max_steps=args.max_steps, scale=args.scale, require_display=True, agent=args.agent)
     except (CheckpointError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,191 @@
+"""Watch a multi-agent run: every agent acts from the shared policy; the memory panel shows one of them.
+
+    mnemo watch runs/fog_team --record team.gif --episodes 2
+    mnemo watch runs/storm --inspect --agent agent_2 --record storm.gif
+
+The env (a PettingZoo ``ParallelEnv``, docs/multiagent.md) is made with ``render_mode="rgb_array"`` and played
+through ``MultiAgentVectorEnv`` with one copy, so agents are rows and the hidden-state rules are training's
+(docs/architecture.md, "Agents that come and go"): a spawning agent starts from the zero state, an absent
+agent's state is held, an episode ends for each agent as it does in training. One episode here is one episode
+of the env: one frame after its reset and one after every step. The caption shows the team's return so far
+(the sum of every agent's rewards) and the agents alive; the panel shows ``agent``'s memory, an empty column
+for each step it was absent, and a line saying so while it is absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.config import ConfigError, TrainConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_env import MultiAgentVectorEnv, make_parallel_env
+from agents.trees import obs_to_tensor, tree_map
+from agents.watch.frames import (
+    FrameSink,
+    WatchError,
+    WatchResult,
+    cannot_render_message,
+    check_spaces,
+    emit,
+    render_frame,
+)
+from agents.watch.inspector import MemoryProbe, StepReadout, action_labels_for
+from agents.watch.memory_panel import MemoryPanel
+
+
+class _FrameBeforeReset:
+    """A ParallelEnv that draws its frame before each reset but the first.
+
+    ``MultiAgentVectorEnv`` resets an env in the step its episode ends (SAME_STEP), so the frame after the last
+    step would be gone; ``last_frame`` keeps it (None when no reset happened since it was cleared).
+    """
+
+    def __init__(self, env: Any):
+        self.env, self.last_frame, self._started = env, None, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> Any:
+        self.last_frame = render_frame(self.env) if self._started else None
+        self._started = True
+        return self.env.reset(seed=seed, options=options)
+
+
+def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
+                             env_import: tuple[str, ...] | list[str] = ()) -> Any:
+    """The ParallelEnv of ``env_id`` made with ``render_mode="rgb_array"``, or a WatchError saying why it cannot."""
+    try:
+        probe = make_parallel_env(env_id, env_kwargs, env_import)
+    except (ModuleNotFoundError, ConfigError) as exc:
+        raise WatchError(f"{exc} (the run was trained on {env_id})") from exc
+    modes = list(getattr(probe, "metadata", {}).get("render_modes", []))
+    probe.close()
+    if "rgb_array" not in modes:
+        raise WatchError(cannot_render_message(env_id, modes))
+    try:
+        env = make_parallel_env(env_id, {**dict(env_kwargs or {}), "render_mode": "rgb_array"}, env_import)
+    except ConfigError as exc:
+        raise WatchError(f"{cannot_render_message(env_id, modes)} ({exc})") from exc
+    if getattr(env, "render_mode", None) != "rgb_array":
+        env.close()
+        raise WatchError(cannot_render_message(env_id, modes))
+    return env
+
+
+def _readout(probe: MemoryProbe, row: int, alive: np.ndarray, obs: Any, state: torch.Tensor,
+             start: torch.Tensor, out: Any) -> StepReadout:
+    """The panel's readout of agent slot ``row`` at this step (``StepReadout.away`` while it is absent)."""
+    if not alive[row]:
+        return StepReadout.away()
+    one = slice(row, row + 1)
+    return probe.read(tree_map(lambda x: x[one], obs), state[:, :, one], start[one], out.action[one],
+                      out.state[:, :, one])
+
+
+@torch.inference_mode()
+def watch_multiagent(
+    policy: RecurrentActorCritic,
+    config: TrainConfig,
+    open_sink: Callable[[float | None], FrameSink],
+    episodes: int = 3,
+    deterministic: bool = True,
+    seed: int = 0,
+    record: str | Path | None = None,
+    inspect: bool = False,
+    history: int = 48,
+    max_steps: int | None = None,
+    scale: int | None = None,
+    log: Callable[[str], None] = print,
+    agent: str | None = None,
+) -> WatchResult:
+    """Play ``episodes`` episodes of a multi-agent run (``agents.watch.viewer.watch`` calls this; same arguments).
+
+    Args:
+        open_sink: the window or file the frames go to, given the env's ``render_fps`` (or None).
+        record: the file being written, named in the last line logged.
+        agent: the agent whose memory ``inspect`` shows (default: the first of ``possible_agents``).
+
+    Returns:
+        The team's return and the length of each episode, each agent episode's return, the frames drawn.
+    """
+    env_id = config.env.env_id
+    env = _FrameBeforeReset(make_render_parallel_env(env_id, config.env.env_kwargs, config.env.env_import))
+    envs = MultiAgentVectorEnv([env], env_id)
+    names = envs.agent_names
+    result = WatchResult()
+    try:
+        agent = names[0] if agent is None else agent
+        if agent not in names:
+            raise WatchError(f"--agent {agent!r} is not an agent of {env_id}; its agents are {', '.join(names)}.")
+        slot = names.index(agent)
+        check_spaces(policy, envs.single_observation_space, envs.single_action_space, env_id)
+        sink = open_sink(env.metadata.get("render_fps"))
+        panel = None
+        if inspect:
+            labels = action_labels_for(SimpleNamespace(metadata=env.metadata, action_space=envs.single_action_space))
+            panel = MemoryPanel(MemoryProbe(policy, labels), history=history, agent=agent)
+        generator = torch.Generator().manual_seed(seed)
+        state = policy.initial_state(envs.num_envs)
+        mode = "deterministic" if deterministic else "stochastic"
+        obs, spawn = envs.reset(seed=seed)
+        ended = True
+        try:
+            for episode in range(1, episodes + 1):
+                if not ended:  # the last one was stopped at max_steps: the env was not reset
+                    obs, spawn = envs.reset()
+                team, steps, running, ended = 0.0, 0, np.zeros(envs.num_envs), False
+                while True:
+                    alive = envs.alive.copy()
+                    start = torch.as_tensor(spawn, dtype=torch.float32)
+                    # Training's rules (agents.rollout.multiagent_collector): a spawn starts from zero state,
+                    # an absent row's state is held.
+                    state = state * (1.0 - start).view(1, 1, -1, 1)
+                    obs_t = obs_to_tensor(obs, torch.device("cpu"))
+                    out = policy.step(obs_t, state, start, deterministic, generator)
+                    if panel is not None:
+                        panel.push(_readout(panel.probe, slot, alive, obs_t, state, start, out))
+                    live = [name for name, a in zip(names, alive, strict=True) if a]
+                    caption = [env_id, f"episode {episode}  step {steps}", f"team return {team:+.2f}  ({mode})",
+                               f"alive: {', '.join(live) or 'none'}"]
+                    if panel is not None:
+                        caption.append(f"memory: {agent}{'' if alive[slot] else ' (absent)'}")
+                    if not emit(sink, env, panel, caption, scale, result):
+                        return result
+                    env.last_frame = None
+                    obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
+                    state = torch.where(torch.as_tensor(alive).view(1, 1, -1, 1), out.state, state)
+                    if panel is not None and alive[slot]:
+                        panel.set_reward(float(reward[slot]))
+                    team += float(reward.sum())
+                    running += reward
+                    steps += 1
+                    done = terminated | truncated
+                    result.agent_returns.extend(float(running[i]) for i in np.flatnonzero(done))
+                    running[done] = 0.0
+                    ended = env.last_frame is not None
+                    if ended or (max_steps is not None and steps >= max_steps):
+                        break
+                end = "over" if ended else "stopped"
+                caption = [env_id, f"episode {episode}  step {steps}  ({end})", f"team return {team:+.2f}  ({mode})"]
+                if not emit(sink, env, panel, caption, scale, result, frame=env.last_frame):
+                    return result
+                result.returns.append(team)
+                result.lengths.append(steps)
+                log(f"episode {episode}: team return {team:.2f} ({steps} steps, {end})")
+        finally:
+            sink.close()
+        if episodes > 1:
+            log(f"mean team return {np.mean(result.returns):.2f} ± {np.std(result.returns):.2f} over {episodes} "
+                f"episodes")
+        if record is not None:
+            log(f"wrote {result.frames} frames to {record}")
+        return result
+    finally:
+        envs.close()
