@@ -37,7 +37,7 @@ def test_a_short_cli_run_writes_eval_returns_and_agent_steps(tmp_path, capsys):
     assert summary["eval_sampled_return_mean"] is not None
     # Agent steps: the rows alive, fewer than T x N x 3 slots (agents come and go), more than T x N.
     assert 384 < summary["agent_steps"] < 3 * 384 and summary["agent_sps"] > 0
-    assert "Watch it play" not in capsys.readouterr().err
+    assert f"mnemo watch {run} --inspect" in capsys.readouterr().err  # multi-agent runs play in mnemo watch too
     # Its shared policy exports (tests/test_multiagent_deploy.py); its env has no rgb_array frames to watch.
     assert export_cli.main([str(run), "--out", str(tmp_path / "p.onnx")]) == 0
     assert viewer.main([str(run), "--record", str(tmp_path / "w.gif")]) == 2

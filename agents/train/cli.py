@@ -30,7 +30,6 @@ from typing import Any
 
 from agents.arguments import OneLineParser, step_count
 from agents.config import ConfigError, TrainConfig
-from agents.rollout.multiagent_env import is_multiagent
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
 
@@ -284,9 +283,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary['checkpoint']}. Continue with: {command()} --resume {trainer.run_dir}", file=sys.stderr)
         return 128 + getattr(signal, trainer.stop_reason, signal.SIGINT)
     print(json.dumps(summary, indent=2))
-    watch = "" if is_multiagent(config.env.env_id) else \
-        f"Watch it play: mnemo watch {trainer.run_dir} --inspect    "
-    print(f"{watch}Curves: tensorboard --logdir {trainer.run_dir}", file=sys.stderr)
+    print(f"Watch it play: mnemo watch {trainer.run_dir} --inspect    Curves: tensorboard --logdir {trainer.run_dir}",
+          file=sys.stderr)
     print(eval_line(summary), file=sys.stderr)
     rising = still_rising_line(summary, trainer.run_dir, trainer.config.ppo.total_steps)
     if rising is not None:
