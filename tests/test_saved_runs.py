@@ -1,8 +1,9 @@
 """Runs saved by earlier versions of the code still load and resume exactly.
 
-``tests/data/run_saved_before_layout`` is the config and latest checkpoint of a TMaze run (previous action and reward on, so the env snapshot holds
-a wrapper of the package and a built-in task) stopped at step 256 of 512 by the code as it stood before the
-package layout of agents/ and envs/ changed. Its checkpoint names classes by their old module paths.
+``tests/data/run_saved_before_layout`` holds the config.json and latest.pt of a TMaze run (previous action and
+reward on, so the env snapshot holds a wrapper of the package and a built-in task) stopped at step 256 of 512
+by the code as it stood before the package layout of agents/ and envs/ changed. Its checkpoint names classes
+by their old module paths.
 """
 
 from __future__ import annotations
