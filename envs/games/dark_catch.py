@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_args import check_min_ints
 from envs.games import raster
 from envs.games.window import GameWindow, RenderedGame, check_render_mode
 
@@ -316,9 +317,7 @@ class DarkCatchEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     ) -> None:
         check_render_mode(render_mode)
         raster.check_obs_args(obs_mode, obs_size, grayscale)
-        for name, value, low in (("n_balls", n_balls, 1), ("fall_steps", fall_steps, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_min_ints(("n_balls", n_balls, 1), ("fall_steps", fall_steps, 2))
         if (
             isinstance(visible_steps, bool)
             or not isinstance(visible_steps, int)

@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_args import check_min_ints
 from envs.games import raster
 from envs.games.window import GameWindow, RenderedGame, check_render_mode
 
@@ -386,9 +387,7 @@ class FogMazeEnv(RenderedGame, gym.Env[np.ndarray, np.int64]):
     ) -> None:
         check_render_mode(render_mode)
         raster.check_obs_args(obs_mode, obs_size, grayscale)
-        for name, value, low in (("size", size, 3), ("view_radius", view_radius, 1), ("cue_steps", cue_steps, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_min_ints(("size", size, 3), ("view_radius", view_radius, 1), ("cue_steps", cue_steps, 1))
         if n_goals not in (2, 3, 4):
             raise ValueError(f"n_goals must be 2, 3 or 4 (chests in the corners), got {n_goals!r}")
         if not 0.0 <= wall_density <= 0.5:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_args import check_min_ints
 from envs.multiagent import grid
 from envs.multiagent.grid import MOVES, STAY
 from envs.multiagent.grid_team_env import GridTeamEnv
@@ -386,10 +387,8 @@ class FogTeamEnv(GridTeamEnv):
         check_render_mode(render_mode)
         if n_agents not in (1, 2, 3, 4):
             raise ValueError(f"n_agents must be 1 to 4 (one pad per corner), got {n_agents!r}")
-        for name, value, low in (("size", size, 5), ("view_radius", view_radius, 1), ("cue_steps", cue_steps, 1),
-                                 ("max_steps", max_steps, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_min_ints(("size", size, 5), ("view_radius", view_radius, 1), ("cue_steps", cue_steps, 1),
+                       ("max_steps", max_steps, 1))
         if not 0.0 <= wall_density <= 0.4:
             raise ValueError(f"wall_density must be in [0, 0.4], got {wall_density!r}")
         for name, value in (("step_penalty", step_penalty), ("pad_reward", pad_reward),

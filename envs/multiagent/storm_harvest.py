@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from envs.env_args import check_min_ints
 from envs.multiagent import grid
 from envs.multiagent.grid import MOVES, STAY
 from envs.multiagent.grid_team_env import GridTeamEnv
@@ -451,12 +452,10 @@ class StormHarvestEnv(GridTeamEnv):
         from envs.games.window import check_render_mode
 
         check_render_mode(render_mode)
-        for name, value, low in (("n_agents", n_agents, 1), ("size", size, 5), ("view_radius", view_radius, 1),
-                                 ("n_hunters", n_hunters, 1), ("n_fruit", n_fruit, 1), ("flash_every", flash_every, 1),
-                                 ("respawn_delay", respawn_delay, 1), ("spawn_distance", spawn_distance, 0),
-                                 ("max_steps", max_steps, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_min_ints(("n_agents", n_agents, 1), ("size", size, 5), ("view_radius", view_radius, 1),
+                       ("n_hunters", n_hunters, 1), ("n_fruit", n_fruit, 1), ("flash_every", flash_every, 1),
+                       ("respawn_delay", respawn_delay, 1), ("spawn_distance", spawn_distance, 0),
+                       ("max_steps", max_steps, 1))
         if n_agents > len(AGENT_COLORS):
             raise ValueError(f"n_agents must be at most {len(AGENT_COLORS)}, got {n_agents}")
         if n_hunters + n_agents + n_fruit > size * size // 2:
