@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.memory.common import check_render_mode
+from envs.memory.rendering import check_render_mode
 
 
 class CountRecallEnv(gym.Env[np.ndarray, np.int64]):

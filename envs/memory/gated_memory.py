@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.memory.common import AGENT, FLOOR, GOOD, check_render_mode
+from envs.memory.rendering import AGENT, FLOOR, GOOD, check_render_mode
 
 
 class GatedMemoryEnv(gym.Env[np.ndarray, np.int64]):

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.memory.common import AGENT, BAD, CUE_DOWN, CUE_UP, FLOOR, GOOD, check_render_mode
+from envs.memory.rendering import AGENT, BAD, CUE_DOWN, CUE_UP, FLOOR, GOOD, check_render_mode
 
 
 class TMazeEnv(gym.Env[np.ndarray, np.int64]):

@@ -1,4 +1,4 @@
-"""What the memory tasks share: the colours of their small rgb_array drawings and the render-mode check."""
+"""How the memory tasks render: the colours of their small rgb_array drawings and the render-mode check."""
 
 from __future__ import annotations
 
