@@ -156,15 +156,16 @@ class MultiAgentVectorEnv:
         self.num_envs = self.num_copies * self.slots
         self.single_observation_space = envs[0].observation_space(self.agent_names[0])
         self.single_action_space = envs[0].action_space(self.agent_names[0])
+        self._slot = {name: k for k, name in enumerate(self.agent_names)}
         self._zero_obs = _zeros_like_space(self.single_observation_space)
         self.alive = np.zeros(self.num_envs, dtype=bool)
 
     def _row(self, env_index: int, agent: str) -> int:
-        try:
-            return env_index * self.slots + self.agent_names.index(agent)
-        except ValueError:
+        slot = self._slot.get(agent)
+        if slot is None:
             raise RuntimeError(f"env {env_index} has agent {agent!r}, which is not in its possible_agents "
-                               f"{self.agent_names}; list every agent that can ever act there.") from None
+                               f"{self.agent_names}; list every agent that can ever act there.")
+        return env_index * self.slots + slot
 
     def _rows_obs(self, per_row: list) -> Any:
         return tree_stack([self._zero_obs if o is None else o for o in per_row])
@@ -201,27 +202,23 @@ class MultiAgentVectorEnv:
         was_alive = self.alive.copy()
         for i, env in enumerate(self.envs):
             base = i * self.slots
-            acting = [a for k, a in enumerate(self.agent_names) if was_alive[base + k]]
-            obs, rewards, terms, truncs, _ = env.step({a: actions[base + self.agent_names.index(a)]
-                                                       for a in acting})
+            acting = [(a, base + k) for k, a in enumerate(self.agent_names) if was_alive[base + k]]
+            obs, rewards, terms, truncs, _ = env.step({a: actions[row] for a, row in acting})
             present = set(env.agents)
-            ended_any = False
-            for agent in acting:
-                row = self._row(i, agent)
+            ended = set()
+            for agent, row in acting:
                 reward[row] = float(rewards.get(agent, 0.0))
                 term, trunc = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
                 if term or trunc or agent not in present:
                     # Leaving without a flag is an end the env did not announce: no bootstrap.
                     terminated[row], truncated[row] = term or not trunc, trunc and not term
                     final_obs[row] = obs.get(agent)
-                    ended_any = True
-            ended = {a for a in acting if terminated[self._row(i, a)] or truncated[self._row(i, a)]}
+                    ended.add(agent)
             self.alive[base:base + self.slots] = False
-            if not present or (ended_any and present <= ended):
+            if not present or (ended and present <= ended):
                 # The env's episode is over: agents still listed end with it (bootstrapped), then reset.
-                for agent in present & set(acting):
-                    row = self._row(i, agent)
-                    if not (terminated[row] or truncated[row]):
+                for agent, row in acting:
+                    if agent in present and agent not in ended:
                         truncated[row], final_obs[row] = True, obs.get(agent)
                 self._reset_one(i, env, None, per_row)
                 spawn[base:base + self.slots] = self.alive[base:base + self.slots]
