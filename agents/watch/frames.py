@@ -6,6 +6,7 @@ both draw through ``emit``; ``viewer`` re-exports every name here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,3 +103,24 @@ def emit(sink: FrameSink, env: Any, panel: MemoryPanel | None, caption: list[str
         frame = panel.compose(frame, caption)
     result.frames += 1
     return sink.add(frame, " | ".join(caption[1:3]))
+
+
+def end_episode(sink: FrameSink, env: Any, panel: MemoryPanel | None, caption: list[str], scale: int | None,
+                result: WatchResult, episode: int, what: str, ret: float, steps: int, end: str,
+                log: Callable[[str], None], frame: np.ndarray | None = None) -> bool:
+    """Draw an episode's last frame, then record its return (``what``: "return", "team return") and log it;
+    False when the viewer asked to stop (the episode is then not recorded)."""
+    if not emit(sink, env, panel, caption, scale, result, frame):
+        return False
+    result.returns.append(ret)
+    result.lengths.append(steps)
+    log(f"episode {episode}: {what} {ret:.2f} ({steps} steps, {end})")
+    return True
+
+
+def log_summary(result: WatchResult, what: str, episodes: int, record: Any, log: Callable[[str], None]) -> None:
+    """The closing lines of a watch session: the mean ``what`` over several episodes, the frames written."""
+    if episodes > 1:
+        log(f"mean {what} {np.mean(result.returns):.2f} ± {np.std(result.returns):.2f} over {episodes} episodes")
+    if record is not None:
+        log(f"wrote {result.frames} frames to {record}")

@@ -33,6 +33,8 @@ from agents.watch.frames import (
     cannot_render_message,
     check_spaces,
     emit,
+    end_episode,
+    log_summary,
     render_frame,
 )
 from agents.watch.inspector import MemoryProbe, StepReadout, action_labels_for
@@ -174,18 +176,12 @@ def watch_multiagent(
                         break
                 end = "over" if ended else "stopped"
                 caption = [env_id, f"episode {episode}  step {steps}  ({end})", f"team return {team:+.2f}  ({mode})"]
-                if not emit(sink, env, panel, caption, scale, result, frame=env.last_frame):
+                if not end_episode(sink, env, panel, caption, scale, result, episode, "team return", team, steps, end,
+                                   log, frame=env.last_frame):
                     return result
-                result.returns.append(team)
-                result.lengths.append(steps)
-                log(f"episode {episode}: team return {team:.2f} ({steps} steps, {end})")
         finally:
             sink.close()
-        if episodes > 1:
-            log(f"mean team return {np.mean(result.returns):.2f} ± {np.std(result.returns):.2f} over {episodes} "
-                f"episodes")
-        if record is not None:
-            log(f"wrote {result.frames} frames to {record}")
+        log_summary(result, "team return", episodes, record, log)
         return result
     finally:
         envs.close()

@@ -48,6 +48,8 @@ from agents.watch.frames import (
     cannot_render_message,
     check_spaces,
     emit,
+    end_episode,
+    log_summary,
 )
 from agents.watch.inspector import MemoryProbe, action_labels_for
 from agents.watch.memory_panel import MemoryPanel
@@ -362,17 +364,11 @@ def watch(
                 end = "terminated" if terminated else "truncated" if truncated else "stopped"
                 caption = [env_id, f"episode {episode}  step {steps}  ({end})", f"return {ret:+.2f}  ({mode})",
                            f"last action {last_action}"]
-                if not emit(sink, env, panel, caption, scale, result):
+                if not end_episode(sink, env, panel, caption, scale, result, episode, "return", ret, steps, end, log):
                     return result
-                result.returns.append(ret)
-                result.lengths.append(steps)
-                log(f"episode {episode}: return {ret:.2f} ({steps} steps, {end})")
         finally:
             sink.close()
-        if episodes > 1:
-            log(f"mean return {np.mean(result.returns):.2f} ± {np.std(result.returns):.2f} over {episodes} episodes")
-        if record is not None:
-            log(f"wrote {result.frames} frames to {record}")
+        log_summary(result, "return", episodes, record, log)
         return result
     finally:
         env.close()
