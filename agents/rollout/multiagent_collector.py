@@ -104,6 +104,7 @@ class MultiAgentCollector(VectorCollector):
                 next_state = torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state)
             buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value)
             self.alive_steps[t] = alive
+            self._episode_length += self.envs.alive  # the rows acting now, on the host (no device copy)
 
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(policy.env_action(out.action))
             self._check_obs(next_obs, t, reward)
@@ -117,9 +118,7 @@ class MultiAgentCollector(VectorCollector):
             if cut.any():
                 buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state)
 
-            acted = alive.cpu().numpy() > 0
             self._episode_return += reward
-            self._episode_length += acted
             done = terminated | truncated
             for i in np.flatnonzero(done):
                 returns.append(float(self._episode_return[i]))
