@@ -238,14 +238,14 @@ class TrainConfig:
         }
         for name, value in positive_ints.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}.")
+                raise ConfigError(f"--{flag_name(name)} must be a positive integer, got {value!r}.")
         for name, sizes in (("encoder_sizes", pol.encoder_sizes), ("head_sizes", pol.head_sizes)):
             if any(int(s) <= 0 for s in sizes):
-                raise ConfigError(f"--{_flag(name)} must list positive layer sizes, got {list(sizes)}.")
+                raise ConfigError(f"--{flag_name(name)} must list positive layer sizes, got {list(sizes)}.")
         for name, owner in CORES.options_of_others(pol.core).items():
             if getattr(pol, name) is not None:
-                raise ConfigError(f"--{_flag(name)} applies to --core {owner} only (this run's core is "
-                                  f"{pol.core!r}); drop --{_flag(name)} or pass --core {owner}.")
+                raise ConfigError(f"--{flag_name(name)} applies to --core {owner} only (this run's core is "
+                                  f"{pol.core!r}); drop --{flag_name(name)} or pass --core {owner}.")
         if pol.stack_len is not None and pol.stack_len <= 0:
             raise ConfigError(f"--stack-len must be a positive integer, got {pol.stack_len}.")
         if self.sequence_len > ppo.num_steps:
@@ -267,7 +267,7 @@ class TrainConfig:
         for name in ("chrono_gates", "chrono_fraction"):
             value = getattr(pol, name)
             if value != getattr(PolicyConfig, name) and pol.chrono_init is None:
-                raise ConfigError(f"--{_flag(name)} {value} only applies with --chrono-init T (the longest "
+                raise ConfigError(f"--{flag_name(name)} {value} only applies with --chrono-init T (the longest "
                                   "memory span to initialise for, e.g. --chrono-init 128); set both or neither.")
         if not (ppo.learning_rate > 0 and math.isfinite(ppo.learning_rate)):
             raise ConfigError(f"--learning-rate must be > 0, got {ppo.learning_rate}.")
@@ -277,10 +277,10 @@ class TrainConfig:
             raise ConfigError(f"--gae-lambda must be in [0, 1], got {ppo.gae_lambda}.")
         for name in ("clip_coef", "max_grad_norm", "adam_eps"):
             if not getattr(ppo, name) > 0:
-                raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(ppo, name)}.")
+                raise ConfigError(f"--{flag_name(name)} must be > 0, got {getattr(ppo, name)}.")
         for name in ("ent_coef", "vf_coef"):
             if not getattr(ppo, name) >= 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(ppo, name)}.")
+                raise ConfigError(f"--{flag_name(name)} must be >= 0, got {getattr(ppo, name)}.")
         if not 0 <= ppo.noise_correlation < 1:
             raise ConfigError(f"--noise-correlation must be in [0, 1) (0: independent draws), got "
                               f"{ppo.noise_correlation}.")
@@ -298,14 +298,14 @@ class TrainConfig:
         given = [name for name in others if getattr(run, name) is not None]
         if given:
             owner = others[given[0]]
-            raise ConfigError(f"{', '.join('--' + _flag(name) for name in given)} only apply to --backend {owner}; "
+            raise ConfigError(f"{', '.join('--' + flag_name(name) for name in given)} only apply to --backend {owner}; "
                               f"add --backend {owner}, or drop {'them' if len(given) > 1 else 'it'}.")
         if "num_workers" not in BACKENDS.entry(run.backend).options:
             return  # the envs are not spread over workers: no layout to check
         for name in ("num_workers", "envs_per_worker"):
             value = getattr(run, name)
             if value is not None and (isinstance(value, bool) or value <= 0):
-                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}.")
+                raise ConfigError(f"--{flag_name(name)} must be a positive integer, got {value!r}.")
         if not (run.worker_timeout > 0 and math.isfinite(run.worker_timeout)):
             raise ConfigError(f"--worker-timeout must be a positive number of seconds, got {run.worker_timeout}.")
         if run.ray_address is not None and not run.ray_address.strip():
@@ -329,7 +329,7 @@ class TrainConfig:
             for f in dataclasses.fields(values):
                 value, hint = getattr(values, f.name), hints[f.name]
                 if not _has_type(value, hint):
-                    raise ConfigError(f"--{_flag(f.name)} must be {_describe_type(hint)}, got {value!r}.")
+                    raise ConfigError(f"--{flag_name(f.name)} must be {_describe_type(hint)}, got {value!r}.")
                 registry = f.metadata.get("choices")
                 if registry is not None and value not in registry:
                     raise ConfigError(registry.unknown_message(value))
@@ -426,5 +426,6 @@ def _describe_type(hint: Any) -> str:
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """A setting's command-line spelling without the dashes: ``bptt_len`` -> ``bptt-len``."""
     return name.replace("_", "-")

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.config import TrainConfig
+from agents.config import TrainConfig, flag_name
 from agents.model.policy import RecurrentActorCritic
 from agents.spaces import space_from_json, space_to_json
 
@@ -463,5 +463,5 @@ def describe_differences(saved: Any, requested: Any) -> str:
     for name, old in vars(saved).items():
         new = getattr(requested, name)
         if old != new:
-            parts.append(f"--{name.replace('_', '-')}: checkpoint {old!r}, requested {new!r}")
+            parts.append(f"--{flag_name(name)}: checkpoint {old!r}, requested {new!r}")
     return "; ".join(parts)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.arguments import OneLineParser, step_count
-from agents.config import ConfigError, TrainConfig
+from agents.config import ConfigError, TrainConfig, flag_name
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
 
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = parser.add_argument_group(section.name, section_cls.__doc__)
         hints = typing.get_type_hints(section_cls)
         for f in dataclasses.fields(section_cls):
-            flag = "--" + f.name.replace("_", "-")
+            flag = "--" + flag_name(f.name)
             default = getattr(getattr(defaults, section.name), f.name)
             kwargs: dict[str, Any] = {"default": _UNSET, "dest": f.name,
                                       "help": f"{f.metadata['help']} (default: {default!r})"}
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(type=hint)
             group.add_argument(flag, **kwargs)
             if hint in (bool, bool | None):
-                group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const",
+                group.add_argument("--no-" + flag_name(f.name), dest=f.name, action="store_const",
                                    const=False, default=_UNSET, help=argparse.SUPPRESS)
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="Continue the run in RUN_DIR from its latest checkpoint (previous.pt if latest.pt "
@@ -178,7 +178,7 @@ def _env_change(saved: TrainConfig, explicit: dict, args: argparse.Namespace) ->
     """Refuse a resume on another env than the run trained on, unless --allow-env-change says it is meant; then
     ``explicit`` gains a preset that records the change (config.json keeps it)."""
     env = saved.env
-    changed = [f"--{name.replace('_', '-')} {explicit[name] if name == 'env_id' else json.dumps(explicit[name])}"
+    changed = [f"--{flag_name(name)} {explicit[name] if name == 'env_id' else json.dumps(explicit[name])}"
                for name in ("env_id", "env_kwargs") if name in explicit and explicit[name] != getattr(env, name)]
     if not changed:
         return explicit
