@@ -30,6 +30,7 @@ from typing import Any
 
 from agents.arguments import OneLineParser, step_count
 from agents.config import ConfigError, TrainConfig, flag_name
+from agents.registry import BACKENDS
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
 
@@ -153,8 +154,8 @@ def resolve_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
                               f"directories; --resume alone says where the run is.")
         config = _saved_config(Path(args.resume))
         explicit = _env_change(config, explicit, args)
-        if explicit.get("backend") == "local":  # a Ray run resumed locally: its Ray settings no longer apply
-            explicit = {"num_workers": None, "envs_per_worker": None, "ray_address": None, **explicit}
+        if explicit.get("backend") in BACKENDS:  # resumed on another backend: the others' own settings no longer apply
+            explicit = {**dict.fromkeys(BACKENDS.options_of_others(explicit["backend"])), **explicit}
         config = config.with_overrides({**explicit, "run_dir": args.resume})
         return config.validate(), True
 
