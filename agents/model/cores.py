@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from agents.config import PolicyConfig
-from agents.model.rnn_equations import trace_rnn
+from agents.model.rnn_equations import trace_core
 from agents.registry import CORES
 
 
@@ -221,8 +221,7 @@ class RNNCore(nn.Module):
     def inspect_step(self, x: torch.Tensor, state: torch.Tensor,
                      episode_start: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """Every gate of every layer, recomputed from the weights (agents/model/rnn_equations.py)."""
-        trace = trace_rnn(self.rnn, x.unsqueeze(0), state,
-                          episode_start.unsqueeze(0) if self.reset_on_episode_start else None)
+        trace = trace_core(self, x.unsqueeze(0), state, episode_start.unsqueeze(0))
         columns = [{row.key: trace.quantities[row.key][0, k] for row in self.memory_rows}
                    for k in range(self.num_layers)]
         return columns, trace.state

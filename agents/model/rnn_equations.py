@@ -2,7 +2,8 @@
 every gate can be read out (the memory inspector's rows: ``agents/model/cores.py`` ``inspect_step``).
 
 :func:`trace_rnn` re-runs the module step by step from its ``weight_ih_l{k}``, ``weight_hh_l{k}``,
-``bias_ih_l{k}``, ``bias_hh_l{k}`` and returns every gate of every layer. PyTorch stacks the LSTM gates in
+``bias_ih_l{k}``, ``bias_hh_l{k}`` and returns every gate of every layer; :func:`trace_core` does it for a
+policy's LSTM or GRU core, in the core's reset or carry mode. PyTorch stacks the LSTM gates in
 the order (i, f, g, o) and the GRU gates as (r, z, n)::
 
     LSTM  i = σ(W_ii x + b_ii + W_hi h + b_hi)      GRU  r = σ(W_ir x + b_ir + W_hr h + b_hr)
@@ -133,3 +134,10 @@ def trace_rnn(
     quantities = {name: torch.stack(v) for name, v in steps.items()}
     final = torch.stack([torch.stack(h), torch.stack(c)]) if is_lstm else torch.stack(h).unsqueeze(0)
     return CoreTrace("lstm" if is_lstm else "gru", quantities, final)
+
+
+def trace_core(core: nn.Module, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor) -> CoreTrace:
+    """:func:`trace_rnn` for a policy's LSTM or GRU core (agents/model/cores.py), honouring its reset or carry mode."""
+    if not isinstance(getattr(core, "rnn", None), (nn.LSTM, nn.GRU)):
+        raise InspectorError(f"This core is {core.kind!r}: it has no LSTM or GRU to trace.")
+    return trace_rnn(core.rnn, x, state, episode_start if core.reset_on_episode_start else None)

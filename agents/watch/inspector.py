@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from agents.model.cores import MemoryRow, inspect_step, memory_view
 from agents.model.encoders import GridEncoder, ImageEncoder
@@ -34,20 +33,13 @@ from agents.model.rnn_equations import (
     InspectorError,
     gru_cell,
     lstm_cell,
+    trace_core,
     trace_rnn,
 )
 from agents.trees import Tree, tree_map
 
 __all__ = ["GRU_QUANTITIES", "LSTM_QUANTITIES", "CoreTrace", "InspectorError", "MemoryProbe", "StepReadout",
            "action_labels_for", "gru_cell", "lstm_cell", "trace_core", "trace_rnn"]
-
-
-# =========================================================================== 1. the equations
-def trace_core(core: nn.Module, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor) -> CoreTrace:
-    """:func:`trace_rnn` for a policy's LSTM or GRU core (agents/model/cores.py), honouring its reset or carry mode."""
-    if not isinstance(getattr(core, "rnn", None), (nn.LSTM, nn.GRU)):
-        raise InspectorError(f"This core is {core.kind!r}: it has no LSTM or GRU to trace.")
-    return trace_rnn(core.rnn, x, state, episode_start if core.reset_on_episode_start else None)
 
 
 # =========================================================================== 2. the readout
