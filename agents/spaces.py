@@ -18,8 +18,6 @@ class UnsupportedSpaceError(ValueError):
     """The env uses a space the policy cannot encode or act in."""
 
 
-
-
 # --------------------------------------------------------------------------- space checks
 # Below this many cells on a side a uint8 "image" is a grid of object codes (MiniGrid's 7x7 view, a board),
 # not a frame: the CNN's three stride-2 layers would shrink 7x7 to 1x1 and treat codes as brightness.

@@ -54,7 +54,6 @@ def obs_to_tensor(obs: Tree, device: torch.device) -> Tree:
     return tree_map(convert, obs)
 
 
-
 def tree_get(tree: Tree, path: tuple) -> Any:
     """The subtree at ``path``, a sequence of dict keys and tuple indices."""
     for key in path:

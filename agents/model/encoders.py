@@ -194,7 +194,6 @@ def make_leaf_encoder(space: spaces.Space, normalize: bool, obs_encoder: str = "
     raise AssertionError("unreachable")
 
 
-
 @torch.no_grad()
 def update_normalizers(encoder: nn.Module, obs: Tree) -> None:
     """Feed a flat batch of observations (N, ...) to every normaliser inside ``encoder``."""
