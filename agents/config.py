@@ -10,6 +10,7 @@ properties, never written back into it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -429,3 +430,8 @@ def _describe_type(hint: Any) -> str:
 def flag_name(name: str) -> str:
     """A setting's command-line spelling without the dashes: ``bptt_len`` -> ``bptt-len``."""
     return name.replace("_", "-")
+
+
+def env_label(env_id: str | None, env_kwargs: dict | None) -> str:
+    """An env as messages name it: its id, then its --env-kwargs as JSON when it has any."""
+    return f"{env_id}" + (f" {json.dumps(env_kwargs)}" if env_kwargs else "")

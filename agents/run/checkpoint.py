@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.config import TrainConfig, flag_name
+from agents.config import TrainConfig, env_label, flag_name
 from agents.model.policy import RecurrentActorCritic
 from agents.spaces import space_from_json, space_to_json
 
@@ -448,7 +448,7 @@ def check_spaces_match(meta: dict, observation_space: spaces.Space, action_space
     """Raise CheckpointError naming the space that differs between a checkpoint and an env, and the env it was
     trained on."""
     env = meta.get("config", {}).get("env", {})
-    trained = f"{env.get('env_id')}" + (f" {json.dumps(env['env_kwargs'])}" if env.get("env_kwargs") else "")
+    trained = env_label(env.get("env_id"), env.get("env_kwargs"))
     for kind, space in (("observation", observation_space), ("action", action_space)):
         saved = space_from_json(meta[f"{kind}_space"])
         if saved != space:

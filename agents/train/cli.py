@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.arguments import OneLineParser, step_count
-from agents.config import ConfigError, TrainConfig, flag_name
+from agents.config import ConfigError, TrainConfig, env_label, flag_name
 from agents.registry import BACKENDS
 from agents.run.checkpoint import CheckpointError
 from agents.spaces import UnsupportedSpaceError
@@ -183,13 +183,13 @@ def _env_change(saved: TrainConfig, explicit: dict, args: argparse.Namespace) ->
                for name in ("env_id", "env_kwargs") if name in explicit and explicit[name] != getattr(env, name)]
     if not changed:
         return explicit
-    trained = env.env_id + (f" {json.dumps(env.env_kwargs)}" if env.env_kwargs else "")
+    trained = env_label(env.env_id, env.env_kwargs)
     if not getattr(args, "allow_env_change", False):
         raise ConfigError(f"--resume {args.resume}: the run was trained on {trained}, and {' '.join(changed)} asks "
                           f"for another env; drop {'them' if len(changed) > 1 else 'it'} to resume, or add "
                           f"--allow-env-change to train on the new env from here on.")
     kwargs = explicit.get("env_kwargs", env.env_kwargs)
-    new = explicit.get("env_id", env.env_id) + (f" {json.dumps(kwargs)}" if kwargs else "")
+    new = env_label(explicit.get("env_id", env.env_id), kwargs)
     return {**explicit, "preset": f"{env.preset}, then --allow-env-change from {trained} to {new}"}
 
 
