@@ -225,6 +225,11 @@ class TrainConfig:
         """Rollout-update iterations needed to reach ``total_steps``."""
         return math.ceil(self.ppo.total_steps / self.batch_size)
 
+    @property
+    def step_budget(self) -> int:
+        """Env steps the run takes: ``total_steps`` rounded up to whole rollouts (``num_iterations`` of them)."""
+        return self.num_iterations * self.batch_size
+
     def validate(self) -> TrainConfig:
         """Check every setting; raise ConfigError naming the first bad one and the fix."""
         self._check_types()

@@ -382,7 +382,7 @@ def load_for_resume(run_dir: str | Path, config: TrainConfig,
         os.replace(latest, latest.with_name(LATEST + ".corrupt"))
         kept = f" (kept as {LATEST}.corrupt)"
     step = int(meta["counters"]["global_step"])
-    budget = config.num_iterations * config.batch_size
+    budget = config.step_budget
     # latest.pt is written once at least --checkpoint-every steps have run since the one before it.
     gap = -(-config.run.checkpoint_every // config.batch_size) * config.batch_size
     note = (f"{problems[0]}{kept}: resuming from {PREVIOUS} at step {step:,} of {budget:,}; the training after it "

@@ -194,7 +194,7 @@ def progress_bar(cfg: TrainConfig, initial: int):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=cfg.num_iterations * cfg.batch_size, initial=initial, unit="step", dynamic_ncols=True)
+    return tqdm(total=cfg.step_budget, initial=initial, unit="step", dynamic_ncols=True)
 
 
 def clean_floats(value):

@@ -302,7 +302,7 @@ def header(trainer: Any, resume: bool) -> str:
     """The first line: env, core, steps (and why the bar runs past --total-steps), run directory, and what the
     progress bar's ret= is."""
     config = trainer.config
-    budget = config.num_iterations * config.batch_size
+    budget = config.step_budget
     rounded = ""
     if budget != config.ppo.total_steps:
         rounded = (f", --total-steps {config.ppo.total_steps:,} rounded up to whole rollouts of "
