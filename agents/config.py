@@ -210,6 +210,12 @@ class TrainConfig:
         return max(1, self.ppo.num_steps // shares)
 
     @property
+    def spreads_envs_over_workers(self) -> bool:
+        """Whether the backend runs the envs in workers (it reads ``num_workers``: Ray), so ``worker_layout``
+        applies."""
+        return "num_workers" in BACKENDS.entry(self.run.backend).options
+
+    @property
     def worker_layout(self) -> tuple[int, int]:
         """(Ray actors W, envs per actor E) with ``--backend ray``; ``validate`` checks that W x E = num_envs."""
         run, n = self.run, self.env.num_envs
@@ -306,7 +312,7 @@ class TrainConfig:
             owner = others[given[0]]
             raise ConfigError(f"{', '.join('--' + flag_name(name) for name in given)} only apply to --backend {owner}; "
                               f"add --backend {owner}, or drop {'them' if len(given) > 1 else 'it'}.")
-        if "num_workers" not in BACKENDS.entry(run.backend).options:
+        if not self.spreads_envs_over_workers:
             return  # the envs are not spread over workers: no layout to check
         for name in ("num_workers", "envs_per_worker"):
             value = getattr(run, name)

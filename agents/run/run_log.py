@@ -14,7 +14,6 @@ from gymnasium import spaces
 
 from agents.config import TrainConfig
 from agents.model.policy import RecurrentActorCritic
-from agents.registry import BACKENDS
 from agents.rollout.buffer import Rollout
 from agents.run.checkpoint import atomic_write_text
 from agents.spaces import MIN_FRAME_SIDE, choose_obs_encoder, image_layout, is_image_space, leaf_spaces
@@ -44,8 +43,8 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
         kinds = sorted({choose_obs_encoder(leaf) for leaf in leaves})
         whys = list(dict.fromkeys(encoder_reason(leaf) for leaf in leaves))  # one per kind of leaf, in order
         derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds, "why": "; ".join(whys)}
-    workers, per_worker = cfg.worker_layout
-    if "num_workers" in BACKENDS.entry(cfg.run.backend).options:  # a backend that spreads the envs over workers
+    if cfg.spreads_envs_over_workers:
+        workers, per_worker = cfg.worker_layout
         for name, value in (("num_workers", workers), ("envs_per_worker", per_worker)):
             if getattr(cfg.run, name) is None:
                 derived[name] = {"value": value, "why": f"not set: --num-envs {cfg.env.num_envs} over "
