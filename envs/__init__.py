@@ -17,18 +17,22 @@ NAMESPACE = "mnemo"
 
 
 def namespaced_id(env_id: str) -> str | None:
-    """The ``mnemo/`` id that a bare name means (``TMazeLong-v0`` or ``TMazeLong`` -> ``mnemo/TMazeLong-v0``).
+    """The ``mnemo/`` id that a bare name means (``TMazeLong-v0`` or ``TMazeLong`` -> ``mnemo/TMazeLong-v0``),
+    single-agent or multi-agent (``FogTeam-v0`` -> ``mnemo/FogTeam-v0``).
 
     None when ``env_id`` has a namespace or no ``mnemo/`` id has that name. Error messages suggest it
     before Gymnasium's close-name guess, which only knows ids without a namespace (and would offer the
     fully observed ``Pendulum`` for ``PendulumNoVel-v1``).
     """
+    from envs.multiagent import MULTIAGENT_ENVS  # the multi-agent ids (not Gymnasium-registered)
+
     if "/" in env_id:
         return None
     exact = f"{NAMESPACE}/{env_id}"
-    if exact in registry:
+    known = [*registry, *MULTIAGENT_ENVS]
+    if exact in known:
         return exact
-    versions = sorted(i for i in registry if i.startswith(f"{exact}-v"))
+    versions = sorted(i for i in known if i.startswith(f"{exact}-v"))
     return versions[-1] if versions else None
 
 

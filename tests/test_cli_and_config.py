@@ -112,7 +112,8 @@ def test_training_and_evaluation_need_no_pygame(tmp_path):
 
 @pytest.mark.parametrize("bare,full", [("TMazeLong-v0", "mnemo/TMazeLong-v0"),
                                        ("PendulumNoVel-v1", "mnemo/PendulumNoVel-v1"),
-                                       ("FogMaze", "mnemo/FogMaze-v0")])
+                                       ("FogMaze", "mnemo/FogMaze-v0"),
+                                       ("FogTeam-v0", "mnemo/FogTeam-v0")])
 def test_bare_name_of_a_built_in_env_suggests_its_mnemo_id(tmp_path, capsys, bare, full):
     assert train.main(["--env-id", bare, "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
