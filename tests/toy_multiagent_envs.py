@@ -212,8 +212,9 @@ class RolesEnv(ParallelEnv):
         self.possible_agents = ["hunter_0", "prey_0", "prey_1"]
         self.p_die, self.episode_len, self.prey_reward = p_die, episode_len, prey_reward
         self.render_mode = render_mode
-        self._spaces = {"hunter": (spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(3)),
-                        "prey": (spaces.Box(-1.0, 1.0, (2,), np.float32), spaces.Discrete(2))}
+        # Spaces as attributes of their own: a resume's env snapshot skips them (agents/rollout/env_state.py).
+        self._hunter_obs, self._hunter_act = spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(3)
+        self._prey_obs, self._prey_act = spaces.Box(-1.0, 1.0, (2,), np.float32), spaces.Discrete(2)
         self.np_random = np.random.default_rng()
         self.agents: list[str] = []
         self.t = 0
@@ -226,10 +227,10 @@ class RolesEnv(ParallelEnv):
         return agent.split("_")[0]
 
     def observation_space(self, agent):
-        return self._spaces[self._role(agent)][0]
+        return self._hunter_obs if self._role(agent) == "hunter" else self._prey_obs
 
     def action_space(self, agent):
-        return self._spaces[self._role(agent)][1]
+        return self._hunter_act if self._role(agent) == "hunter" else self._prey_act
 
     def _obs(self, agent: str) -> np.ndarray:
         if self._role(agent) == "hunter":
