@@ -15,18 +15,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
+from PIL import Image
 from registry_cases import core_names, core_settings
 
 pytest.importorskip("pettingzoo")
 
 from agents.config import PolicyConfig, PPOConfig, TrainConfig
+from agents.deploy import export_cli
+from agents.deploy.export import load_onnx_metadata
+from agents.deploy.runner import PolicyRunner
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
 from agents.rollout.multiagent_collector import MultiPolicyCollector
 from agents.rollout.multiagent_env import make_multiagent_vector_env
+from agents.run.checkpoint import CheckpointError, load_policies, load_policy
 from agents.train import cli as train
+from agents.train.evaluation import evaluate_policies
 from agents.train.ppo_loss import make_minibatch, ppo_loss
 from agents.train.trainer import ResumeWarning, Trainer
+from agents.watch import multiagent_viewer
+from agents.watch.viewer import FrameSink, watch
 
 ROLES = "toy_multiagent_envs:make_roles"
 ROLE_MAP = "hunter_*=hunter,prey_*=prey"
@@ -236,3 +245,76 @@ def test_each_role_learns_its_own_action(tmp_path):
     with torch.no_grad():
         out = prey.step(obs, prey.initial_state(9, "cpu"), torch.ones(9), deterministic=True)
     assert (out.action == 0).all()
+
+
+# ------------------------------------------------------------------ using a trained run
+@pytest.fixture(scope="module")
+def roles_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("roles") / "run"
+    assert train.main(["--env-id", ROLES, "--policy-map", ROLE_MAP, "--run-dir", str(run), *FAST]) == 0
+    return run
+
+
+def test_policies_load_and_export_by_name_and_a_missing_name_lists_them(roles_run, tmp_path, capsys):
+    hunter, config = load_policy(roles_run, policy="hunter")
+    prey, _ = load_policy(roles_run, policy="prey")
+    assert config.env.policy_map == ROLE_MAP
+    assert hunter.action_space == spaces.Discrete(3) and prey.observation_space.shape == (2,)
+    for name in (None, "wolf"):
+        with pytest.raises(CheckpointError, match=r"holds the policies \['hunter', 'prey'\].*--policy hunter"):
+            load_policy(roles_run, policy=name)
+    runner = PolicyRunner.load(roles_run, policy="prey")
+    obs = np.array([[0.3, 0.1], [-0.7, 0.4]], dtype=np.float32)
+    with torch.no_grad():
+        expected = prey.step(torch.as_tensor(obs), prey.initial_state(2), torch.ones(2), deterministic=True).action
+    assert runner.act(obs, agent_ids=["prey_0", "prey_1"]).tolist() == expected.tolist()
+    capsys.readouterr()
+    out = tmp_path / "hunter.onnx"
+    assert export_cli.main([str(roles_run), "--policy", "hunter", "--out", str(out)]) == 0
+    assert "policy 'hunter' for hunter_0" in capsys.readouterr().out
+    assert load_onnx_metadata(out)["multiagent"] == {"env_id": ROLES, "agents": ["hunter_0"], "num_agents": 1,
+                                                     "policy": "hunter"}
+    assert export_cli.main([str(roles_run), "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "['hunter', 'prey']" in err[0] and "--policy hunter" in err[0], err
+
+
+def test_a_run_of_one_policy_refuses_a_policy_name(tmp_path):
+    run = tmp_path / "run"
+    assert train.main(["--env-id", "toy_multiagent_envs:make_respawn", "--run-dir", str(run), *FAST]) == 0
+    with pytest.raises(CheckpointError, match=r"holds one policy .* not 'hunter'; drop the policy name"):
+        load_policy(run, policy="hunter")
+
+
+def test_watch_records_every_agent_by_its_policy_and_inspects_the_chosen_agent(roles_run, tmp_path, monkeypatch):
+    out = tmp_path / "roles.gif"
+    result = watch(roles_run, episodes=2, record=out, inspect=True, agent="prey_1", seed=1, log=lambda line: None)
+    assert result.lengths == [12, 12] and result.frames == sum(result.lengths) + 2
+    with Image.open(out) as gif:
+        assert gif.n_frames == result.frames
+    assert sum(result.agent_returns) == pytest.approx(sum(result.returns))
+    # Training's rules and each agent's own policy: the agent episodes that evaluation plays on one env copy.
+    policies, _ = load_policies(roles_run)
+    expected = evaluate_policies(policies, ROLES, 2, seed=1, policy_map=ROLE_MAP, num_envs=1)
+    played = list(result.agent_returns)
+    for returns in expected.values():
+        for value in returns:
+            played.remove(float(value))  # raises when watch did not play that episode
+    # The panel follows prey_1 with the prey's core, and reads a step of it whenever prey_1 is alive.
+    panels, make_panel = [], multiagent_viewer.MemoryPanel
+
+    def spy(probe, **kwargs):
+        panels.append(make_panel(probe, **kwargs))
+        return panels[-1]
+
+    monkeypatch.setattr(multiagent_viewer, "MemoryPanel", spy)
+    watch(roles_run, episodes=1, sink=Discard(), inspect=True, agent="prey_1", log=lambda line: None)
+    (panel,) = panels
+    prey = policies["prey"]
+    assert all(torch.equal(v, prey.state_dict()[k]) for k, v in panel.probe.policy.state_dict().items())
+    assert panel.probe.policy.action_space == spaces.Discrete(2)
+
+
+class Discard(FrameSink):
+    def add(self, frame, title=""):
+        return True
