@@ -133,6 +133,18 @@ def test_each_rollout_holds_its_own_rows_and_agents_episodes():
     assert collector.state.shape[2] == 9 and collector.alive.shape == (9,)
 
 
+def test_set_weights_loads_other_weights_by_name_and_leaves_the_rest():
+    policies, collector, _ = collect(rollouts=1)
+    prey_before = {k: v.clone() for k, v in policies["prey"].state_dict().items()}
+    other = RecurrentActorCritic(policies["hunter"].observation_space, policies["hunter"].action_space,
+                                 policies["hunter"].config)
+    collector.set_weights({"hunter": other.state_dict(), "prey": policies["prey"].state_dict()})
+    for key, value in other.state_dict().items():
+        assert torch.equal(collector.policies["hunter"].state_dict()[key], value), key
+    for key, value in prey_before.items():
+        assert torch.equal(collector.policies["prey"].state_dict()[key], value), key
+
+
 # ------------------------------------------------------------------ training
 SMALL = {"env_id": ROLES, "policy_map": ROLE_MAP, "total_steps": 1536, "num_envs": 2, "num_steps": 64,
          "bptt_len": 8, "num_minibatches": 2, "update_epochs": 2, "eval_episodes": 0, "progress": False,

@@ -21,6 +21,7 @@ per policy; ``collect`` returns one ``Rollout`` per policy.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -230,9 +231,13 @@ class MultiPolicyCollector(MultiAgentCollector):
         self._reset_envs(env_seed)
         self.state = self.policy.initial_state(self.num_envs, device)
 
-    def set_weights(self, weights) -> None:
-        raise NotImplementedError("A MultiPolicyCollector acts with the trainer's own policies (start); it takes "
-                                  "no weights.")
+    def set_weights(self, weights: dict[str, Mapping[str, torch.Tensor]]) -> None:
+        """Act with these weights from now on, by policy name (``{name: policy.state_dict()}``); the trainer's own
+        policies' weights are the ones this collector acts with already."""
+        for name, policy_weights in weights.items():
+            own = self.policies[name].state_dict()
+            if any(policy_weights[key].data_ptr() != tensor.data_ptr() for key, tensor in own.items()):
+                self.policies[name].load_state_dict(policy_weights)
 
     def collect(self) -> dict[str, Rollout]:
         """``num_steps`` steps of every env copy; returns ``{policy name: Rollout}`` over that policy's rows, each

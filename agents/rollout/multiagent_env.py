@@ -233,6 +233,7 @@ class MultiAgentVectorEnv:
             self.policies.append(block)
             self._slot.update({agent: (first, len(agents), j) for j, agent in enumerate(agents)})
             first += block.num_rows
+        self._env_rows = [[self._row(i, agent) for agent in self.agent_names] for i in range(self.num_copies)]
         # Named policies: observations and actions travel per policy (one tree / array each); one policy's spaces
         # are every row's.
         self.per_policy = policy_map is not None
@@ -251,7 +252,7 @@ class MultiAgentVectorEnv:
 
     def env_rows(self, env_index: int) -> list[int]:
         """The rows of env ``env_index``'s agents, in ``possible_agents`` order."""
-        return [self._row(env_index, agent) for agent in self.agent_names]
+        return self._env_rows[env_index]
 
     def _rows_obs(self, per_row: list) -> Any:
         blocks = [tree_stack([zero if o is None else o for o in per_row[block.rows]])

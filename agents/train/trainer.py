@@ -467,7 +467,10 @@ class Trainer:
 
                 t0 = time.perf_counter()
                 rollback = self.collector.state_dict(snapshot_envs=False)
-                if not self.named_policies:  # named policies: the collector acts with the learners' own networks
+                if self.named_policies:
+                    self.collector.set_weights({name: learner.policy.state_dict()
+                                                for name, learner in self.learners.items()})
+                else:
                     self.collector.set_weights(self.policy.state_dict())
                 try:
                     collected = self.collector.collect()
@@ -542,7 +545,7 @@ class Trainer:
         rewards, alive = rollout.rewards, rollout.alive
         if reward_scaler is not None:
             rewards = reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated),
-                                                       alive)
+                                                  alive)
         advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
                                           rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
                                           cfg.ppo.gae_lambda)
