@@ -27,7 +27,7 @@ from agents.deploy.export import load_onnx_metadata
 from agents.deploy.runner import PolicyRunner
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
-from agents.rollout.multiagent_collector import MultiPolicyCollector
+from agents.rollout.multiagent_collector import MultiAgentCollector, MultiPolicyCollector
 from agents.rollout.multiagent_env import make_multiagent_vector_env
 from agents.run.checkpoint import CheckpointError, load_policies, load_policy
 from agents.train import cli as train
@@ -38,6 +38,7 @@ from agents.watch import multiagent_viewer
 from agents.watch.viewer import FrameSink, watch
 
 ROLES = "toy_multiagent_envs:make_roles"
+RESPAWN = "toy_multiagent_envs:make_respawn"
 ROLE_MAP = "hunter_*=hunter,prey_*=prey"
 FAST = ["--total-steps", "192", "--num-envs", "2", "--num-steps", "32", "--hidden-size", "8", "--bptt-len", "8",
         "--update-epochs", "1", "--eval-episodes", "4", "--progress", "false"]
@@ -293,7 +294,7 @@ def test_policies_load_and_export_by_name_and_a_missing_name_lists_them(roles_ru
 
 def test_a_run_of_one_policy_refuses_a_policy_name(tmp_path):
     run = tmp_path / "run"
-    assert train.main(["--env-id", "toy_multiagent_envs:make_respawn", "--run-dir", str(run), *FAST]) == 0
+    assert train.main(["--env-id", RESPAWN, "--run-dir", str(run), *FAST]) == 0
     with pytest.raises(CheckpointError, match=r"holds one policy .* not 'hunter'; drop the policy name"):
         load_policy(run, policy="hunter")
 
@@ -330,3 +331,41 @@ def test_watch_records_every_agent_by_its_policy_and_inspects_the_chosen_agent(r
 class Discard(FrameSink):
     def add(self, frame, title=""):
         return True
+
+
+# ------------------------------------------------------------------ one named policy is the shared policy
+
+def test_one_named_policy_collects_bitwise_as_the_shared_policy():
+    """``--policy-map '*=all'`` runs the named-policy path over the same rows as the shared one: with the same
+    network and seeds, every rollout tensor is the same (so the named path keeps the tested hidden-state rules)."""
+
+    def run(named: bool):
+        envs = make_multiagent_vector_env(RESPAWN, 3, policy_map="*=all" if named else None)
+        torch.manual_seed(0)
+        cfg = PolicyConfig(hidden_size=16, normalize_obs=True)
+        block = envs.policies[0]
+        policy = RecurrentActorCritic(block.observation_space, block.action_space, cfg)
+        collector = (MultiPolicyCollector if named else MultiAgentCollector)(envs, 24, noise_correlation=0.5)
+        collector.start({"all": policy} if named else policy, torch.device("cpu"), 1, 2)
+        rollouts = [collector.collect() for _ in range(2)]
+        return [r["all"] if named else r for r in rollouts]
+
+    for shared, named in zip(run(False), run(True), strict=True):
+        for field in ("obs", "actions", "logprobs", "values", "rewards", "terminated", "truncated",
+                      "truncation_values", "episode_starts", "states", "bootstrap_value", "alive"):
+            assert torch.equal(getattr(shared, field), getattr(named, field)), field
+        assert shared.episode_returns == named.episode_returns
+
+
+def test_one_named_policy_trains_and_evaluates_bitwise_as_the_shared_policy(tmp_path):
+    overrides = {"env_id": RESPAWN, "total_steps": 512, "eval_episodes": 6, "noise_correlation": 0.0,
+                 "checkpoint_every": 10_000}
+    shared = make(tmp_path / "shared", policy_map=None, **overrides)
+    shared_summary = shared.train()
+    named = make(tmp_path / "named", policy_map="*=all", **overrides)
+    named_summary = named.train()
+    for key, value in shared.policy.state_dict().items():
+        assert torch.equal(value, named.learners["all"].policy.state_dict()[key]), key
+    for key in ("eval_return_mean", "eval_sampled_return_mean", "train_return_recent", "episodes", "agent_steps"):
+        assert shared_summary[key] == named_summary[key], key
+    assert named_summary["policies"]["all"]["eval_return_mean"] == named_summary["eval_return_mean"]
