@@ -30,6 +30,7 @@ from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
 from agents.rollout.multiagent_collector import MultiAgentCollector, MultiPolicyCollector
 from agents.rollout.multiagent_env import make_multiagent_vector_env
 from agents.run.checkpoint import CheckpointError, load_policies, load_policy
+from agents.run.run_log import merge_policy_settings
 from agents.train import cli as train
 from agents.train.evaluation import evaluate_policies
 from agents.train.ppo_loss import make_minibatch, ppo_loss
@@ -238,6 +239,9 @@ def test_summary_and_curves_report_every_policy_by_name(tmp_path, capsys):
     greedy = [summary["policies"][n]["eval_return_mean"] for n in ("hunter", "prey")]
     assert summary["eval_return_mean"] == pytest.approx(np.mean(greedy)) and summary["eval_episodes"] == 8
     assert summary["derived"]["policies"]["value"] == {"hunter": ["hunter_0"], "prey": ["prey_0", "prey_1"]}
+    # Derived from each policy's own spaces (the hunter's Box(3,), the prey's Box(2,)): recorded per policy.
+    encoder = summary["derived"]["obs_encoder"]
+    assert encoder["value"] == {"hunter": "flat", "prey": "flat"} and "hunter: float32 (3,)" in encoder["why"]
     config = json.loads((run / "config.json").read_text())
     assert config["env"]["policy_map"] == ROLE_MAP
     per_policy = {name: scalar_steps(run, f"charts/episodic_return/{name}") for name in ("hunter", "prey")}
@@ -245,6 +249,15 @@ def test_summary_and_curves_report_every_policy_by_name(tmp_path, capsys):
     assert all(per_policy.values())
     for name in ("hunter", "prey"):
         assert len(scalar_steps(run, f"losses/pg_loss/{name}")) == 3  # one per iteration
+
+
+def test_settings_derived_differently_per_policy_are_recorded_per_policy():
+    bptt = {"value": 8, "why": "x"}
+    per_policy = {"hunter": {"normalize_obs": {"value": True, "why": "unbounded"}, "bptt_len": bptt},
+                  "prey": {"normalize_obs": {"value": False, "why": "bounded"}, "bptt_len": dict(bptt)}}
+    assert merge_policy_settings(per_policy) == {
+        "normalize_obs": {"value": {"hunter": True, "prey": False}, "why": "hunter: unbounded; prey: bounded"},
+        "bptt_len": {"value": 8, "why": "x"}}
 
 
 def test_each_role_learns_its_own_action(tmp_path):

@@ -54,6 +54,22 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
     return derived
 
 
+def merge_policy_settings(per_policy: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """One ``derived_settings`` record for a run with named policies, from each policy's: a setting every policy
+    derived alike is kept as it is; one they derived differently (from their own spaces) gets
+    ``{"value": {name: value}, "why": "name: why; ..."}``."""
+    first = next(iter(per_policy.values()))
+    merged = {}
+    for key in first:
+        entries = {name: derived[key] for name, derived in per_policy.items()}
+        if all(entry == first[key] for entry in entries.values()):
+            merged[key] = first[key]
+        else:
+            merged[key] = {"value": {name: entry["value"] for name, entry in entries.items()},
+                           "why": "; ".join(f"{name}: {entry['why']}" for name, entry in entries.items())}
+    return merged
+
+
 def encoder_reason(leaf: spaces.Space) -> str:
     """Which branch of ``choose_obs_encoder``'s auto rule a leaf took: "uint8 7x7x3 with a side below 16: grid
     of codes"."""

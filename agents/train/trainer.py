@@ -59,6 +59,7 @@ from agents.run.run_log import (
     derived_settings,
     log_iteration,
     log_policy_iteration,
+    merge_policy_settings,
     policy_summaries,
     progress_bar,
     summarize,
@@ -264,11 +265,14 @@ class Trainer:
         # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
-        self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
         if self.named_policies:
-            self.derived["policies"] = {
-                "value": {block.name: list(block.agents) for block in blocks},
-                "why": "--policy-map: each policy's agents; the other derived settings are the first policy's"}
+            self.derived = merge_policy_settings({
+                name: derived_settings(cfg, learner.policy, self.device, self.device_note)
+                for name, learner in self.learners.items()})
+            self.derived["policies"] = {"value": {block.name: list(block.agents) for block in blocks},
+                                        "why": "--policy-map: each policy's agents"}
+        else:
+            self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
         if self.collector_record is not None:
             named = self.collector_record["env_id"] is not None
             self.derived["collector"] = {
