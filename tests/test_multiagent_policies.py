@@ -65,6 +65,16 @@ def test_bad_policy_maps_are_one_line_exit_2_and_write_nothing(tmp_path, capsys,
     assert not run.exists()
 
 
+def test_policies_whose_states_differ_in_shape_are_refused(tmp_path, capsys):
+    """A stack core without an encoder MLP keeps raw observations: 3 values for the hunter, 2 for the prey."""
+    run = tmp_path / "run"
+    code = train.main(["--env-id", ROLES, "--policy-map", ROLE_MAP, "--run-dir", str(run), *FAST, "--core", "stack",
+                       "--encoder-sizes", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "recurrent states differ in shape" in err[0], err
+    assert "give --encoder-sizes" in err[0] and not run.exists()
+
+
 def test_first_matching_pattern_wins_and_rows_are_blocks_per_policy():
     envs = make_multiagent_vector_env(ROLES, 3, policy_map="prey_1=solo,prey_*=rest,*=hunter")
     try:
