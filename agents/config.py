@@ -52,6 +52,10 @@ class EnvConfig:
         "(envs/presets.py), 'none' the defaults alone. A run's config.json names the preset it used.")
     num_envs: int = _f(8, "Number of envs stepped together in the vector env.")
     async_envs: bool = _f(False, "Step envs in subprocesses (gymnasium AsyncVectorEnv) instead of in-process.")
+    policy_map: str | None = _f(
+        None, "Several policies in a multi-agent run: 'PATTERN=NAME,...' gives each agent the policy of the first "
+        "fnmatch pattern its name matches (e.g. 'hunter_*=hunter,prey_*=prey'); each policy has its own network "
+        "and optimizer. None: one policy shared by every agent (docs/multiagent.md).")
 
 
 @dataclass
@@ -300,6 +304,8 @@ class TrainConfig:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
+        if env.policy_map is not None:
+            parse_policy_map(env.policy_map)
         self._check_backend()
         return self
 
@@ -395,6 +401,28 @@ class TrainConfig:
             data[owner[name]][name] = value
         # Taken as it is: the overrides are today's settings, so nothing is read as a config saved before.
         return TrainConfig._from_sections(data)
+
+
+POLICY_MAP_EXAMPLE = "--policy-map 'hunter_*=hunter,prey_*=prey'"
+
+
+def parse_policy_map(text: str) -> list[tuple[str, str]]:
+    """``--policy-map`` as ``[(fnmatch pattern, policy name), ...]`` in the order given (the first match wins).
+
+    Raises:
+        ConfigError: an entry is not ``PATTERN=NAME``, or a name is not made of letters, digits, '_' and '-'.
+    """
+    entries = [part.strip() for part in text.split(",")]
+    mapping = []
+    for entry in entries:
+        pattern, sep, name = (s.strip() for s in entry.partition("="))
+        if not (sep and pattern and name):
+            raise ConfigError(f"--policy-map entry {entry!r} is not PATTERN=NAME; write e.g. {POLICY_MAP_EXAMPLE}.")
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"--policy-map policy name {name!r} must be letters, digits, '_' or '-' (it names "
+                              f"files and TensorBoard tags); write e.g. {POLICY_MAP_EXAMPLE}.")
+        mapping.append((pattern, name))
+    return mapping
 
 
 def flat_field_owners() -> dict[str, str]:

@@ -183,3 +183,114 @@ def make_not_parallel() -> NotParallel:
 
 def make_mixed_spaces() -> MixedSpacesEnv:
     return MixedSpacesEnv()
+
+
+class RolesEnv(ParallelEnv):
+    """Two roles with different spaces, for named policies (``--policy-map 'hunter_*=hunter,prey_*=prey'``).
+
+    Agents: ``hunter_0`` (always there) and ``prey_0``, ``prey_1``, which die and come back.
+
+    | role   | observation                                  | action      | reward per step                     |
+    |--------|----------------------------------------------|-------------|-------------------------------------|
+    | hunter | Box(3,) ``[noise, t / episode_len, 1]``      | Discrete(3) | 1 when the action is 2              |
+    | prey   | Box(2,) ``[noise, age / 10]``                | Discrete(2) | ``prey_reward`` when the action is 0 |
+
+    Each step a live prey dies (terminated) with probability ``p_die`` and comes back 1..2 steps later; the
+    env's episode ends after ``episode_len`` steps (everyone left is truncated). Dynamics never depend on
+    actions, so one role's play cannot change what the other sees.
+
+    Args:
+        p_die: chance per step that a live prey is terminated.
+        episode_len: steps of the env's episode.
+        prey_reward: the prey's reward for action 0 (tests that change only the prey's rewards).
+    """
+
+    metadata = {"name": "toy_roles_v0", "render_modes": ["rgb_array"]}
+
+    def __init__(self, p_die: float = 0.2, episode_len: int = 12, prey_reward: float = 1.0,
+                 render_mode: str | None = None):
+        self.possible_agents = ["hunter_0", "prey_0", "prey_1"]
+        self.p_die, self.episode_len, self.prey_reward = p_die, episode_len, prey_reward
+        self.render_mode = render_mode
+        # Spaces as attributes of their own: a resume's env snapshot skips them (agents/rollout/env_state.py).
+        self._hunter_obs, self._hunter_act = spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(3)
+        self._prey_obs, self._prey_act = spaces.Box(-1.0, 1.0, (2,), np.float32), spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.agents: list[str] = []
+        self.t = 0
+        self.age: dict[str, int] = {}
+        self.away: dict[str, int] = {}
+        self.noise: dict[str, float] = {}
+
+    @staticmethod
+    def _role(agent: str) -> str:
+        return agent.split("_")[0]
+
+    def observation_space(self, agent):
+        return self._hunter_obs if self._role(agent) == "hunter" else self._prey_obs
+
+    def action_space(self, agent):
+        return self._hunter_act if self._role(agent) == "hunter" else self._prey_act
+
+    def _obs(self, agent: str) -> np.ndarray:
+        if self._role(agent) == "hunter":
+            return np.array([self.noise[agent], self.t / self.episode_len, 1.0], dtype=np.float32)
+        return np.array([self.noise[agent], min(self.age[agent], 10) / 10], dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        self.away = {}
+        self.age = {a: 0 for a in self.agents}
+        self.noise = {a: float(self.np_random.uniform(-1, 1)) for a in self.possible_agents}
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        rewards = {a: (float(int(actions[a]) == 2) if self._role(a) == "hunter"
+                       else self.prey_reward * float(int(actions[a]) == 0)) for a in self.agents}
+        draws = self.np_random.uniform(0, 1, size=len(self.possible_agents))
+        delays = self.np_random.integers(1, 3, size=len(self.possible_agents))
+        new_noise = self.np_random.uniform(-1, 1, size=len(self.possible_agents))
+        for k, a in enumerate(self.possible_agents):
+            self.noise[a] = float(new_noise[k])
+        terms = {a: False for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        obs = {}
+        for k, a in enumerate(self.possible_agents):
+            if a in self.agents:
+                self.age[a] += 1
+                terms[a] = self._role(a) == "prey" and draws[k] < self.p_die
+                obs[a] = self._obs(a)
+                if terms[a]:
+                    self.away[a] = int(delays[k])
+        if self.t >= self.episode_len:
+            for a in self.agents:
+                truncs[a] = not terms[a]
+            self.agents = []
+            return obs, rewards, terms, truncs, {a: {} for a in obs}
+        self.agents = [a for a in self.agents if not terms[a]]
+        for a in self.possible_agents:
+            if a not in self.agents and a in self.away and a not in terms:
+                self.away[a] -= 1
+                if self.away[a] <= 0:
+                    del self.away[a]
+                    self.agents.append(a)
+                    self.age[a] = 0
+                    obs[a] = self._obs(a)
+        self.agents.sort(key=self.possible_agents.index)
+        return obs, rewards, terms, truncs, {a: {} for a in obs}
+
+    def render(self):
+        """A 3 x 32 strip per agent: bright while alive."""
+        frame = np.zeros((32, 32 * len(self.possible_agents), 3), dtype=np.uint8)
+        for k, a in enumerate(self.possible_agents):
+            if a in self.agents:
+                frame[:, 32 * k:32 * (k + 1)] = (200, 80, 80) if self._role(a) == "hunter" else (80, 200, 80)
+        return frame
+
+
+def make_roles(**kwargs) -> RolesEnv:
+    return RolesEnv(**kwargs)

@@ -129,10 +129,15 @@ class PolicyRunner:
         which: str = LATEST,
         deterministic: bool = True,
         seed: int | None = None,
+        policy: str | None = None,
     ) -> PolicyRunner:
-        """A runner for a checkpoint file or a run directory (its ``checkpoints/<which>``), loaded safely."""
-        policy, config = load_policy(path_or_run_dir, device=device, which=which)
-        return cls(policy, config, device=device, deterministic=deterministic, seed=seed)
+        """A runner for a checkpoint file or a run directory (its ``checkpoints/<which>``), loaded safely.
+
+        ``policy`` names one policy of a run with named policies (``--policy-map``); without it such a run is
+        refused with the names it has (a run of one policy takes None).
+        """
+        network, config = load_policy(path_or_run_dir, device=device, which=which, policy=policy)
+        return cls(network, config, device=device, deterministic=deterministic, seed=seed)
 
     # ------------------------------------------------------------------ agents
     @property

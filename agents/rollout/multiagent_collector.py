@@ -12,11 +12,16 @@
   and statistic.
 
 The single-agent ``VectorCollector.collect`` loop is untouched.
+
+``MultiPolicyCollector`` is the same collection with several policies (``--policy-map``): each policy owns a
+block of rows (``PolicyRows``), and each step makes one batched call per policy over its rows, into one buffer
+per policy; ``collect`` returns one ``Rollout`` per policy.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -27,8 +32,13 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import Rollout, RolloutBuffer
 from agents.rollout.collector import NonFiniteError, VectorCollector, _float_leaves
 from agents.rollout.env_state import decode, encode
-from agents.rollout.multiagent_env import MultiAgentVectorEnv, is_multiagent, make_multiagent_vector_env
-from agents.trees import obs_to_tensor
+from agents.rollout.multiagent_env import (
+    MultiAgentVectorEnv,
+    PolicyRows,
+    is_multiagent,
+    make_multiagent_vector_env,
+)
+from agents.trees import obs_to_tensor, tree_stack
 
 
 def refuse_unsupported(config: TrainConfig) -> None:
@@ -47,11 +57,13 @@ def refuse_unsupported(config: TrainConfig) -> None:
                               f"support {supported} (docs/multiagent.md).")
 
 
-def multiagent_collector(config: TrainConfig) -> MultiAgentCollector:
+def multiagent_collector(config: TrainConfig) -> MultiAgentCollector | MultiPolicyCollector:
     """The ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it)."""
     refuse_unsupported(config)
     env = config.env
-    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import)
+    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import, env.policy_map)
+    if env.policy_map is not None:
+        return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
 
 
@@ -182,4 +194,147 @@ class MultiAgentCollector(VectorCollector):
         return reason or "unknown"
 
 
-__all__ = ["MultiAgentCollector", "is_multiagent", "multiagent_collector", "refuse_unsupported"]
+class MultiPolicyCollector(MultiAgentCollector):
+    """A ``MultiAgentCollector`` with one policy per block of rows (``envs.policies``, from ``--policy-map``).
+
+    Every step runs one batched call per policy over that policy's rows (absent rows included, as with one
+    policy) and stores it in that policy's buffer; the hidden-state rules are those of ``MultiAgentCollector``,
+    row by row. ``start`` takes the policies by name, ``collect`` returns ``{name: Rollout}`` (each with its own
+    ``alive``), and the actions are sampled from one generator, policy after policy.
+
+    The policies share one recurrent state tensor over all R rows (``state``, (S, L, R, W)), each owning its
+    block, so ``state_dict`` and resume read as with one policy; ``state_dict`` keeps each policy's correlated
+    sampling noise as ``"sampling_noise/<name>"``.
+    """
+
+    def __init__(self, envs: MultiAgentVectorEnv, num_steps: int, noise_correlation: float = 0.0):
+        super().__init__(envs, num_steps, noise_correlation)
+        self.policy_rows: list[PolicyRows] = envs.policies
+        self.noises = {block.name: CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
+                       for block in self.policy_rows}
+        self.noise = None  # each policy draws from its own noise (``noises``)
+
+    def start(self, policies: dict[str, RecurrentActorCritic], device: torch.device, sample_seed: int,
+              env_seed: int) -> None:
+        shapes = {name: tuple(policy.state_shape) for name, policy in policies.items()}
+        if len(set(shapes.values())) > 1:
+            raise ConfigError(f"The policies' recurrent states differ in shape ({shapes}): with --core stack and no "
+                              f"--encoder-sizes the state holds raw observations; give --encoder-sizes.")
+        self.policies, self.device, self.seed = policies, device, env_seed
+        self.policy = next(iter(policies.values()))  # the shared state's shape and dtype
+        self.generator = torch.Generator(device).manual_seed(sample_seed)
+        self.buffers = {block.name: RolloutBuffer(self.num_steps, block.num_rows, block.observation_space,
+                                                  policies[block.name].action_shape, policies[block.name].action_dtype,
+                                                  policies[block.name].state_shape, device)
+                        for block in self.policy_rows}
+        self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
+        self._reset_envs(env_seed)
+        self.state = self.policy.initial_state(self.num_envs, device)
+
+    def set_weights(self, weights: dict[str, Mapping[str, torch.Tensor]]) -> None:
+        """Act with these weights from now on, by policy name (``{name: policy.state_dict()}``); the trainer's own
+        policies' weights are the ones this collector acts with already."""
+        for name, policy_weights in weights.items():
+            own = self.policies[name].state_dict()
+            if any(policy_weights[key].data_ptr() != tensor.data_ptr() for key, tensor in own.items()):
+                self.policies[name].load_state_dict(policy_weights)
+
+    def collect(self) -> dict[str, Rollout]:
+        """``num_steps`` steps of every env copy; returns ``{policy name: Rollout}`` over that policy's rows, each
+        with its ``alive`` (T, R_p) and its agents' episodes."""
+        returns: dict[str, list[float]] = {block.name: [] for block in self.policy_rows}
+        lengths: dict[str, list[int]] = {block.name: [] for block in self.policy_rows}
+        owner = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(self.policy_rows)])
+        for t in range(self.num_steps):
+            actions, outs, next_states = [], [], []
+            for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
+                policy, buffer, rows = self.policies[block.name], self.buffers[block.name], block.rows
+                obs_t = obs_to_tensor(obs, self.device)
+                start, alive = self.next_episode_start[rows], self.alive[rows]
+                with torch.inference_mode():
+                    # The rules of MultiAgentCollector.collect, on this policy's rows: a spawn starts from zero
+                    # state, in carry mode too; an absent row's state is held.
+                    state = self.state[:, :, rows] * (1.0 - start).view(1, 1, -1, 1)
+                    out = policy.step(obs_t, state, start, generator=self.generator, noise=self.noises[block.name])
+                    next_states.append(torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state))
+                buffer.store_step(t, obs_t, start, state, out.action, out.logprob, out.value)
+                actions.append(policy.env_action(out.action))
+                outs.append(out)
+            self.alive_steps[t] = self.alive
+            self._episode_length += self.envs.alive
+
+            next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(actions)
+            self._check_obs(next_obs, t, reward)
+            cut = truncated & ~terminated
+            for block, out in zip(self.policy_rows, outs, strict=True):
+                buffer, rows = self.buffers[block.name], block.rows
+                buffer.store_outcome(
+                    t,
+                    torch.as_tensor(reward[rows], dtype=torch.float32, device=self.device),
+                    torch.as_tensor(terminated[rows], dtype=torch.float32, device=self.device),
+                    torch.as_tensor(truncated[rows], dtype=torch.float32, device=self.device),
+                )
+                if cut[rows].any():
+                    buffer.truncation_values[t] = self._policy_truncation_values(
+                        block, cut[rows], infos["final_obs"][rows], out.state)
+
+            self._episode_return += reward
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                name = self.policy_rows[owner[i]].name
+                returns[name].append(float(self._episode_return[i]))
+                lengths[name].append(int(self._episode_length[i]))
+            self._episode_return[done] = 0.0
+            self._episode_length[done] = 0
+            self.next_obs = next_obs
+            self.state = torch.cat(next_states, dim=2)
+            self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
+            self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
+        rollouts = {}
+        for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
+            policy, rows = self.policies[block.name], block.rows
+            with torch.inference_mode():  # V(obs_T) with state_T, as _bootstrap_value
+                bootstrap = policy.value(obs_to_tensor(obs, self.device), self.state[:, :, rows],
+                                         self.next_episode_start[rows])
+            rollout = self.buffers[block.name].rollout(bootstrap, returns[block.name], lengths[block.name])
+            rollout.alive = self.alive_steps[:, rows]
+            rollouts[block.name] = rollout
+        return rollouts
+
+    def _policy_truncation_values(self, block: PolicyRows, cut: np.ndarray, final_obs: list,
+                                  state: torch.Tensor) -> torch.Tensor:
+        """V(final obs) for ``block``'s rows in ``cut`` (R_p,), with the state their episode reached ``state``
+        (S, L, R_p, W); 0 elsewhere: (R_p,)."""
+        out = torch.zeros(block.num_rows, device=self.device)
+        idx = np.flatnonzero(cut)
+        obs = obs_to_tensor(tree_stack([final_obs[i] for i in idx]), self.device)
+        idx_t = torch.as_tensor(idx, device=self.device)
+        with torch.inference_mode():
+            out[idx_t] = self.policies[block.name].value(obs, state[:, :, idx_t],
+                                                         torch.zeros(len(idx), device=self.device))
+        return out
+
+    def _check_obs(self, obs, t: int, reward: np.ndarray | None = None) -> None:
+        """``MultiAgentCollector._check_obs`` over every policy's observations."""
+        for k, policy_obs in enumerate(obs):
+            super()._check_obs(policy_obs, t, reward if k == 0 else None)
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self, snapshot_envs: bool = True) -> dict:
+        state = super().state_dict(snapshot_envs)
+        for name, noise in self.noises.items():
+            if noise is not None and noise.last is not None:
+                state["tensors"][f"sampling_noise/{name}"] = noise.last.clone()
+        return state
+
+    def load_state_dict(self, state: dict) -> str | None:
+        data = state.get("tensors") or {}
+        for name, noise in self.noises.items():
+            if noise is not None:
+                saved = data.get(f"sampling_noise/{name}")
+                noise.last = None if saved is None else saved.to(self.device)
+        return super().load_state_dict(state)
+
+
+__all__ = ["MultiAgentCollector", "MultiPolicyCollector", "is_multiagent", "multiagent_collector",
+           "refuse_unsupported"]

@@ -2,9 +2,11 @@
 
 Each of the N env copies has S = ``len(possible_agents)`` slots, one per possible agent name, so the policy,
 the buffer and PPO see R = N x S rows, exactly as they see N single-agent envs. Row ``i * S + k`` is agent
-``possible_agents[k]`` of env ``i``. At each step a row is *alive* (its agent is in ``env.agents``) or
-*absent*: an absent row has a zero observation, reward 0 and is neither terminated nor truncated, and the
-collector holds its recurrent state (docs/architecture.md, "Agents that come and go").
+``possible_agents[k]`` of env ``i``; with named policies (``--policy-map``) the rows are laid out policy by
+policy instead, each policy's agents in every env copy as one block (``PolicyRows``). At each step a row is
+*alive* (its agent is in ``env.agents``) or *absent*: an absent row has a zero observation, reward 0 and is
+neither terminated nor truncated, and the collector holds its recurrent state (docs/architecture.md, "Agents
+that come and go").
 
 Episodes are per agent:
 
@@ -22,15 +24,17 @@ PettingZoo is the optional extra ``[multiagent]``; it is imported only here, onl
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from agents.config import ConfigError
+from agents.config import ConfigError, parse_policy_map
 from agents.rollout.env_state import restore_env, snapshot_env
 from agents.rollout.vector_env import import_env_modules
 from agents.trees import tree_stack
@@ -96,12 +100,14 @@ def _require_pettingzoo(env_id: str) -> None:
         raise ConfigError(f"--env-id {env_id} is a multi-agent env, which needs pettingzoo: {INSTALL_HINT}.") from exc
 
 
-def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: tuple[str, ...] | list[str] = ()):
-    """One ParallelEnv of ``env_id`` made with ``env_kwargs``, checked: a ParallelEnv whose agents share one
-    observation space and one action space (they share one policy).
+def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: tuple[str, ...] | list[str] = (),
+                      policy_map: str | None = None):
+    """One ParallelEnv of ``env_id`` made with ``env_kwargs``, checked: a ParallelEnv whose agents of one policy
+    (``policy_map``, ``assign_policies``; None: one policy for all) share one observation and one action space.
 
     Raises:
-        ConfigError: making it failed, it is not a ParallelEnv, or its agents' spaces differ.
+        ConfigError: making it failed, it is not a ParallelEnv, an agent has no policy, or the agents of one
+            policy have different spaces.
     """
     factory = resolve_factory(env_id, env_import)  # first: it says how to install pettingzoo when it is missing
     from pettingzoo import ParallelEnv
@@ -119,14 +125,72 @@ def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: t
     if not agents:
         raise ConfigError(f"--env-id {env_id}: the env lists no possible_agents; set possible_agents to every "
                           f"agent name that can ever act.")
-    obs_space, act_space = env.observation_space(agents[0]), env.action_space(agents[0])
-    for agent in agents[1:]:
-        if env.observation_space(agent) != obs_space or env.action_space(agent) != act_space:
-            which = "observation" if env.observation_space(agent) != obs_space else "action"
-            raise ConfigError(f"--env-id {env_id}: agents {agents[0]!r} and {agent!r} have different {which} "
-                              f"spaces; all agents share one policy, so give them the same spaces (pad the "
-                              f"smaller ones).")
+    assign_policies(env, policy_map, env_id)  # agents of one policy share its spaces
     return env
+
+
+@dataclass(frozen=True)
+class PolicyRows:
+    """One policy's share of a ``MultiAgentVectorEnv``'s rows: its agents' slots in every env copy, as one block.
+
+    Rows are laid out policy by policy: the policy's rows are ``first_row .. first_row + num_copies x
+    len(agents)``, env copy by env copy, so row ``first_row + i * len(agents) + j`` is ``agents[j]`` of env
+    ``i``. With one policy, ``first_row`` is 0 and the layout is the single-policy ``i * S + k``.
+    """
+
+    name: str
+    agents: tuple[str, ...]
+    first_row: int
+    num_rows: int
+    observation_space: gym.Space
+    action_space: gym.Space
+
+    @property
+    def rows(self) -> slice:
+        """This policy's rows of an (R, ...) array."""
+        return slice(self.first_row, self.first_row + self.num_rows)
+
+
+SHARED_POLICY = "policy"  # the name of the one policy of a run without --policy-map
+
+
+def assign_policies(env, policy_map: str | None, env_id: str = "") -> list[tuple[str, list[str]]]:
+    """Which agents of ``env.possible_agents`` each policy drives: ``[(policy name, [agent, ...]), ...]``, the
+    policies in the order ``policy_map`` first names them, the agents in ``possible_agents`` order.
+
+    ``policy_map`` (``--policy-map``) patterns are tried in order and the first match wins; None gives every
+    agent the one policy ``SHARED_POLICY``.
+
+    Raises:
+        ConfigError: an agent that no pattern matches, a policy that no agent gets, or agents of one policy whose
+            observation or action spaces differ.
+    """
+    agents = list(env.possible_agents)
+    if policy_map is None:
+        groups = {SHARED_POLICY: agents}
+        fix = "give them the same spaces (pad the smaller ones), or give them different policies (--policy-map)"
+    else:
+        mapping = parse_policy_map(policy_map)
+        groups = {name: [] for _, name in mapping}
+        for agent in agents:
+            name = next((name for pattern, name in mapping if fnmatch.fnmatchcase(agent, pattern)), None)
+            if name is None:
+                raise ConfigError(f"--env-id {env_id}: no --policy-map pattern matches agent {agent!r}; add a "
+                                  f"pattern for it (e.g. '{agent}={mapping[0][1]}' or '*=NAME' last).")
+            groups[name].append(agent)
+        for name, members in groups.items():
+            if not members:
+                raise ConfigError(f"--env-id {env_id}: --policy-map gives policy {name!r} no agent (agents: "
+                                  f"{agents}); fix its pattern or drop it.")
+        fix = "give them the same spaces (pad the smaller ones), or map them to different policies in --policy-map"
+    for name, members in groups.items():
+        obs_space, act_space = env.observation_space(members[0]), env.action_space(members[0])
+        for agent in members[1:]:
+            if env.observation_space(agent) != obs_space or env.action_space(agent) != act_space:
+                which = "observation" if env.observation_space(agent) != obs_space else "action"
+                raise ConfigError(f"--env-id {env_id}: agents {members[0]!r} and {agent!r} share policy {name!r} but "
+                                  f"have different {which} spaces; {fix}.")
+    return list(groups.items())
 
 
 def _zeros_like_space(space: gym.Space) -> Any:
@@ -144,20 +208,38 @@ class MultiAgentVectorEnv:
     ``reset`` and ``step`` return numpy arrays over rows; ``alive`` (R,) bool says which rows' agents are in
     their env now (``next_obs`` is theirs), ``spawn`` (R,) bool which of them begin an episode with it.
 
+    ``policies`` holds each policy's rows (``PolicyRows``; one block covering every row without a
+    ``policy_map``). With named policies (``policy_map``) their observations can differ in space, so ``reset``
+    / ``step`` return the observations as a list with one tree per policy, and ``step`` takes the actions as a
+    list with one array per policy; without, both are a single tree / array over all R rows.
+
     Args:
         envs: N ParallelEnvs made the same way (``make_parallel_env``); closed by ``close``.
+        policy_map: ``--policy-map`` (``assign_policies``); None: one policy for every agent.
     """
 
-    def __init__(self, envs: list, env_id: str = ""):
+    def __init__(self, envs: list, env_id: str = "", policy_map: str | None = None):
         self.envs, self.env_id = envs, env_id
         self.num_copies = len(envs)
         self.agent_names = list(envs[0].possible_agents)
         self.slots = len(self.agent_names)
         self.num_envs = self.num_copies * self.slots
-        self.single_observation_space = envs[0].observation_space(self.agent_names[0])
-        self.single_action_space = envs[0].action_space(self.agent_names[0])
-        self._slot = {name: k for k, name in enumerate(self.agent_names)}
-        self._zero_obs = _zeros_like_space(self.single_observation_space)
+        self.policies: list[PolicyRows] = []
+        self._slot: dict[str, tuple[int, int, int]] = {}  # agent -> (first row, agents of its policy, index there)
+        first = 0
+        for name, agents in assign_policies(envs[0], policy_map, env_id):
+            block = PolicyRows(name, tuple(agents), first, self.num_copies * len(agents),
+                               envs[0].observation_space(agents[0]), envs[0].action_space(agents[0]))
+            self.policies.append(block)
+            self._slot.update({agent: (first, len(agents), j) for j, agent in enumerate(agents)})
+            first += block.num_rows
+        self._env_rows = [[self._row(i, agent) for agent in self.agent_names] for i in range(self.num_copies)]
+        # Named policies: observations and actions travel per policy (one tree / array each); one policy's spaces
+        # are every row's.
+        self.per_policy = policy_map is not None
+        self.single_observation_space = None if self.per_policy else self.policies[0].observation_space
+        self.single_action_space = None if self.per_policy else self.policies[0].action_space
+        self._zero_obs = [_zeros_like_space(block.observation_space) for block in self.policies]
         self.alive = np.zeros(self.num_envs, dtype=bool)
 
     def _row(self, env_index: int, agent: str) -> int:
@@ -165,10 +247,30 @@ class MultiAgentVectorEnv:
         if slot is None:
             raise RuntimeError(f"env {env_index} has agent {agent!r}, which is not in its possible_agents "
                                f"{self.agent_names}; list every agent that can ever act there.")
-        return env_index * self.slots + slot
+        first, width, j = slot
+        return first + env_index * width + j
+
+    def env_rows(self, env_index: int) -> list[int]:
+        """The rows of env ``env_index``'s agents, in ``possible_agents`` order."""
+        return self._env_rows[env_index]
 
     def _rows_obs(self, per_row: list) -> Any:
-        return tree_stack([self._zero_obs if o is None else o for o in per_row])
+        blocks = [tree_stack([zero if o is None else o for o in per_row[block.rows]])
+                  for block, zero in zip(self.policies, self._zero_obs, strict=True)]
+        return blocks if self.per_policy else blocks[0]
+
+    def _action_of_row(self, actions: np.ndarray | Sequence[np.ndarray]) -> Callable[[int], Any]:
+        """Row -> its action, from one array over all rows or (named policies) one array per policy."""
+        if not self.per_policy:
+            return actions.__getitem__
+        starts = [(block.first_row, block_actions) for block, block_actions in zip(self.policies, actions,
+                                                                                      strict=True)]
+
+        def action(row: int):
+            first, block_actions = next((f, a) for f, a in reversed(starts) if row >= f)
+            return block_actions[row - first]
+
+        return action
 
     def reset(self, seed: int | None = None) -> tuple[Any, np.ndarray]:
         """Reset every env (env i with ``seed + i``); returns (obs over rows, spawn (R,) bool)."""
@@ -180,7 +282,7 @@ class MultiAgentVectorEnv:
 
     def _reset_one(self, i: int, env, seed: int | None, per_row: list) -> None:
         obs, _ = env.reset(seed=seed)
-        self.alive[i * self.slots:(i + 1) * self.slots] = False
+        self.alive[self.env_rows(i)] = False
         for agent in env.agents:
             row = self._row(i, agent)
             per_row[row], self.alive[row] = obs[agent], True
@@ -200,10 +302,11 @@ class MultiAgentVectorEnv:
         final_obs: list = [None] * r
         per_row: list = [None] * r
         was_alive = self.alive.copy()
+        action_of = self._action_of_row(actions)
         for i, env in enumerate(self.envs):
-            base = i * self.slots
-            acting = [(a, base + k) for k, a in enumerate(self.agent_names) if was_alive[base + k]]
-            obs, rewards, terms, truncs, _ = env.step({a: actions[row] for a, row in acting})
+            rows = self.env_rows(i)
+            acting = [(a, row) for a, row in zip(self.agent_names, rows, strict=True) if was_alive[row]]
+            obs, rewards, terms, truncs, _ = env.step({a: action_of(row) for a, row in acting})
             present = set(env.agents)
             ended = set()
             for agent, row in acting:
@@ -214,14 +317,14 @@ class MultiAgentVectorEnv:
                     terminated[row], truncated[row] = term or not trunc, trunc and not term
                     final_obs[row] = obs.get(agent)
                     ended.add(agent)
-            self.alive[base:base + self.slots] = False
+            self.alive[rows] = False
             if not present or (ended and present <= ended):
                 # The env's episode is over: agents still listed end with it (bootstrapped), then reset.
                 for agent, row in acting:
                     if agent in present and agent not in ended:
                         truncated[row], final_obs[row] = True, obs.get(agent)
                 self._reset_one(i, env, None, per_row)
-                spawn[base:base + self.slots] = self.alive[base:base + self.slots]
+                spawn[rows] = self.alive[rows]
                 continue
             for agent in env.agents:
                 row = self._row(i, agent)
@@ -254,7 +357,10 @@ class MultiAgentVectorEnv:
 
 
 def make_multiagent_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None,
-                               env_import: tuple[str, ...] | list[str] = ()) -> MultiAgentVectorEnv:
-    """``num_envs`` copies of the multi-agent env ``env_id`` as rows (``MultiAgentVectorEnv``)."""
-    return MultiAgentVectorEnv([make_parallel_env(env_id, env_kwargs, env_import) for _ in range(num_envs)], env_id)
+                               env_import: tuple[str, ...] | list[str] = (),
+                               policy_map: str | None = None) -> MultiAgentVectorEnv:
+    """``num_envs`` copies of the multi-agent env ``env_id`` as rows (``MultiAgentVectorEnv``), laid out by the
+    policies of ``policy_map`` (None: one)."""
+    envs = [make_parallel_env(env_id, env_kwargs, env_import, policy_map) for _ in range(num_envs)]
+    return MultiAgentVectorEnv(envs, env_id, policy_map)
 

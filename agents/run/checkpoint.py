@@ -45,6 +45,7 @@ from gymnasium import spaces
 
 from agents.config import TrainConfig, env_label, flag_name
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_env import SHARED_POLICY
 from agents.spaces import space_from_json, space_to_json
 
 FORMAT = "mnemo-checkpoint"
@@ -180,7 +181,7 @@ def _feed(h: Any, value: Any) -> None:
 
 def build_payload(
     config: TrainConfig,
-    policy: RecurrentActorCritic,
+    policy: RecurrentActorCritic | None,
     optimizer: torch.optim.Optimizer | None,
     counters: dict[str, Any],
     collector_state: dict[str, torch.Tensor] | None = None,
@@ -189,8 +190,14 @@ def build_payload(
     resume: dict | None = None,
     reward_scaler_state: dict[str, torch.Tensor] | None = None,
     collector: dict | None = None,
+    policies: dict[str, tuple[RecurrentActorCritic, torch.optim.Optimizer, dict | None]] | None = None,
 ) -> dict:
     """Everything needed to act with the policy, and to resume training exactly where it stopped.
+
+    A run with named policies (``--policy-map``) passes ``policy``, ``optimizer`` and ``reward_scaler_state``
+    as None and ``policies`` as ``{name: (policy, optimizer, reward scaler state or None)}``: the payload then
+    holds ``policies`` / ``optimizers`` / ``reward_scalers`` by name, and the metadata each policy's spaces
+    under ``"policies"`` (the top-level spaces are the first policy's).
 
     Args:
         resume: the ``resume`` part of the collector's ``state_dict`` (next observations, env states), plus
@@ -198,19 +205,32 @@ def build_payload(
         collector: for a collector other than the config's own env, ``{"factory", "env_id"}``
             (``agents.train.trainer.collector_env``); ``env_id`` None says that ``config.env`` is not its env.
     """
+    first = policy if policies is None else next(iter(policies.values()))[0]
     meta = {
         "config": config.to_dict(),
-        "observation_space": space_to_json(policy.observation_space),
-        "action_space": space_to_json(policy.action_space),
-        "state_shape": list(policy.state_shape),
+        "observation_space": space_to_json(first.observation_space),
+        "action_space": space_to_json(first.action_space),
+        "state_shape": list(first.state_shape),
         "counters": counters,
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
     if collector is not None:
         meta["collector"] = collector
-    payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
-                               "policy": policy.state_dict()}
+    if policies is not None:
+        meta["policies"] = {name: {"observation_space": space_to_json(net.observation_space),
+                                   "action_space": space_to_json(net.action_space)}
+                            for name, (net, _, _) in policies.items()}
+    payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta)}
+    if policies is None:
+        payload["policy"] = policy.state_dict()
+    else:
+        payload["policies"] = {name: net.state_dict() for name, (net, _, _) in policies.items()}
+        if all(opt is not None for _, opt, _ in policies.values()):
+            payload["optimizers"] = {name: opt.state_dict() for name, (_, opt, _) in policies.items()}
+        scalers = {name: scaler for name, (_, _, scaler) in policies.items() if scaler is not None}
+        if scalers:
+            payload["reward_scalers"] = scalers
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if collector_state is not None:
@@ -403,8 +423,15 @@ def resolve_checkpoint(path_or_run_dir: str | Path, which: str = LATEST) -> Path
     return p
 
 
+def policy_names(meta: dict) -> list[str] | None:
+    """The names of a checkpoint's policies (``--policy-map``), in the map's order; None for a run of one policy."""
+    named = meta.get("policies")
+    return None if named is None else list(named)
+
+
 def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
-                which: str = LATEST, need_env: bool = False) -> tuple[RecurrentActorCritic, TrainConfig]:
+                which: str = LATEST, need_env: bool = False,
+                policy: str | None = None) -> tuple[RecurrentActorCritic, TrainConfig]:
     """Rebuild the trained policy (in eval mode) and its config from a checkpoint or run directory.
 
     For a run directory's latest checkpoint, an unreadable ``latest.pt`` falls back to ``previous.pt``
@@ -413,7 +440,28 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
     Args:
         need_env: the caller will make the run's env from ``config.env`` (evaluation, watching): refuse a run
             whose collector ran envs that have no id, for which ``config.env`` is not the env it trained on.
+        policy: which policy of a run with several (``--policy-map``); a run of one policy takes None.
+
+    Raises:
+        CheckpointError: unreadable; or ``policy`` is not one of the run's policies (the message lists them).
     """
+    payload, meta, path, config = _read_for_loading(path_or_run_dir, device, which, need_env)
+    return _build_policy(payload, meta, path, config, policy).to(device).eval(), config
+
+
+def load_policies(path_or_run_dir: str | Path, device: str | torch.device = "cpu", which: str = LATEST,
+                  need_env: bool = False) -> tuple[dict[str, RecurrentActorCritic], TrainConfig]:
+    """Every policy of a checkpoint, read once: ``({name: policy in eval mode}, config)``, in ``--policy-map``
+    order; a run of one policy gives ``{SHARED_POLICY: policy}`` (see ``load_policy``)."""
+    payload, meta, path, config = _read_for_loading(path_or_run_dir, device, which, need_env)
+    names = policy_names(meta)
+    if names is None:
+        return {SHARED_POLICY: _build_policy(payload, meta, path, config, None).to(device).eval()}, config
+    return {name: _build_policy(payload, meta, path, config, name).to(device).eval() for name in names}, config
+
+
+def _read_for_loading(path_or_run_dir: str | Path, device: str | torch.device, which: str,
+                      need_env: bool) -> tuple[dict, dict, Path, TrainConfig]:
     p = Path(path_or_run_dir)
     if p.is_dir() and which == LATEST:
         try:
@@ -423,7 +471,7 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
         if problems:
             step = meta["counters"]["global_step"]
             warnings.warn(f"{problems[0]}: loaded {PREVIOUS} (step {step:,}) instead; --which {BEST} loads the "
-                          f"best checkpoint.", stacklevel=2)
+                          f"best checkpoint.", stacklevel=3)
     else:
         path = resolve_checkpoint(p, which)
         payload, meta = load_payload(path, map_location=device)
@@ -432,14 +480,32 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(
             f"{path} was trained with the collector made by {collector.get('factory')}, whose env has no id, so its "
             f"config does not say which env to make; load it with need_env=False and play it in that env yourself.")
-    config = TrainConfig.from_dict(meta["config"])
+    return payload, meta, path, TrainConfig.from_dict(meta["config"])
+
+
+def _build_policy(payload: dict, meta: dict, path: Path, config: TrainConfig,
+                  name: str | None) -> RecurrentActorCritic:
+    """The network of policy ``name`` (None: the run's only policy) with its weights."""
+    names = policy_names(meta)
+    if names is None:
+        if name is not None and name != SHARED_POLICY:
+            raise CheckpointError(f"{path} holds one policy (the run had no --policy-map), not {name!r}; drop the "
+                                  f"policy name.")
+        spaces_meta, state = meta, payload["policy"]
+    else:
+        if name not in names:
+            asked = "no policy name was given" if name is None else f"it has no policy {name!r}"
+            raise CheckpointError(f"{path} holds the policies {names} (--policy-map), and {asked}; name one of "
+                                  f"them (e.g. policy={names[0]!r}, --policy {names[0]}).")
+        spaces_meta, state = meta["policies"][name], payload["policies"][name]
     policy = RecurrentActorCritic(
-        space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]), config.policy)
+        space_from_json(spaces_meta["observation_space"]), space_from_json(spaces_meta["action_space"]),
+        config.policy)
     try:
-        policy.load_state_dict(payload["policy"])
+        policy.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"Checkpoint {path} does not match the network its config describes ({exc}).") from exc
-    return policy.to(device).eval(), config
+    return policy
 
 
 # --------------------------------------------------------------------------- fit checks

@@ -54,6 +54,22 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
     return derived
 
 
+def merge_policy_settings(per_policy: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """One ``derived_settings`` record for a run with named policies, from each policy's: a setting every policy
+    derived alike is kept as it is; one they derived differently (from their own spaces) gets
+    ``{"value": {name: value}, "why": "name: why; ..."}``."""
+    first = next(iter(per_policy.values()))
+    merged = {}
+    for key in first:
+        entries = {name: derived[key] for name, derived in per_policy.items()}
+        if all(entry == first[key] for entry in entries.values()):
+            merged[key] = first[key]
+        else:
+            merged[key] = {"value": {name: entry["value"] for name, entry in entries.items()},
+                           "why": "; ".join(f"{name}: {entry['why']}" for name, entry in entries.items())}
+    return merged
+
+
 def encoder_reason(leaf: spaces.Space) -> str:
     """Which branch of ``choose_obs_encoder``'s auto rule a leaf took: "uint8 7x7x3 with a side below 16: grid
     of codes"."""
@@ -71,16 +87,22 @@ def encoder_reason(leaf: spaces.Space) -> str:
     return f"{what} with values below 255: grid of codes"
 
 
-def log_iteration(w: SummaryWriter, step: int, rollout: Rollout, stats: dict, nonfinite_skips: int, lr: float,
-                  clip_coef: float, sps: float, collect_sps: float, update_s: float) -> None:
-    """One iteration's scalars: the episodes that ended, the update's statistics, the schedule and the speed."""
-    for ret, length in zip(rollout.episode_returns, rollout.episode_lengths, strict=True):
+def log_iteration(w: SummaryWriter, step: int, episode_returns: list[float], episode_lengths: list[int], stats: dict,
+                  nonfinite_skips: int | None, lr: float, clip_coef: float, sps: float, collect_sps: float,
+                  update_s: float) -> None:
+    """One iteration's scalars: the episodes that ended, the update's statistics, the schedule and the speed.
+
+    ``nonfinite_skips`` is the run's count when this iteration skipped some (None otherwise). The losses are
+    those in ``stats``: a run with named policies logs each policy's own (``log_policy_iteration``) instead.
+    """
+    for ret, length in zip(episode_returns, episode_lengths, strict=True):
         w.add_scalar("charts/episodic_return", ret, step)
         w.add_scalar("charts/episodic_length", length, step)
-    if rollout.nonfinite_skips:
+    if nonfinite_skips is not None:
         w.add_scalar("charts/nonfinite_skips", nonfinite_skips, step)
     for name in LOSS_NAMES:
-        w.add_scalar(f"losses/{name}", stats[name], step)
+        if name in stats:
+            w.add_scalar(f"losses/{name}", stats[name], step)
     w.add_scalar("charts/learning_rate", lr, step)
     w.add_scalar("charts/clip_coef", clip_coef, step)
     w.add_scalar("charts/update_epochs_run", stats["epochs"], step)
@@ -89,6 +111,31 @@ def log_iteration(w: SummaryWriter, step: int, rollout: Rollout, stats: dict, no
     w.add_scalar("perf/sps", sps, step)
     w.add_scalar("perf/collect_sps", collect_sps, step)
     w.add_scalar("perf/update_s", update_s, step)
+
+
+def log_policy_iteration(w: SummaryWriter, step: int, name: str, rollout: Rollout, stats: dict) -> None:
+    """One named policy's share of an iteration (``--policy-map``): its agents' episodes and its update's
+    statistics, under tags that end in ``/<name>``."""
+    for ret, length in zip(rollout.episode_returns, rollout.episode_lengths, strict=True):
+        w.add_scalar(f"charts/episodic_return/{name}", ret, step)
+        w.add_scalar(f"charts/episodic_length/{name}", length, step)
+    for loss in LOSS_NAMES:
+        w.add_scalar(f"losses/{loss}/{name}", stats[loss], step)
+    w.add_scalar(f"charts/update_epochs_run/{name}", stats["epochs"], step)
+    if "reward_scale" in stats:
+        w.add_scalar(f"charts/reward_scale/{name}", stats["reward_scale"], step)
+
+
+def policy_summaries(greedy: dict[str, np.ndarray], sampled: dict[str, np.ndarray]) -> dict[str, dict]:
+    """summary.json's ``"policies"`` for a run with named policies: each policy's evaluation, under the keys the
+    run's own evaluation has (``eval_return_mean`` and the rest), over its agents' episodes."""
+    return {name: {
+        "eval_return_mean": float(greedy[name].mean()) if greedy[name].size else None,
+        "eval_return_std": float(greedy[name].std()) if greedy[name].size else None,
+        "eval_sampled_return_mean": float(sampled[name].mean()) if sampled[name].size else None,
+        "eval_sampled_return_std": float(sampled[name].std()) if sampled[name].size else None,
+        "eval_episodes": int(max(greedy[name].size, sampled[name].size)),
+    } for name in greedy}
 
 
 def summarize(cfg: TrainConfig, global_step: int, start_step: int, wall: float, episodes: int,

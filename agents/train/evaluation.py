@@ -106,10 +106,76 @@ def evaluate_multiagent(
         envs.close()
 
 
-def evaluate_modes(policy: RecurrentActorCritic, env: EnvConfig, run: RunConfig, device: torch.device,
-                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+@torch.inference_mode()
+def evaluate_policies(
+    policies: dict[str, RecurrentActorCritic],
+    env_id: str,
+    episodes: int,
+    seed: int,
+    policy_map: str,
+    env_kwargs: dict | None = None,
+    env_import: tuple[str, ...] = (),
+    deterministic: bool = True,
+    num_envs: int = 8,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, np.ndarray]:
+    """``evaluate_multiagent`` with named policies (``policy_map``): each policy drives its agents' rows
+    (``PolicyRows``), by the same hidden-state rules. Returns ``{name: returns}``: each policy's first
+    ``episodes`` agent episodes to finish."""
+    envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import, policy_map)
+    try:
+        obs, spawn = envs.reset(seed=seed)
+        state = next(iter(policies.values())).initial_state(envs.num_envs, device)
+        running = np.zeros(envs.num_envs)
+        owner = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(envs.policies)])
+        returns: dict[str, list[float]] = {block.name: [] for block in envs.policies}
+
+        def finished() -> bool:
+            return all(len(r) >= episodes for r in returns.values()) or (should_stop is not None and should_stop())
+
+        while not finished():
+            start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
+            alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device)
+            state = state * (1.0 - start).view(1, 1, -1, 1)
+            actions, next_states = [], []
+            for block, block_obs in zip(envs.policies, obs, strict=True):
+                policy, rows = policies[block.name], block.rows
+                out = policy.step(obs_to_tensor(block_obs, device), state[:, :, rows], start[rows], deterministic,
+                                  generator)
+                next_states.append(torch.where(alive[rows].view(1, 1, -1, 1) > 0, out.state, state[:, :, rows]))
+                actions.append(policy.env_action(out.action))
+            state = torch.cat(next_states, dim=2)
+            obs, reward, terminated, truncated, spawn, _ = envs.step(actions)
+            running += reward
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                returns[envs.policies[owner[i]].name].append(float(running[i]))
+            running[done] = 0.0
+        return {name: np.asarray(r[:episodes]) for name, r in returns.items()}
+    finally:
+        envs.close()
+
+
+def evaluate_modes(policy: RecurrentActorCritic | dict[str, RecurrentActorCritic], env: EnvConfig, run: RunConfig,
+                   device: torch.device, should_stop: Callable[[], bool] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A training run's final evaluation: greedy and sampled returns (each empty where ``run.eval_mode`` leaves
-    it out), on envs seeded apart from training's."""
+    it out), on envs seeded apart from training's. With named policies (``policy`` a dict, ``--policy-map``)
+    each of the two is ``{name: returns}`` (``evaluate_policies``)."""
+    if isinstance(policy, dict):
+        empty = {name: np.array([]) for name in policy}
+        named = {"greedy": empty, "sample": empty}
+        for mode in ("greedy", "sample"):
+            if run.eval_episodes == 0 or run.eval_mode not in (mode, "both"):
+                continue
+            generator = torch.Generator(device).manual_seed(run.seed + 20_000) if mode == "sample" else None
+            named[mode] = evaluate_policies(
+                policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, policy_map=env.policy_map,
+                env_kwargs=env.env_kwargs, env_import=tuple(env.env_import), deterministic=mode == "greedy",
+                device=device, generator=generator, should_stop=should_stop)
+        return named["greedy"], named["sample"]
     results = {"greedy": np.array([]), "sample": np.array([])}
     if run.eval_episodes == 0:
         return results["greedy"], results["sample"]

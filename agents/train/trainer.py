@@ -21,12 +21,14 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.config import ConfigError, TrainConfig
+from agents.config import ConfigError, TrainConfig, flag_name
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.backends import make_collector
 from agents.rollout.buffer import Rollout, compute_gae, gather_sequences, make_sequences
@@ -38,6 +40,7 @@ from agents.rollout.collector import (
     import_env_modules,
     local_collector,
 )
+from agents.rollout.multiagent_env import SHARED_POLICY, is_multiagent
 from agents.run.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -52,7 +55,16 @@ from agents.run.checkpoint import (
     load_for_resume,
 )
 from agents.run.run_dir import RunDirLock, check_run_dir, claim_run_dir, default_run_dir, refuse_finished_run
-from agents.run.run_log import derived_settings, log_iteration, progress_bar, summarize, write_summary
+from agents.run.run_log import (
+    derived_settings,
+    log_iteration,
+    log_policy_iteration,
+    merge_policy_settings,
+    policy_summaries,
+    progress_bar,
+    summarize,
+    write_summary,
+)
 from agents.train.device import resolve_device
 from agents.train.evaluation import evaluate_modes
 from agents.train.parallel_critic import ParallelCritic, pays_off
@@ -105,6 +117,16 @@ def check_collector_fits(meta: dict, record: dict | None, path: Path) -> None:
             f"Trainer(config, resume=True, collector_factory=...) and that collector.")
 
 
+@dataclass
+class PolicyLearner:
+    """One policy a run trains: its network, its optimizer and its reward scaler (None without
+    --normalize-reward). A run has one; a multi-agent run with --policy-map has one per policy name."""
+
+    policy: RecurrentActorCritic
+    optimizer: torch.optim.Optimizer
+    reward_scaler: RewardScaler | None
+
+
 class ResumeWarning(UserWarning):
     """A resume cannot continue exactly (the env cannot be snapshotted, or a fallback checkpoint was used)."""
 
@@ -141,6 +163,9 @@ class Trainer:
         cfg = self.config
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
+        if cfg.env.policy_map is not None and not is_multiagent(cfg.env.env_id):
+            raise ConfigError(f"--{flag_name('policy_map')} maps the agents of a multi-agent env to policies, and "
+                              f"{cfg.env.env_id} is a single-agent env; drop --{flag_name('policy_map')}.")
         import_env_modules(cfg.env.env_import)
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
         check_run_dir(self.run_dir, resume, overwrite)
@@ -167,24 +192,41 @@ class Trainer:
 
     def _build(self, resume: bool, overwrite: bool) -> None:
         cfg = self.config
+        # Several policies (--policy-map): the collector's blocks of rows, one per policy, each with its spaces.
+        blocks = getattr(self.collector, "policy_rows", None)
         obs_space, act_space = self.collector.observation_space, self.collector.action_space
+        if blocks is not None:
+            obs_space = gym.spaces.Tuple([block.observation_space for block in blocks])  # for resolve_device
         self.device, self.device_note = resolve_device(cfg.run.device, obs_space, cfg.policy)
         # Independent streams for the network's initialisation, action sampling and minibatch
         # shuffling, all derived from --seed. Seeding two torch generators with the same number
         # would make the first actions' sampling noise replay the uniforms that drew the weights.
         init_seed, sample_seed, shuffle_seed = (int(x) for x in np.random.SeedSequence(cfg.run.seed).generate_state(3))
         # Seed the initialisation without leaving the global RNG changed.
+        # Several policies are drawn one after another from the same stream, in the order --policy-map names them.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.policy = RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)
-        # fused: one kernel for all parameters instead of a dozen small ops per tensor (the update's
-        # minibatches are small, so per-op overhead dominates).
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
-                                          fused=True)
+            if blocks is None:
+                networks = {SHARED_POLICY: RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)}
+            else:
+                networks = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
+                                                             cfg.policy).to(self.device) for block in blocks}
+        rows = {SHARED_POLICY: self.collector.num_envs} if blocks is None else {b.name: b.num_rows for b in blocks}
+        # Every policy trains with the same PPO settings, each with its own optimizer and reward scaler. fused:
+        # one kernel for all parameters instead of a dozen small ops per tensor (the update's minibatches are
+        # small, so per-op overhead dominates). One running return per row the policy sees: an env, or an agent
+        # slot.
+        self.learners = {name: PolicyLearner(
+            policy,
+            torch.optim.Adam(policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, fused=True),
+            RewardScaler(rows[name], cfg.ppo.gamma, device=self.device) if cfg.ppo.normalize_reward else None)
+            for name, policy in networks.items()}
+        # Named policies (--policy-map) are saved, logged and evaluated by name; without it, the one policy is
+        # ``self.policy`` and everything is laid out as in a single-agent run.
+        self.named_policies = blocks is not None
+        first = next(iter(self.learners.values()))
+        self.policy, self.optimizer, self.reward_scaler = first.policy, first.optimizer, first.reward_scaler
         self.np_rng = np.random.default_rng(shuffle_seed)
-        # One running return per row the policy sees: an env, or an agent slot (collector.num_envs).
-        self.reward_scaler = (RewardScaler(self.collector.num_envs, cfg.ppo.gamma, device=self.device)
-                              if cfg.ppo.normalize_reward else None)
         # The critic's half of each update on a second thread pays only with a core free for it.
         if cfg.run.parallel_critic and pays_off(self.policy, self.device):
             self.parallel_critic = ParallelCritic()
@@ -206,7 +248,7 @@ class Trainer:
             refuse_finished_run(self.run_dir, self.global_step, self.iteration, cfg)
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
-        self.collector.start(self.policy, self.device, sample_seed, env_seed)
+        self.collector.start(networks if self.named_policies else self.policy, self.device, sample_seed, env_seed)
         if checkpoint is not None:
             payload, meta = checkpoint
             self.resume_note = self._restore_collector(payload, meta)
@@ -223,7 +265,14 @@ class Trainer:
         # Events after the checkpoint (logged before a crash) are hidden by TensorBoard from this step on;
         # the checkpoint's own step stays: its events were flushed before it was written.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if resume else None)
-        self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
+        if self.named_policies:
+            self.derived = merge_policy_settings({
+                name: derived_settings(cfg, learner.policy, self.device, self.device_note)
+                for name, learner in self.learners.items()})
+            self.derived["policies"] = {"value": {block.name: list(block.agents) for block in blocks},
+                                        "why": "--policy-map: each policy's agents"}
+        else:
+            self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
         if self.collector_record is not None:
             named = self.collector_record["env_id"] is not None
             self.derived["collector"] = {
@@ -254,18 +303,23 @@ class Trainer:
             raise CheckpointError(
                 f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
                 f"{cfg.env.num_envs}; the per-env memory cannot be carried over. Drop --num-envs to resume.")
-        check_spaces_match(meta, self.collector.observation_space, self.collector.action_space, cfg.env.env_id,
-                           path)
-        try:
-            self.policy.load_state_dict(payload["policy"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
-        if self.reward_scaler is not None and "reward_scaler" in payload:
-            try:
-                self.reward_scaler.load_state_dict(payload["reward_scaler"])
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise CheckpointError(f"The checkpoint {path}'s reward scaler does not fit this run ({exc}).") from exc
+        if saved.env.policy_map != cfg.env.policy_map:
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with --policy-map {saved.env.policy_map!r}, this resume asks for "
+                f"{cfg.env.policy_map!r}; its policies cannot be carried over. Drop --policy-map to resume.")
+        if not self.named_policies:
+            check_spaces_match(meta, self.collector.observation_space, self.collector.action_space,
+                               cfg.env.env_id, path)
+            self._load_learner(self.learners[SHARED_POLICY], payload["policy"], payload["optimizer"],
+                               payload.get("reward_scaler"), path)
+        else:
+            for block in self.collector.policy_rows:
+                saved_spaces = meta["policies"][block.name]
+                check_spaces_match({**meta, **saved_spaces}, block.observation_space, block.action_space,
+                                   f"{cfg.env.env_id} (policy {block.name!r})", path)
+                self._load_learner(self.learners[block.name], payload["policies"][block.name],
+                                   payload["optimizers"][block.name],
+                                   (payload.get("reward_scalers") or {}).get(block.name), path)
         if meta.get("numpy_rng") is not None:
             self.np_rng.bit_generator.state = meta["numpy_rng"]
         c = meta["counters"]
@@ -276,6 +330,21 @@ class Trainer:
         self.agent_steps = c.get("agent_steps", 0)
         self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
         return payload, meta
+
+    @staticmethod
+    def _load_learner(learner: PolicyLearner, policy_state: dict, optimizer_state: dict,
+                      reward_scaler_state: dict | None, path: Path) -> None:
+        """One policy's network, optimizer and reward scaler from a checkpoint's state dicts."""
+        try:
+            learner.policy.load_state_dict(policy_state)
+            learner.optimizer.load_state_dict(optimizer_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"The checkpoint {path} does not fit this network ({exc}).") from exc
+        if learner.reward_scaler is not None and reward_scaler_state is not None:
+            try:
+                learner.reward_scaler.load_state_dict(reward_scaler_state)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"The checkpoint {path}'s reward scaler does not fit this run ({exc}).") from exc
 
     def _restore_collector(self, payload: dict, meta: dict) -> str | None:
         """Restore the collector (and the envs, where possible); returns why the resume is not exact, or None.
@@ -334,10 +403,18 @@ class Trainer:
                 resume["exact"] = resume["envs"] is not None
             else:
                 resume = {"exact": False, "reason": f"{name} is not meant for resuming"}
-        payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
-                                state["generator"], self.np_rng.bit_generator.state, resume,
-                                self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
-                                self.collector_record)
+        if self.named_policies:
+            named = {name: (learner.policy, learner.optimizer,
+                            learner.reward_scaler.state_dict() if learner.reward_scaler is not None else None)
+                     for name, learner in self.learners.items()}
+            payload = build_payload(self.config, None, None, self._counters(), state["tensors"], state["generator"],
+                                    self.np_rng.bit_generator.state, resume, None, self.collector_record,
+                                    policies=named)
+        else:
+            payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
+                                    state["generator"], self.np_rng.bit_generator.state, resume,
+                                    self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
+                                    self.collector_record)
         # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
         self.writer.flush()
         path = self.run_dir / CHECKPOINT_DIR / name
@@ -387,25 +464,35 @@ class Trainer:
                 iteration = self.iteration + 1
                 frac = schedule_fraction(iteration, *self.schedule_start, num_iterations)
                 lr = ppo.learning_rate * (frac if ppo.anneal_lr else 1.0)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                for learner in self.learners.values():
+                    for group in learner.optimizer.param_groups:
+                        group["lr"] = lr
                 clip_coef = ppo.clip_coef * (frac if ppo.anneal_clip else 1.0)
 
                 t0 = time.perf_counter()
                 rollback = self.collector.state_dict(snapshot_envs=False)
-                self.collector.set_weights(self.policy.state_dict())
+                if self.named_policies:
+                    self.collector.set_weights({name: learner.policy.state_dict()
+                                                for name, learner in self.learners.items()})
+                else:
+                    self.collector.set_weights(self.policy.state_dict())
                 try:
-                    rollout = self.collector.collect().to(self.device)
+                    collected = self.collector.collect()
                 except (NonFiniteError, EnvError) as exc:
                     raise self._fail_mid_rollout(exc, rollback, last_checkpoint_step) from exc
+                rollouts = ({name: r.to(self.device) for name, r in collected.items()} if self.named_policies
+                            else {SHARED_POLICY: collected.to(self.device)})
                 self.global_step += cfg.batch_size
                 self.iteration = iteration
                 t1 = time.perf_counter()
-                stats = self._update(rollout, clip_coef)
+                # One PPO update per policy on its own rows (one shuffling stream, policy after policy).
+                stats = {name: self._update(rollouts[name], clip_coef, learner)
+                         for name, learner in self.learners.items()}
                 t2 = time.perf_counter()
-                self._check_finite_parameters(last_checkpoint_step, stats.get("nonfinite"))
+                self._check_finite_parameters(
+                    last_checkpoint_step, next((s["nonfinite"] for s in stats.values() if s.get("nonfinite")), None))
 
-                self._log(rollout, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
+                self._log(rollouts, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
                 if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
                     self.save_checkpoint(LATEST)
                     last_checkpoint_step = self.global_step
@@ -445,7 +532,8 @@ class Trainer:
         Args:
             nonfinite: ``ppo_update``'s account of the first non-finite loss or gradient, if any.
         """
-        finite = torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all()
+        finite = torch.stack([p.isfinite().all() for learner in self.learners.values()
+                              for p in learner.policy.parameters()]).all()
         if bool(finite):
             return
         cause = divergence_cause(nonfinite)
@@ -454,12 +542,14 @@ class Trainer:
             f"nothing was saved; the last checkpoint (step {last_checkpoint_step}) in "
             f"{self.run_dir / CHECKPOINT_DIR} is intact. {cause[0].upper()}{cause[1:]}")
 
-    def _update(self, rollout: Rollout, clip_coef: float) -> dict[str, float]:
+    def _update(self, rollout: Rollout, clip_coef: float, learner: PolicyLearner) -> dict[str, float]:
+        """One policy's PPO update on its rollout (its rows only); returns the update's statistics."""
         cfg = self.config
+        policy, reward_scaler = learner.policy, learner.reward_scaler
         rewards, alive = rollout.rewards, rollout.alive
-        if self.reward_scaler is not None:
-            rewards = self.reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated),
-                                                       alive)
+        if reward_scaler is not None:
+            rewards = reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated),
+                                                  alive)
         advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
                                           rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
                                           cfg.ppo.gae_lambda)
@@ -473,37 +563,50 @@ class Trainer:
                                   alive=alive.cpu().numpy())
         batch = gather_sequences(rollout, seqs, advantages, returns)
         # --normalize-value only; the value outputs stay the same
-        self.policy.update_value_statistics(returns if alive is None else returns[alive > 0])
-        refresh = cfg.ppo.refresh_start_states and self.policy.state_shape[0] > 0
-        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
+        policy.update_value_statistics(returns if alive is None else returns[alive > 0])
+        refresh = cfg.ppo.refresh_start_states and policy.state_shape[0] > 0
+        stats = ppo_update(policy, learner.optimizer, batch, cfg.ppo, clip_coef, self.np_rng,
                            rollout if refresh else None, self.parallel_critic)
         # Normaliser statistics change only between updates, so the policy that collected a
         # rollout and the one that trains on it see identical inputs.
         if alive is None:
-            self.policy.update_obs_normalizer(rollout.obs)
+            policy.update_obs_normalizer(rollout.obs)
         else:
             live = alive > 0
             if live.any():
-                self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
+                policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
             stats["agent_steps"] = int(live.sum())
         stats["num_sequences"] = seqs.num_sequences
-        if self.reward_scaler is not None:
-            stats["reward_scale"] = self.reward_scaler.std
+        if reward_scaler is not None:
+            stats["reward_scale"] = reward_scaler.std
         return stats
 
-    def _log(self, rollout: Rollout, stats: dict, lr: float, clip_coef: float, collect_s: float, update_s: float,
-             start_time: float, start_step: int, progress) -> None:
+    def _log(self, rollouts: dict[str, Rollout], policy_stats: dict[str, dict], lr: float, clip_coef: float,
+             collect_s: float, update_s: float, start_time: float, start_step: int, progress) -> None:
         step = self.global_step
-        self.episodes += len(rollout.episode_returns)
-        self.recent_returns.extend(rollout.episode_returns)
-        if rollout.nonfinite_skips:
+        if self.named_policies:
+            # The run's own charts count every agent's episodes; each policy's episodes and losses get tags of
+            # their own (charts/episodic_return/<policy>, losses/<loss>/<policy>).
+            for name, rollout in rollouts.items():
+                log_policy_iteration(self.writer, step, name, rollout, policy_stats[name])
+            stats = {"epochs": max(s["epochs"] for s in policy_stats.values()),
+                     "agent_steps": sum(s["agent_steps"] for s in policy_stats.values())}
+        else:
+            stats = policy_stats[SHARED_POLICY]
+        episode_returns = [ret for rollout in rollouts.values() for ret in rollout.episode_returns]
+        episode_lengths = [length for rollout in rollouts.values() for length in rollout.episode_lengths]
+        skips_now = sum(rollout.nonfinite_skips for rollout in rollouts.values())
+        self.episodes += len(episode_returns)
+        self.recent_returns.extend(episode_returns)
+        if skips_now:
             if self.nonfinite_skips == 0:
                 warnings.warn(f"An env returned NaN or inf output by step {step}; --on-nonfinite skip ended those "
                               f"episodes and reset the envs (counted in charts/nonfinite_skips).", RuntimeWarning,
                               stacklevel=3)
-            self.nonfinite_skips += rollout.nonfinite_skips
+            self.nonfinite_skips += skips_now
         sps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
-        log_iteration(self.writer, step, rollout, stats, self.nonfinite_skips, lr, clip_coef, sps,
+        log_iteration(self.writer, step, episode_returns, episode_lengths, stats,
+                      self.nonfinite_skips if skips_now else None, lr, clip_coef, sps,
                       self.config.batch_size / max(collect_s, 1e-9), update_s)
         if "agent_steps" in stats:
             self.agent_steps += stats["agent_steps"]
@@ -519,10 +622,19 @@ class Trainer:
             progress.set_postfix(sps=f"{sps:.0f}", ret=f"{recent:.2f}", refresh=False)
 
     def _finish(self, wall: float, start_step: int) -> dict:
-        greedy, sampled = evaluate_modes(self.policy, self.config.env, self.config.run, self.device,
+        policies = ({name: learner.policy for name, learner in self.learners.items()} if self.named_policies
+                    else self.policy)
+        greedy, sampled = evaluate_modes(policies, self.config.env, self.config.run, self.device,
                                          should_stop=lambda: self.stop_reason is not None)
+        # Named policies: every agent episode's return, and each policy's own (``{name: returns}``).
+        by_policy = None
+        if self.named_policies:
+            by_policy = {"greedy": greedy, "sample": sampled}
+            greedy, sampled = (np.concatenate(list(returns.values())) for returns in (greedy, sampled))
         summary = summarize(self.config, self.global_step, start_step, wall, self.episodes, list(self.recent_returns),
                             greedy, sampled, self.derived, self.nonfinite_skips)
+        if by_policy is not None:
+            summary["policies"] = policy_summaries(by_policy["greedy"], by_policy["sample"])
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)

@@ -1,4 +1,4 @@
-"""Watch a multi-agent run: every agent acts from the shared policy; the memory panel shows one of them.
+"""Watch a multi-agent run: every agent acts from its policy; the memory panel shows one of them.
 
     mnemo watch runs/fog_team --record team.gif --episodes 2
     mnemo watch runs/storm --inspect --agent agent_2 --record storm.gif
@@ -9,7 +9,8 @@ through ``MultiAgentVectorEnv`` with one copy, so agents are rows and the hidden
 agent's state is held, an episode ends for each agent as it does in training. One episode here is one episode
 of the env: one frame after its reset and one after every step. The caption shows the team's return so far
 (the sum of every agent's rewards) and the agents alive; the panel shows ``agent``'s memory, an empty column
-for each step it was absent, and a line saying so while it is absent.
+for each step it was absent, and a line saying so while it is absent. With named policies (``--policy-map``)
+each policy acts on its agents' rows, and the panel reads the core of ``agent``'s policy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from agents.config import ConfigError, TrainConfig
 from agents.model.policy import RecurrentActorCritic
-from agents.rollout.multiagent_env import MultiAgentVectorEnv, make_parallel_env
+from agents.rollout.multiagent_env import MultiAgentVectorEnv, PolicyRows, make_parallel_env
 from agents.trees import obs_to_tensor, tree_map
 from agents.watch.frames import (
     FrameSink,
@@ -61,10 +62,11 @@ class _FrameBeforeReset:
 
 
 def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
-                             env_import: tuple[str, ...] | list[str] = ()) -> Any:
-    """The ParallelEnv of ``env_id`` made with ``render_mode="rgb_array"``, or a WatchError saying why it cannot."""
+                             env_import: tuple[str, ...] | list[str] = (), policy_map: str | None = None) -> Any:
+    """The ParallelEnv of ``env_id`` made with ``render_mode="rgb_array"`` (its agents checked against the run's
+    ``policy_map``), or a WatchError saying why it cannot."""
     try:
-        probe = make_parallel_env(env_id, env_kwargs, env_import)
+        probe = make_parallel_env(env_id, env_kwargs, env_import, policy_map)
     except (ModuleNotFoundError, ConfigError) as exc:
         raise WatchError(f"{exc} (the run was trained on {env_id})") from exc
     modes = list(getattr(probe, "metadata", {}).get("render_modes", []))
@@ -72,7 +74,8 @@ def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
     if "rgb_array" not in modes:
         raise WatchError(cannot_render_message(env_id, modes))
     try:
-        env = make_parallel_env(env_id, {**dict(env_kwargs or {}), "render_mode": "rgb_array"}, env_import)
+        env = make_parallel_env(env_id, {**dict(env_kwargs or {}), "render_mode": "rgb_array"}, env_import,
+                                policy_map)
     except ConfigError as exc:
         raise WatchError(f"{cannot_render_message(env_id, modes)} ({exc})") from exc
     if getattr(env, "render_mode", None) != "rgb_array":
@@ -83,7 +86,8 @@ def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
 
 def _readout(probe: MemoryProbe, row: int, alive: np.ndarray, obs: Any, state: torch.Tensor,
              start: torch.Tensor, out: Any) -> StepReadout:
-    """The panel's readout of agent slot ``row`` at this step (``StepReadout.away`` while it is absent)."""
+    """The panel's readout of row ``row`` of one policy's rows at this step (``StepReadout.away`` while it is
+    absent); ``alive``, ``obs``, ``state``, ``start`` and ``out`` are that policy's."""
     if not alive[row]:
         return StepReadout.away()
     one = slice(row, row + 1)
@@ -93,7 +97,7 @@ def _readout(probe: MemoryProbe, row: int, alive: np.ndarray, obs: Any, state: t
 
 @torch.inference_mode()
 def watch_multiagent(
-    policy: RecurrentActorCritic,
+    policies: dict[str, RecurrentActorCritic],
     config: TrainConfig,
     open_sink: Callable[[float | None], FrameSink],
     episodes: int = 3,
@@ -110,6 +114,7 @@ def watch_multiagent(
     """Play ``episodes`` episodes of a multi-agent run (``agents.watch.viewer.watch`` calls this; same arguments).
 
     Args:
+        policies: the run's policies by name (``agents.run.checkpoint.load_policies``).
         open_sink: the window or file the frames go to, given the env's ``render_fps`` (or None).
         record: the file being written, named in the last line logged.
         agent: the agent whose memory ``inspect`` shows (default: the first of ``possible_agents``).
@@ -118,23 +123,27 @@ def watch_multiagent(
         The team's return and the length of each episode, each agent episode's return, the frames drawn.
     """
     env_id = config.env.env_id
-    env = _FrameBeforeReset(make_render_parallel_env(env_id, config.env.env_kwargs, config.env.env_import))
-    envs = MultiAgentVectorEnv([env], env_id)
+    env = _FrameBeforeReset(make_render_parallel_env(env_id, config.env.env_kwargs, config.env.env_import,
+                                                     config.env.policy_map))
+    envs = MultiAgentVectorEnv([env], env_id, config.env.policy_map)
     names = envs.agent_names
     result = WatchResult()
     try:
         agent = names[0] if agent is None else agent
         if agent not in names:
             raise WatchError(f"--agent {agent!r} is not an agent of {env_id}; its agents are {', '.join(names)}.")
-        slot = names.index(agent)
-        check_spaces(policy, envs.single_observation_space, envs.single_action_space, env_id)
+        rows = envs.env_rows(0)  # each agent's row, in possible_agents order
+        row = rows[names.index(agent)]
+        watched: PolicyRows = next(block for block in envs.policies if agent in block.agents)
+        for block in envs.policies:
+            check_spaces(policies[block.name], block.observation_space, block.action_space, env_id)
         sink = open_sink(env.metadata.get("render_fps"))
         panel = None
         if inspect:
-            labels = action_labels_for(SimpleNamespace(metadata=env.metadata, action_space=envs.single_action_space))
-            panel = MemoryPanel(MemoryProbe(policy, labels), history=history, agent=agent)
+            labels = action_labels_for(SimpleNamespace(metadata=env.metadata, action_space=watched.action_space))
+            panel = MemoryPanel(MemoryProbe(policies[watched.name], labels), history=history, agent=agent)
         generator = torch.Generator().manual_seed(seed)
-        state = policy.initial_state(envs.num_envs)
+        state = policies[envs.policies[0].name].initial_state(envs.num_envs)
         mode = "deterministic" if deterministic else "stochastic"
         obs, spawn = envs.reset(seed=seed)
         ended = True
@@ -147,24 +156,32 @@ def watch_multiagent(
                     alive = envs.alive.copy()
                     start = torch.as_tensor(spawn, dtype=torch.float32)
                     # Training's rules (agents.rollout.multiagent_collector): a spawn starts from zero state,
-                    # an absent row's state is held.
+                    # an absent row's state is held. One call per policy over its rows.
                     state = state * (1.0 - start).view(1, 1, -1, 1)
-                    obs_t = obs_to_tensor(obs, torch.device("cpu"))
-                    out = policy.step(obs_t, state, start, deterministic, generator)
-                    if panel is not None:
-                        panel.push(_readout(panel.probe, slot, alive, obs_t, state, start, out))
-                    live = [name for name, a in zip(names, alive, strict=True) if a]
+                    actions, next_states = [], []
+                    for block, block_obs in zip(envs.policies, obs if envs.per_policy else [obs], strict=True):
+                        policy, block_rows = policies[block.name], block.rows
+                        obs_t = obs_to_tensor(block_obs, torch.device("cpu"))
+                        block_state, block_start = state[:, :, block_rows], start[block_rows]
+                        out = policy.step(obs_t, block_state, block_start, deterministic, generator)
+                        if panel is not None and block is watched:
+                            panel.push(_readout(panel.probe, row - block.first_row, alive[block_rows], obs_t,
+                                                block_state, block_start, out))
+                        live_rows = torch.as_tensor(alive[block_rows]).view(1, 1, -1, 1)
+                        next_states.append(torch.where(live_rows, out.state, block_state))
+                        actions.append(policy.env_action(out.action))
+                    live = [name for name, r in zip(names, rows, strict=True) if alive[r]]
                     caption = [env_id, f"episode {episode}  step {steps}", f"team return {team:+.2f}  ({mode})",
                                f"alive: {', '.join(live) or 'none'}"]
                     if panel is not None:
-                        caption.append(f"memory: {agent}{'' if alive[slot] else ' (absent)'}")
+                        caption.append(f"memory: {agent}{'' if alive[row] else ' (absent)'}")
                     if not emit(sink, env, panel, caption, scale, result):
                         return result
                     env.last_frame = None
-                    obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
-                    state = torch.where(torch.as_tensor(alive).view(1, 1, -1, 1), out.state, state)
-                    if panel is not None and alive[slot]:
-                        panel.set_reward(float(reward[slot]))
+                    obs, reward, terminated, truncated, spawn, _ = envs.step(actions if envs.per_policy else actions[0])
+                    state = torch.cat(next_states, dim=2)
+                    if panel is not None and alive[row]:
+                        panel.set_reward(float(reward[row]))
                     team += float(reward.sum())
                     running += reward
                     steps += 1

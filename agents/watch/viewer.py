@@ -39,7 +39,7 @@ from agents.config import ConfigError
 from agents.rollout.collector import import_env_modules
 from agents.rollout.multiagent_env import is_multiagent
 from agents.rollout.previous_inputs import run_input_wrapper
-from agents.run.checkpoint import LATEST, CheckpointError, load_policy
+from agents.run.checkpoint import LATEST, CheckpointError, load_policies
 from agents.trees import obs_to_tensor, tree_map
 from agents.watch.frames import (
     FrameSink,
@@ -277,8 +277,9 @@ def watch(
 ) -> WatchResult:
     """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
 
-    A multi-agent run (docs/multiagent.md) plays every agent from the shared policy
-    (``agents.watch.multiagent_viewer``); its episodes are the env's, its returns the team's.
+    A multi-agent run (docs/multiagent.md) plays every agent from its policy (the shared one, or with
+    ``--policy-map`` the one its name maps to; ``agents.watch.multiagent_viewer``); its episodes are the env's,
+    its returns the team's.
 
     Args:
         path: a run directory (its ``checkpoints/<which>`` is used) or a checkpoint file.
@@ -304,7 +305,7 @@ def watch(
     """
     if episodes < 1:
         raise WatchError(f"--episodes must be at least 1, got {episodes}.")
-    policy, config = load_policy(path, which=which, need_env=True)
+    policies, config = load_policies(path, which=which, need_env=True)
     env_id = config.env.env_id
     if is_multiagent(env_id):
         from agents.watch.multiagent_viewer import watch_multiagent
@@ -314,12 +315,13 @@ def watch(
             return sink or (FileSink(record, rate) if record is not None
                             else WindowSink(rate, f"mnemo: {env_id}", require_display))
 
-        return watch_multiagent(policy, config, open_sink, episodes=episodes, deterministic=deterministic, seed=seed,
+        return watch_multiagent(policies, config, open_sink, episodes=episodes, deterministic=deterministic, seed=seed,
                                 record=record, inspect=inspect, history=history, max_steps=max_steps, scale=scale,
                                 log=log, agent=agent)
     if agent is not None:
         raise WatchError(f"--agent names an agent of a multi-agent env; {env_id} is a single-agent env (drop "
                          f"--agent).")
+    (policy,) = policies.values()
     env = make_render_env(env_id, config.env.env_kwargs, config.env.env_import)
     wrapper = run_input_wrapper(config.policy)
     env = env if wrapper is None else wrapper(env)
