@@ -14,6 +14,9 @@ A checkpoint file holds one dict, saved with ``torch.save``:
 | ``generator`` | the action-sampling torch generator's state (uint8 tensor) |
 | ``digest`` | BLAKE2b of everything above (version 2 on) |
 
+A multi-agent policy that reads an agent-index one-hot or a global state also has ``agents`` (the slots'
+names) and ``state_space`` (the central critic's input) in ``meta``.
+
 Safety: loading uses ``torch.load(weights_only=True)``, which refuses any
 pickled object other than tensors and plain containers, so a crafted file
 cannot run code. Env state travels as JSON (``agents/rollout/env_state.py``), never
@@ -207,6 +210,10 @@ def build_payload(
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
+    if policy.agents:  # the slots of the agent-index one-hot (multi-agent runs that read it)
+        meta["agents"] = list(policy.agents)
+    if policy.state_space is not None:  # the central critic's input
+        meta["state_space"] = space_to_json(policy.state_space)
     if collector is not None:
         meta["collector"] = collector
     payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
@@ -433,8 +440,9 @@ def load_policy(path_or_run_dir: str | Path, device: str | torch.device = "cpu",
             f"{path} was trained with the collector made by {collector.get('factory')}, whose env has no id, so its "
             f"config does not say which env to make; load it with need_env=False and play it in that env yourself.")
     config = TrainConfig.from_dict(meta["config"])
-    policy = RecurrentActorCritic(
-        space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]), config.policy)
+    state_space = space_from_json(meta["state_space"]) if "state_space" in meta else None
+    policy = RecurrentActorCritic(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
+                                  config.policy, agents=meta.get("agents", ()), state_space=state_space)
     try:
         policy.load_state_dict(payload["policy"])
     except RuntimeError as exc:

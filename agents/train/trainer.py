@@ -176,7 +176,10 @@ class Trainer:
         # Seed the initialisation without leaving the global RNG changed.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.policy = RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)
+            # A multi-agent collector names its agents and (with a central critic) the global state's space.
+            self.policy = RecurrentActorCritic(obs_space, act_space, cfg.policy,
+                                               agents=getattr(self.collector, "agent_names", ()),
+                                               state_space=getattr(self.collector, "state_space", None)).to(self.device)
         # fused: one kernel for all parameters instead of a dozen small ops per tensor (the update's
         # minibatches are small, so per-op overhead dominates).
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
@@ -484,7 +487,8 @@ class Trainer:
         else:
             live = alive > 0
             if live.any():
-                self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
+                inputs = None if rollout.agent_inputs is None else tree_map(lambda x: x[live], rollout.agent_inputs)
+                self.policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs), inputs)
             stats["agent_steps"] = int(live.sum())
         stats["num_sequences"] = seqs.num_sequences
         if self.reward_scaler is not None:
