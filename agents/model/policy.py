@@ -272,13 +272,16 @@ class RecurrentActorCritic(nn.Module):
 
         Returns:
             actor features (T, B, F), critic features (T, B, F) (the same tensor when the critic
-            shares the core), final state (S, L, B, W).
+            shares the core; None for a central critic without ``"global_state"``: actor-only, its state
+            returned as it came), final state (S, L, B, W).
         """
         t_len, batch = episode_start.shape
         features = self.encode_sequence(obs, t_len, batch, agent_inputs)
         hidden, new_actor_state = self.actor_memory(features, state, episode_start)
         if self.critic_core is None:
             return hidden, hidden, new_actor_state
+        if self.central_critic and (agent_inputs is None or "global_state" not in agent_inputs):
+            return hidden, None, torch.cat((new_actor_state, state[self._actor_states:]))
         critic_hidden, new_critic_state = self.critic_memory(
             self.critic_features(features, agent_inputs, t_len, batch), state, episode_start)
         return hidden, critic_hidden, torch.cat((new_actor_state, new_critic_state))
@@ -341,11 +344,15 @@ class RecurrentActorCritic(nn.Module):
             agent_inputs: multi-agent inputs, leaves (T, B, ...) (see ``memory``).
 
         Returns:
-            dist over actions with batch (T*B,), value (T, B), final state (S, L, B, W).
+            dist over actions with batch (T*B,), value (T, B) (NaN for an actor-only step, see ``memory``),
+            final state (S, L, B, W).
         """
         t_len, batch = episode_start.shape
         hidden, critic_hidden, new_state = self.memory(obs, state, episode_start, agent_inputs)
         flat = hidden.reshape(t_len * batch, -1)
+        if critic_hidden is None:
+            value = torch.full((t_len, batch), float("nan"), device=flat.device)
+            return self.action_distribution(flat), value, new_state
         critic_flat = flat if critic_hidden is hidden else critic_hidden.reshape(t_len * batch, -1)
         dist, value = self.decode(flat, critic_flat)
         return dist, value.view(t_len, batch), new_state

@@ -88,7 +88,7 @@ def _readout(probe: MemoryProbe, row: int, alive: np.ndarray, obs: Any, state: t
         return StepReadout.away()
     one = slice(row, row + 1)
     return probe.read(tree_map(lambda x: x[one], obs), state[:, :, one], start[one], out.action[one],
-                      out.state[:, :, one])
+                      out.state[:, :, one], {"agent_index": torch.tensor([row])})
 
 
 @torch.inference_mode()
@@ -135,6 +135,8 @@ def watch_multiagent(
             panel = MemoryPanel(MemoryProbe(policy, labels), history=history, agent=agent)
         generator = torch.Generator().manual_seed(seed)
         state = policy.initial_state(envs.num_envs)
+        # Each row's slot (read by a policy with an agent-index input); no env.state(): the actor alone acts.
+        agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index)}
         mode = "deterministic" if deterministic else "stochastic"
         obs, spawn = envs.reset(seed=seed)
         ended = True
@@ -150,7 +152,7 @@ def watch_multiagent(
                     # an absent row's state is held.
                     state = state * (1.0 - start).view(1, 1, -1, 1)
                     obs_t = obs_to_tensor(obs, torch.device("cpu"))
-                    out = policy.step(obs_t, state, start, deterministic, generator)
+                    out = policy.step(obs_t, state, start, deterministic, generator, agent_inputs=agent_inputs)
                     if panel is not None:
                         panel.push(_readout(panel.probe, slot, alive, obs_t, state, start, out))
                     live = [name for name, a in zip(names, alive, strict=True) if a]
