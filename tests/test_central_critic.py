@@ -294,3 +294,19 @@ def test_the_agent_index_reaches_the_actor_and_names_are_checked(fog):
         assert a0 != a1  # same observation and state, another slot: another distribution
         with pytest.raises(UnknownAgentError, match="not an agent of this run"):
             runner.act(obs, agent_ids="agent_9")
+
+
+def test_watch_plays_the_trained_actor_with_each_agents_slot(fog):
+    """mnemo watch (with the inspector on agent_1) needs no env.state(); its agent episodes are evaluation's."""
+    from test_multiagent_watch import QUIET, ListSink
+
+    from agents.run.checkpoint import load_policy
+    from agents.train.evaluation import evaluate_multiagent
+    from agents.watch.viewer import watch
+
+    run, _ = fog
+    result = watch(run, episodes=2, inspect=True, agent="agent_1", sink=ListSink(), seed=4, **QUIET)
+    policy, config = load_policy(run)
+    expected = evaluate_multiagent(policy, config.env.env_id, len(result.agent_returns), seed=4,
+                                   env_kwargs=config.env.env_kwargs, num_envs=1)
+    assert result.agent_returns == pytest.approx(expected.tolist(), abs=1e-9)

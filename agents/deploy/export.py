@@ -46,7 +46,7 @@ dtypes, the core and its sizes (its ``export_metadata``: an LSTM / GRU's ``num_l
 ``hidden_size``, a stack's ``stack_len`` and ``features``), the action kind, and ``reset_on_episode_start``.
 A multi-agent run's export (one policy shared by every agent, over one agent's spaces) adds ``multiagent``:
 ``{"env_id", "agents", "num_agents"}`` (the env's ``possible_agents``; see docs/runtime.md, "Many agents");
-``central_critic`` says whether the critic (and ``value``) was left out.
+``central_critic: true`` says that the critic (and ``value``) was left out.
 
 ``agents.deploy.export_check`` runs an export beside the torch policy (the command line does after writing).
 
@@ -236,7 +236,6 @@ def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
         "core": policy.config.core,
         **policy.actor_core.export_metadata(),  # its sizes under their own names (an LSTM's layers and units)
         "separate_critic": policy.critic_core is not None and not step.actor_only,
-        "central_critic": step.actor_only,
         "state_inputs": step.state_names,
         "state_shape": list(state_shape),
         "reset_on_episode_start": step.reset_on_episode_start,
@@ -245,6 +244,8 @@ def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
         "action_output": first,
         **head.export_metadata(),
     }
+    if step.actor_only:
+        meta["central_critic"] = True  # the critic read env.state(): left out, with its value output
     if multiagent is not None:
         meta["multiagent"] = multiagent
     return meta
