@@ -195,11 +195,13 @@ class PolicyStep(nn.Module):
             outputs.append(out)
         actor_hidden = outputs[0] if outputs else features
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
-        action = policy.action_head.export_action(raw, {name: getattr(self, name) for name in self.head_buffers})
+        buffers = {name: getattr(self, name) for name in self.head_buffers}
         if self.actor_only:
-            return (raw, action, *new_states)
+            return (raw, policy.action_head.export_action(raw, buffers), *new_states)
         critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
+        # The value before the action: the traced graph's node order, and so an export's bytes, stay as they were.
         value = policy.value_head(policy.critic_mlp(critic_hidden))[:, 0]
+        action = policy.action_head.export_action(raw, buffers)
         return (raw, action, value, *new_states)
 
 
