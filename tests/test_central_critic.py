@@ -85,6 +85,30 @@ def test_invariant_with_a_central_critic_and_deaths_and_spawns(core, layers, car
     assert abs(float(terms.approx_kl)) < 1e-6 and float(terms.clipfrac) == 0.0
 
 
+@pytest.mark.parametrize("separate", [False, True])
+def test_invariant_with_the_agent_index_input_alone(separate):
+    """--agent-index-input without a central critic, on an env without state(): the slot reaches the actor."""
+    envs = make_multiagent_vector_env("toy_multiagent_envs:make_respawn", 3)
+    torch.manual_seed(0)
+    cfg = PolicyConfig(hidden_size=16, agent_index_input=True, separate_critic=separate)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg,
+                                  agents=envs.agent_names)
+    collector = MultiAgentCollector(envs, 40)
+    collector.start(policy, torch.device("cpu"), 0, 0)
+    buf = collector.collect()
+    assert set(buf.agent_inputs) == {"agent_index"}
+    batch, _ = batch_of(buf)
+    with torch.no_grad():
+        logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions,
+                                            batch.agent_inputs)
+        other = dict(agent_index=(batch.agent_inputs["agent_index"] + 1) % 3)
+        moved, _, _ = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions, other)
+    real = batch.mask.bool()
+    assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
+    assert (value[real] - batch.values[real]).abs().max() < 1e-5
+    assert not torch.allclose(logprob[real], moved[real])
+
+
 def test_the_critic_reads_the_global_state_and_the_actor_does_not():
     """Values change with the global state; actions' log-probs do not. The stored state is each row's copy's."""
     policy, _, buf = collect(rollouts=1)
