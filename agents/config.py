@@ -70,6 +70,13 @@ class PolicyConfig:
     stack_len: int | None = _f(None, "Encodings the 'stack' core keeps (its reach is this many steps, the current "
                                "one included); none: 4. Only for --core stack.")
     separate_critic: bool = _f(False, "Give the critic its own recurrent core instead of sharing the actor's.")
+    central_critic: bool = _f(
+        False, "Multi-agent envs with state(): a centralised critic (MAPPO) with its own encoder and recurrent core "
+        "over the env's global state and the agent's slot one-hot; the actor still sees only its observation, and "
+        "exports, runners and watch stay actor-only (docs/multiagent.md).")
+    agent_index_input: bool = _f(
+        False, "Multi-agent envs: the actor (and a central critic) also sees a one-hot of the agent's slot among "
+        "possible_agents, so one shared policy can play different roles; runners take it from the agent's name.")
     carry_across_episodes: bool = _f(
         False, "Never reset the recurrent state at episode ends, so memory runs across episodes (RL^2 style).")
     encoder_sizes: tuple[int, ...] = _f((64,), "Hidden sizes of the MLP between observation and core; "

@@ -65,6 +65,15 @@ def test_bad_policy_maps_are_one_line_exit_2_and_write_nothing(tmp_path, capsys,
     assert not run.exists()
 
 
+@pytest.mark.parametrize("flag", ["--central-critic", "--agent-index-input"])
+def test_inputs_beside_the_observation_are_refused_with_named_policies(tmp_path, capsys, flag):
+    run = tmp_path / "run"
+    code = train.main(["--env-id", ROLES, "--policy-map", ROLE_MAP, "--run-dir", str(run), *FAST, flag])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"{flag} with --policy-map is not supported yet" in err[0], err
+    assert not run.exists()
+
+
 def test_policies_whose_states_differ_in_shape_are_refused(tmp_path, capsys):
     """A stack core without an encoder MLP keeps raw observations: 3 values for the hunter, 2 for the prey."""
     run = tmp_path / "run"

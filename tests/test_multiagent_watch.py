@@ -90,9 +90,9 @@ def test_inspected_agent_absent_then_respawned_from_zero_state(storm_run, monkey
         pushed.append(readout)
         push(self, readout)
 
-    def record_read(self, obs, state, episode_start, action, next_state=None):
+    def record_read(self, obs, state, episode_start, action, next_state=None, agent_inputs=None):
         states.append(state.clone())
-        return read(self, obs, state, episode_start, action, next_state)
+        return read(self, obs, state, episode_start, action, next_state, agent_inputs)
 
     monkeypatch.setattr(MemoryPanel, "push", record_push)
     monkeypatch.setattr(MemoryProbe, "read", record_read)

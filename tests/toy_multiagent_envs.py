@@ -3,6 +3,8 @@
 - ``RespawnEnv``: agents die (terminated) or time out (truncated) at seeded random steps, stay away a few steps,
   and come back under the same name; one agent joins only after the start. Dynamics never depend on actions
   (only rewards do), so what one agent does or sees cannot change another's observations.
+- ``StateRespawnEnv``: ``RespawnEnv`` with PettingZoo's global state (``state()`` / ``state_space``), for the
+  central critic.
 - ``CueTeamEnv``: a cooperative memory task: each agent sees a cue on the first step only, then blanks; on the
   last step the team is rewarded for every agent whose action equals its cue. Memoryless play scores 0.5.
 """
@@ -106,6 +108,21 @@ class RespawnEnv(ParallelEnv):
         return obs, rewards, terms, truncs, {a: {} for a in obs}
 
 
+class StateRespawnEnv(RespawnEnv):
+    """``RespawnEnv`` with a global state: ``state()`` is Box(7,) float32 ``[t / episode_len, each agent's noise
+    (3), each agent's age / 10 while it is there, else -1 (3)]``, a function of the env's attributes (so a
+    restored env gives it again)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.state_space = spaces.Box(-1.0, 10.0, (7,), np.float32)
+
+    def state(self) -> np.ndarray:
+        ages = [self.age[a] / 10 if a in self.agents else -1.0 for a in self.possible_agents]
+        noise = [self.noise[a] for a in self.possible_agents]
+        return np.array([self.t / self.episode_len, *noise, *ages], dtype=np.float32)
+
+
 class CueTeamEnv(ParallelEnv):
     """A cooperative memory task for two agents.
 
@@ -171,6 +188,10 @@ class MixedSpacesEnv(CueTeamEnv):
 
 def make_respawn(**kwargs) -> RespawnEnv:
     return RespawnEnv(**kwargs)
+
+
+def make_respawn_state(**kwargs) -> StateRespawnEnv:
+    return StateRespawnEnv(**kwargs)
 
 
 def make_cue_team(**kwargs) -> CueTeamEnv:

@@ -14,8 +14,10 @@ Inputs, in this order:
 - the core's state tensors (``agents/model/cores.py``): ``h``, ``c`` (LSTM) or ``h`` (GRU), each
   (L, B, H) float32; ``stack`` (K, B, F) for the frame stack (``stack_len`` K and ``features`` F in the metadata);
   none for core ``none``.
-- ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core.
+- ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core (not a central one, below).
 - ``episode_start`` (B,) float32: 1.0 where ``obs`` is the first observation of an episode.
+- ``agent_index`` (B,) int64: only for a policy trained with ``--agent-index-input``: each agent's slot among the
+  env's ``possible_agents`` (listed in the metadata's ``multiagent.agents``); the one-hot is built in the graph.
 
 Outputs, in this order:
 
@@ -24,7 +26,8 @@ Outputs, in this order:
   mean; ``log_std`` is in the metadata).
 - ``action`` (B, *action shape): the greedy action in the env's format (Discrete start added,
   Box clipped to the bounds, MultiBinary int8).
-- ``value`` (B,): the critic's V(obs).
+- ``value`` (B,): the critic's V(obs); absent for a policy trained with ``--central-critic``, whose critic reads
+  the env's global state: that export is the actor alone (its state inputs are the actor core's).
 - ``h_out``, ``c_out`` (and ``h_critic_out``, ``c_critic_out``; ``stack_out``): feed them back next step.
 
 Every leaf space the policy accepts (Box vectors and uint8 images, Discrete, MultiDiscrete,
@@ -42,7 +45,8 @@ object: the spaces (``agents.spaces.space_to_json``), inputs and outputs with ro
 dtypes, the core and its sizes (its ``export_metadata``: an LSTM / GRU's ``num_layers`` and
 ``hidden_size``, a stack's ``stack_len`` and ``features``), the action kind, and ``reset_on_episode_start``.
 A multi-agent run's export (one policy shared by every agent, over one agent's spaces) adds ``multiagent``:
-``{"env_id", "agents", "num_agents"}`` (the env's ``possible_agents``; see docs/runtime.md, "Many agents").
+``{"env_id", "agents", "num_agents"}`` (the env's ``possible_agents``; see docs/runtime.md, "Many agents");
+``central_critic: true`` says that the critic (and ``value``) was left out.
 
 ``agents.deploy.export_check`` runs an export beside the torch policy (the command line does after writing).
 
@@ -122,7 +126,11 @@ class PolicyStep(nn.Module):
         self.policy = policy
         self.leaves = observation_leaves(policy.observation_space)
         self.reset_on_episode_start = not policy.config.carry_across_episodes
-        self.cores = [core for core in policy.cores if core.num_state_tensors]
+        # A central critic reads the env's global state, which a game does not give: the export is the actor's.
+        self.actor_only = policy.central_critic
+        self.index_input = policy.config.agent_index_input
+        cores = [policy.actor_core] if self.actor_only else policy.cores
+        self.cores = [core for core in cores if core.num_state_tensors]
         # The action head's constants (Box bounds) as buffers of this module: the graph names them "low", "high".
         buffers = policy.action_head.export_buffers()
         self.head_buffers = list(buffers)
@@ -139,11 +147,17 @@ class PolicyStep(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        return [name for name, _, _ in self.leaves] + self.state_names + ["episode_start"]
+        index = ["agent_index"] if self.index_input else []
+        return [name for name, _, _ in self.leaves] + self.state_names + ["episode_start"] + index
+
+    @property
+    def head_output_names(self) -> list[str]:
+        """The outputs with a batch dim first: the action distribution, the greedy action, the value."""
+        return [self.policy.action_head.output_name, "action"] + ([] if self.actor_only else ["value"])
 
     @property
     def output_names(self) -> list[str]:
-        return [self.policy.action_head.output_name, "action", "value"] + [f"{n}_out" for n in self.state_names]
+        return self.head_output_names + [f"{n}_out" for n in self.state_names]
 
     def example_inputs(self, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Valid inputs (random observations from the space, random states, mixed episode starts)."""
@@ -157,14 +171,19 @@ class PolicyStep(nn.Module):
         _, layers, hidden = self.policy.state_shape
         states = [torch.randn(layers, batch, hidden, generator=gen).to(device) for _ in self.state_names]
         episode_start = (torch.arange(batch) % 2 == 0).float().to(device)
-        return (*leaves, *states, episode_start)
+        index = [(torch.arange(batch) % len(self.policy.agents)).to(device)] if self.index_input else []
+        return (*leaves, *states, episode_start, *index)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         policy = self.policy
         n_obs = len(self.leaves)
         obs = _build_tree(policy.observation_space, list(inputs[:n_obs]))
+        if self.index_input:
+            agent_inputs, inputs = {"agent_index": inputs[-1]}, inputs[:-1]
+        else:
+            agent_inputs = None
         states, episode_start = inputs[n_obs:-1], inputs[-1]
-        features = policy.encode(obs)  # (B, F)
+        features = policy.encode(obs, agent_inputs)  # (B, F)
         x = features.unsqueeze(0)  # (T=1, B, F)
         keep = (1.0 - episode_start.to(x.dtype)).view(1, -1, 1)
         outputs, new_states, i = [], [], 0
@@ -175,10 +194,14 @@ class PolicyStep(nn.Module):
             new_states += core_states
             outputs.append(out)
         actor_hidden = outputs[0] if outputs else features
-        critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
+        buffers = {name: getattr(self, name) for name in self.head_buffers}
+        if self.actor_only:
+            return (raw, policy.action_head.export_action(raw, buffers), *new_states)
+        critic_hidden = outputs[1] if len(outputs) > 1 else actor_hidden
+        # The value before the action: the traced graph's node order, and so an export's bytes, stay as they were.
         value = policy.value_head(policy.critic_mlp(critic_hidden))[:, 0]
-        action = policy.action_head.export_action(raw, {name: getattr(self, name) for name in self.head_buffers})
+        action = policy.action_head.export_action(raw, buffers)
         return (raw, action, value, *new_states)
 
 
@@ -186,18 +209,23 @@ def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
     """The JSON metadata stored with an export (see the module docstring); ``multiagent`` is stored as given."""
     policy = step.policy
     head = policy.action_head
-    _, layers, hidden = policy.state_shape
+    state_shape = policy.actor_state_shape if step.actor_only else policy.state_shape
+    _, layers, hidden = state_shape
     inputs = [{"name": name, "role": "obs", "path": list(path), "shape": [None, *leaf.shape],
                "dtype": str(leaf_dtype(leaf))} for name, path, leaf in step.leaves]
     inputs += [{"name": n, "role": "state", "shape": [layers, None, hidden], "dtype": "float32"}
                for n in step.state_names]
     inputs.append({"name": "episode_start", "role": "episode_start", "shape": [None], "dtype": "float32"})
+    if step.index_input:
+        inputs.append({"name": "agent_index", "role": "agent_index", "shape": [None], "dtype": "int64",
+                       "agents": list(policy.agents)})
     first = step.output_names[0]
     outputs = [
         {"name": first, "role": "action_distribution", "shape": [None, head.num_outputs], "dtype": "float32"},
         {"name": "action", "role": "greedy_action", "shape": [None, *head.action_shape], "dtype": head.export_dtype},
-        {"name": "value", "role": "value", "shape": [None], "dtype": "float32"},
     ]
+    if not step.actor_only:
+        outputs.append({"name": "value", "role": "value", "shape": [None], "dtype": "float32"})
     outputs += [{"name": f"{n}_out", "role": "state", "state_input": n, "shape": [layers, None, hidden],
                  "dtype": "float32"} for n in step.state_names]
     meta: dict[str, Any] = {
@@ -209,15 +237,17 @@ def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
         "outputs": outputs,
         "core": policy.config.core,
         **policy.actor_core.export_metadata(),  # its sizes under their own names (an LSTM's layers and units)
-        "separate_critic": policy.critic_core is not None,
+        "separate_critic": policy.critic_core is not None and not step.actor_only,
         "state_inputs": step.state_names,
-        "state_shape": list(policy.state_shape),
+        "state_shape": list(state_shape),
         "reset_on_episode_start": step.reset_on_episode_start,
         "mode": "reset" if step.reset_on_episode_start else "carry",
         "action_kind": head.kind,
         "action_output": first,
         **head.export_metadata(),
     }
+    if step.actor_only:
+        meta["central_critic"] = True  # the critic read env.state(): left out, with its value output
     if multiagent is not None:
         meta["multiagent"] = multiagent
     return meta
@@ -256,7 +286,9 @@ def export_onnx(policy: RecurrentActorCritic, path: str | Path, opset: int = DEF
     dynamic_axes = {name: {0: "batch"} for name, _, _ in step.leaves}
     dynamic_axes.update({name: {1: "batch"} for name in step.state_names})
     dynamic_axes["episode_start"] = {0: "batch"}
-    dynamic_axes.update({name: {0: "batch"} for name in step.output_names[:3]})
+    if step.index_input:
+        dynamic_axes["agent_index"] = {0: "batch"}
+    dynamic_axes.update({name: {0: "batch"} for name in step.head_output_names})
     dynamic_axes.update({f"{name}_out": {1: "batch"} for name in step.state_names})
     with torch.no_grad(), warnings.catch_warnings():
         # The legacy exporter warns that LSTMs exported with batch > 1 need a fixed sequence length;

@@ -68,6 +68,8 @@ def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int
     starts[0] = 1.0
     _, layers, hidden = policy.state_shape
     state = {n: rng.standard_normal((layers, batch, hidden)).astype(np.float32) for n in step.state_names}
+    # A policy with an agent-index input: every slot in turn (its one-hot is built in the export).
+    agent_index = np.arange(batch, dtype=np.int64) % max(1, len(policy.agents))
     start_state = torch.as_tensor(np.stack([state[n] for n in step.state_names])) if step.state_names else \
         torch.zeros(0, layers, batch, hidden)
 
@@ -76,20 +78,28 @@ def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int
         feed = {name: np.asarray(tree_get(obs_seq[t], path), dtype=leaf_dtype(s)) for name, path, s in step.leaves}
         feed.update(state)
         feed["episode_start"] = starts[t]
+        if step.index_input:
+            feed["agent_index"] = agent_index
         out = step_fn(feed)
         got_dist.append(out[step.output_names[0]])
-        got_value.append(out["value"])
+        if not step.actor_only:
+            got_value.append(out["value"])
         got_action.append(out["action"])
         state = {n: out[f"{n}_out"] for n in step.state_names}
 
     device = next(policy.parameters()).device
     with torch.inference_mode():
         obs_t = _stack_time(obs_seq, space, device)
+        # No global state: with a central critic this is the actor alone, as the export is.
+        inputs = ({"agent_index": torch.as_tensor(np.tile(agent_index, (steps, 1)), device=device)}
+                  if step.index_input else None)
         dist, value, final_state = policy.forward_sequence(
-            obs_t, start_state.to(device), torch.as_tensor(starts, device=device))
+            obs_t, start_state.to(device), torch.as_tensor(starts, device=device), inputs)
         ref_action = head.to_env(head.shape_actions(dist.mode()))
     got = head.normalise_export(np.concatenate(got_dist))
-    diffs = [np.abs(got - head.export_reference(dist)).max(), np.abs(np.stack(got_value) - value.cpu().numpy()).max()]
+    diffs = [np.abs(got - head.export_reference(dist)).max()]
+    if not step.actor_only:
+        diffs.append(np.abs(np.stack(got_value) - value.cpu().numpy()).max())
     if step.state_names:
         diffs.append(np.abs(np.stack([state[n] for n in step.state_names]) - final_state.cpu().numpy()).max())
     actions_equal = head.same_actions(np.concatenate(got_action), ref_action)

@@ -22,6 +22,10 @@ ignores ``episode_start`` and the host zeroing alone starts a new series. Sample
 numpy generator (Gumbel-max for categoricals), so they are not the torch runner's draws; greedy actions,
 values, log-probabilities and states equal ``PolicyRunner``'s to float rounding.
 
+As ``PolicyRunner``: an export with an ``agent_index`` input (``--agent-index-input``) takes each agent's slot
+from its name among the agents its metadata lists; an export of a central-critic policy has no ``value`` output,
+so ``ActInfo.value`` is NaN.
+
 Importing this module loads numpy only; onnxruntime is imported when a runner is made.
 """
 
@@ -88,6 +92,10 @@ class OnnxRunner:
         meta = self.metadata
         self._obs_inputs = [i for i in meta["inputs"] if i["role"] == "obs"]
         self._state_inputs = [i for i in meta["inputs"] if i["role"] == "state"]
+        index_inputs = [i for i in meta["inputs"] if i["role"] == "agent_index"]
+        # --agent-index-input: each agent's slot, looked up by its name.
+        self._agent_slots = ({name: k for k, name in enumerate(index_inputs[0]["agents"])} if index_inputs
+                             else None)
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._actions = numpy_actions(meta["action_kind"])  # the kind's numpy math (agents/deploy/numpy_actions.py)
         # One agent's state (S, L, H): the state inputs (h, c, h_critic, c_critic; each (L, B, H); or stack,
@@ -183,6 +191,8 @@ class OnnxRunner:
             ids = as_id_list(agent_ids)
             check_distinct(ids)
         feed = {spec["name"]: self._leaf(obs, spec, None if single else len(ids)) for spec in self._obs_inputs}
+        if self._agent_slots is not None:
+            feed["agent_index"] = self._agent_index(ids)
         for agent_id in ids:
             if agent_id not in self._states:
                 self._join(agent_id)
@@ -211,7 +221,9 @@ class OnnxRunner:
             return action[0] if single else action
         taken = self._actions.greedy(raw, self.metadata) if sample is None else sample
         logprob = self._actions.log_prob(raw, taken, self.metadata)
-        value = out["value"]
+        value = out.get("value")  # absent from a central-critic policy's export
+        if value is None:
+            value = np.full(len(ids), np.nan, dtype=np.float32)
         if single:
             return action[0], ActInfo(float(value[0]), float(logprob[0]), bool(starts[0]))
         return action, ActInfo(value, logprob, starts)
@@ -219,6 +231,16 @@ class OnnxRunner:
     __call__ = act
 
     # ------------------------------------------------------------------ internals
+    def _agent_index(self, ids: list[Hashable]) -> np.ndarray:
+        """The agents' slots (B,) int64 among the export's agents, from their names."""
+        slots = [self._agent_slots.get(str(i)) for i in ids]
+        if None in slots:
+            bad = ids[slots.index(None)]
+            raise UnknownAgentError(f"agent id {bad!r} is not an agent of this run ({', '.join(self._agent_slots)}); "
+                                    f"a policy with an agent-index input takes the names in the env's "
+                                    f"possible_agents.")
+        return np.asarray(slots, dtype=np.int64)
+
     def _join(self, agent_id: Hashable) -> None:
         check_hashable(agent_id)
         self._states[agent_id] = np.zeros(self._state_shape, dtype=np.float32)

@@ -28,6 +28,11 @@ ends: do not call ``reset()`` between the episodes of one series; ``reset()``
 still gives a fresh zero state (the start of a new series, as at the start of
 training).
 
+Multi-agent runs: a policy trained with ``--agent-index-input`` takes the one-hot of the agent's slot among
+the env's ``possible_agents``; the runner builds it from the agent's id, which must then be its name there
+(``act(obs, agent_ids=["agent_0", ...])``). A policy trained with ``--central-critic`` runs actor-only here: its
+critic needs the env's global state, so ``ActInfo.value`` is NaN and ``get_state`` holds the actor's state.
+
 Speed: ``act()`` calls the network's pieces directly (each core's
 ``step_in_place``: ``torch.lstm_cell`` / ``torch.gru_cell`` per layer instead of
 ``nn.LSTM``, whose CPU path goes through oneDNN and costs ~50 us of setup per
@@ -100,14 +105,18 @@ class PolicyRunner:
         self.observation_space = policy.observation_space
         self.action_space = policy.action_space
 
-        self._cores = [core for core in policy.cores if core.num_state_tensors]
+        # A central critic reads env.state(), which a game loop does not give: the runner keeps the actor alone.
+        self._actor_only = policy.central_critic
+        cores = [policy.actor_core] if self._actor_only else policy.cores
+        self._cores = [core for core in cores if core.num_state_tensors]
+        self._index_input = policy.config.agent_index_input
         self._encoder = _fast_mlp(policy.encoder)
         self._actor_mlp = _fast_mlp(policy.actor_mlp)
         self._critic_mlp = _fast_mlp(policy.critic_mlp)
         self._head_linear = _fast_mlp(policy.action_head.linear)
         self._shared_critic = policy.critic_core is None
         self._view_counts = [core.num_state_tensors * policy.state_shape[1] for core in self._cores]
-        self._state_shape = policy.state_shape  # (S, L, W)
+        self._state_shape = policy.actor_state_shape if self._actor_only else policy.state_shape  # (S, L, W)
         self._slots: dict[Hashable, int] = {}
         self._free: list[int] = []  # a heap, so that agents joining together get neighbouring slots
         self._fresh: set[int] = set()  # slots whose next act() is an episode start
@@ -232,17 +241,16 @@ class PolicyRunner:
         with torch.inference_mode():
             if single:
                 x = self._single_obs(obs)
-                agent_id = SINGLE_AGENT_ID if agent_ids is None else agent_ids
-                slot = self._slots.get(agent_id)
-                slots = [self._join(agent_id) if slot is None else slot]
+                ids = [SINGLE_AGENT_ID if agent_ids is None else agent_ids]
             else:
                 ids = as_id_list(agent_ids)
                 check_distinct(ids)
                 x = self._batch_obs(obs, len(ids))
-                slots = [self._slots.get(i) for i in ids]
-                slots = [self._join(i) if s is None else s for i, s in zip(ids, slots, strict=True)]
+            agent_index = self._agent_index(ids) if self._index_input else None
+            slots = [self._slots.get(i) for i in ids]
+            slots = [self._join(i) if s is None else s for i, s in zip(ids, slots, strict=True)]
 
-            actor_hidden, critic_hidden = self._advance(x, slots)
+            actor_hidden, critic_hidden = self._advance(x, slots, agent_index)
             head = self.policy.action_head
             out = self._head_linear(self._actor_mlp(actor_hidden))
             det = self.deterministic if deterministic is None else deterministic
@@ -259,8 +267,11 @@ class PolicyRunner:
                 starts = np.zeros(len(slots), dtype=bool)
             if not return_info:
                 return action[0] if single else action
-            hidden = actor_hidden if self._shared_critic else critic_hidden
-            value = self.policy.value_head(self._critic_mlp(hidden)).squeeze(-1).cpu().numpy()
+            if self._actor_only:
+                value = np.full(len(slots), np.nan, dtype=np.float32)
+            else:
+                hidden = actor_hidden if self._shared_critic else critic_hidden
+                value = self.policy.value_head(self._critic_mlp(hidden)).squeeze(-1).cpu().numpy()
             logprob = dist.log_prob(raw).cpu().numpy()
         if single:
             return action[0], ActInfo(float(value[0]), float(logprob[0]), bool(starts[0]))
@@ -269,12 +280,24 @@ class PolicyRunner:
     __call__ = act
 
     # ------------------------------------------------------------------ internals
-    def _advance(self, obs: Tree, slots: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encode obs (B, ...), run every core one step from the agents' states, store the new states.
+    def _agent_index(self, ids: list[Hashable]) -> torch.Tensor:
+        """The agents' slots (B,) among the run's ``possible_agents``, from their names."""
+        try:
+            return torch.as_tensor([self.policy.slot_of(i) for i in ids], device=self.device)
+        except KeyError as exc:
+            raise UnknownAgentError(exc.args[0]) from None
+
+    def _advance(self, obs: Tree, slots: list[int],
+                 agent_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode obs (B, ...) (with the slot one-hot of ``agent_index`` (B,) where the policy reads it), run every
+        core one step from the agents' states, store the new states.
 
         Returns the actor core's output (B, O) (the features for a core-less policy) and the critic core's.
         """
-        x = self._encoder(self.policy.preprocess(obs))
+        pre = self.policy.preprocess(obs)
+        if agent_index is not None:
+            pre = torch.cat((pre, self.policy.agent_one_hot(agent_index)), dim=-1)
+        x = self._encoder(pre)
         if not self._cores:
             return x, None
         batch = len(slots)

@@ -5,7 +5,7 @@ The recurrent state is one tensor ``state: (S, L, B, W)``, laid out by the core
 
 - ``S`` stacks the named state tensors: ``(h, c)`` for an LSTM, ``(h,)`` for a
   GRU, ``(stack,)`` for a frame stack, nothing for ``none`` (S = 0); with a
-  separate critic core the critic's tensors follow the actor's (e.g.
+  separate or central critic core the critic's tensors follow the actor's (e.g.
   ``(h_pi, c_pi, h_vf, c_vf)``).
 - ``B`` is the batch (envs or agents), always dim 2; ``L`` and ``W`` are the
   core's (layers and hidden size for an LSTM / GRU, K slots of F features for
@@ -13,6 +13,18 @@ The recurrent state is one tensor ``state: (S, L, B, W)``, laid out by the core
 
 One tensor keeps the rollout buffer, the collector, checkpoints and the game
 runtime free of per-core special cases.
+
+Multi-agent inputs beside the observation (docs/multiagent.md) travel as one dict, ``agent_inputs``, whose
+leaves have the same leading dims as the observation's:
+
+- ``"agent_index"`` (int64): the agent's slot among the env's ``possible_agents``. With
+  ``--agent-index-input`` its one-hot joins the preprocessed observation before the encoder MLP (so it works for
+  every observation space, images included, and the MLP mixes it with the observation); the central critic
+  always gets it.
+- ``"global_state"`` (the env's ``state_space``): with ``--central-critic`` the critic's only other input: it
+  has its own encoder and recurrent core over (global state, slot one-hot), MAPPO's agent-specific global state
+  (Yu et al. 2022). The actor never reads it, so a step without it is an actor-only step (value NaN, the critic's
+  state held): evaluation, watch, the runners and exports never need ``env.state()``.
 
 Hidden-state semantics (docs/architecture.md, "Hidden-state rules"): ``state`` is the state *before* the
 agent sees ``obs_t``; where ``episode_start_t`` is 1 and the policy is in
@@ -29,8 +41,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
+from torch.nn import functional as F
 
-from agents.config import PolicyConfig
+from agents.config import ConfigError, PolicyConfig
 from agents.model.action_heads import Distribution, check_action_space, make_action_head
 from agents.model.cores import make_core
 from agents.model.encoders import make_leaf_encoder, update_normalizers
@@ -82,13 +95,29 @@ class RecurrentActorCritic(nn.Module):
         observation_space: the env's (single, not batched) observation space.
         action_space: the env's (single) action space.
         config: network settings (core, sizes, reset or carry mode).
+        agents: a multi-agent env's ``possible_agents`` (the slots of the agent-index one-hot); kept only when
+            ``config.agent_index_input`` or ``config.central_critic`` reads them.
+        state_space: a multi-agent env's ``state_space`` (the central critic's input; needs
+            ``config.central_critic``).
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: PolicyConfig):
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: PolicyConfig,
+                 agents: tuple[str, ...] | list[str] = (), state_space: spaces.Space | None = None):
         super().__init__()
         check_observation_space(observation_space)
         check_action_space(action_space)
         self.observation_space, self.action_space, self.config = observation_space, action_space, config
+        uses_index = config.agent_index_input or config.central_critic
+        if uses_index and not agents:
+            raise ConfigError("--agent-index-input and --central-critic need a multi-agent env (a pettingzoo "
+                              "ParallelEnv, docs/multiagent.md); drop them for this env.")
+        self.agents: tuple[str, ...] = tuple(str(a) for a in agents) if uses_index else ()
+        if config.central_critic and state_space is None:
+            raise ConfigError("--central-critic needs the env's state_space (PettingZoo's state() / state_space); "
+                              "give the env both, or drop --central-critic.")
+        self.state_space = state_space if config.central_critic else None
+        # The actor's one-hot slot input widens the encoder MLP's input (0 when off).
+        actor_index_size = len(self.agents) if config.agent_index_input else 0
 
         # normalize_obs None: the space decides (agents/spaces.py, needs_obs_normalization).
         self.normalize_obs = (config.normalize_obs if config.normalize_obs is not None
@@ -96,15 +125,20 @@ class RecurrentActorCritic(nn.Module):
         self.preprocess = make_leaf_encoder(observation_space, self.normalize_obs, config.obs_encoder)
         if config.ortho_init:
             init_image_encoders(self.preprocess)
-        self.encoder, features = mlp(self.preprocess.out_features, tuple(config.encoder_sizes), config.activation)
+        self.encoder, features = mlp(self.preprocess.out_features + actor_index_size, tuple(config.encoder_sizes),
+                                     config.activation)
         self.actor_core = make_core(config, features)
-        # A core without weights (none, stack) would compute exactly the actor's memory again: the critic reads
-        # the actor's core then (its head MLP is its own either way).
-        has_weights = any(True for _ in self.actor_core.parameters())
-        self.critic_core = make_core(config, features) if config.separate_critic and has_weights else None
+        if config.central_critic:
+            self.critic_core = self._make_central_critic(config)
+        else:
+            # A core without weights (none, stack) would compute exactly the actor's memory again: the critic
+            # reads the actor's core then (its head MLP is its own either way).
+            has_weights = any(True for _ in self.actor_core.parameters())
+            self.critic_core = make_core(config, features) if config.separate_critic and has_weights else None
         core_out = self.actor_core.out_features
+        critic_out = core_out if self.critic_core is None else self.critic_core.out_features
         self.actor_mlp, pi_features = mlp(core_out, tuple(config.head_sizes), config.activation)
-        self.critic_mlp, vf_features = mlp(core_out, tuple(config.head_sizes), config.activation)
+        self.critic_mlp, vf_features = mlp(critic_out, tuple(config.head_sizes), config.activation)
         self.action_head = make_action_head(action_space, pi_features, config.ortho_init)
         # --normalize-value: PopArt's head, whose output stays in return units (agents/model/value_norm.py).
         self.value_head = PopArtValueHead(vf_features) if config.normalize_value else nn.Linear(vf_features, 1)
@@ -112,6 +146,52 @@ class RecurrentActorCritic(nn.Module):
             nn.init.orthogonal_(self.value_head.weight, 1.0)
             nn.init.zeros_(self.value_head.bias)
         self._actor_states = self.actor_core.num_state_tensors
+
+    def _make_central_critic(self, config: PolicyConfig) -> nn.Module:
+        """The central critic's encoder (``critic_preprocess``, ``critic_encoder``) over (global state, slot one-hot)
+        and its own core, which it has whatever the core kind: its inputs are not the actor's."""
+        check_observation_space(self.state_space)
+        normalize = (config.normalize_obs if config.normalize_obs is not None
+                     else needs_obs_normalization(self.state_space, "auto"))
+        self.normalize_state = normalize
+        self.critic_preprocess = make_leaf_encoder(self.state_space, normalize, "auto")
+        if config.ortho_init:
+            init_image_encoders(self.critic_preprocess)
+        self.critic_encoder, features = mlp(self.critic_preprocess.out_features + len(self.agents),
+                                            tuple(config.encoder_sizes), config.activation)
+        core = make_core(config, features)
+        if core.state_shape[1:] != self.actor_core.state_shape[1:]:
+            raise ConfigError(f"--central-critic with --core {config.core} needs the critic's core state "
+                              f"{core.state_shape[1:]} to match the actor's {self.actor_core.state_shape[1:]}; give "
+                              f"both the same width with --encoder-sizes (e.g. --encoder-sizes 64).")
+        return core
+
+    @property
+    def central_critic(self) -> bool:
+        """Whether the critic reads the env's global state (``--central-critic``): runners and exports are then
+        actor-only."""
+        return self.state_space is not None
+
+    @property
+    def actor_state_shape(self) -> tuple[int, int, int]:
+        """(S_actor, L, W): the actor core's part of the state, the first S_actor of ``state_shape``'s S."""
+        return (self._actor_states, *self.state_shape[1:])
+
+    def agent_one_hot(self, agent_index: torch.Tensor) -> torch.Tensor:
+        """Slots (N,) int64 -> their one-hot (N, len(agents)) float32."""
+        return F.one_hot(agent_index.long(), len(self.agents)).float()
+
+    def slot_of(self, agent: object) -> int:
+        """An agent's slot among ``agents`` (its name, as the env's ``possible_agents`` spell it).
+
+        Raises:
+            KeyError: ``agent`` is not one of the run's agents.
+        """
+        try:
+            return self.agents.index(str(agent))
+        except ValueError:
+            raise KeyError(f"agent id {agent!r} is not an agent of this run ({', '.join(self.agents)}); a policy "
+                           f"with an agent-index input takes the names in the env's possible_agents.") from None
 
     # ------------------------------------------------------------------ state
     @property
@@ -128,7 +208,8 @@ class RecurrentActorCritic(nn.Module):
     def state_shape(self) -> tuple[int, int, int]:
         """(S, L, W): the state tensor's shape without the batch dim (the cores' S summed; agents/model/cores.py)."""
         s, layers, width = self.actor_core.state_shape
-        return (s * (2 if self.critic_core is not None else 1), layers, width)
+        critic_s = 0 if self.critic_core is None else self.critic_core.state_shape[0]
+        return (s + critic_s, layers, width)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
         """Zero state (S, L, B, W)."""
@@ -136,13 +217,34 @@ class RecurrentActorCritic(nn.Module):
         return torch.zeros(s, layers, batch_size, width, device=device)
 
     # ------------------------------------------------------------------ shared path
-    def encode(self, obs: Tree) -> torch.Tensor:
-        """obs leaves (N, *shape) -> features (N, F)."""
-        return self.encoder(self.preprocess(obs))
+    def encode(self, obs: Tree, agent_inputs: dict | None = None) -> torch.Tensor:
+        """obs leaves (N, *shape) (and with ``agent_index_input``, ``agent_inputs["agent_index"]`` (N,)) -> the
+        actor's features (N, F)."""
+        x = self.preprocess(obs)
+        if self.config.agent_index_input:
+            x = torch.cat((x, self.agent_one_hot(agent_inputs["agent_index"])), dim=-1)
+        return self.encoder(x)
 
-    def encode_sequence(self, obs: Tree, t_len: int, batch: int) -> torch.Tensor:
-        """obs leaves (T, B, *shape) -> features (T, B, F) that feed the core(s)."""
-        return self.encode(flatten_leading(obs, self.observation_space, 2)).view(t_len, batch, -1)
+    def encode_sequence(self, obs: Tree, t_len: int, batch: int, agent_inputs: dict | None = None) -> torch.Tensor:
+        """obs leaves (T, B, *shape) -> features (T, B, F) that feed the actor's core (and a critic sharing it)."""
+        flat_inputs = None if agent_inputs is None else flatten_leading(agent_inputs, None, 2)
+        return self.encode(flatten_leading(obs, self.observation_space, 2), flat_inputs).view(t_len, batch, -1)
+
+    def encode_critic(self, agent_inputs: dict) -> torch.Tensor:
+        """The central critic's features (N, F) from ``agent_inputs``: global state leaves (N, *state_shape) and
+        agent index (N,)."""
+        x = self.critic_preprocess(agent_inputs["global_state"])
+        return self.critic_encoder(torch.cat((x, self.agent_one_hot(agent_inputs["agent_index"])), dim=-1))
+
+    def encode_critic_sequence(self, agent_inputs: dict, t_len: int, batch: int) -> torch.Tensor:
+        """``encode_critic`` over (T, B) leaves -> (T, B, F)."""
+        return self.encode_critic(flatten_leading(agent_inputs, None, 2)).view(t_len, batch, -1)
+
+    def critic_features(self, features: torch.Tensor, agent_inputs: dict | None, t_len: int,
+                        batch: int) -> torch.Tensor:
+        """What the separate critic core reads over (T, B): the actor's ``features`` (T, B, F), or with a central
+        critic its own encoding of ``agent_inputs``."""
+        return self.encode_critic_sequence(agent_inputs, t_len, batch) if self.central_critic else features
 
     def actor_memory(
         self, features: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
@@ -157,7 +259,7 @@ class RecurrentActorCritic(nn.Module):
         return self.critic_core(features, state[self._actor_states:], episode_start)
 
     def memory(
-        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode and run the recurrent core(s) over T steps for B envs.
 
@@ -165,16 +267,23 @@ class RecurrentActorCritic(nn.Module):
             obs: leaves (T, B, *shape).
             state: (S, L, B, W), the state before obs[0].
             episode_start: (T, B), 1 where obs[t] begins an episode.
+            agent_inputs: multi-agent inputs with leaves (T, B, ...) (module docstring), where the policy reads
+                them.
 
         Returns:
             actor features (T, B, F), critic features (T, B, F) (the same tensor when the critic
-            shares the core), final state (S, L, B, W).
+            shares the core; None for a central critic without ``"global_state"``: actor-only, its state
+            returned as it came), final state (S, L, B, W).
         """
-        features = self.encode_sequence(obs, *episode_start.shape)
+        t_len, batch = episode_start.shape
+        features = self.encode_sequence(obs, t_len, batch, agent_inputs)
         hidden, new_actor_state = self.actor_memory(features, state, episode_start)
         if self.critic_core is None:
             return hidden, hidden, new_actor_state
-        critic_hidden, new_critic_state = self.critic_memory(features, state, episode_start)
+        if self.central_critic and (agent_inputs is None or "global_state" not in agent_inputs):
+            return hidden, None, torch.cat((new_actor_state, state[self._actor_states:]))
+        critic_hidden, new_critic_state = self.critic_memory(
+            self.critic_features(features, agent_inputs, t_len, batch), state, episode_start)
         return hidden, critic_hidden, torch.cat((new_actor_state, new_critic_state))
 
     def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
@@ -224,7 +333,7 @@ class RecurrentActorCritic(nn.Module):
         return self.action_head.to_env(action)
 
     def forward_sequence(
-        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
         """Run T steps for B envs: ``memory`` then ``decode``.
 
@@ -232,13 +341,18 @@ class RecurrentActorCritic(nn.Module):
             obs: leaves (T, B, *shape).
             state: (S, L, B, W), the state before obs[0].
             episode_start: (T, B), 1 where obs[t] begins an episode.
+            agent_inputs: multi-agent inputs, leaves (T, B, ...) (see ``memory``).
 
         Returns:
-            dist over actions with batch (T*B,), value (T, B), final state (S, L, B, W).
+            dist over actions with batch (T*B,), value (T, B) (NaN for an actor-only step, see ``memory``),
+            final state (S, L, B, W).
         """
         t_len, batch = episode_start.shape
-        hidden, critic_hidden, new_state = self.memory(obs, state, episode_start)
+        hidden, critic_hidden, new_state = self.memory(obs, state, episode_start, agent_inputs)
         flat = hidden.reshape(t_len * batch, -1)
+        if critic_hidden is None:
+            value = torch.full((t_len, batch), float("nan"), device=flat.device)
+            return self.action_distribution(flat), value, new_state
         critic_flat = flat if critic_hidden is hidden else critic_hidden.reshape(t_len * batch, -1)
         dist, value = self.decode(flat, critic_flat)
         return dist, value.view(t_len, batch), new_state
@@ -252,12 +366,15 @@ class RecurrentActorCritic(nn.Module):
         deterministic: bool = False,
         generator: torch.Generator | None = None,
         noise: CorrelatedNoise | None = None,
+        agent_inputs: dict | None = None,
     ) -> StepOutput:
         """One step for B envs: obs leaves (B, *shape), state (S, L, B, W), episode_start (B,).
 
         ``noise`` (rollouts with ``--noise-correlation``) supplies the sampling noise instead of fresh draws.
+        ``agent_inputs``: multi-agent inputs, leaves (B, ...); with a central critic and no ``"global_state"``
+        the step is actor-only: value NaN, the critic's state returned as it came.
         """
-        dist, value, new_state = self._one_step(obs, state, episode_start)
+        dist, value, new_state = self._one_step(obs, state, episode_start, agent_inputs)
         if deterministic:
             raw = dist.mode()
         elif noise is not None:
@@ -266,29 +383,37 @@ class RecurrentActorCritic(nn.Module):
             raw = dist.sample(generator)
         return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value, new_state)
 
-    def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor,
+              agent_inputs: dict | None = None) -> torch.Tensor:
         """V(obs) for B envs without advancing anyone's state: (B,)."""
-        return self._one_step(obs, state, episode_start)[1]
+        return self._one_step(obs, state, episode_start, agent_inputs)[1]
 
     def _one_step(
-        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
         """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W).
 
         Called every rollout step, so it skips the sequence path's reshapes and segment checks.
         """
-        features = self.encode(obs)
+        features = self.encode(obs, agent_inputs)
         hidden, new_state = self.actor_core.step(features, state[: self._actor_states], episode_start)
         critic_hidden = hidden
+        if self.central_critic and (agent_inputs is None or "global_state" not in agent_inputs):
+            # Actor-only (no env.state() here): no value, the critic's memory held.
+            dist = self.action_distribution(hidden)
+            value = torch.full((episode_start.shape[0],), float("nan"), device=episode_start.device)
+            return dist, value, torch.cat((new_state, state[self._actor_states:]))
         if self.critic_core is not None:
-            critic_hidden, critic_state = self.critic_core.step(features, state[self._actor_states:], episode_start)
+            critic_in = self.encode_critic(agent_inputs) if self.central_critic else features
+            critic_hidden, critic_state = self.critic_core.step(critic_in, state[self._actor_states:], episode_start)
             new_state = torch.cat((new_state, critic_state))
         dist, value = self.decode(hidden, critic_hidden)
         return dist, value, new_state
 
     # ------------------------------------------------------------------ training
     def evaluate(
-        self, obs: Tree, start_state: torch.Tensor, episode_start: torch.Tensor, actions: torch.Tensor
+        self, obs: Tree, start_state: torch.Tensor, episode_start: torch.Tensor, actions: torch.Tensor,
+        agent_inputs: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score stored actions along sequences, in one fused recurrent call per core.
 
@@ -297,21 +422,27 @@ class RecurrentActorCritic(nn.Module):
             start_state: (S, L, M, W), each sequence's stored start state.
             episode_start: (T, M).
             actions: (T, M, *action_shape).
+            agent_inputs: multi-agent inputs, leaves (T, M, ...).
 
         Returns:
             logprob (T, M), entropy (T, M), value (T, M).
         """
         t_len, batch = episode_start.shape
-        dist, value, _ = self.forward_sequence(obs, start_state, episode_start)
+        dist, value, _ = self.forward_sequence(obs, start_state, episode_start, agent_inputs)
         flat = self.action_head.flat_actions(actions.reshape(t_len * batch, *actions.shape[2:]))
         logprob = dist.log_prob(flat).view(t_len, batch)
         entropy = dist.entropy().view(t_len, batch)
         return logprob, entropy, value
 
     @torch.no_grad()
-    def update_obs_normalizer(self, obs: Tree) -> None:
-        """Feed observations with leaves (..., *shape) to the running normalisers (no-op when off)."""
+    def update_obs_normalizer(self, obs: Tree, agent_inputs: dict | None = None) -> None:
+        """Feed observations with leaves (..., *shape) to the running normalisers (no-op when off); with a central
+        critic, ``agent_inputs["global_state"]`` (same leading dims) to the critic's."""
         if self.normalize_obs:
             n_leading = len(leading_shape(obs, self.observation_space))
             update_normalizers(self.preprocess, flatten_leading(obs, self.observation_space, n_leading))
+        if self.central_critic and self.normalize_state:
+            states = agent_inputs["global_state"]
+            n_leading = len(leading_shape(states, self.state_space))
+            update_normalizers(self.critic_preprocess, flatten_leading(states, self.state_space, n_leading))
 

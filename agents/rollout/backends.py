@@ -5,7 +5,7 @@ Each backend's module is imported only when it is asked for, so that Ray stays a
 
 from __future__ import annotations
 
-from agents.config import TrainConfig
+from agents.config import ConfigError, TrainConfig
 from agents.registry import BACKENDS
 from agents.rollout.collector import Collector
 from agents.rollout.multiagent_collector import multiagent_collector
@@ -18,4 +18,10 @@ def make_collector(config: TrainConfig) -> Collector:
     this process (``agents.rollout.multiagent_collector``)."""
     if is_multiagent(config.env.env_id):
         return multiagent_collector(config)
+    policy = config.policy
+    for on, flag in ((policy.central_critic, "--central-critic"), (policy.agent_index_input, "--agent-index-input")):
+        if on:
+            raise ConfigError(f"{flag} needs a multi-agent env (a MODULE:CALLABLE that returns a pettingzoo "
+                              f"ParallelEnv, or a built-in such as mnemo/FogTeam-v0); {config.env.env_id} is a "
+                              f"single-agent env, so drop {flag}.")
     return BACKENDS.load(config.run.backend)(config)

@@ -46,6 +46,9 @@ class Rollout:
         alive: (T, N) float, 1 where row n's agent acted at step t; None for single-agent envs (every step
             real). Multi-agent rows (``agents.rollout.multiagent_env``) are absent between an agent's end and
             its next spawn: those steps make no training row and enter no statistic.
+        agent_inputs: multi-agent inputs beside the observation, leaves (T, N, ...) (``"agent_index"``, and with
+            a central critic ``"global_state"``: agents/model/policy.py), as the policy got them at step t; None
+            where the policy reads none.
     """
 
     obs: Tree
@@ -63,14 +66,16 @@ class Rollout:
     episode_lengths: list[int] = field(default_factory=list)
     nonfinite_skips: int = 0
     alive: torch.Tensor | None = None
+    agent_inputs: Tree | None = None
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
         tensors = {name: getattr(self, name).to(device) for name in _ROLLOUT_TENSORS}
         alive = None if self.alive is None else self.alive.to(device)
+        inputs = None if self.agent_inputs is None else tree_map(lambda x: x.to(device), self.agent_inputs)
         return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
-                       nonfinite_skips=self.nonfinite_skips, alive=alive)
+                       nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs)
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -93,6 +98,7 @@ class RolloutBuffer:
         action_dtype: torch.dtype,
         state_shape: tuple[int, int, int],
         device: torch.device,
+        agent_inputs_space: spaces.Dict | None = None,
     ):
         t, n = num_steps, num_envs
         self.num_steps, self.num_envs, self.device = t, n, device
@@ -108,13 +114,19 @@ class RolloutBuffer:
         self.episode_starts = torch.zeros(t, n, device=device)
         s, layers, hidden = state_shape
         self.states = torch.zeros(t, s, layers, n, hidden, device=device)
+        # Multi-agent inputs beside the observation (a Dict space of them), stored as observations are.
+        self.agent_inputs = (None if agent_inputs_space is None
+                             else _empty_like_space(agent_inputs_space, (t, n), device))
 
     def store_step(
         self, t: int, obs: Tree, episode_start: torch.Tensor, state: torch.Tensor,
-        action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor,
+        action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor, agent_inputs: Tree | None = None,
     ) -> None:
-        """Record what the policy saw and did at step t (obs leaves (N, ...), state (S, L, N, W))."""
+        """Record what the policy saw and did at step t (obs and ``agent_inputs`` leaves (N, ...), state
+        (S, L, N, W))."""
         _copy_into(self.obs, obs, t)
+        if self.agent_inputs is not None:
+            _copy_into(self.agent_inputs, agent_inputs, t)
         self.episode_starts[t] = episode_start
         self.states[t] = state
         self.actions[t] = action
@@ -133,7 +145,7 @@ class RolloutBuffer:
         """The filled buffer as a ``Rollout`` (no copy)."""
         return Rollout(self.obs, self.actions, self.logprobs, self.values, self.rewards, self.terminated,
                        self.truncated, self.truncation_values, self.episode_starts, self.states, bootstrap_value,
-                       episode_returns, episode_lengths, nonfinite_skips)
+                       episode_returns, episode_lengths, nonfinite_skips, agent_inputs=self.agent_inputs)
 
 
 def _copy_into(storage: Tree, value: Tree, t: int) -> None:
@@ -286,6 +298,7 @@ class SequenceBatch:
     sequence's first step.
     ``start_time``, ``start_env`` (M,): where each sequence starts in the rollout (for recomputing its
     start state, ``ppo.refresh_start_states``); None where unknown.
+    ``agent_inputs``: the rollout's multi-agent inputs (leaves (L, M, ...)), or None.
     """
 
     obs: Tree
@@ -299,6 +312,7 @@ class SequenceBatch:
     start_states: torch.Tensor
     start_time: torch.Tensor | None = None
     start_env: torch.Tensor | None = None
+    agent_inputs: Tree | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -320,6 +334,7 @@ class SequenceBatch:
             start_states=self.start_states[:, :, ids],
             start_time=None if self.start_time is None else self.start_time[ids],
             start_env=None if self.start_env is None else self.start_env[ids],
+            agent_inputs=None if self.agent_inputs is None else tree_map(lambda x: x[t, ids], self.agent_inputs),
         )
 
 
@@ -390,4 +405,5 @@ def gather_sequences(
         start_states=states.permute(1, 2, 0, 3).contiguous(),
         start_time=start_time,
         start_env=start_env,
+        agent_inputs=None if buffer.agent_inputs is None else tree_map(take, buffer.agent_inputs),
     )

@@ -189,8 +189,10 @@ class VectorCollector:
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
         return buffer.rollout(self._bootstrap_value(), returns, lengths, skips)
 
-    def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor) -> torch.Tensor:
-        """V(final obs) for the envs in ``cut``, with the state their episode reached; 0 elsewhere: (N,)."""
+    def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor,
+                           agent_inputs: dict | None = None) -> torch.Tensor:
+        """V(final obs) for the envs in ``cut``, with the state their episode reached (and multi-agent inputs
+        ``agent_inputs``, leaves (N, ...), as at their end); 0 elsewhere: (N,)."""
         out = torch.zeros(self.num_envs, device=self.device)
         idx = np.flatnonzero(cut)
         if idx.size == 0:
@@ -198,16 +200,18 @@ class VectorCollector:
         final_obs = tree_stack([infos["final_obs"][i] for i in idx])
         obs = obs_to_tensor(final_obs, self.device)
         idx_t = torch.as_tensor(idx, device=self.device)
+        inputs = None if agent_inputs is None else tree_map(lambda x: x[idx_t], agent_inputs)
         with torch.inference_mode():
-            values = self.policy.value(obs, state[:, :, idx_t], torch.zeros(len(idx), device=self.device))
+            values = self.policy.value(obs, state[:, :, idx_t], torch.zeros(len(idx), device=self.device), inputs)
         out[idx_t] = values
         return out
 
-    def _bootstrap_value(self) -> torch.Tensor:
-        """V(obs_T) for the observation after the rollout, with state_T: (N,). Advances no state."""
+    def _bootstrap_value(self, agent_inputs: dict | None = None) -> torch.Tensor:
+        """V(obs_T) for the observation after the rollout, with state_T (and multi-agent inputs, leaves (N, ...)):
+        (N,). Advances no state."""
         with torch.inference_mode():
             obs = obs_to_tensor(self.next_obs, self.device)
-            return self.policy.value(obs, self.state, self.next_episode_start)
+            return self.policy.value(obs, self.state, self.next_episode_start, agent_inputs)
 
     # ---------------------------------------------------------------- non-finite env output
     def _nonfinite(self, next_obs, reward: np.ndarray, infos: dict, cut: np.ndarray) -> np.ndarray | None:

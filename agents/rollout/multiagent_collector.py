@@ -9,7 +9,10 @@
   (absent rows / R) of the inference, accepted for one fused call);
 - holds the state of absent rows (an absent row's state is the one its agent left, until a spawn zeroes it);
 - stores ``alive`` (T, R) in the rollout, which the trainer uses to drop absent steps from every loss term
-  and statistic.
+  and statistic;
+- where the policy reads them, passes and stores each row's multi-agent inputs (``Rollout.agent_inputs``): its
+  slot (``"agent_index"``) and, for a central critic, its env copy's global state (``"global_state"``); the
+  truncation value of an agent whose episode is cut reads the state at its end, before the autoreset.
 
 The single-agent ``VectorCollector.collect`` loop is untouched.
 
@@ -25,6 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from agents.config import ConfigError, TrainConfig
 from agents.model.noise import CorrelatedNoise
@@ -55,13 +59,20 @@ def refuse_unsupported(config: TrainConfig) -> None:
         if bad:
             raise ConfigError(f"{what} is not supported with the multi-agent env {env.env_id}; multi-agent runs "
                               f"support {supported} (docs/multiagent.md).")
+    if env.policy_map is not None:
+        with_map = [flag for on, flag in ((pol.central_critic, "--central-critic"),
+                                          (pol.agent_index_input, "--agent-index-input")) if on]
+        if with_map:
+            raise ConfigError(f"{' and '.join(with_map)} with --policy-map is not supported yet; drop one of them "
+                              f"(each policy already learns its own role; docs/multiagent.md).")
 
 
 def multiagent_collector(config: TrainConfig) -> MultiAgentCollector | MultiPolicyCollector:
     """The ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it)."""
     refuse_unsupported(config)
     env = config.env
-    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import, env.policy_map)
+    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import, env.policy_map,
+                                      with_state=config.policy.central_critic)
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
@@ -72,6 +83,9 @@ class MultiAgentCollector(VectorCollector):
 
     ``state_dict`` adds ``"alive"`` (R,) to the tensors and the envs' snapshots (their plain attributes, or
     their ``mnemo_get_state``) to ``resume``, so a resume with agents mid-episode is exact.
+
+    ``agent_names`` (the env's ``possible_agents``) and ``state_space`` (its global state's, where the envs read
+    it) are what the policy's multi-agent inputs are built from.
     """
 
     def __init__(self, envs: MultiAgentVectorEnv, num_steps: int, noise_correlation: float = 0.0):
@@ -81,12 +95,24 @@ class MultiAgentCollector(VectorCollector):
         self.noise = CorrelatedNoise(noise_correlation) if noise_correlation > 0 else None
         self.first_env = 0
         self.env_id = envs.env_id
+        self.agent_names, self.state_space = tuple(envs.agent_names), envs.state_space
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
         self.policy, self.device, self.seed = policy, device, env_seed
         self.generator = torch.Generator(device).manual_seed(sample_seed)
+        # The multi-agent inputs the policy reads (None: none, and the buffer stores none).
+        inputs_space = {}
+        if policy.agents:
+            inputs_space["agent_index"] = spaces.Discrete(len(policy.agents))
+            self._agent_index = torch.as_tensor(self.envs.agent_index, device=device)
+        if policy.central_critic:
+            if not self.envs.with_state:
+                raise ValueError("a policy with a central critic needs envs that read the global state: make them "
+                                 "with make_multiagent_vector_env(..., with_state=True)")
+            inputs_space["global_state"] = policy.state_space
+        self._inputs_space = spaces.Dict(inputs_space) if inputs_space else None
         self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
-                                    policy.action_dtype, policy.state_shape, device)
+                                    policy.action_dtype, policy.state_shape, device, self._inputs_space)
         self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
         self._reset_envs(env_seed)
         self.state = policy.initial_state(self.num_envs, device)
@@ -100,6 +126,19 @@ class MultiAgentCollector(VectorCollector):
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
 
+    def _agent_inputs(self, global_state=None) -> dict | None:
+        """The rows' multi-agent inputs the policy reads, leaves (R, ...): each row's slot and its env copy's
+        global state (``global_state`` (N, ...), default: the copies' state now); None when it reads none."""
+        if self._inputs_space is None:
+            return None
+        inputs = {}
+        if "agent_index" in self._inputs_space.spaces:
+            inputs["agent_index"] = self._agent_index
+        if "global_state" in self._inputs_space.spaces:
+            per_copy = self.envs.global_state if global_state is None else global_state
+            inputs["global_state"] = obs_to_tensor(self.envs.rows(per_copy), self.device)
+        return inputs
+
     def collect(self) -> Rollout:
         """``num_steps`` steps of every env copy; returns the rollout with ``alive`` (T, R). Each agent's episode
         (spawn to its end) is one entry of ``episode_returns``."""
@@ -107,14 +146,16 @@ class MultiAgentCollector(VectorCollector):
         returns, lengths = [], []
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
+            inputs_t = self._agent_inputs()
             alive = self.alive
             with torch.inference_mode():
                 # A spawned agent starts from zero state, in carry mode too (the stored state is that zero).
                 state = self.state * (1.0 - self.next_episode_start).view(1, 1, -1, 1)
-                out = policy.step(obs_t, state, self.next_episode_start, generator=self.generator, noise=self.noise)
+                out = policy.step(obs_t, state, self.next_episode_start, generator=self.generator, noise=self.noise,
+                                  agent_inputs=inputs_t)
                 # An absent row's state is held: it does not advance on the zero observation.
                 next_state = torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state)
-            buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value)
+            buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value, inputs_t)
             self.alive_steps[t] = alive
             self._episode_length += self.envs.alive  # the rows acting now, on the host (no device copy)
 
@@ -128,7 +169,9 @@ class MultiAgentCollector(VectorCollector):
             )
             cut = truncated & ~terminated
             if cut.any():
-                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state)
+                # A cut agent's value reads the global state at its end, before its env copy's autoreset.
+                final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
+                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state, final_inputs)
 
             self._episode_return += reward
             done = terminated | truncated
@@ -141,7 +184,7 @@ class MultiAgentCollector(VectorCollector):
             self.state = next_state
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
-        rollout = buffer.rollout(self._bootstrap_value(), returns, lengths)
+        rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths)
         rollout.alive = self.alive_steps
         return rollout
 

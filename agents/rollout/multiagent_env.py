@@ -19,6 +19,11 @@ Episodes are per agent:
   autoreset, as ``agents.rollout.vector_env``): the returned observations are the new episode's, whose agents
   spawn.
 
+With ``with_state`` (a central critic) the env copies' global states (PettingZoo's ``state()`` over
+``state_space``) are read after every reset and step: ``global_state`` is each copy's state now (it goes with the
+next observations), and ``info["final_state"]`` each copy's state at the end of the step, before an autoreset (the
+state a truncated agent's bootstrap value reads). ``rows`` spreads a per-copy array over the copy's rows.
+
 PettingZoo is the optional extra ``[multiagent]``; it is imported only here, only when a multi-agent env is made.
 """
 
@@ -37,7 +42,7 @@ import numpy as np
 from agents.config import ConfigError, parse_policy_map
 from agents.rollout.env_state import restore_env, snapshot_env
 from agents.rollout.vector_env import import_env_modules
-from agents.trees import tree_stack
+from agents.trees import tree_map, tree_stack
 
 INSTALL_HINT = 'pip install -e ".[multiagent]"'
 
@@ -216,10 +221,15 @@ class MultiAgentVectorEnv:
     Args:
         envs: N ParallelEnvs made the same way (``make_parallel_env``); closed by ``close``.
         policy_map: ``--policy-map`` (``assign_policies``); None: one policy for every agent.
+        with_state: read every copy's global state (``state()``) after each reset and step (see the module
+            docstring); one policy only (without ``policy_map``).
+
+    Raises:
+        ConfigError: ``with_state`` and the env has no ``state()`` or ``state_space``.
     """
 
-    def __init__(self, envs: list, env_id: str = "", policy_map: str | None = None):
-        self.envs, self.env_id = envs, env_id
+    def __init__(self, envs: list, env_id: str = "", policy_map: str | None = None, with_state: bool = False):
+        self.envs, self.env_id, self.with_state = envs, env_id, with_state
         self.num_copies = len(envs)
         self.agent_names = list(envs[0].possible_agents)
         self.slots = len(self.agent_names)
@@ -241,6 +251,29 @@ class MultiAgentVectorEnv:
         self.single_action_space = None if self.per_policy else self.policies[0].action_space
         self._zero_obs = [_zeros_like_space(block.observation_space) for block in self.policies]
         self.alive = np.zeros(self.num_envs, dtype=bool)
+        # Each row's slot k (its agent is possible_agents[k]; the agent-index input) and env copy i.
+        self.agent_index = np.zeros(self.num_envs, dtype=np.int64)
+        self._copy_of_row = np.zeros(self.num_envs, dtype=np.int64)
+        for i, rows in enumerate(self._env_rows):
+            self.agent_index[rows], self._copy_of_row[rows] = np.arange(self.slots), i
+        self.state_space = None
+        if with_state:
+            env = envs[0]
+            if not callable(getattr(env, "state", None)) or not isinstance(getattr(env, "state_space", None),
+                                                                           gym.Space):
+                raise ConfigError(f"--central-critic needs the env's global state, but {env_id} has no state() and "
+                                  f"state_space (PettingZoo's convention); add both to the env, or drop "
+                                  f"--central-critic.")
+            self.state_space = env.state_space
+        self.global_state: Any = None  # (N, *state_shape) with_state: each copy's state now
+
+    def rows(self, per_copy: Any) -> Any:
+        """A tree of per-copy arrays (N, ...) -> the same for every row (R, ...): each copy's entry for its S
+        rows."""
+        return tree_map(lambda x: np.asarray(x)[self._copy_of_row], per_copy)
+
+    def _read_states(self) -> Any:
+        return tree_stack([env.state() for env in self.envs])
 
     def _row(self, env_index: int, agent: str) -> int:
         slot = self._slot.get(agent)
@@ -278,6 +311,8 @@ class MultiAgentVectorEnv:
         self.alive[:] = False
         for i, env in enumerate(self.envs):
             self._reset_one(i, env, None if seed is None else seed + i, per_row)
+        if self.with_state:
+            self.global_state = self._read_states()
         return self._rows_obs(per_row), self.alive.copy()
 
     def _reset_one(self, i: int, env, seed: int | None, per_row: list) -> None:
@@ -292,8 +327,10 @@ class MultiAgentVectorEnv:
 
         Returns:
             next_obs (rows), reward, terminated, truncated (R,), spawn (R,) bool, and
-            ``{"final_obs": [obs or None] * R}``: the last observation of each agent whose episode ended here.
-            ``self.alive`` is the rows alive after the step.
+            ``{"final_obs": [obs or None] * R}``: the last observation of each agent whose episode ended here;
+            with ``with_state`` also ``"final_state"`` (N, *state_shape): each copy's state at the end of the
+            step, before its autoreset. ``self.alive`` is the rows alive after the step (``self.global_state``
+            each copy's state after it).
         """
         r = self.num_envs
         reward = np.zeros(r, dtype=np.float64)
@@ -303,10 +340,13 @@ class MultiAgentVectorEnv:
         per_row: list = [None] * r
         was_alive = self.alive.copy()
         action_of = self._action_of_row(actions)
+        final_states, reset_copies = [], []
         for i, env in enumerate(self.envs):
             rows = self.env_rows(i)
             acting = [(a, row) for a, row in zip(self.agent_names, rows, strict=True) if was_alive[row]]
             obs, rewards, terms, truncs, _ = env.step({a: action_of(row) for a, row in acting})
+            if self.with_state:
+                final_states.append(env.state())
             present = set(env.agents)
             ended = set()
             for agent, row in acting:
@@ -324,13 +364,19 @@ class MultiAgentVectorEnv:
                     if agent in present and agent not in ended:
                         truncated[row], final_obs[row] = True, obs.get(agent)
                 self._reset_one(i, env, None, per_row)
+                reset_copies.append(i)
                 spawn[rows] = self.alive[rows]
                 continue
             for agent in env.agents:
                 row = self._row(i, agent)
                 per_row[row], self.alive[row] = obs[agent], True
                 spawn[row] = not was_alive[row] or terminated[row] or truncated[row]
-        return self._rows_obs(per_row), reward, terminated, truncated, spawn, {"final_obs": final_obs}
+        infos: dict = {"final_obs": final_obs}
+        if self.with_state:
+            infos["final_state"] = tree_stack(final_states)
+            self.global_state = tree_stack([self.envs[i].state() if i in reset_copies else final_states[i]
+                                            for i in range(self.num_copies)])
+        return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
 
     # ---------------------------------------------------------------- snapshots
     def snapshot(self) -> dict:
@@ -347,6 +393,8 @@ class MultiAgentVectorEnv:
             for env, snap in zip(self.envs, state["snapshots"], strict=True):
                 restore_env(env, snap)
             self.alive[:] = np.asarray(state["alive"], dtype=bool)
+            if self.with_state:
+                self.global_state = self._read_states()  # a function of the restored envs
             return None
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
@@ -358,9 +406,9 @@ class MultiAgentVectorEnv:
 
 def make_multiagent_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None,
                                env_import: tuple[str, ...] | list[str] = (),
-                               policy_map: str | None = None) -> MultiAgentVectorEnv:
+                               policy_map: str | None = None, with_state: bool = False) -> MultiAgentVectorEnv:
     """``num_envs`` copies of the multi-agent env ``env_id`` as rows (``MultiAgentVectorEnv``), laid out by the
     policies of ``policy_map`` (None: one)."""
     envs = [make_parallel_env(env_id, env_kwargs, env_import, policy_map) for _ in range(num_envs)]
-    return MultiAgentVectorEnv(envs, env_id, policy_map)
+    return MultiAgentVectorEnv(envs, env_id, policy_map, with_state)
 

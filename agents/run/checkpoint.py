@@ -14,6 +14,9 @@ A checkpoint file holds one dict, saved with ``torch.save``:
 | ``generator`` | the action-sampling torch generator's state (uint8 tensor) |
 | ``digest`` | BLAKE2b of everything above (version 2 on) |
 
+A multi-agent policy that reads an agent-index one-hot or a global state also has ``agents`` (the slots'
+names) and ``state_space`` (the central critic's input) in ``meta``.
+
 Safety: loading uses ``torch.load(weights_only=True)``, which refuses any
 pickled object other than tensors and plain containers, so a crafted file
 cannot run code. Env state travels as JSON (``agents/rollout/env_state.py``), never
@@ -215,6 +218,11 @@ def build_payload(
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
+    # One policy only: --agent-index-input and --central-critic are refused with named policies.
+    if policy is not None and policy.agents:  # the slots of the agent-index one-hot (multi-agent runs that read it)
+        meta["agents"] = list(policy.agents)
+    if policy is not None and policy.state_space is not None:  # the central critic's input
+        meta["state_space"] = space_to_json(policy.state_space)
     if collector is not None:
         meta["collector"] = collector
     if policies is not None:
@@ -498,9 +506,11 @@ def _build_policy(payload: dict, meta: dict, path: Path, config: TrainConfig,
             raise CheckpointError(f"{path} holds the policies {names} (--policy-map), and {asked}; name one of "
                                   f"them (e.g. policy={names[0]!r}, --policy {names[0]}).")
         spaces_meta, state = meta["policies"][name], payload["policies"][name]
+    # The agent-index slots and the central critic's state space (multi-agent runs with them; one policy only).
+    state_space = space_from_json(meta["state_space"]) if "state_space" in meta else None
     policy = RecurrentActorCritic(
         space_from_json(spaces_meta["observation_space"]), space_from_json(spaces_meta["action_space"]),
-        config.policy)
+        config.policy, agents=meta.get("agents", ()), state_space=state_space)
     try:
         policy.load_state_dict(state)
     except RuntimeError as exc:

@@ -82,11 +82,13 @@ def evaluate_multiagent(
 ) -> np.ndarray:
     """Returns of the first ``episodes`` agent episodes (spawn to end) of a multi-agent env, over its agent slots
     as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn starts from
-    zero state, an absent row's state is held."""
+    zero state, an absent row's state is held. The actor alone acts (a central critic's env.state() is not
+    read)."""
     envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import)
     try:
         obs, spawn = envs.reset(seed=seed)
         rows = envs.num_envs
+        agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
         state = policy.initial_state(rows, device)
         running = np.zeros(rows)
         returns: list[float] = []
@@ -94,7 +96,8 @@ def evaluate_multiagent(
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
             state = state * (1.0 - start).view(1, 1, -1, 1)
-            out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator)
+            out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator,
+                              agent_inputs=agent_inputs)
             state = torch.where(alive > 0, out.state, state)
             obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
             running += reward

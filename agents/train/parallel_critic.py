@@ -5,7 +5,8 @@ parameter but the encoder's, and the recurrent kernels release the GIL, so on
 a machine with a free core the two LSTMs run at the same time. The gradients
 are bitwise the ones of the joint backward (``ppo.loss_and_backward``): each
 parameter gets the same contributions, and the encoder's two (one per half) are
-added once, in a fixed order.
+added once, in a fixed order. A central critic (``--central-critic``) shares no parameter with the actor at all:
+its half encodes the global state on its own thread too.
 """
 
 from __future__ import annotations
@@ -54,13 +55,16 @@ class ParallelCritic:
                           clip_coef: float) -> LossTerms:
         """``ppo.loss_and_backward`` with the critic's forward and backward on the second thread (needs
         ``policy.has_critic_core``); the returned terms are detached."""
-        features = [policy.encode_sequence(sub.obs, *sub.episode_starts.shape) for sub in mb.groups]
-        encoder_grad = features[0].requires_grad  # only when the encoder has parameters
+        features = [policy.encode_sequence(sub.obs, *sub.episode_starts.shape, sub.agent_inputs)
+                    for sub in mb.groups]
+        # Only a critic that reads the actor's encoder shares its gradient (and only when it has parameters).
+        encoder_grad = features[0].requires_grad and not policy.central_critic
         actor_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
         critic_in = [f.detach().requires_grad_() for f in features] if encoder_grad else features
 
         def critic_half() -> torch.Tensor:
-            parts = [policy.critic_memory(f, sub.start_states, sub.episode_starts)[0]
+            parts = [policy.critic_memory(policy.critic_features(f, sub.agent_inputs, *sub.episode_starts.shape),
+                                          sub.start_states, sub.episode_starts)[0]
                      for f, sub in zip(critic_in, mb.groups, strict=True)]
             v_loss = value_loss(policy, real_steps(parts, mb.real), mb, cfg, clip_coef)
             (cfg.vf_coef * v_loss).backward()

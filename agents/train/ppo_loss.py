@@ -140,7 +140,7 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
     """
     actor_parts, critic_parts = [], []
     for sub in mb.groups:
-        hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts)
+        hidden, critic_hidden, _ = policy.memory(sub.obs, sub.start_states, sub.episode_starts, sub.agent_inputs)
         actor_parts.append(hidden)
         critic_parts.append(critic_hidden)
     hidden = real_steps(actor_parts, mb.real)

@@ -207,7 +207,10 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if blocks is None:
-                networks = {SHARED_POLICY: RecurrentActorCritic(obs_space, act_space, cfg.policy).to(self.device)}
+                # A multi-agent collector names its agents and (with a central critic) the global state's space.
+                networks = {SHARED_POLICY: RecurrentActorCritic(
+                    obs_space, act_space, cfg.policy, agents=getattr(self.collector, "agent_names", ()),
+                    state_space=getattr(self.collector, "state_space", None)).to(self.device)}
             else:
                 networks = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
                                                              cfg.policy).to(self.device) for block in blocks}
@@ -574,7 +577,8 @@ class Trainer:
         else:
             live = alive > 0
             if live.any():
-                policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs))
+                inputs = None if rollout.agent_inputs is None else tree_map(lambda x: x[live], rollout.agent_inputs)
+                policy.update_obs_normalizer(tree_map(lambda x: x[live], rollout.obs), inputs)
             stats["agent_steps"] = int(live.sum())
         stats["num_sequences"] = seqs.num_sequences
         if reward_scaler is not None:

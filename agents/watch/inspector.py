@@ -122,7 +122,7 @@ class MemoryProbe:
 
     @torch.no_grad()
     def read(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, action: torch.Tensor,
-             next_state: torch.Tensor | None = None) -> StepReadout:
+             next_state: torch.Tensor | None = None, agent_inputs: dict | None = None) -> StepReadout:
         """Readout of the step that ``policy.step(obs, state, episode_start)`` took.
 
         Args:
@@ -132,13 +132,16 @@ class MemoryProbe:
             action: (1, *action_shape), the action the policy chose.
             next_state: the state ``policy.step`` returned; when given, the recomputed core state must
                 equal it (1e-4), which guards the equations against changes to the policy's core.
+            agent_inputs: a multi-agent policy's inputs beside the observation, leaves (1, ...) (its slot; never
+                the global state: a central critic's value reads NaN here).
         """
         policy = self.policy
         pre = policy.preprocess(obs)
         layers: list[dict[str, np.ndarray]] = []
         if self.view.columns:
             actor_state = state[: self._actor_states]
-            columns, new_state = inspect_step(policy.actor_core, policy.encoder(pre), actor_state, episode_start)
+            columns, new_state = inspect_step(policy.actor_core, policy.encode(obs, agent_inputs), actor_state,
+                                              episode_start)
             if next_state is not None:
                 diff = (new_state - next_state[: self._actor_states]).abs().max().item()
                 if diff > 1e-4:
@@ -146,7 +149,8 @@ class MemoryProbe:
                         f"Recomputed {self.kind} state differs from the policy's by {diff:.2e}: the inspector's "
                         "equations no longer describe agents/model/policy.py's core.")
             layers = [{key: values[0].cpu().numpy() for key, values in column.items()} for column in columns]
-        dist, value, _ = policy.forward_sequence(_time_major(obs), state, episode_start.unsqueeze(0))
+        dist, value, _ = policy.forward_sequence(_time_major(obs), state, episode_start.unsqueeze(0),
+                                                 None if agent_inputs is None else _time_major(agent_inputs))
         values, chosen = self._head.action_rows(dist, action[0])
         return StepReadout(
             episode_start=bool(episode_start[0].item() > 0.5),

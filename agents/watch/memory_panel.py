@@ -125,7 +125,8 @@ class MemoryPanel:
                 self.c_scale = max(self.c_scale, _nice_ceil(float(np.percentile(np.abs(layer[q]), 95))))
         if readout.obs is not None and readout.obs.size:
             self.obs_scale = max(self.obs_scale, float(np.abs(readout.obs).max()))
-        self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
+        if np.isfinite(readout.value):  # NaN: a central critic, which needs env.state(), gives no value here
+            self.v_lo, self.v_hi = min(self.v_lo, readout.value), max(self.v_hi, readout.value)
 
     def set_reward(self, reward: float) -> None:
         """The reward the newest step's action earned."""
@@ -277,7 +278,11 @@ class MemoryPanel:
         lay = self.layout
         y, x0 = lay.rows["value"], self._column_x(0)
         current = self.readouts[-1].value if self.readouts and not self.absent else None
-        self._label(surface, y, "value V", "" if current is None else f"now {current:+.2f}")
+        if current is not None and not np.isfinite(current):
+            note = "none: the critic reads env.state()"
+        else:
+            note = "" if current is None else f"now {current:+.2f}"
+        self._label(surface, y, "value V", note)
         pygame.draw.rect(surface, EMPTY, (x0, y, lay.strip_w, _VALUE_H))
         lo, hi = self.v_lo, self.v_hi
         if hi - lo < 1e-6:
@@ -294,11 +299,12 @@ class MemoryPanel:
                        anchor="bottomleft")
         points: list[tuple[float, float]] = []
         for j, r in enumerate(self.readouts):
-            if (r.episode_start or r.absent) and len(points) > 1:
+            gap = r.absent or not np.isfinite(r.value)
+            if (r.episode_start or gap) and len(points) > 1:
                 pygame.draw.lines(surface, ACCENT, False, points, 2)
-            if r.episode_start or r.absent:
+            if r.episode_start or gap:
                 points = []
-            if not r.absent:
+            if not gap:
                 points.append((self._step_x(j), to_y(r.value)))
         if len(points) > 1:
             pygame.draw.lines(surface, ACCENT, False, points, 2)

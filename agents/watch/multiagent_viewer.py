@@ -84,15 +84,16 @@ def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
     return env
 
 
-def _readout(probe: MemoryProbe, row: int, alive: np.ndarray, obs: Any, state: torch.Tensor,
+def _readout(probe: MemoryProbe, row: int, slot: int, alive: np.ndarray, obs: Any, state: torch.Tensor,
              start: torch.Tensor, out: Any) -> StepReadout:
     """The panel's readout of row ``row`` of one policy's rows at this step (``StepReadout.away`` while it is
-    absent); ``alive``, ``obs``, ``state``, ``start`` and ``out`` are that policy's."""
+    absent); ``slot`` is its agent's index in possible_agents (the agent-index input); ``alive``, ``obs``,
+    ``state``, ``start`` and ``out`` are that policy's."""
     if not alive[row]:
         return StepReadout.away()
     one = slice(row, row + 1)
     return probe.read(tree_map(lambda x: x[one], obs), state[:, :, one], start[one], out.action[one],
-                      out.state[:, :, one])
+                      out.state[:, :, one], {"agent_index": torch.tensor([slot])})
 
 
 @torch.inference_mode()
@@ -144,6 +145,9 @@ def watch_multiagent(
             panel = MemoryPanel(MemoryProbe(policies[watched.name], labels), history=history, agent=agent)
         generator = torch.Generator().manual_seed(seed)
         state = policies[envs.policies[0].name].initial_state(envs.num_envs)
+        # Each row's slot (read by a policy with an agent-index input; one policy only); no env.state(): the
+        # actor alone acts.
+        agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index)}
         mode = "deterministic" if deterministic else "stochastic"
         obs, spawn = envs.reset(seed=seed)
         ended = True
@@ -163,10 +167,11 @@ def watch_multiagent(
                         policy, block_rows = policies[block.name], block.rows
                         obs_t = obs_to_tensor(block_obs, torch.device("cpu"))
                         block_state, block_start = state[:, :, block_rows], start[block_rows]
-                        out = policy.step(obs_t, block_state, block_start, deterministic, generator)
+                        out = policy.step(obs_t, block_state, block_start, deterministic, generator,
+                                          agent_inputs=None if envs.per_policy else agent_inputs)
                         if panel is not None and block is watched:
-                            panel.push(_readout(panel.probe, row - block.first_row, alive[block_rows], obs_t,
-                                                block_state, block_start, out))
+                            panel.push(_readout(panel.probe, row - block.first_row, names.index(agent),
+                                                alive[block_rows], obs_t, block_state, block_start, out))
                         live_rows = torch.as_tensor(alive[block_rows]).view(1, 1, -1, 1)
                         next_states.append(torch.where(live_rows, out.state, block_state))
                         actions.append(policy.env_action(out.action))
