@@ -190,7 +190,8 @@ class MultiAgentVectorEnv:
 
         Returns:
             next_obs (rows), reward, terminated, truncated (R,), spawn (R,) bool, and
-            ``{"final_obs": [obs or None] * R}``: the last observation of each agent whose episode ended here.
+            ``{"final_obs": [obs or None] * R, "env_done": (N,) bool}``: the last observation of each agent whose
+            episode ended here, and which envs' own episodes ended here (those envs were reset).
             ``self.alive`` is the rows alive after the step.
         """
         r = self.num_envs
@@ -198,6 +199,7 @@ class MultiAgentVectorEnv:
         terminated, truncated = np.zeros(r, dtype=bool), np.zeros(r, dtype=bool)
         spawn = np.zeros(r, dtype=bool)
         final_obs: list = [None] * r
+        env_done = np.zeros(self.num_copies, dtype=bool)
         per_row: list = [None] * r
         was_alive = self.alive.copy()
         for i, env in enumerate(self.envs):
@@ -221,13 +223,15 @@ class MultiAgentVectorEnv:
                     if agent in present and agent not in ended:
                         truncated[row], final_obs[row] = True, obs.get(agent)
                 self._reset_one(i, env, None, per_row)
+                env_done[i] = True
                 spawn[base:base + self.slots] = self.alive[base:base + self.slots]
                 continue
             for agent in env.agents:
                 row = self._row(i, agent)
                 per_row[row], self.alive[row] = obs[agent], True
                 spawn[row] = not was_alive[row] or terminated[row] or truncated[row]
-        return self._rows_obs(per_row), reward, terminated, truncated, spawn, {"final_obs": final_obs}
+        return (self._rows_obs(per_row), reward, terminated, truncated, spawn,
+                {"final_obs": final_obs, "env_done": env_done})
 
     # ---------------------------------------------------------------- snapshots
     def snapshot(self) -> dict:

@@ -80,28 +80,43 @@ def evaluate_multiagent(
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
-    """Returns of the first ``episodes`` agent episodes (spawn to end) of a multi-agent env, over its agent slots
-    as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn starts from
-    zero state, an absent row's state is held."""
-    envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import)
+    """Returns of every agent episode (spawn to end) in ``episodes`` whole episodes of a multi-agent env, over
+    its agent slots as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn
+    starts from zero state, an absent row's state is held.
+
+    Each env copy plays a fixed share of the env episodes, and every agent episode in them counts: taking the
+    first agent episodes to end would favour short ones (an agent caught early, a team that finishes fast) and
+    bias the mean. The returns come in the order their agent episodes end (rows in order within a step); an
+    env episode cut off by ``should_stop`` is left out whole."""
+    copies = max(1, min(num_envs, episodes))
+    targets = np.array([(episodes + i) // copies for i in range(copies)])
+    envs = make_multiagent_vector_env(env_id, copies, env_kwargs, env_import)
     try:
         obs, spawn = envs.reset(seed=seed)
         rows = envs.num_envs
         state = policy.initial_state(rows, device)
         running = np.zeros(rows)
+        counts = np.zeros(copies, dtype=np.int64)
+        open_episodes: list[list[float]] = [[] for _ in range(copies)]  # agent returns of each env's episode so far
         returns: list[float] = []
-        while len(returns) < episodes and not (should_stop is not None and should_stop()):
+        while (counts < targets).any() and not (should_stop is not None and should_stop()):
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
             state = state * (1.0 - start).view(1, 1, -1, 1)
             out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator)
             state = torch.where(alive > 0, out.state, state)
-            obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
+            obs, reward, terminated, truncated, spawn, info = envs.step(policy.env_action(out.action))
             running += reward
             done = terminated | truncated
-            returns.extend(float(running[i]) for i in np.flatnonzero(done))
+            for row in np.flatnonzero(done):
+                open_episodes[row // envs.slots].append(float(running[row]))
             running[done] = 0.0
-        return np.asarray(returns[:episodes])
+            for i in np.flatnonzero(info["env_done"]):
+                if counts[i] < targets[i]:
+                    returns.extend(open_episodes[i])
+                    counts[i] += 1
+                open_episodes[i] = []
+        return np.asarray(returns)
     finally:
         envs.close()
 
