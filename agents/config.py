@@ -170,7 +170,8 @@ class RunConfig:
         "about a fifth less time on 2 idle cores. Used only when this process may run on at least twice "
         "--torch-threads cores.")
     run_dir: str | None = _f(None, "Output directory (default: runs/<env>__<seed>__<time>).")
-    eval_episodes: int = _f(20, "Evaluation episodes at the end of training, per eval mode (0 to skip).")
+    eval_episodes: int = _f(20, "Evaluation episodes at the end of training, per eval mode (0 to skip); for a "
+                             "multi-agent env, whole env episodes, every agent episode in them counted.")
     eval_mode: Literal["greedy", "sample", "both"] = _f(
         "both", "How the final evaluation acts: 'greedy' takes the most likely action, 'sample' samples as in "
         "training; 'both' reports both (a policy that only works when it samples must not read as a failure).")

@@ -208,3 +208,14 @@ def test_the_same_seed_gives_the_same_rollout():
     _, _, a = collect(rollouts=1)
     _, _, b = collect(rollouts=1)
     assert torch.equal(a.states, b.states) and torch.equal(a.actions, b.actions) and torch.equal(a.alive, b.alive)
+
+
+def test_env_done_marks_the_steps_where_an_env_episode_ends():
+    """``info["env_done"]`` (N,) is True exactly when a copy's own episode ended (and the copy was reset)."""
+    envs = make_multiagent_vector_env(RESPAWN, 2, {"episode_len": 5, "p_die": 0.0})
+    envs.reset(seed=0)
+    for t in range(1, 12):
+        *_, spawn, info = envs.step(np.zeros(envs.num_envs, dtype=np.int64))
+        assert info["env_done"].tolist() == [t % 5 == 0] * 2
+        assert spawn.any() or t % 5 != 0  # a reset spawns its agents
+    envs.close()

@@ -33,7 +33,8 @@ def test_a_short_cli_run_writes_eval_returns_and_agent_steps(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["total_steps"] == 384  # env steps: T x N per rollout, as for single-agent runs
-    assert summary["eval_episodes"] == 6 and summary["eval_return_mean"] is not None
+    # Every agent episode of 6 whole env episodes (3 agents, at least 3 episodes each in every env episode).
+    assert summary["eval_episodes"] >= 6 * 3 * 3 and summary["eval_return_mean"] is not None
     assert summary["eval_sampled_return_mean"] is not None
     # Agent steps: the rows alive, fewer than T x N x 3 slots (agents come and go), more than T x N.
     assert 384 < summary["agent_steps"] < 3 * 384 and summary["agent_sps"] > 0
@@ -118,6 +119,32 @@ def test_crash_and_resume_with_agents_mid_episode_is_bitwise_exact(tmp_path, car
     for key, value in straight.reward_scaler.state_dict().items():
         assert torch.equal(value, resumed.reward_scaler.state_dict()[key]), key
     assert torch.equal(straight.collector.state, resumed.collector.state)
+
+
+def test_evaluation_counts_every_agent_episode_of_whole_env_episodes():
+    """Each env copy plays its fixed share of env episodes and all their agent episodes count: two copies
+    playing 5 env episodes give exactly copy 0's first 2 and copy 1's first 3, however their lengths differ."""
+    from agents.model.policy import RecurrentActorCritic
+    from agents.rollout.multiagent_env import make_multiagent_vector_env
+    from agents.train.evaluation import evaluate_multiagent
+
+    envs = make_multiagent_vector_env(RESPAWN, 1)
+    torch.manual_seed(0)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space,
+                                  TrainConfig().with_overrides({"hidden_size": 16}).policy)
+    envs.close()
+
+    def returns(episodes, num_envs, seed, episode_len):
+        return evaluate_multiagent(policy, RESPAWN, episodes, seed=seed, num_envs=num_envs,
+                                   env_kwargs={"episode_len": episode_len}).tolist()
+
+    both = returns(5, 2, 3, 30)
+    apart = returns(2, 1, 3, 30) + returns(3, 1, 4, 30)
+    assert sorted(both) == pytest.approx(sorted(apart))
+    # Every agent episode of an env episode counts: each of the 3 agents lives at most 7 steps and is away at
+    # most 3, so it has at least 3 episodes in a 30-step env episode (the last cut by the env's end).
+    assert len(both) >= 5 * 3 * 3 and sum(apart) == pytest.approx(sum(both))
+    assert len(returns(1, 8, 3, 30)) == len(returns(1, 1, 3, 30))  # more copies than episodes: one copy plays
 
 
 @pytest.mark.slow

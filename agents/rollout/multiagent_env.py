@@ -253,9 +253,9 @@ class MultiAgentVectorEnv:
         self.alive = np.zeros(self.num_envs, dtype=bool)
         # Each row's slot k (its agent is possible_agents[k]; the agent-index input) and env copy i.
         self.agent_index = np.zeros(self.num_envs, dtype=np.int64)
-        self._copy_of_row = np.zeros(self.num_envs, dtype=np.int64)
+        self.copy_of_row = np.zeros(self.num_envs, dtype=np.int64)
         for i, rows in enumerate(self._env_rows):
-            self.agent_index[rows], self._copy_of_row[rows] = np.arange(self.slots), i
+            self.agent_index[rows], self.copy_of_row[rows] = np.arange(self.slots), i
         self.state_space = None
         if with_state:
             env = envs[0]
@@ -270,7 +270,7 @@ class MultiAgentVectorEnv:
     def rows(self, per_copy: Any) -> Any:
         """A tree of per-copy arrays (N, ...) -> the same for every row (R, ...): each copy's entry for its S
         rows."""
-        return tree_map(lambda x: np.asarray(x)[self._copy_of_row], per_copy)
+        return tree_map(lambda x: np.asarray(x)[self.copy_of_row], per_copy)
 
     def _read_states(self) -> Any:
         return tree_stack([env.state() for env in self.envs])
@@ -327,20 +327,22 @@ class MultiAgentVectorEnv:
 
         Returns:
             next_obs (rows), reward, terminated, truncated (R,), spawn (R,) bool, and
-            ``{"final_obs": [obs or None] * R}``: the last observation of each agent whose episode ended here;
-            with ``with_state`` also ``"final_state"`` (N, *state_shape): each copy's state at the end of the
-            step, before its autoreset. ``self.alive`` is the rows alive after the step (``self.global_state``
-            each copy's state after it).
+            ``{"final_obs": [obs or None] * R, "env_done": (N,) bool}``: the last observation of each agent whose
+            episode ended here, and which envs' own episodes ended here (those envs were reset); with
+            ``with_state`` also ``"final_state"`` (N, *state_shape): each copy's state at the end of the step,
+            before its autoreset. ``self.alive`` is the rows alive after the step (``self.global_state`` each
+            copy's state after it).
         """
         r = self.num_envs
         reward = np.zeros(r, dtype=np.float64)
         terminated, truncated = np.zeros(r, dtype=bool), np.zeros(r, dtype=bool)
         spawn = np.zeros(r, dtype=bool)
         final_obs: list = [None] * r
+        env_done = np.zeros(self.num_copies, dtype=bool)
         per_row: list = [None] * r
         was_alive = self.alive.copy()
         action_of = self._action_of_row(actions)
-        final_states, reset_copies = [], []
+        final_states = []
         for i, env in enumerate(self.envs):
             rows = self.env_rows(i)
             acting = [(a, row) for a, row in zip(self.agent_names, rows, strict=True) if was_alive[row]]
@@ -364,17 +366,17 @@ class MultiAgentVectorEnv:
                     if agent in present and agent not in ended:
                         truncated[row], final_obs[row] = True, obs.get(agent)
                 self._reset_one(i, env, None, per_row)
-                reset_copies.append(i)
+                env_done[i] = True
                 spawn[rows] = self.alive[rows]
                 continue
             for agent in env.agents:
                 row = self._row(i, agent)
                 per_row[row], self.alive[row] = obs[agent], True
                 spawn[row] = not was_alive[row] or terminated[row] or truncated[row]
-        infos: dict = {"final_obs": final_obs}
+        infos: dict = {"final_obs": final_obs, "env_done": env_done}
         if self.with_state:
             infos["final_state"] = tree_stack(final_states)
-            self.global_state = tree_stack([self.envs[i].state() if i in reset_copies else final_states[i]
+            self.global_state = tree_stack([self.envs[i].state() if env_done[i] else final_states[i]
                                             for i in range(self.num_copies)])
         return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
 

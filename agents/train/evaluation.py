@@ -80,31 +80,46 @@ def evaluate_multiagent(
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
-    """Returns of the first ``episodes`` agent episodes (spawn to end) of a multi-agent env, over its agent slots
-    as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn starts from
-    zero state, an absent row's state is held. The actor alone acts (a central critic's env.state() is not
-    read)."""
-    envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import)
+    """Returns of every agent episode (spawn to end) in ``episodes`` whole episodes of a multi-agent env, over
+    its agent slots as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn
+    starts from zero state, an absent row's state is held. The actor alone acts (a central critic's env.state() is
+    not read).
+
+    Each env copy plays a fixed share of the env episodes, and every agent episode in them counts: taking the
+    first agent episodes to end would favour short ones (an agent caught early, a team that finishes fast) and
+    bias the mean. The returns come in the order their agent episodes end (rows in order within a step); an
+    env episode cut off by ``should_stop`` is left out whole."""
+    copies = max(1, min(num_envs, episodes))
+    targets = np.array([(episodes + i) // copies for i in range(copies)])
+    envs = make_multiagent_vector_env(env_id, copies, env_kwargs, env_import)
     try:
         obs, spawn = envs.reset(seed=seed)
         rows = envs.num_envs
         agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
         state = policy.initial_state(rows, device)
         running = np.zeros(rows)
+        counts = np.zeros(copies, dtype=np.int64)
+        open_episodes: list[list[float]] = [[] for _ in range(copies)]  # agent returns of each env's episode so far
         returns: list[float] = []
-        while len(returns) < episodes and not (should_stop is not None and should_stop()):
+        while (counts < targets).any() and not (should_stop is not None and should_stop()):
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
             state = state * (1.0 - start).view(1, 1, -1, 1)
             out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator,
                               agent_inputs=agent_inputs)
             state = torch.where(alive > 0, out.state, state)
-            obs, reward, terminated, truncated, spawn, _ = envs.step(policy.env_action(out.action))
+            obs, reward, terminated, truncated, spawn, info = envs.step(policy.env_action(out.action))
             running += reward
             done = terminated | truncated
-            returns.extend(float(running[i]) for i in np.flatnonzero(done))
+            for row in np.flatnonzero(done):
+                open_episodes[envs.copy_of_row[row]].append(float(running[row]))
             running[done] = 0.0
-        return np.asarray(returns[:episodes])
+            for i in np.flatnonzero(info["env_done"]):
+                if counts[i] < targets[i]:
+                    returns.extend(open_episodes[i])
+                    counts[i] += 1
+                open_episodes[i] = []
+        return np.asarray(returns)
     finally:
         envs.close()
 
@@ -125,20 +140,22 @@ def evaluate_policies(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """``evaluate_multiagent`` with named policies (``policy_map``): each policy drives its agents' rows
-    (``PolicyRows``), by the same hidden-state rules. Returns ``{name: returns}``: each policy's first
-    ``episodes`` agent episodes to finish."""
-    envs = make_multiagent_vector_env(env_id, max(1, min(num_envs, episodes)), env_kwargs, env_import, policy_map)
+    (``PolicyRows``), by the same hidden-state rules, and the same ``episodes`` whole env episodes count (a fixed
+    share per env copy). Returns ``{name: returns}``: every agent episode of each policy in them."""
+    copies = max(1, min(num_envs, episodes))
+    targets = np.array([(episodes + i) // copies for i in range(copies)])
+    envs = make_multiagent_vector_env(env_id, copies, env_kwargs, env_import, policy_map)
     try:
         obs, spawn = envs.reset(seed=seed)
         state = next(iter(policies.values())).initial_state(envs.num_envs, device)
         running = np.zeros(envs.num_envs)
         owner = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(envs.policies)])
-        returns: dict[str, list[float]] = {block.name: [] for block in envs.policies}
-
-        def finished() -> bool:
-            return all(len(r) >= episodes for r in returns.values()) or (should_stop is not None and should_stop())
-
-        while not finished():
+        names = [block.name for block in envs.policies]
+        counts = np.zeros(copies, dtype=np.int64)
+        # The agent returns of each env copy's episode so far, per policy.
+        open_episodes: list[dict[str, list[float]]] = [{name: [] for name in names} for _ in range(copies)]
+        returns: dict[str, list[float]] = {name: [] for name in names}
+        while (counts < targets).any() and not (should_stop is not None and should_stop()):
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device)
             state = state * (1.0 - start).view(1, 1, -1, 1)
@@ -150,13 +167,19 @@ def evaluate_policies(
                 next_states.append(torch.where(alive[rows].view(1, 1, -1, 1) > 0, out.state, state[:, :, rows]))
                 actions.append(policy.env_action(out.action))
             state = torch.cat(next_states, dim=2)
-            obs, reward, terminated, truncated, spawn, _ = envs.step(actions)
+            obs, reward, terminated, truncated, spawn, info = envs.step(actions)
             running += reward
             done = terminated | truncated
-            for i in np.flatnonzero(done):
-                returns[envs.policies[owner[i]].name].append(float(running[i]))
+            for row in np.flatnonzero(done):
+                open_episodes[envs.copy_of_row[row]][names[owner[row]]].append(float(running[row]))
             running[done] = 0.0
-        return {name: np.asarray(r[:episodes]) for name, r in returns.items()}
+            for i in np.flatnonzero(info["env_done"]):
+                if counts[i] < targets[i]:
+                    for name in names:
+                        returns[name].extend(open_episodes[i][name])
+                    counts[i] += 1
+                open_episodes[i] = {name: [] for name in names}
+        return {name: np.asarray(r) for name, r in returns.items()}
     finally:
         envs.close()
 

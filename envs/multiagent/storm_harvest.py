@@ -45,7 +45,8 @@ class HarvestParams:
     spawn_distance: int = 4
     """a respawned agent starts at least this Manhattan distance from every hunter (where such a cell exists)"""
     fruit_reward: float = 1.0
-    death_penalty: float = 2.0
+    death_penalty: float = 4.0
+    """a catch costs as much as 4 fruit: at 2, learned teams forage and ignore the hunters (docs/multiagent_games.md)"""
     max_steps: int = 200
 
 
@@ -394,7 +395,7 @@ class StormHarvestEnv(GridTeamEnv):
     ## Rewards
 
     Per agent: +``fruit_reward`` (1) for each fruit it eats (a new one grows on a random free cell at once),
-    -``death_penalty`` (2) when it is caught. The team return is the sum over agents.
+    -``death_penalty`` (4) when it is caught. The team return is the sum over agents.
 
     ## Starting State
 
@@ -413,7 +414,7 @@ class StormHarvestEnv(GridTeamEnv):
     ```python
     make_env(render_mode=None, n_agents=4, size=9, view_radius=2, n_hunters=2, n_fruit=4, wall_density=0.08,
              flash_every=4, hunter_speed=0.75, respawn=True, respawn_delay=4, spawn_distance=4,
-             fruit_reward=1.0, death_penalty=2.0, max_steps=200, render_reveal=True)
+             fruit_reward=1.0, death_penalty=4.0, max_steps=200, render_reveal=True)
     ```
 
     * ``respawn=False``: caught agents stay out; PettingZoo's ``parallel_api_test`` requires this, since it
@@ -445,7 +446,7 @@ class StormHarvestEnv(GridTeamEnv):
         respawn_delay: int = 4,
         spawn_distance: int = 4,
         fruit_reward: float = 1.0,
-        death_penalty: float = 2.0,
+        death_penalty: float = 4.0,
         max_steps: int = 200,
         render_reveal: bool = True,
     ) -> None:
