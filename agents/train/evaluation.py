@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from agents.config import EnvConfig, RunConfig
 from agents.model.policy import RecurrentActorCritic
-from agents.rollout.multiagent_env import is_multiagent, make_multiagent_vector_env
+from agents.rollout.multiagent_env import MultiAgentVectorEnv, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
 from agents.run.checkpoint import LATEST, load_policy
@@ -66,6 +67,48 @@ def evaluate_policy(
         envs.close()
 
 
+def _eval_copies(episodes: int, num_envs: int) -> int:
+    """Env copies for an evaluation of ``episodes`` env episodes (no more copies than episodes)."""
+    return max(1, min(num_envs, episodes))
+
+
+def _whole_episode_returns(envs: MultiAgentVectorEnv, episodes: int, seed: int, act: Callable[[Any, Any], Any],
+                           group_of_row: list[str], should_stop: Callable[[], bool] | None) -> dict[str, list[float]]:
+    """Every agent episode's return in ``episodes`` whole env episodes of ``envs``, grouped by
+    ``group_of_row[row]`` (a policy name).
+
+    Each env copy plays a fixed share of the env episodes, and every agent episode in them counts: taking the
+    first agent episodes to end would favour short ones (an agent caught early, a team that finishes fast) and
+    bias the mean. The returns come in the order their env episodes end (agent episodes in the order they end,
+    rows in order within a step); an env episode cut off by ``should_stop`` is left out whole.
+
+    Args:
+        act: ``act(obs, spawn) -> actions`` for one step, holding the recurrent state (spawn (R,) bool).
+    """
+    copies = envs.num_copies
+    targets = np.array([(episodes + i) // copies for i in range(copies)])
+    groups = list(dict.fromkeys(group_of_row))
+    obs, spawn = envs.reset(seed=seed)
+    running = np.zeros(envs.num_envs)
+    counts = np.zeros(copies, dtype=np.int64)
+    open_episodes = [{g: [] for g in groups} for _ in range(copies)]  # each copy's episode so far
+    returns: dict[str, list[float]] = {g: [] for g in groups}
+    while (counts < targets).any() and not (should_stop is not None and should_stop()):
+        obs, reward, terminated, truncated, spawn, info = envs.step(act(obs, spawn))
+        running += reward
+        done = terminated | truncated
+        for row in np.flatnonzero(done):
+            open_episodes[envs.copy_of_row[row]][group_of_row[row]].append(float(running[row]))
+        running[done] = 0.0
+        for i in np.flatnonzero(info["env_done"]):
+            if counts[i] < targets[i]:
+                for g in groups:
+                    returns[g].extend(open_episodes[i][g])
+                counts[i] += 1
+            open_episodes[i] = {g: [] for g in groups}
+    return returns
+
+
 @torch.inference_mode()
 def evaluate_multiagent(
     policy: RecurrentActorCritic,
@@ -80,46 +123,27 @@ def evaluate_multiagent(
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
-    """Returns of every agent episode (spawn to end) in ``episodes`` whole episodes of a multi-agent env, over
-    its agent slots as rows (``agents.rollout.multiagent_env``), with the hidden-state rules of training: a spawn
-    starts from zero state, an absent row's state is held. The actor alone acts (a central critic's env.state() is
-    not read).
-
-    Each env copy plays a fixed share of the env episodes, and every agent episode in them counts: taking the
-    first agent episodes to end would favour short ones (an agent caught early, a team that finishes fast) and
-    bias the mean. The returns come in the order their agent episodes end (rows in order within a step); an
-    env episode cut off by ``should_stop`` is left out whole."""
-    copies = max(1, min(num_envs, episodes))
-    targets = np.array([(episodes + i) // copies for i in range(copies)])
-    envs = make_multiagent_vector_env(env_id, copies, env_kwargs, env_import)
+    """Returns of every agent episode (spawn to end) in ``episodes`` whole episodes of a multi-agent env
+    (``_whole_episode_returns``), over its agent slots as rows (``agents.rollout.multiagent_env``), with the
+    hidden-state rules of training: a spawn starts from zero state, an absent row's state is held. The actor
+    alone acts (a central critic's env.state() is not read)."""
+    envs = make_multiagent_vector_env(env_id, _eval_copies(episodes, num_envs), env_kwargs, env_import)
     try:
-        obs, spawn = envs.reset(seed=seed)
-        rows = envs.num_envs
         agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
-        state = policy.initial_state(rows, device)
-        running = np.zeros(rows)
-        counts = np.zeros(copies, dtype=np.int64)
-        open_episodes: list[list[float]] = [[] for _ in range(copies)]  # agent returns of each env's episode so far
-        returns: list[float] = []
-        while (counts < targets).any() and not (should_stop is not None and should_stop()):
+        state = policy.initial_state(envs.num_envs, device)
+
+        def act(obs: Any, spawn: np.ndarray) -> np.ndarray:
+            nonlocal state
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
             state = state * (1.0 - start).view(1, 1, -1, 1)
             out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator,
                               agent_inputs=agent_inputs)
             state = torch.where(alive > 0, out.state, state)
-            obs, reward, terminated, truncated, spawn, info = envs.step(policy.env_action(out.action))
-            running += reward
-            done = terminated | truncated
-            for row in np.flatnonzero(done):
-                open_episodes[envs.copy_of_row[row]].append(float(running[row]))
-            running[done] = 0.0
-            for i in np.flatnonzero(info["env_done"]):
-                if counts[i] < targets[i]:
-                    returns.extend(open_episodes[i])
-                    counts[i] += 1
-                open_episodes[i] = []
-        return np.asarray(returns)
+            return policy.env_action(out.action)
+
+        returns = _whole_episode_returns(envs, episodes, seed, act, [""] * envs.num_envs, should_stop)
+        return np.asarray(returns.get("", []))
     finally:
         envs.close()
 
@@ -140,22 +164,14 @@ def evaluate_policies(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """``evaluate_multiagent`` with named policies (``policy_map``): each policy drives its agents' rows
-    (``PolicyRows``), by the same hidden-state rules, and the same ``episodes`` whole env episodes count (a fixed
-    share per env copy). Returns ``{name: returns}``: every agent episode of each policy in them."""
-    copies = max(1, min(num_envs, episodes))
-    targets = np.array([(episodes + i) // copies for i in range(copies)])
-    envs = make_multiagent_vector_env(env_id, copies, env_kwargs, env_import, policy_map)
+    (``PolicyRows``), by the same hidden-state rules, in the same ``episodes`` whole env episodes. Returns
+    ``{name: returns}``: every agent episode of each policy in them."""
+    envs = make_multiagent_vector_env(env_id, _eval_copies(episodes, num_envs), env_kwargs, env_import, policy_map)
     try:
-        obs, spawn = envs.reset(seed=seed)
         state = next(iter(policies.values())).initial_state(envs.num_envs, device)
-        running = np.zeros(envs.num_envs)
-        owner = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(envs.policies)])
-        names = [block.name for block in envs.policies]
-        counts = np.zeros(copies, dtype=np.int64)
-        # The agent returns of each env copy's episode so far, per policy.
-        open_episodes: list[dict[str, list[float]]] = [{name: [] for name in names} for _ in range(copies)]
-        returns: dict[str, list[float]] = {name: [] for name in names}
-        while (counts < targets).any() and not (should_stop is not None and should_stop()):
+
+        def act(obs: list, spawn: np.ndarray) -> list:
+            nonlocal state
             start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
             alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device)
             state = state * (1.0 - start).view(1, 1, -1, 1)
@@ -167,19 +183,11 @@ def evaluate_policies(
                 next_states.append(torch.where(alive[rows].view(1, 1, -1, 1) > 0, out.state, state[:, :, rows]))
                 actions.append(policy.env_action(out.action))
             state = torch.cat(next_states, dim=2)
-            obs, reward, terminated, truncated, spawn, info = envs.step(actions)
-            running += reward
-            done = terminated | truncated
-            for row in np.flatnonzero(done):
-                open_episodes[envs.copy_of_row[row]][names[owner[row]]].append(float(running[row]))
-            running[done] = 0.0
-            for i in np.flatnonzero(info["env_done"]):
-                if counts[i] < targets[i]:
-                    for name in names:
-                        returns[name].extend(open_episodes[i][name])
-                    counts[i] += 1
-                open_episodes[i] = {name: [] for name in names}
-        return {name: np.asarray(r) for name, r in returns.items()}
+            return actions
+
+        group_of_row = [block.name for block in envs.policies for _ in range(block.num_rows)]
+        returns = _whole_episode_returns(envs, episodes, seed, act, group_of_row, should_stop)
+        return {block.name: np.asarray(returns[block.name]) for block in envs.policies}
     finally:
         envs.close()
 
