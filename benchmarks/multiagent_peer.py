@@ -42,8 +42,13 @@ window), and the greedy and sampled evaluation returns: the mean return over ``-
 episodes. FogTeam gives every agent the team reward, so an agent episode's return is the team's return.
 The peer's evaluation plays whole games on envs seeded ``seed + 10_000 + game``, one LSTM state per agent,
 zero at each game's start; mnemo's is its own final evaluation (``seed + 10_000``, the first agent episodes to
-finish). The peer also prints its training curve, the mean agent-episode return per ``--curve-every`` agent
-steps; the 1-minute load average is printed at the start and the end of training.
+finish). Both print the training curve, the mean agent-episode return per ``--curve-every`` agent steps
+(mnemo's from its TensorBoard events); the 1-minute load average is printed at the start and the end of
+training.
+
+The peer is slow (tens of agent steps/s on a busy 2-core machine: its update, 10 epochs of 16 minibatches
+through two LSTMs, takes most of the time): ``--stop-after-s`` ends its training after that many seconds and
+evaluates what it has, reporting ``stopped_early`` and the agent steps reached.
 
 SuperSuit's SB3 vec env reports a time-limit truncation as a plain ``done`` without the final observation
 (FogTeam returns none for agents whose episode ended), so the peer treats the 50-step time limit as a
@@ -84,7 +89,32 @@ def agent_step_budget(env_steps: int, n_agents: int) -> int:
     return -(-env_steps // rollout) * rollout * n_agents
 
 
+def windowed_means(curve: list[tuple[int, float]], every: int) -> list[tuple[int, float]]:
+    """The training curve in windows of ``every`` agent steps: (window end, mean return of the agent episodes
+    that ended in it), windows without an episode left out; the last window ends at the last episode's step."""
+    if not curve:
+        return []
+    last = max(step for step, _ in curve)
+    means = []
+    for end in range(every, last + every, every):
+        window = [r for step, r in curve if end - every < step <= end]
+        if window:
+            means.append((min(end, last), round(float(np.mean(window)), 3)))
+    return means
+
+
 # ---------------------------------------------------------------------- mnemo
+
+
+def mnemo_curve(run_dir: Path, n_agents: int) -> list[tuple[int, float]]:
+    """(agent steps, return) of every training agent episode from the run's TensorBoard events. mnemo logs an
+    episode at the env step of its iteration; FogTeam's agents all act at every env step, so agent steps are
+    env steps x ``n_agents``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(event.step * n_agents, float(event.value)) for event in events.Scalars("charts/episodic_return")]
 
 
 def run_mnemo(args: argparse.Namespace) -> dict:
@@ -103,6 +133,7 @@ def run_mnemo(args: argparse.Namespace) -> dict:
         "train_return_recent": summary["train_return_recent"], "eval_return_mean": summary["eval_return_mean"],
         "eval_sampled_return_mean": summary["eval_sampled_return_mean"], "eval_episodes": summary["eval_episodes"],
         "load_start": load_start, "load_end": load_end, "run_dir": str(run_dir), "command": " ".join(command),
+        "curve_mean_return_per_window": windowed_means(mnemo_curve(run_dir, args.agents), args.curve_every),
     }
 
 
@@ -231,11 +262,6 @@ def run_peer(args: argparse.Namespace) -> dict:
     set_random_seed(args.seed + 20_000)  # sampling draws from torch's global generator
     sampled = evaluate_peer(model, args.agents, args.eval_episodes, args.seed + 10_000, deterministic=False)
     recent = [r for _, r in log.curve[-TRAIN_WINDOW:]]
-    curve = []
-    for end in range(args.curve_every, model.num_timesteps + args.curve_every, args.curve_every):
-        window = [r for step, r in log.curve if end - args.curve_every < step <= end]
-        if window:
-            curve.append((min(end, model.num_timesteps), round(float(np.mean(window)), 3)))
     return {
         "side": "peer", "config": args.peer_config, "seed": args.seed,
         "env_steps": model.num_timesteps // args.agents, "agent_steps": model.num_timesteps,
@@ -244,7 +270,7 @@ def run_peer(args: argparse.Namespace) -> dict:
         "train_return_recent": float(np.mean(recent)) if recent else None,
         "eval_return_mean": float(np.mean(greedy)), "eval_sampled_return_mean": float(np.mean(sampled)),
         "eval_episodes": args.eval_episodes, "load_start": load_start, "load_end": load_end,
-        "curve_mean_return_per_window": curve,
+        "curve_mean_return_per_window": windowed_means(log.curve, args.curve_every),
     }
 
 
@@ -259,7 +285,7 @@ def main() -> None:
     parser.add_argument("--peer-config", choices=("defaults", "matched"), default="defaults")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--eval-episodes", type=int, default=100, help="agent episodes per evaluation mode")
-    parser.add_argument("--curve-every", type=int, default=40_000, help="agent steps per point of the peer's curve")
+    parser.add_argument("--curve-every", type=int, default=40_000, help="agent steps per point of the curve")
     parser.add_argument("--stop-after-s", type=float,
                         help="peer: end training after this many seconds (reported as stopped_early), then evaluate")
     parser.add_argument("--progress-every", type=int, default=10, help="peer: rollouts per progress line (stderr)")
