@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from gymnasium import spaces
 
 from agents.config import ConfigError, TrainConfig
 from agents.model.noise import CorrelatedNoise
-from agents.model.policy import RecurrentActorCritic
+from agents.model.policy import RecurrentActorCritic, StepOutput
 from agents.rollout.buffer import Rollout, RolloutBuffer
 from agents.rollout.collector import NonFiniteError, VectorCollector, _float_leaves
 from agents.rollout.env_state import decode, encode
@@ -76,6 +78,50 @@ def multiagent_collector(config: TrainConfig) -> MultiAgentCollector | MultiPoli
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
+
+
+@dataclass
+class BlockStep:
+    """One policy's part of ``act_by_policy``: its observations (tensors), its rows' state before the step
+    (S, L, R_p, W, spawns zeroed), their episode starts (R_p,) and the policy's output."""
+
+    block: PolicyRows
+    obs: Any
+    state: torch.Tensor
+    start: torch.Tensor
+    out: StepOutput
+
+
+def act_by_policy(policies: dict[str, RecurrentActorCritic], envs: MultiAgentVectorEnv, obs: Any,
+                  state: torch.Tensor, spawn: np.ndarray, deterministic: bool, generator: torch.Generator | None,
+                  device: torch.device | str = "cpu") -> tuple[Any, torch.Tensor, list[BlockStep]]:
+    """One step of every policy over its rows outside training (evaluation, watch), by ``collect``'s rules: a
+    spawn starts from zero state, an absent row's state is held; the actor alone acts (a central critic's
+    env.state() is not read).
+
+    Args:
+        policies: by block name (``envs.policies``); one entry without ``--policy-map``.
+        obs: ``envs``'s observations (one tree, or one per policy with named policies).
+        state: (S, L, R, W) every row's state after the last step; spawn (R,) bool.
+
+    Returns:
+        The actions for ``envs.step``, the state after this step (S, L, R, W), and each policy's ``BlockStep``.
+    """
+    start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
+    alive = torch.as_tensor(envs.alive, device=device)
+    state = state * (1.0 - start).view(1, 1, -1, 1)
+    # Each row's slot, for a policy with an agent-index input (one policy only).
+    agent_inputs = None if envs.per_policy else {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
+    actions, next_states, steps = [], [], []
+    for block, block_obs in zip(envs.policies, obs if envs.per_policy else [obs], strict=True):
+        policy, rows = policies[block.name], block.rows
+        obs_t = obs_to_tensor(block_obs, device)
+        block_state, block_start = state[:, :, rows], start[rows]
+        out = policy.step(obs_t, block_state, block_start, deterministic, generator, agent_inputs=agent_inputs)
+        next_states.append(torch.where(alive[rows].view(1, 1, -1, 1), out.state, block_state))
+        actions.append(policy.env_action(out.action))
+        steps.append(BlockStep(block, obs_t, block_state, block_start, out))
+    return actions if envs.per_policy else actions[0], torch.cat(next_states, dim=2), steps
 
 
 class MultiAgentCollector(VectorCollector):
@@ -379,5 +425,5 @@ class MultiPolicyCollector(MultiAgentCollector):
         return super().load_state_dict(state)
 
 
-__all__ = ["MultiAgentCollector", "MultiPolicyCollector", "is_multiagent", "multiagent_collector",
-           "refuse_unsupported"]
+__all__ = ["BlockStep", "MultiAgentCollector", "MultiPolicyCollector", "act_by_policy", "is_multiagent",
+           "multiagent_collector", "refuse_unsupported"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 
 from agents.config import EnvConfig, RunConfig
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_collector import act_by_policy
 from agents.rollout.multiagent_env import MultiAgentVectorEnv, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
@@ -72,40 +72,43 @@ def _eval_copies(episodes: int, num_envs: int) -> int:
     return max(1, min(num_envs, episodes))
 
 
-def _whole_episode_returns(envs: MultiAgentVectorEnv, episodes: int, seed: int, act: Callable[[Any, Any], Any],
-                           group_of_row: list[str], should_stop: Callable[[], bool] | None) -> dict[str, list[float]]:
-    """Every agent episode's return in ``episodes`` whole env episodes of ``envs``, grouped by
-    ``group_of_row[row]`` (a policy name).
+def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, RecurrentActorCritic], episodes: int,
+                           seed: int, deterministic: bool, device: torch.device | str,
+                           generator: torch.Generator | None,
+                           should_stop: Callable[[], bool] | None) -> dict[str, list[float]]:
+    """Every agent episode's return in ``episodes`` whole env episodes of ``envs``, by the name of the policy
+    (``policies``, by block name) that played it, each step by training's hidden-state rules
+    (``act_by_policy``).
 
     Each env copy plays a fixed share of the env episodes, and every agent episode in them counts: taking the
     first agent episodes to end would favour short ones (an agent caught early, a team that finishes fast) and
     bias the mean. The returns come in the order their env episodes end (agent episodes in the order they end,
     rows in order within a step); an env episode cut off by ``should_stop`` is left out whole.
-
-    Args:
-        act: ``act(obs, spawn) -> actions`` for one step, holding the recurrent state (spawn (R,) bool).
     """
     copies = envs.num_copies
     targets = np.array([(episodes + i) // copies for i in range(copies)])
-    groups = list(dict.fromkeys(group_of_row))
+    names = [block.name for block in envs.policies]
+    name_of_row = [block.name for block in envs.policies for _ in range(block.num_rows)]
     obs, spawn = envs.reset(seed=seed)
+    state = next(iter(policies.values())).initial_state(envs.num_envs, device)
     running = np.zeros(envs.num_envs)
     counts = np.zeros(copies, dtype=np.int64)
-    open_episodes = [{g: [] for g in groups} for _ in range(copies)]  # each copy's episode so far
-    returns: dict[str, list[float]] = {g: [] for g in groups}
+    open_episodes = [{name: [] for name in names} for _ in range(copies)]  # each copy's episode so far
+    returns: dict[str, list[float]] = {name: [] for name in names}
     while (counts < targets).any() and not (should_stop is not None and should_stop()):
-        obs, reward, terminated, truncated, spawn, info = envs.step(act(obs, spawn))
+        actions, state, _ = act_by_policy(policies, envs, obs, state, spawn, deterministic, generator, device)
+        obs, reward, terminated, truncated, spawn, info = envs.step(actions)
         running += reward
         done = terminated | truncated
         for row in np.flatnonzero(done):
-            open_episodes[envs.copy_of_row[row]][group_of_row[row]].append(float(running[row]))
+            open_episodes[envs.copy_of_row[row]][name_of_row[row]].append(float(running[row]))
         running[done] = 0.0
         for i in np.flatnonzero(info["env_done"]):
             if counts[i] < targets[i]:
-                for g in groups:
-                    returns[g].extend(open_episodes[i][g])
+                for name in names:
+                    returns[name].extend(open_episodes[i][name])
                 counts[i] += 1
-            open_episodes[i] = {g: [] for g in groups}
+            open_episodes[i] = {name: [] for name in names}
     return returns
 
 
@@ -129,21 +132,10 @@ def evaluate_multiagent(
     alone acts (a central critic's env.state() is not read)."""
     envs = make_multiagent_vector_env(env_id, _eval_copies(episodes, num_envs), env_kwargs, env_import)
     try:
-        agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
-        state = policy.initial_state(envs.num_envs, device)
-
-        def act(obs: Any, spawn: np.ndarray) -> np.ndarray:
-            nonlocal state
-            start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
-            alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device).view(1, 1, -1, 1)
-            state = state * (1.0 - start).view(1, 1, -1, 1)
-            out = policy.step(obs_to_tensor(obs, device), state, start, deterministic, generator,
-                              agent_inputs=agent_inputs)
-            state = torch.where(alive > 0, out.state, state)
-            return policy.env_action(out.action)
-
-        returns = _whole_episode_returns(envs, episodes, seed, act, [""] * envs.num_envs, should_stop)
-        return np.asarray(returns.get("", []))
+        name = envs.policies[0].name
+        returns = _whole_episode_returns(envs, {name: policy}, episodes, seed, deterministic, device, generator,
+                                         should_stop)
+        return np.asarray(returns[name])
     finally:
         envs.close()
 
@@ -168,25 +160,8 @@ def evaluate_policies(
     ``{name: returns}``: every agent episode of each policy in them."""
     envs = make_multiagent_vector_env(env_id, _eval_copies(episodes, num_envs), env_kwargs, env_import, policy_map)
     try:
-        state = next(iter(policies.values())).initial_state(envs.num_envs, device)
-
-        def act(obs: list, spawn: np.ndarray) -> list:
-            nonlocal state
-            start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
-            alive = torch.as_tensor(envs.alive, dtype=torch.float32, device=device)
-            state = state * (1.0 - start).view(1, 1, -1, 1)
-            actions, next_states = [], []
-            for block, block_obs in zip(envs.policies, obs, strict=True):
-                policy, rows = policies[block.name], block.rows
-                out = policy.step(obs_to_tensor(block_obs, device), state[:, :, rows], start[rows], deterministic,
-                                  generator)
-                next_states.append(torch.where(alive[rows].view(1, 1, -1, 1) > 0, out.state, state[:, :, rows]))
-                actions.append(policy.env_action(out.action))
-            state = torch.cat(next_states, dim=2)
-            return actions
-
-        group_of_row = [block.name for block in envs.policies for _ in range(block.num_rows)]
-        returns = _whole_episode_returns(envs, episodes, seed, act, group_of_row, should_stop)
+        returns = _whole_episode_returns(envs, policies, episodes, seed, deterministic, device, generator,
+                                         should_stop)
         return {block.name: np.asarray(returns[block.name]) for block in envs.policies}
     finally:
         envs.close()

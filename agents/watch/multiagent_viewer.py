@@ -25,8 +25,9 @@ import torch
 
 from agents.config import ConfigError, TrainConfig
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_collector import act_by_policy
 from agents.rollout.multiagent_env import MultiAgentVectorEnv, PolicyRows, make_parallel_env
-from agents.trees import obs_to_tensor, tree_map
+from agents.trees import tree_map
 from agents.watch.frames import (
     FrameSink,
     WatchError,
@@ -145,9 +146,6 @@ def watch_multiagent(
             panel = MemoryPanel(MemoryProbe(policies[watched.name], labels), history=history, agent=agent)
         generator = torch.Generator().manual_seed(seed)
         state = policies[envs.policies[0].name].initial_state(envs.num_envs)
-        # Each row's slot (read by a policy with an agent-index input; one policy only); no env.state(): the
-        # actor alone acts.
-        agent_inputs = {"agent_index": torch.as_tensor(envs.agent_index)}
         mode = "deterministic" if deterministic else "stochastic"
         obs, spawn = envs.reset(seed=seed)
         ended = True
@@ -158,23 +156,13 @@ def watch_multiagent(
                 team, steps, running, ended = 0.0, 0, np.zeros(envs.num_envs), False
                 while True:
                     alive = envs.alive.copy()
-                    start = torch.as_tensor(spawn, dtype=torch.float32)
-                    # Training's rules (agents.rollout.multiagent_collector): a spawn starts from zero state,
-                    # an absent row's state is held. One call per policy over its rows.
-                    state = state * (1.0 - start).view(1, 1, -1, 1)
-                    actions, next_states = [], []
-                    for block, block_obs in zip(envs.policies, obs if envs.per_policy else [obs], strict=True):
-                        policy, block_rows = policies[block.name], block.rows
-                        obs_t = obs_to_tensor(block_obs, torch.device("cpu"))
-                        block_state, block_start = state[:, :, block_rows], start[block_rows]
-                        out = policy.step(obs_t, block_state, block_start, deterministic, generator,
-                                          agent_inputs=None if envs.per_policy else agent_inputs)
-                        if panel is not None and block is watched:
-                            panel.push(_readout(panel.probe, row - block.first_row, names.index(agent),
-                                                alive[block_rows], obs_t, block_state, block_start, out))
-                        live_rows = torch.as_tensor(alive[block_rows]).view(1, 1, -1, 1)
-                        next_states.append(torch.where(live_rows, out.state, block_state))
-                        actions.append(policy.env_action(out.action))
+                    # Training's rules: one call per policy over its rows (act_by_policy).
+                    actions, next_state, block_steps = act_by_policy(policies, envs, obs, state, spawn, deterministic,
+                                                               generator)
+                    if panel is not None:
+                        mine = next(step for step in block_steps if step.block is watched)
+                        panel.push(_readout(panel.probe, row - watched.first_row, names.index(agent),
+                                            alive[watched.rows], mine.obs, mine.state, mine.start, mine.out))
                     live = [name for name, r in zip(names, rows, strict=True) if alive[r]]
                     caption = [env_id, f"episode {episode}  step {steps}", f"team return {team:+.2f}  ({mode})",
                                f"alive: {', '.join(live) or 'none'}"]
@@ -183,8 +171,8 @@ def watch_multiagent(
                     if not emit(sink, env, panel, caption, scale, result):
                         return result
                     env.last_frame = None
-                    obs, reward, terminated, truncated, spawn, _ = envs.step(actions if envs.per_policy else actions[0])
-                    state = torch.cat(next_states, dim=2)
+                    obs, reward, terminated, truncated, spawn, _ = envs.step(actions)
+                    state = next_state
                     if panel is not None and alive[row]:
                         panel.set_reward(float(reward[row]))
                     team += float(reward.sum())
