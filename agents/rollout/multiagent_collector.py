@@ -182,7 +182,7 @@ class MultiAgentCollector(VectorCollector):
             inputs["agent_index"] = self._agent_index
         if "global_state" in self._inputs_space.spaces:
             per_copy = self.envs.global_state if global_state is None else global_state
-            inputs["global_state"] = obs_to_tensor(self.envs.rows(per_copy), self.device)
+            inputs["global_state"] = obs_to_tensor(self.envs.copies_to_rows(per_copy), self.device)
         return inputs
 
     def collect(self) -> Rollout:
@@ -333,7 +333,6 @@ class MultiPolicyCollector(MultiAgentCollector):
         with its ``alive`` (T, R_p) and its agents' episodes."""
         returns: dict[str, list[float]] = {block.name: [] for block in self.policy_rows}
         lengths: dict[str, list[int]] = {block.name: [] for block in self.policy_rows}
-        owner = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(self.policy_rows)])
         for t in range(self.num_steps):
             actions, outs, next_states = [], [], []
             for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
@@ -370,7 +369,7 @@ class MultiPolicyCollector(MultiAgentCollector):
             self._episode_return += reward
             done = terminated | truncated
             for i in np.flatnonzero(done):
-                name = self.policy_rows[owner[i]].name
+                name = self.policy_rows[self.envs.policy_of_row[i]].name
                 returns[name].append(float(self._episode_return[i]))
                 lengths[name].append(int(self._episode_length[i]))
             self._episode_return[done] = 0.0

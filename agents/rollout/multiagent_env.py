@@ -244,6 +244,8 @@ class MultiAgentVectorEnv:
             self._slot.update({agent: (first, len(agents), j) for j, agent in enumerate(agents)})
             first += block.num_rows
         self._env_rows = [[self._row(i, agent) for agent in self.agent_names] for i in range(self.num_copies)]
+        # (R,) each row's policy, an index into ``policies``.
+        self.policy_of_row = np.concatenate([np.full(block.num_rows, k) for k, block in enumerate(self.policies)])
         # Named policies: observations and actions travel per policy (one tree / array each); one policy's spaces
         # are every row's.
         self.per_policy = policy_map is not None
@@ -267,7 +269,7 @@ class MultiAgentVectorEnv:
             self.state_space = env.state_space
         self.global_state: Any = None  # (N, *state_shape) with_state: each copy's state now
 
-    def rows(self, per_copy: Any) -> Any:
+    def copies_to_rows(self, per_copy: Any) -> Any:
         """A tree of per-copy arrays (N, ...) -> the same for every row (R, ...): each copy's entry for its S
         rows."""
         return tree_map(lambda x: np.asarray(x)[self.copy_of_row], per_copy)
@@ -296,12 +298,10 @@ class MultiAgentVectorEnv:
         """Row -> its action, from one array over all rows or (named policies) one array per policy."""
         if not self.per_policy:
             return actions.__getitem__
-        starts = [(block.first_row, block_actions) for block, block_actions in zip(self.policies, actions,
-                                                                                      strict=True)]
 
         def action(row: int):
-            first, block_actions = next((f, a) for f, a in reversed(starts) if row >= f)
-            return block_actions[row - first]
+            k = self.policy_of_row[row]
+            return actions[k][row - self.policies[k].first_row]
 
         return action
 

@@ -88,7 +88,6 @@ def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, Recurr
     copies = envs.num_copies
     targets = np.array([(episodes + i) // copies for i in range(copies)])
     names = [block.name for block in envs.policies]
-    name_of_row = [block.name for block in envs.policies for _ in range(block.num_rows)]
     obs, spawn = envs.reset(seed=seed)
     state = next(iter(policies.values())).initial_state(envs.num_envs, device)
     running = np.zeros(envs.num_envs)
@@ -101,7 +100,7 @@ def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, Recurr
         running += reward
         done = terminated | truncated
         for row in np.flatnonzero(done):
-            open_episodes[envs.copy_of_row[row]][name_of_row[row]].append(float(running[row]))
+            open_episodes[envs.copy_of_row[row]][names[envs.policy_of_row[row]]].append(float(running[row]))
         running[done] = 0.0
         for i in np.flatnonzero(info["env_done"]):
             if counts[i] < targets[i]:
