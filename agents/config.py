@@ -198,6 +198,31 @@ class RunConfig:
 
 
 @dataclass
+class OpponentsConfig:
+    """Self-play: who the learning policy plays against in a two-sided multi-agent game (docs/multiagent.md)."""
+
+    self_play: bool = _f(
+        False, "Train one side of a two-sided multi-agent game against frozen snapshots of the learning policy "
+        "(and the policy itself); only the learning side's steps train. Needs a multi-agent env with two sides "
+        "(--sides).")
+    sides: str | None = _f(
+        None, "How the agents form the two sides with --self-play: 'PATTERN=SIDE,...' puts each agent on the side "
+        "of the first fnmatch pattern its name matches (e.g. 'left_*=left,right_*=right'); none: each agent is "
+        "a side of its own (a game of two agents). Exactly two sides are supported.")
+    snapshot_every: int = _f(
+        10_000, "With --self-play, add the learning policy's weights to the opponent pool every this many env "
+        "steps (taken at the first rollout that starts at or after each multiple; the first snapshot is the "
+        "initial policy).")
+    pool_size: int = _f(10, "With --self-play, how many of the latest snapshots the opponent pool keeps.")
+    play_latest: float = _f(
+        0.5, "With --self-play, the chance that an env episode's opponent is the learning policy itself (its "
+        "current weights, not trained on) rather than a snapshot drawn uniformly from the pool.")
+    swap_sides: bool = _f(
+        True, "With --self-play, draw which side learns at every env episode (else the first side always learns).")
+    elo_k: float = _f(16.0, "With --self-play, the Elo K-factor: the most one game moves a rating.")
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; saved as JSON in the run directory."""
 
@@ -205,6 +230,7 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    opponents: OpponentsConfig = field(default_factory=OpponentsConfig)
 
     # Derived sizes: read-only views, never stored.
     @property
@@ -314,8 +340,33 @@ class TrainConfig:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
         if env.policy_map is not None:
             parse_policy_map(env.policy_map)
+        self._check_opponents()
         self._check_backend()
         return self
+
+    def _check_opponents(self) -> None:
+        """Self-play settings: in range, and only with --self-play."""
+        opp, defaults = self.opponents, OpponentsConfig()
+        if not opp.self_play:
+            given = [f.name for f in dataclasses.fields(opp)
+                     if f.name != "self_play" and getattr(opp, f.name) != getattr(defaults, f.name)]
+            if given:
+                raise ConfigError(f"--{flag_name(given[0])} only applies with --self-play; add --self-play or drop "
+                                  f"--{flag_name(given[0])}.")
+            return
+        for name in ("snapshot_every", "pool_size"):
+            value = getattr(opp, name)
+            if isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"--{flag_name(name)} must be a positive integer, got {value!r}.")
+        if not 0 <= opp.play_latest <= 1:
+            raise ConfigError(f"--play-latest is a probability in [0, 1], got {opp.play_latest}.")
+        if not (opp.elo_k > 0 and math.isfinite(opp.elo_k)):
+            raise ConfigError(f"--elo-k must be > 0, got {opp.elo_k}.")
+        if opp.sides is not None:
+            parse_sides(opp.sides)
+        if self.env.policy_map is not None:
+            raise ConfigError("--self-play with --policy-map is not supported yet; drop --policy-map (self-play "
+                              "trains one policy against its own snapshots).")
 
     def _check_backend(self) -> None:
         """A backend's own flags only with that backend, and a worker layout that runs exactly ``--num-envs`` envs."""
@@ -430,6 +481,28 @@ def parse_policy_map(text: str) -> list[tuple[str, str]]:
             raise ConfigError(f"--policy-map policy name {name!r} must be letters, digits, '_' or '-' (it names "
                               f"files and TensorBoard tags); write e.g. {POLICY_MAP_EXAMPLE}.")
         mapping.append((pattern, name))
+    return mapping
+
+
+SIDES_EXAMPLE = "--sides 'left_*=left,right_*=right'"
+
+
+def parse_sides(text: str) -> list[tuple[str, str]]:
+    """``--sides`` as ``[(fnmatch pattern, side name), ...]`` in the order given (the first match wins).
+
+    Raises:
+        ConfigError: an entry is not ``PATTERN=SIDE``, or the entries name other than exactly two sides.
+    """
+    mapping = []
+    for entry in (part.strip() for part in text.split(",")):
+        pattern, sep, name = (s.strip() for s in entry.partition("="))
+        if not (sep and pattern and name):
+            raise ConfigError(f"--sides entry {entry!r} is not PATTERN=SIDE; write e.g. {SIDES_EXAMPLE}.")
+        mapping.append((pattern, name))
+    names = list(dict.fromkeys(name for _, name in mapping))
+    if len(names) != 2:
+        raise ConfigError(f"--sides names {len(names)} side(s) ({', '.join(names)}); self-play supports exactly two "
+                          f"sides for now; write e.g. {SIDES_EXAMPLE}.")
     return mapping
 
 

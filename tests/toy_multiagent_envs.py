@@ -7,6 +7,7 @@
   central critic.
 - ``CueTeamEnv``: a cooperative memory task: each agent sees a cue on the first step only, then blanks; on the
   last step the team is rewarded for every agent whose action equals its cue. Memoryless play scores 0.5.
+- ``CueDuelEnv``: the same task as a zero-sum duel between ``left`` and ``right``, for self-play.
 """
 
 from __future__ import annotations
@@ -175,6 +176,22 @@ class CueTeamEnv(ParallelEnv):
         return obs, rewards, terms, truncs, {a: {} for a in obs}
 
 
+class CueDuelEnv(CueTeamEnv):
+    """``CueTeamEnv`` as a zero-sum duel, for self-play: on the last step each agent gets (1 if its action equals
+    its cue) minus (1 if the other's does). The one that remembers its cue better wins; memoryless play draws
+    with itself on average."""
+
+    metadata = {"name": "toy_cue_duel_v0", "render_modes": []}
+
+    def step(self, actions):
+        correct = {a: float(int(actions[a]) == self.cue[a]) for a in self.agents}
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        if self.t >= self.length:
+            left, right = correct["left"], correct["right"]
+            rewards = {"left": left - right, "right": right - left}
+        return obs, rewards, terms, truncs, infos
+
+
 class NotParallel:
     """What a wrong callable returns: not a ParallelEnv."""
 
@@ -196,6 +213,10 @@ def make_respawn_state(**kwargs) -> StateRespawnEnv:
 
 def make_cue_team(**kwargs) -> CueTeamEnv:
     return CueTeamEnv(**kwargs)
+
+
+def make_cue_duel(**kwargs) -> CueDuelEnv:
+    return CueDuelEnv(**kwargs)
 
 
 def make_not_parallel() -> NotParallel:

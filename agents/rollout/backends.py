@@ -10,16 +10,18 @@ from agents.registry import BACKENDS
 from agents.rollout.collector import Collector
 from agents.rollout.multiagent_collector import multiagent_collector
 from agents.rollout.multiagent_env import is_multiagent
+from agents.rollout.self_play import self_play_collector
 
 
 def make_collector(config: TrainConfig) -> Collector:
     """The collector of the backend ``config.run.backend`` names (``local_collector``, or Ray actors from
     ``agents.rollout.ray_collector``, imported only then); a multi-agent env id gets its agent slots as rows in
-    this process (``agents.rollout.multiagent_collector``)."""
+    this process (``agents.rollout.multiagent_collector``; with --self-play ``agents.rollout.self_play``)."""
     if is_multiagent(config.env.env_id):
-        return multiagent_collector(config)
+        return self_play_collector(config) if config.opponents.self_play else multiagent_collector(config)
     policy = config.policy
-    for on, flag in ((policy.central_critic, "--central-critic"), (policy.agent_index_input, "--agent-index-input")):
+    for on, flag in ((policy.central_critic, "--central-critic"), (policy.agent_index_input, "--agent-index-input"),
+                     (config.opponents.self_play, "--self-play")):
         if on:
             raise ConfigError(f"{flag} needs a multi-agent env (a MODULE:CALLABLE that returns a pettingzoo "
                               f"ParallelEnv, or a built-in such as mnemo/FogTeam-v0); {config.env.env_id} is a "

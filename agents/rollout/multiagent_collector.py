@@ -197,15 +197,12 @@ class MultiAgentCollector(VectorCollector):
             with torch.inference_mode():
                 # A spawned agent starts from zero state, in carry mode too (the stored state is that zero).
                 state = self.state * (1.0 - self.next_episode_start).view(1, 1, -1, 1)
-                out = policy.step(obs_t, state, self.next_episode_start, generator=self.generator, noise=self.noise,
-                                  agent_inputs=inputs_t)
-                # An absent row's state is held: it does not advance on the zero observation.
-                next_state = torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state)
+                out, action, next_state = self._act(obs_t, state, inputs_t, alive)
             buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value, inputs_t)
-            self.alive_steps[t] = alive
+            self.alive_steps[t] = self._training_steps(alive)
             self._episode_length += self.envs.alive  # the rows acting now, on the host (no device copy)
 
-            next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(policy.env_action(out.action))
+            next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(policy.env_action(action))
             self._check_obs(next_obs, t, reward)
             buffer.store_outcome(
                 t,
@@ -221,7 +218,7 @@ class MultiAgentCollector(VectorCollector):
 
             self._episode_return += reward
             done = terminated | truncated
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(self._reported_episodes(done)):
                 returns.append(float(self._episode_return[i]))
                 lengths.append(int(self._episode_length[i]))
             self._episode_return[done] = 0.0
@@ -230,9 +227,38 @@ class MultiAgentCollector(VectorCollector):
             self.state = next_state
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
+            self._after_step(reward, infos["env_done"])
         rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths)
         rollout.alive = self.alive_steps
         return rollout
+
+    # ---------------------------------------------------------------- what a subclass changes (self-play)
+    def _act(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
+             alive: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor]:
+        """One batched policy step over all R rows (inside inference mode).
+
+        Args:
+            obs_t: observation leaves (R, ...); state (S, L, R, W) with spawns zeroed; alive (R,) float.
+
+        Returns:
+            The policy's output (stored in the rollout), the actions the rows take (R, *action_shape), and the
+            state after the step (S, L, R, W): an absent row's state is held, it does not advance on the zero
+            observation.
+        """
+        out = self.policy.step(obs_t, state, self.next_episode_start, generator=self.generator, noise=self.noise,
+                               agent_inputs=inputs_t)
+        return out, out.action, torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state)
+
+    def _training_steps(self, alive: torch.Tensor) -> torch.Tensor:
+        """The rows (R,) whose step now is a training step (``Rollout.alive``): every live row."""
+        return alive
+
+    def _reported_episodes(self, done: np.ndarray) -> np.ndarray:
+        """Which ended agent episodes (R,) bool enter ``episode_returns``: all of them."""
+        return done
+
+    def _after_step(self, reward: np.ndarray, env_done: np.ndarray) -> None:
+        """Called at the end of every step with its rewards (R,) and which env copies' episodes ended (N,)."""
 
     def _check_obs(self, obs, t: int, reward: np.ndarray | None = None) -> None:
         """Raise NonFiniteError for a NaN / inf reward or observation (multi-agent runs stop on them)."""

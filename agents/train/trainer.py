@@ -163,6 +163,9 @@ class Trainer:
         cfg = self.config
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it; pass one of them.")
+        if cfg.opponents.self_play and not is_multiagent(cfg.env.env_id):
+            raise ConfigError(f"--self-play plays the two sides of a multi-agent env against each other, and "
+                              f"{cfg.env.env_id} is a single-agent env; drop --self-play.")
         if cfg.env.policy_map is not None and not is_multiagent(cfg.env.env_id):
             raise ConfigError(f"--{flag_name('policy_map')} maps the agents of a multi-agent env to policies, and "
                               f"{cfg.env.env_id} is a single-agent env; drop --{flag_name('policy_map')}.")
@@ -306,6 +309,11 @@ class Trainer:
             raise CheckpointError(
                 f"The checkpoint {path} ran {saved.env.num_envs} envs, this resume asks for --num-envs "
                 f"{cfg.env.num_envs}; the per-env memory cannot be carried over. Drop --num-envs to resume.")
+        if saved.opponents != cfg.opponents:
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with other self-play settings "
+                f"({describe_differences(saved.opponents, cfg.opponents)}); its opponent pool cannot be carried "
+                f"over. Drop the changed flags to resume.")
         if saved.env.policy_map != cfg.env.policy_map:
             raise CheckpointError(
                 f"The checkpoint {path} was trained with --policy-map {saved.env.policy_map!r}, this resume asks for "
@@ -621,6 +629,10 @@ class Trainer:
         if len(self.recent_returns) >= self.recent_returns.maxlen and recent > self.best_return:
             self.best_return = recent
             self.save_checkpoint(BEST)
+        self_play = getattr(self.collector, "report", None)
+        if self_play is not None:  # --self-play: the ratings (agents.rollout.self_play)
+            for name, value in self_play().items():
+                self.writer.add_scalar(f"self_play/{name}", value, step)
         if progress is not None:
             progress.update(self.config.batch_size)
             progress.set_postfix(sps=f"{sps:.0f}", ret=f"{recent:.2f}", refresh=False)
@@ -639,6 +651,9 @@ class Trainer:
                             greedy, sampled, self.derived, self.nonfinite_skips)
         if by_policy is not None:
             summary["policies"] = policy_summaries(by_policy["greedy"], by_policy["sample"])
+        pool = getattr(self.collector, "pool", None)
+        if pool is not None:  # --self-play: the learner's and every snapshot's rating and games
+            summary["self_play"] = pool.summary()
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)
