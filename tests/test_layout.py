@@ -16,7 +16,7 @@ PACKAGES = ("agents", "envs", "apps")
 # Lowest first; a module may import its own layer and any layer below. ``agents.cli`` and ``apps`` sit on top.
 LAYERS = (
     ("envs",),
-    ("agents.arguments", "agents.config", "agents.registry", "agents.spaces", "agents.trees"),
+    ("agents.arguments", "agents.config", "agents.ratings", "agents.registry", "agents.spaces", "agents.trees"),
     ("agents.model",),
     ("agents.rollout",),
     ("agents.run",),

@@ -1,0 +1,351 @@
+"""Self-play (agents/rollout/self_play.py): the pool, the draws, opponents' hidden state, Elo, resume, refusals.
+
+Toy envs (tests/toy_multiagent_envs.py): ``RespawnEnv`` with sides ``a0`` against ``a1`` + ``a2`` (agents die
+and respawn inside rollouts and BPTT sequences) and ``CueDuelEnv`` (a zero-sum two-agent memory duel). Bounds:
+the invariant to 1e-5; everything else bitwise or exact.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pettingzoo")
+
+from agents import ratings
+from agents.config import OpponentsConfig, PolicyConfig, PPOConfig, TrainConfig
+from agents.model.policy import RecurrentActorCritic
+from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
+from agents.rollout.multiagent_env import make_multiagent_vector_env
+from agents.rollout.self_play import PLAY_LATEST, OpponentPool, SelfPlayCollector, assign_sides
+from agents.train import cli as train
+from agents.train.ppo_loss import make_minibatch, ppo_loss
+from agents.train.trainer import ResumeWarning, Trainer
+from agents.trees import obs_to_tensor, tree_map
+
+RESPAWN = "toy_multiagent_envs:make_respawn"
+DUEL = "toy_multiagent_envs:make_cue_duel"
+BPTT = 6
+
+
+def make_collector(env_id=RESPAWN, num_copies=3, num_steps=40, seed=0, carry=False, **settings):
+    settings = {"self_play": True, "sides": "a0=x,*=y" if env_id == RESPAWN else None, "snapshot_every": 1,
+                "pool_size": 2, "play_latest": 0.3, **settings}
+    envs = make_multiagent_vector_env(env_id, num_copies)
+    torch.manual_seed(seed)
+    cfg = PolicyConfig(hidden_size=16, carry_across_episodes=carry, normalize_obs=True)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
+    collector = SelfPlayCollector(envs, num_steps, OpponentsConfig(**settings))
+    collector.start(policy, torch.device("cpu"), seed, seed)
+    return policy, collector
+
+
+def learn_a_little(policy, buf, seed: int) -> None:
+    """Stand-in for an update between rollouts: the next snapshot differs from the last."""
+    live = buf.alive > 0
+    policy.update_obs_normalizer(tree_map(lambda x, live=live: x[live], buf.obs))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+def collect(rollouts=3, **kwargs):
+    policy, collector = make_collector(**kwargs)
+    buf = collector.collect()
+    for k in range(rollouts - 1):
+        learn_a_little(policy, buf, k)
+        buf = collector.collect()
+    return policy, collector, buf
+
+
+def batch_of(buf):
+    adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.truncation_values,
+                           buf.bootstrap_value, 0.99, 0.95)
+    seqs = make_sequences(buf.episode_starts.numpy(), BPTT, True, alive=buf.alive.numpy())
+    return gather_sequences(buf, seqs, adv * buf.alive, ret * buf.alive)
+
+
+# --------------------------------------------------------------------------- Elo
+def test_elo_against_hand_values():
+    assert ratings.expected_score(1200, 1200) == 0.5
+    assert ratings.expected_score(1600, 1200) == pytest.approx(10 / 11)  # 400 points: odds of 10 to 1
+    assert ratings.update(1200, 1200, ratings.WIN, 16) == (1208.0, 1192.0)
+    assert ratings.update(1200, 1200, ratings.DRAW, 16) == (1200.0, 1200.0)
+    # 1400 loses to 1200: expected 1 / (1 + 10^-0.5) = 0.7597469, so it loses 16 x 0.7597469 = 12.15595.
+    a, b = ratings.update(1400, 1200, ratings.LOSS, 16)
+    assert a == pytest.approx(1387.84405, abs=1e-5) and b == pytest.approx(1212.15595, abs=1e-5)
+    assert a + b == pytest.approx(2600)
+    assert [ratings.game_score(1, 0), ratings.game_score(0.5, 0.5), ratings.game_score(-1, 2)] == [1.0, 0.5, 0.0]
+
+
+def test_pool_rates_games_against_snapshots_only_and_new_snapshots_start_at_the_learners_rating():
+    _, collector = make_collector(num_copies=1)
+    pool = OpponentPool(2, k=16)
+    policy = collector.policy
+    first = pool.add(policy, 0)
+    pool.record_game(first, ratings.WIN)
+    assert (pool.learner_rating, pool.records[first].rating) == (1208.0, 1192.0)
+    pool.record_game(PLAY_LATEST, ratings.LOSS)  # against itself: nobody is rated
+    assert (pool.learner_rating, pool.self_games, pool.learner_games) == (1208.0, 1, 1)
+    second = pool.add(policy, 100)
+    assert pool.records[second].rating == 1208.0 and pool.records[second].step == 100
+
+
+# --------------------------------------------------------------------------- the pool
+def test_snapshot_cadence_and_the_pool_keeps_the_last_w():
+    """Rollouts of 3 copies x 40 steps = 120 env steps; a snapshot at the first rollout starting at or after each
+    multiple of 200: steps 0, 240 (>= 200), 480 (>= 400), 600, 840 (>= 800); the pool keeps the last 2."""
+    policy, collector = make_collector(snapshot_every=200, pool_size=2)
+    weights = []
+    for k in range(8):
+        weights.append({n: t.clone() for n, t in policy.state_dict().items()})
+        buf = collector.collect()
+        learn_a_little(policy, buf, k)
+    steps = [record.step for record in collector.pool.records.values()]
+    assert steps == [0, 240, 480, 600, 840]
+    assert collector.pool.pool == [3, 4]
+    # A snapshot holds the weights (normaliser statistics too) the learner had when it was taken, frozen.
+    for snapshot_id, network in collector.pool.networks.items():
+        taken = weights[collector.pool.records[snapshot_id].step // 120]
+        assert all(torch.equal(t, taken[n]) for n, t in network.state_dict().items())
+        assert not any(p.requires_grad for p in network.parameters())
+    # Snapshots out of the pool keep their network only while a copy still plays them.
+    assert set(collector.pool.networks) == set(collector.pool.pool) | (set(collector.opponent.tolist()) - {-1})
+
+
+def test_draws_are_deterministic_per_seed_and_differ_between_seeds():
+    def history(seed):
+        _, collector = make_collector(seed=seed, num_steps=30)
+        draws = []
+        for _ in range(4):
+            buf = collector.collect()
+            draws.append((collector.learner_side.copy(), collector.opponent.copy(), buf.actions.clone()))
+        return draws
+
+    a, b, c = history(0), history(0), history(1)
+    for (side_a, opp_a, act_a), (side_b, opp_b, act_b) in zip(a, b, strict=True):
+        assert np.array_equal(side_a, side_b) and np.array_equal(opp_a, opp_b) and torch.equal(act_a, act_b)
+    assert any(not np.array_equal(x[0], y[0]) or not np.array_equal(x[1], y[1]) for x, y in zip(a, c, strict=True))
+
+
+def test_sides_from_patterns_and_refusals():
+    assert assign_sides(["left", "right"], None)[0] == ["left", "right"]
+    names, side_of = assign_sides(["a0", "a1", "a2"], "a0=x,*=y")
+    assert names == ["x", "y"] and side_of.tolist() == [0, 1, 1]
+    with pytest.raises(Exception, match="has 3 agents"):
+        assign_sides(["a0", "a1", "a2"], None)
+    with pytest.raises(Exception, match="no pattern matches agent 'a2'"):
+        assign_sides(["a0", "a1", "a2"], "a0=x,a1=y")
+    with pytest.raises(Exception, match="exactly two"):
+        assign_sides(["a0", "a1", "a2"], "a0=x,a1=y,a2=z")
+
+
+# --------------------------------------------------------------------------- hidden state and the loss
+@pytest.mark.parametrize("carry", [False, True])
+def test_invariant_on_learner_rows(carry):
+    policy, collector, buf = collect(carry=carry)
+    # Deaths, spawns, opponent rows (snapshots and the learner itself) all inside this rollout.
+    assert buf.terminated.sum() > 0 and buf.truncated.sum() > 0 and (buf.episode_starts[1:] > 0).any()
+    assert (collector.opponent >= 0).any()
+    batch = batch_of(buf)
+    assert int(batch.mask.sum()) == int(buf.alive.sum()) > 0
+    with torch.no_grad():
+        logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
+    real = batch.mask.bool()
+    assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
+    assert (value[real] - batch.values[real]).abs().max() < 1e-5
+    mb = make_minibatch(batch, np.arange(batch.mask.shape[1]), batch.lengths.numpy())
+    with torch.no_grad():
+        terms = ppo_loss(policy, mb, PPOConfig(), 0.2)
+    assert abs(float(terms.approx_kl)) < 1e-6 and float(terms.clipfrac) == 0.0
+
+
+def _loss_and_grads(policy, buf):
+    batch = batch_of(buf)
+    mb = make_minibatch(batch, np.arange(batch.mask.shape[1]), batch.lengths.numpy())
+    policy.zero_grad(set_to_none=True)
+    terms = ppo_loss(policy, mb, PPOConfig(), 0.2)
+    terms.loss.backward()
+    return terms.loss.detach().clone(), [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+
+
+def test_opponent_steps_contribute_nothing_to_the_loss():
+    """Garbage observations, actions, states, values and rewards at every step that is not the learner's (the
+    opponents' and absent ones): bitwise the same loss and gradients."""
+    policy, collector, buf = collect()
+    assert (collector.learner_rows == 0).any()
+    loss, grads = _loss_and_grads(policy, buf)
+    other = buf.alive == 0
+    gen = torch.Generator().manual_seed(1)
+
+    def garble(x: torch.Tensor) -> torch.Tensor:
+        noise = (torch.rand(x.shape, generator=gen) * 100).to(x.dtype)
+        return torch.where(other.view(*other.shape, *([1] * (x.dim() - 2))), noise, x)
+
+    buf.obs = tree_map(garble, buf.obs)
+    buf.actions = torch.where(other, torch.ones_like(buf.actions), buf.actions)
+    buf.states = torch.where(other.view(other.shape[0], 1, 1, other.shape[1], 1), 7.0, buf.states)
+    buf.values, buf.rewards, buf.logprobs = garble(buf.values), garble(buf.rewards), garble(buf.logprobs)
+    loss2, grads2 = _loss_and_grads(policy, buf)
+    assert torch.equal(loss, loss2)
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads2, strict=True))
+
+
+def test_only_learner_steps_train_and_only_learner_episodes_are_reported():
+    _, collector = make_collector(num_steps=1)
+    for _ in range(60):  # one step per rollout: each step's rows as the collector saw them
+        learner, alive = collector.learner_rows.clone(), collector.alive.clone()
+        buf = collector.collect()
+        assert torch.equal(buf.alive[0], alive * learner)
+        assert len(buf.episode_returns) == int((torch.maximum(buf.terminated[0], buf.truncated[0]) * learner).sum())
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cross(carry):
+    """Step by step: a learner row's next state is the learning policy's step from its own state; an opponent
+    row's is its snapshot's step from its own; the learner itself as opponent acts with the learner's network;
+    an absent row's state is held; and where a copy's env episode ends (its controllers are drawn again) every
+    row of the copy is zero, in carry mode too."""
+    policy, collector = make_collector(num_steps=1, snapshot_every=10**9, play_latest=0.4, carry=carry)
+    with torch.no_grad():  # the learner moves away from the first snapshot, the one every draw picks
+        for p in policy.parameters():
+            p.add_(0.1)
+    ended_log = []
+    after_step = collector._after_step
+
+    def spy(reward, env_done):
+        ended_log.append(env_done.copy())
+        after_step(reward, env_done)
+
+    collector._after_step = spy
+    copy_of_row = collector.envs.copy_of_row
+    counts = {"learner": 0, "snapshot": 0, "itself": 0, "ended": 0}
+    for _ in range(90):
+        obs = obs_to_tensor(collector.next_obs, "cpu")
+        start, alive = collector.next_episode_start.clone(), collector.alive.clone()
+        state = collector.state * (1.0 - start).view(1, 1, -1, 1)
+        learner, opponent = collector.learner_rows.clone(), collector.opponent.copy()
+        collector.collect()
+        with torch.no_grad():
+            by_learner = policy.step(obs, state, start, deterministic=True).state
+            by_snapshot = collector.pool.networks[0].step(obs, state, start, deterministic=True).state
+        ended = ended_log[-1]
+        for r in range(collector.num_envs):
+            now = collector.state[:, :, r]
+            if ended[copy_of_row[r]]:
+                counts["ended"] += 1
+                assert bool((now == 0).all())
+            elif alive[r] == 0:
+                assert torch.equal(now, state[:, :, r])
+            elif learner[r] > 0 or opponent[copy_of_row[r]] == PLAY_LATEST:
+                counts["learner" if learner[r] > 0 else "itself"] += 1
+                assert torch.allclose(now, by_learner[:, :, r], atol=1e-6)
+            else:
+                counts["snapshot"] += 1
+                assert torch.allclose(now, by_snapshot[:, :, r], atol=1e-6)
+                assert not torch.allclose(now, by_learner[:, :, r], atol=1e-3)
+    assert min(counts.values()) > 0, counts
+
+
+# --------------------------------------------------------------------------- training, resume, refusals
+SMALL = {"env_id": RESPAWN, "sides": "a0=x,*=y", "self_play": True, "snapshot_every": 256, "pool_size": 3,
+         "total_steps": 1536, "num_envs": 2, "num_steps": 64, "bptt_len": 8, "num_minibatches": 2,
+         "update_epochs": 2, "eval_episodes": 0, "progress": False, "checkpoint_every": 512, "seed": 3,
+         "hidden_size": 16, "normalize_obs": True, "normalize_reward": True}
+
+
+class Crash(Exception):
+    """Stands in for a process dying between two iterations."""
+
+
+def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
+    config = TrainConfig().with_overrides({**SMALL, "run_dir": str(run_dir), **overrides}).validate()
+    return Trainer(config, resume=resume)
+
+
+def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path):
+    straight = make(tmp_path / "straight")
+    straight.train()
+    run = tmp_path / "run"
+
+    def crash(trainer: Trainer) -> None:
+        if trainer.global_step == 1280:
+            raise Crash
+
+    with pytest.raises(Crash):
+        make(run).train(crash)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)
+        resumed = make(run, resume=True)
+    assert resumed.resume_note is None and resumed.global_step == 1024
+    assert len(resumed.collector.pool.records) == 4  # snapshots at 0, 256, 512, 768
+    resumed.train()
+    for key, value in straight.policy.state_dict().items():
+        assert torch.equal(value, resumed.policy.state_dict()[key]), key
+    a, b = straight.collector, resumed.collector
+    assert a.pool.summary() == b.pool.summary() and a.pool.learner_rating == b.pool.learner_rating
+    assert [r.rating for r in a.pool.records.values()] == [r.rating for r in b.pool.records.values()]
+    for sid, network in a.pool.networks.items():
+        assert all(torch.equal(t, b.pool.networks[sid].state_dict()[n]) for n, t in network.state_dict().items())
+    assert torch.equal(a.state, b.state) and np.array_equal(a.opponent, b.opponent)
+    assert np.array_equal(a.learner_side, b.learner_side) and np.array_equal(a.side_returns, b.side_returns)
+    assert torch.equal(a.draw_generator.get_state(), b.draw_generator.get_state())
+    assert torch.equal(a.opponent_generator.get_state(), b.opponent_generator.get_state())
+    assert (straight.agent_steps, list(straight.recent_returns)) == (resumed.agent_steps, list(resumed.recent_returns))
+
+
+def test_a_cli_run_logs_ratings_to_summary_and_tensorboard(tmp_path, capsys):
+    from test_crash_resume import scalar_steps
+
+    run = tmp_path / "run"
+    code = train.main(["--env-id", DUEL, "--self-play", "--snapshot-every", "128", "--pool-size", "2",
+                       "--run-dir", str(run), "--total-steps", "512", "--num-envs", "2", "--num-steps", "64",
+                       "--hidden-size", "16", "--bptt-len", "8", "--update-epochs", "1", "--eval-episodes", "2",
+                       "--progress", "false"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    self_play = summary["self_play"]
+    assert self_play["pool"] == [2, 3] and sorted(self_play["snapshots"]) == ["0", "1", "2", "3"]
+    games = sum(s["games"] for s in self_play["snapshots"].values())
+    assert games == self_play["games_against_snapshots"] > 0
+    # Every game ends an env episode of 6 steps: 512 env steps hold at most 512 / 6 of them.
+    assert games + self_play["games_against_itself"] <= 512 // 6
+    assert json.loads((run / "config.json").read_text())["opponents"]["self_play"] is True
+    assert [s for s, _ in scalar_steps(run, "self_play/learner_elo")] == [128, 256, 384, 512]
+    assert len(scalar_steps(run, "self_play/pool_elo_min")) == 4
+
+
+FAST = ["--total-steps", "256", "--num-envs", "2", "--num-steps", "64", "--hidden-size", "16", "--bptt-len", "8",
+        "--progress", "false"]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--env-id", "mnemo/TMaze-v0", "--self-play"], "is a single-agent env; drop --self-play"),
+    (["--env-id", RESPAWN, "--self-play"], "has 3 agents"),
+    (["--env-id", RESPAWN, "--self-play", "--sides", "a0=x,a1=y"], "no pattern matches agent 'a2'"),
+    (["--env-id", RESPAWN, "--self-play", "--sides", "a0=x"], "exactly two sides"),
+    (["--env-id", DUEL, "--self-play", "--policy-map", "*=p"], "--self-play with --policy-map is not supported"),
+    (["--env-id", DUEL, "--pool-size", "3"], "--pool-size only applies with --self-play"),
+    (["--env-id", DUEL, "--self-play", "--play-latest", "1.5"], "--play-latest is a probability"),
+    (["--env-id", DUEL, "--self-play", "--pool-size", "0"], "--pool-size must be a positive integer"),
+])
+def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, flags, expected):
+    run = tmp_path / "run"
+    code = train.main(["--run-dir", str(run), *FAST, *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and expected in err[0], err
+    assert not run.exists()
+
+
+def test_a_resume_with_other_self_play_settings_is_refused(tmp_path):
+    run = tmp_path / "run"
+    make(run, total_steps=256).train()
+    with pytest.raises(Exception, match="other self-play settings.*--pool-size"):
+        make(run, resume=True, total_steps=512, pool_size=5)
