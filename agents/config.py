@@ -214,9 +214,13 @@ class OpponentsConfig:
         "steps (taken at the first rollout that starts at or after each multiple; the first snapshot is the "
         "initial policy).")
     pool_size: int = _f(10, "With --self-play, how many of the latest snapshots the opponent pool keeps.")
+    swap_every: int = _f(
+        2_000, "With --self-play, draw the pool's current opponent (a snapshot, uniformly from the pool) every this "
+        "many env steps (at the first rollout that starts at or after each multiple). One snapshot at a time "
+        "keeps opponents' inference to one extra batched call per step.")
     play_latest: float = _f(
         0.5, "With --self-play, the chance that an env episode's opponent is the learning policy itself (its "
-        "current weights, not trained on) rather than a snapshot drawn uniformly from the pool.")
+        "current weights, not trained on) rather than the pool's current snapshot (--swap-every).")
     swap_sides: bool = _f(
         True, "With --self-play, draw which side learns at every env episode (else the first side always learns).")
     elo_k: float = _f(16.0, "With --self-play, the Elo K-factor: the most one game moves a rating.")
@@ -354,7 +358,7 @@ class TrainConfig:
                 raise ConfigError(f"--{flag_name(given[0])} only applies with --self-play; add --self-play or drop "
                                   f"--{flag_name(given[0])}.")
             return
-        for name in ("snapshot_every", "pool_size"):
+        for name in ("snapshot_every", "pool_size", "swap_every"):
             value = getattr(opp, name)
             if isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"--{flag_name(name)} must be a positive integer, got {value!r}.")

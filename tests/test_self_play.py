@@ -115,8 +115,27 @@ def test_snapshot_cadence_and_the_pool_keeps_the_last_w():
         taken = weights[collector.pool.records[snapshot_id].step // 120]
         assert all(torch.equal(t, taken[n]) for n, t in network.state_dict().items())
         assert not any(p.requires_grad for p in network.parameters())
-    # Snapshots out of the pool keep their network only while a copy still plays them.
-    assert set(collector.pool.networks) == set(collector.pool.pool) | (set(collector.opponent.tolist()) - {-1})
+    # Snapshots out of the pool keep their network only while they are still played.
+    in_use = {collector.current_snapshot, *collector.opponent.tolist()} - {PLAY_LATEST}
+    assert set(collector.pool.networks) == set(collector.pool.pool) | in_use
+
+
+def test_swaps_draw_the_current_snapshot_from_the_pool_and_episodes_keep_theirs():
+    """--swap-every 240 with 120-step rollouts: a swap at every other rollout start; a copy's episode that began
+    before a swap keeps the snapshot it drew, later episodes draw the new one."""
+    _, collector = make_collector(snapshot_every=120, swap_every=240, pool_size=3, num_steps=40)
+    current, seen = [], set()
+    for _ in range(12):
+        before = collector.current_snapshot
+        collector.collect()
+        current.append(collector.current_snapshot)
+        rollout_start = collector.steps_done - 120
+        assert collector.next_swap == (rollout_start // 240 + 1) * 240
+        for opponent in collector.opponent:
+            assert opponent in (PLAY_LATEST, collector.current_snapshot, before)
+        seen.update(collector.opponent.tolist())
+    assert all(current[k] == current[k - 1] for k in range(1, len(current), 2))  # held between swaps
+    assert len(set(current)) > 2 and len(seen - {PLAY_LATEST}) > 2
 
 
 def test_draws_are_deterministic_per_seed_and_differ_between_seeds():
@@ -347,5 +366,5 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, flags,
 def test_a_resume_with_other_self_play_settings_is_refused(tmp_path):
     run = tmp_path / "run"
     make(run, total_steps=256).train()
-    with pytest.raises(Exception, match="other self-play settings.*--pool-size"):
+    with pytest.raises(Exception, match=r"other self-play settings.*--pool-size"):
         make(run, resume=True, total_steps=512, pool_size=5)

@@ -1,18 +1,22 @@
 """Self-play: one side of a two-sided game learns, the other is played by frozen snapshots of the learner.
 
 The model is Unity ML-Agents' ghost trainer (snapshot window, ``play_against_latest_model_ratio``,
-``save_steps``, ELO), drawn per env copy and per env episode instead of per fixed swap interval:
+``save_steps``, ``swap_steps``, ELO), with the learner-or-snapshot draw and the learning side drawn per env copy
+and per env episode:
 
 - ``OpponentPool``: every ``--snapshot-every`` env steps the learning policy's weights (obs-normaliser statistics
   included) are frozen into a snapshot (no gradient); the pool keeps the last ``--pool-size``. Every snapshot has
   an Elo rating (``agents.ratings``), starting at the learner's rating when it is taken.
-- ``SelfPlayCollector``: a ``MultiAgentCollector`` whose rows belong to two sides (``--sides``). At each env
-  copy's episode start a seeded generator draws which side learns (``--swap-sides``) and who plays the other:
-  the learning policy itself with probability ``--play-latest``, else a pool snapshot drawn uniformly. Each step
+- ``SelfPlayCollector``: a ``MultiAgentCollector`` whose rows belong to two sides (``--sides``). Every
+  ``--swap-every`` env steps a seeded generator draws the pool's current opponent, a snapshot, uniformly from
+  the pool; at each env copy's episode start it draws which side learns (``--swap-sides``) and who plays the
+  other: the learning policy itself with probability ``--play-latest``, else the current snapshot. Each step
   the learning policy makes its one batched call over all R rows (as without self-play), then every snapshot
-  in use makes one batched call over its opponent rows, whose actions and recurrent states replace the
-  learner's outputs there. Only learner rows are training rows: the rollout's ``alive`` is alive & learner, so
-  opponent steps drop out of sequences, GAE, the losses and every statistic as absent steps do.
+  in use (one, or two for the episodes that began before a swap) makes one batched call over its opponent rows,
+  whose actions and recurrent states replace the learner's outputs there. One snapshot at a time, not one per
+  copy, keeps the cost near one extra call per step (benchmarks/self_play_speed.py). Only learner rows are
+  training rows: the rollout's ``alive`` is alive & learner, so opponent steps drop out of sequences, GAE, the
+  losses and every statistic as absent steps do.
 - At each env episode's end the two sides' summed rewards decide the game (win / draw / loss) for the Elo
   ratings of the learner and the snapshot it played (a game against itself rates nobody).
 
@@ -96,8 +100,8 @@ class OpponentPool:
     """The frozen snapshots of the learning policy and everyone's Elo ratings.
 
     ``pool`` lists the ids of the last ``size`` snapshots (the ones a draw picks from). ``networks`` holds the
-    frozen policies of the pool and of any snapshot that dropped out of it while an env copy still plays it
-    (dropped once that game ends: ``prune``). ``records`` keeps every snapshot's step, rating and games, for
+    frozen policies of the pool and of any snapshot that dropped out of it while it is still played (dropped
+    once it is not: ``prune``). ``records`` keeps every snapshot's step, rating and games, for
     the summary.
     """
 
@@ -211,6 +215,7 @@ class SelfPlayCollector(MultiAgentCollector):
         self.opponent = np.full(n, PLAY_LATEST, dtype=np.int64)
         self.side_returns = np.zeros((n, 2))  # each side's summed rewards in the copy's running episode
         self.steps_done, self.next_snapshot = 0, 0  # env steps (T x N per rollout), as the trainer's global_step
+        self.current_snapshot, self.next_swap = 0, 0  # the pool's opponent now (--swap-every)
         self.games = 0
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
@@ -220,6 +225,7 @@ class SelfPlayCollector(MultiAgentCollector):
         self.opponent_generator = torch.Generator(device).manual_seed(opponent_seed)
         self.policy, self.device, self.state = policy, device, None
         self._take_snapshot()  # the first snapshot is the initial policy: the pool is never empty
+        self._swap()
         super().start(policy, device, sample_seed, env_seed)
 
     # ---------------------------------------------------------------- draws
@@ -227,22 +233,32 @@ class SelfPlayCollector(MultiAgentCollector):
         self.pool.add(self.policy, self.steps_done)
         every = self.settings.snapshot_every
         self.next_snapshot = (self.steps_done // every + 1) * every
-        self.pool.prune(set(self.opponent.tolist()))
+        self.pool.prune(self._in_use())
+
+    def _swap(self) -> None:
+        """Draw the pool's current opponent uniformly from the pool."""
+        pool = self.pool.pool
+        self.current_snapshot = pool[int(torch.randint(len(pool), (1,), generator=self.draw_generator))]
+        every = self.settings.swap_every
+        self.next_swap = (self.steps_done // every + 1) * every
+        self.pool.prune(self._in_use())
+
+    def _in_use(self) -> set[int]:
+        return {self.current_snapshot, *self.opponent.tolist()}
 
     def _draw(self, copies: np.ndarray) -> None:
         """Draw the learning side and the opponent of each env copy in ``copies`` (a new env episode), and
         zero their rows' state: state never passes from one controller to another."""
         settings = self.settings
         for i in copies:
-            side_u, opponent_u, pick = torch.rand(3, generator=self.draw_generator).tolist()
+            side_u, opponent_u = torch.rand(2, generator=self.draw_generator).tolist()
             self.learner_side[i] = int(side_u < 0.5) if settings.swap_sides else 0
-            self.opponent[i] = (PLAY_LATEST if opponent_u < settings.play_latest
-                                else self.pool.pool[min(int(pick * len(self.pool.pool)), len(self.pool.pool) - 1)])
+            self.opponent[i] = PLAY_LATEST if opponent_u < settings.play_latest else self.current_snapshot
             self.side_returns[i] = 0.0
         if self.state is not None and len(copies):
             rows = torch.as_tensor(np.isin(self.envs.copy_of_row, copies), device=self.device)
             self.state = torch.where(rows.view(1, 1, -1, 1), 0.0, self.state)
-        self.pool.prune(set(self.opponent.tolist()))
+        self.pool.prune(self._in_use())
         self._assign_rows()
 
     def _assign_rows(self) -> None:
@@ -262,6 +278,8 @@ class SelfPlayCollector(MultiAgentCollector):
     def collect(self) -> Rollout:
         if self.steps_done >= self.next_snapshot:
             self._take_snapshot()
+        if self.steps_done >= self.next_swap:
+            self._swap()
         self.games = 0
         rollout = super().collect()
         self.steps_done += self.num_steps * self.envs.num_copies
@@ -318,6 +336,7 @@ class SelfPlayCollector(MultiAgentCollector):
             "opponent": torch.as_tensor(self.opponent.copy()),
             "side_returns": torch.as_tensor(self.side_returns.copy()),
             "steps_done": self.steps_done, "next_snapshot": self.next_snapshot,
+            "current_snapshot": self.current_snapshot, "next_swap": self.next_swap,
         }
         return state
 
@@ -331,6 +350,7 @@ class SelfPlayCollector(MultiAgentCollector):
             self.opponent = saved["opponent"].numpy().copy()
             self.side_returns = saved["side_returns"].numpy().copy()
             self.steps_done, self.next_snapshot = int(saved["steps_done"]), int(saved["next_snapshot"])
+            self.current_snapshot, self.next_swap = int(saved["current_snapshot"]), int(saved["next_swap"])
             self._assign_rows()
         # An inexact resume resets every env copy, which redraws them all (``_reset_envs``).
         return super().load_state_dict(state)
