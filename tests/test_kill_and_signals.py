@@ -178,3 +178,40 @@ def test_sigkill_while_writing_never_leaves_a_broken_checkpoint(tmp_path):
             first = torch.load(path, weights_only=True)["i"] + 1
         remove_stale_temp_files(tmp_path)
     assert leftovers >= 1, "no kill landed inside a write; the test proved nothing"
+
+
+SELF_PLAY_CLI = ["--env-id", "toy_multiagent_envs:make_cue_duel", "--self-play", "--snapshot-every", "256",
+                 "--swap-every", "256", "--pool-size", "3", "--num-envs", "4", "--num-steps", "32",
+                 "--hidden-size", "16", "--bptt-len", "8", "--num-minibatches", "2", "--update-epochs", "2",
+                 "--eval-episodes", "0", "--no-progress", "--seed", "5", "--checkpoint-every", "128"]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_self_play_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """Self-play (a toy duel, tests/toy_multiagent_envs.py): the policy, the opponent pool and every rating
+    after a SIGKILL at a random moment and a resume are bitwise those of an uninterrupted run."""
+    pytest.importorskip("pettingzoo")
+    total = 3072
+    straight_run = tmp_path / "straight"
+    assert _start([*SELF_PLAY_CLI, "--total-steps", str(total), "--run-dir", str(straight_run)]).wait(120) == 0
+    run = tmp_path / "run"
+    proc = _start([*SELF_PLAY_CLI, "--total-steps", str(total), "--run-dir", str(run)])
+    _wait_for_step(proc, run, 1024)
+    time.sleep(random.Random(2).uniform(0.0, 0.15))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    proc = _start(["--resume", str(run)])
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+    straight, _ = load_policy(straight_run)
+    resumed, _ = load_policy(run)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    a, b = (load_payload(r / "checkpoints" / LATEST)[0]["collector"]["self_play"] for r in (straight_run, run))
+    assert a["pool"]["records"] == b["pool"]["records"] and a["pool"]["learner_rating"] == b["pool"]["learner_rating"]
+    for sid, weights in a["pool"]["networks"].items():
+        assert all(torch.equal(t, b["pool"]["networks"][sid][n]) for n, t in weights.items())
+    summaries = [json.loads((r / "summary.json").read_text())["self_play"] for r in (straight_run, run)]
+    assert summaries[0] == summaries[1] and summaries[0]["games_against_snapshots"] > 0

@@ -209,6 +209,7 @@ class SelfPlayCollector(MultiAgentCollector):
         self.settings = settings
         self.side_names, self.side_of_slot = assign_sides(list(envs.agent_names), settings.sides, envs.env_id)
         self.side_of_row = self.side_of_slot[envs.agent_index]  # (R,)
+        self._copy_side = envs.copy_of_row * 2 + self.side_of_row  # (R,) each row's entry of side_returns, flat
         self.pool = OpponentPool(settings.pool_size, settings.elo_k)
         n = envs.num_copies
         self.learner_side = np.zeros(n, dtype=np.int64)
@@ -266,6 +267,7 @@ class SelfPlayCollector(MultiAgentCollector):
         copy_of_row = self.envs.copy_of_row
         learner = self.side_of_row == self.learner_side[copy_of_row]
         self.learner_rows = torch.as_tensor(learner, dtype=torch.float32, device=self.device)
+        self._learner_on_host = learner
         opponent_of_row = np.where(learner, PLAY_LATEST, self.opponent[copy_of_row])
         self.opponent_rows = [(int(sid), torch.as_tensor(np.flatnonzero(opponent_of_row == sid), device=self.device))
                               for sid in np.unique(opponent_of_row) if sid != PLAY_LATEST]
@@ -293,16 +295,18 @@ class SelfPlayCollector(MultiAgentCollector):
         out, action, next_state = super()._act(obs_t, state, inputs_t, alive)
         if not self.opponent_rows:
             return out, action, next_state
-        action, next_state = action.clone(), next_state.clone()
-        live = alive > 0
+        action = action.clone()  # out.action is what the rollout stores; next_state is a fresh tensor already
         for snapshot_id, rows in self.opponent_rows:
-            rows_state = state[:, :, rows]
-            rows_inputs = None if inputs_t is None else tree_map(lambda x, rows=rows: x[rows], inputs_t)
+            rows_state = state.index_select(2, rows)
+            rows_inputs = None if inputs_t is None else tree_map(lambda x, rows=rows: x.index_select(0, rows),
+                                                                 inputs_t)
             opponent = self.pool.networks[snapshot_id].step(
-                tree_map(lambda x, rows=rows: x[rows], obs_t), rows_state, self.next_episode_start[rows],
-                generator=self.opponent_generator, agent_inputs=rows_inputs)
-            action[rows] = opponent.action
-            next_state[:, :, rows] = torch.where(live[rows].view(1, 1, -1, 1), opponent.state, rows_state)
+                tree_map(lambda x, rows=rows: x.index_select(0, rows), obs_t), rows_state,
+                self.next_episode_start.index_select(0, rows), generator=self.opponent_generator,
+                agent_inputs=rows_inputs)
+            action.index_copy_(0, rows, opponent.action)
+            live = alive.index_select(0, rows).view(1, 1, -1, 1) > 0
+            next_state.index_copy_(2, rows, torch.where(live, opponent.state, rows_state))
         return out, action, next_state
 
     def _training_steps(self, alive: torch.Tensor) -> torch.Tensor:
@@ -311,11 +315,11 @@ class SelfPlayCollector(MultiAgentCollector):
 
     def _reported_episodes(self, done: np.ndarray) -> np.ndarray:
         """Only the learner's agent episodes enter ``episode_returns``."""
-        return done & (self.learner_rows.cpu().numpy() > 0)
+        return done & self._learner_on_host
 
     def _after_step(self, reward: np.ndarray, env_done: np.ndarray) -> None:
         """Add the step's rewards to each side's return; at an env episode's end, rate the game and redraw."""
-        np.add.at(self.side_returns, (self.envs.copy_of_row, self.side_of_row), reward)
+        self.side_returns += np.bincount(self._copy_side, reward, minlength=self.side_returns.size).reshape(-1, 2)
         ended = np.flatnonzero(env_done)
         for i in ended:
             learner = self.learner_side[i]
