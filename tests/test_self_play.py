@@ -288,8 +288,12 @@ def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
     return Trainer(config, resume=resume)
 
 
-def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path):
-    straight = make(tmp_path / "straight")
+@pytest.mark.parametrize("inputs", [{}, {"env_id": "toy_multiagent_envs:make_respawn_state", "central_critic": True,
+                                         "agent_index_input": True, "carry_across_episodes": True}],
+                         ids=["plain", "central-critic-agent-index-carry"])
+def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path, inputs):
+    """Snapshots act with the multi-agent inputs too (the slot one-hot, a central critic's global state)."""
+    straight = make(tmp_path / "straight", **inputs)
     straight.train()
     run = tmp_path / "run"
 
@@ -298,10 +302,10 @@ def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        make(run).train(crash)
+        make(run, **inputs).train(crash)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResumeWarning)
-        resumed = make(run, resume=True)
+        resumed = make(run, resume=True, **inputs)
     assert resumed.resume_note is None and resumed.global_step == 1024
     assert len(resumed.collector.pool.records) == 4  # snapshots at 0, 256, 512, 768
     resumed.train()

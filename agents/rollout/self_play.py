@@ -157,8 +157,8 @@ class OpponentPool:
             "self_games": self.self_games,
             "records": {str(i): {"step": r.step, "rating": r.rating, "games": r.games}
                         for i, r in self.records.items()},
-            "networks": {str(i): {k: v.clone() for k, v in net.state_dict().items()}
-                         for i, net in self.networks.items()},
+            # A snapshot's weights never change: the tensors themselves, no copy (this runs every iteration).
+            "networks": {str(i): net.state_dict() for i, net in self.networks.items()},
         }
 
     def load_state_dict(self, state: dict, template: RecurrentActorCritic) -> None:
