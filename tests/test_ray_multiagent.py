@@ -4,13 +4,15 @@ Checked: the row layout that places each worker's agent slots where the local co
 block); one worker trains bitwise as the local run (one shared policy, a central critic, named policies); two
 workers seed env copy i as the local run does and their joined rollout keeps the rollout invariant; a crash
 and resume with agents mid-episode is bitwise exact with two workers and across backends; a killed worker is
-replaced. Bounds: the invariant to 1e-5; everything else bitwise.
+replaced; and (slow) a real two-worker process SIGKILLed and resumed. Bounds: the invariant to 1e-5; everything
+else bitwise.
 
 One Ray instance (3 CPUs: two actors and a spare for a restarted one) serves the whole module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -291,3 +293,62 @@ def test_a_killed_multiagent_worker_is_restarted_and_the_run_completes(ray_insta
     with pytest.warns(WorkerRestarted, match=r"Ray worker 1 \(envs 2-3\) died"):
         trainer.train(on_iteration=kill)
     assert trainer.global_step == 768 and trainer.collector.restarts == [0, 1]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_two_worker_run_then_resume_matches_an_uninterrupted_run(ray_instance, tmp_path):
+    """Real processes: ``train.py --backend ray`` with named policies, SIGKILLed after its first checkpoints
+    (agents mid-episode), then ``--resume``d in a new process (a new Ray instance each): the final policies equal
+    the uninterrupted run's bitwise."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agents.run.checkpoint import LATEST, CheckpointError, load_payload, load_policies
+    from agents.train import cli as train
+
+    root = TESTS.parent
+    args = ["--env-id", ROLES, "--policy-map", ROLE_MAP, "--backend", "ray", "--num-workers", "2", "--num-envs", "4",
+            "--num-steps", "32", "--hidden-size", "8", "--bptt-len", "8", "--num-minibatches", "2",
+            "--update-epochs", "1", "--eval-episodes", "0", "--no-progress", "--seed", "3", "--checkpoint-every",
+            "128", "--normalize-obs", "--total-steps", "1536"]
+    config, _ = train.resolve_config([*args, "--run-dir", str(tmp_path / "straight")])
+    straight = Trainer(config)
+    straight.train()
+
+    def latest_step(run: Path) -> int:
+        try:
+            return load_payload(run / "checkpoints" / LATEST)[1]["counters"]["global_step"]
+        except CheckpointError:
+            return -1
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(TESTS)])}
+    run = tmp_path / "run"
+    # Its own session: whatever the killed driver leaves behind is stopped by its process group at the end.
+    proc = subprocess.Popen([sys.executable, str(root / "train.py"), *args, "--run-dir", str(run)], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while latest_step(run) < 512:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training made no progress"
+            time.sleep(0.05)
+        time.sleep(random.Random(1).uniform(0.0, 0.3))  # collecting, updating or writing a checkpoint
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        assert proc.returncode == -signal.SIGKILL and latest_step(run) < 1536
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    resume = subprocess.run([sys.executable, str(root / "train.py"), "--resume", str(run)], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr
+    assert "not exactly" not in resume.stderr
+    policies, _ = load_policies(run)
+    for name, learner in straight.learners.items():
+        theirs = policies[name].state_dict()
+        for key, value in learner.policy.state_dict().items():
+            assert torch.equal(value, theirs[key]), (name, key)
