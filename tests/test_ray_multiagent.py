@@ -352,3 +352,19 @@ def test_sigkill_of_a_two_worker_run_then_resume_matches_an_uninterrupted_run(ra
         theirs = policies[name].state_dict()
         for key, value in learner.policy.state_dict().items():
             assert torch.equal(value, theirs[key]), (name, key)
+
+
+def test_a_backend_other_than_local_or_ray_is_refused_in_one_line():
+    """The backends that collect multi-agent envs are named; another registered backend is refused up front."""
+    from dataclasses import replace
+
+    from agents.config import ConfigError
+    from agents.rollout.multiagent_collector import refuse_unsupported
+
+    config = TrainConfig().with_overrides({**SMALL, "backend": "ray", "num_workers": 1}).validate()
+    refuse_unsupported(config)  # ray collects multi-agent envs
+    other = replace(config, run=replace(config.run, backend="mine"))
+    with pytest.raises(ConfigError, match=r"^--backend mine is not supported with the multi-agent env "
+                                          r"toy_multiagent_envs:make_respawn; multi-agent runs support --backend "
+                                          r"local or --backend ray \(docs/multiagent.md\)\.$"):
+        refuse_unsupported(other)
