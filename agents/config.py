@@ -371,6 +371,9 @@ class TrainConfig:
         if self.env.policy_map is not None:
             raise ConfigError("--self-play with --policy-map is not supported yet; drop --policy-map (self-play "
                               "trains one policy against its own snapshots).")
+        if self.run.backend != "local":
+            raise ConfigError(f"--self-play with --backend {self.run.backend} is not supported yet; use --backend "
+                              f"local (the opponent pool acts in the learner's process).")
 
     def _check_backend(self) -> None:
         """A backend's own flags only with that backend, and a worker layout that runs exactly ``--num-envs`` envs."""

@@ -47,7 +47,8 @@ def test_a_short_cli_run_writes_eval_returns_and_agent_steps(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
-    (["--backend", "ray", "--num-workers", "1", "--envs-per-worker", "2"], "--backend local"),
+    (["--backend", "ray", "--num-workers", "1", "--envs-per-worker", "2", "--async-envs"],
+     "--async-envs is not supported"),
     (["--async-envs"], "--async-envs is not supported"),
     (["--refresh-start-states"], "--refresh-start-states is not supported"),
     (["--on-nonfinite", "skip"], "--on-nonfinite stop"),

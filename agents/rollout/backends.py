@@ -8,17 +8,23 @@ from __future__ import annotations
 from agents.config import ConfigError, TrainConfig
 from agents.registry import BACKENDS
 from agents.rollout.collector import Collector
-from agents.rollout.multiagent_collector import multiagent_collector
+from agents.rollout.multiagent_collector import multiagent_collector, refuse_unsupported
 from agents.rollout.multiagent_env import is_multiagent
 from agents.rollout.self_play import self_play_collector
 
 
 def make_collector(config: TrainConfig) -> Collector:
     """The collector of the backend ``config.run.backend`` names (``local_collector``, or Ray actors from
-    ``agents.rollout.ray_collector``, imported only then); a multi-agent env id gets its agent slots as rows in
-    this process (``agents.rollout.multiagent_collector``; with --self-play ``agents.rollout.self_play``)."""
+    ``agents.rollout.ray_collector``, imported only then); a multi-agent env id gets its agent slots as rows
+    (``agents.rollout.multiagent_collector``), in this process or in the Ray actors; with --self-play
+    ``agents.rollout.self_play``, in this process."""
     if is_multiagent(config.env.env_id):
-        return self_play_collector(config) if config.opponents.self_play else multiagent_collector(config)
+        refuse_unsupported(config)
+        if config.opponents.self_play:
+            return self_play_collector(config)
+        if config.run.backend == "local":
+            return multiagent_collector(config)
+        return BACKENDS.load(config.run.backend)(config)
     policy = config.policy
     for on, flag in ((policy.central_critic, "--central-critic"), (policy.agent_index_input, "--agent-index-input"),
                      (config.opponents.self_play, "--self-play")):

@@ -46,12 +46,16 @@ from agents.rollout.multiagent_env import (
 )
 from agents.trees import obs_to_tensor, tree_stack
 
+# The backends that collect multi-agent envs: this process, or Ray actors that each wrap this module's collectors
+# over their share of the env copies (agents.rollout.ray_collector).
+MULTIAGENT_BACKENDS = ("local", "ray")
+
 
 def refuse_unsupported(config: TrainConfig) -> None:
     """Raise ConfigError (one line, naming what is supported) for settings a multi-agent run does not have."""
     env, run, ppo, pol = config.env, config.run, config.ppo, config.policy
     refused = [
-        (run.backend != "local", f"--backend {run.backend}", "--backend local"),
+        (run.backend not in MULTIAGENT_BACKENDS, f"--backend {run.backend}", "--backend local or --backend ray"),
         (env.async_envs, "--async-envs", "in-process envs (drop --async-envs)"),
         (ppo.refresh_start_states, "--refresh-start-states", "stored start states (drop --refresh-start-states)"),
         (run.on_nonfinite != "stop", f"--on-nonfinite {run.on_nonfinite}", "--on-nonfinite stop"),
@@ -69,11 +73,14 @@ def refuse_unsupported(config: TrainConfig) -> None:
                               f"(each policy already learns its own role; docs/multiagent.md).")
 
 
-def multiagent_collector(config: TrainConfig) -> MultiAgentCollector | MultiPolicyCollector:
-    """The ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it)."""
+def multiagent_collector(config: TrainConfig,
+                         num_copies: int | None = None) -> MultiAgentCollector | MultiPolicyCollector:
+    """The local ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it), over
+    ``num_copies`` env copies (default ``--num-envs``; a Ray actor passes its share)."""
     refuse_unsupported(config)
     env = config.env
-    envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import, env.policy_map,
+    copies = env.num_envs if num_copies is None else num_copies
+    envs = make_multiagent_vector_env(env.env_id, copies, env.env_kwargs, env.env_import, env.policy_map,
                                       with_state=config.policy.central_critic)
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
@@ -450,5 +457,5 @@ class MultiPolicyCollector(MultiAgentCollector):
         return super().load_state_dict(state)
 
 
-__all__ = ["BlockStep", "MultiAgentCollector", "MultiPolicyCollector", "act_by_policy", "is_multiagent",
-           "multiagent_collector", "refuse_unsupported"]
+__all__ = ["MULTIAGENT_BACKENDS", "BlockStep", "MultiAgentCollector", "MultiPolicyCollector", "act_by_policy",
+           "is_multiagent", "multiagent_collector", "refuse_unsupported"]

@@ -23,6 +23,13 @@ states across rollouts exactly as the local backend does (reset and carry mode a
   worker's sampler state), so a checkpoint from either backend resumes on the other; with a different
   worker count (same --num-envs) the recurrent states carry over, every env restarts its episode and the
   samplers are seeded afresh, and the resume says so.
+- multi-agent envs: an actor owns E env *copies* and wraps the local multi-agent collector over them
+  (``MultiAgentCollector``, or ``MultiPolicyCollector`` with ``--policy-map``; a central critic's global state
+  included), so every hidden-state rule is that collector's. The learner has R = N x S rows. A policy's
+  rollout covers its block of rows, copy by copy, so the actors' rollouts of one policy concatenate into the
+  local one; what is laid out over all R rows (recurrent state, episode starts, ``alive``, episode
+  accumulators) is reordered by ``RowLayout``, which places each worker's rows of each policy block where the
+  local ``MultiAgentVectorEnv`` has them.
 
 Ray is imported only here, and this module only when ``--backend ray`` asks for it.
 """
@@ -34,6 +41,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -44,6 +52,8 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import _ROLLOUT_TENSORS, Rollout
 from agents.rollout.collector import EnvError, NonFiniteError, VectorCollector
 from agents.rollout.env_state import decode, encode
+from agents.rollout.multiagent_collector import multiagent_collector
+from agents.rollout.multiagent_env import SHARED_POLICY, PolicyRows, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
 
@@ -94,7 +104,11 @@ def worker_python_path() -> str:
 
 class RolloutWorker:
     """A Ray actor's body: E envs (run-wide envs ``first_env .. first_env + E - 1``), a CPU policy copy, and the
-    local ``VectorCollector`` over them. Runs with one torch thread."""
+    local ``VectorCollector`` over them; for a multi-agent env, E env copies and the local multi-agent collector
+    over them (``multiagent_collector``), with a CPU copy of every policy. Runs with one torch thread.
+
+    ``weights`` are a policy's state dict, or with ``--policy-map`` ``{policy name: state dict}``.
+    """
 
     def __init__(self, config: dict, worker: int, envs_per_worker: int):
         torch.set_num_threads(1)
@@ -102,18 +116,40 @@ class RolloutWorker:
         env = cfg.env
         import_env_modules(env.env_import)
         first_env = worker * envs_per_worker
+        self.named_policies = False
+        if is_multiagent(env.env_id):
+            self.collector = multiagent_collector(cfg, envs_per_worker)
+            blocks = getattr(self.collector, "policy_rows", None)
+            if blocks is None:
+                self.policies = {SHARED_POLICY: RecurrentActorCritic(
+                    self.collector.observation_space, self.collector.action_space, cfg.policy,
+                    agents=self.collector.agent_names, state_space=self.collector.state_space)}
+            else:
+                self.named_policies = True
+                self.policies = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
+                                                                  cfg.policy) for block in blocks}
+            return
         envs = make_vector_env(env.env_id, envs_per_worker, env.env_kwargs, env.async_envs, env.env_import,
                                wrapper=run_input_wrapper(cfg.policy), first_index=first_env)
         self.collector = VectorCollector(envs, cfg.ppo.num_steps, cfg.run.on_nonfinite, cfg.ppo.noise_correlation,
                                          first_env=first_env)
-        self.policy = RecurrentActorCritic(self.collector.observation_space, self.collector.action_space, cfg.policy)
+        self.policies = {SHARED_POLICY: RecurrentActorCritic(self.collector.observation_space,
+                                                             self.collector.action_space, cfg.policy)}
 
-    def start(self, weights: Mapping[str, torch.Tensor], sample_seed: int, env_seed: int) -> None:
-        self.policy.load_state_dict(weights)
-        self.collector.start(self.policy, torch.device("cpu"), sample_seed, env_seed)
+    def _load(self, weights: Mapping) -> None:
+        if self.named_policies:
+            for name, policy in self.policies.items():
+                policy.load_state_dict(weights[name])
+        else:
+            self.policies[SHARED_POLICY].load_state_dict(weights)
 
-    def collect(self, weights: Mapping[str, torch.Tensor]) -> Rollout:
-        self.policy.load_state_dict(weights)
+    def start(self, weights: Mapping, sample_seed: int, env_seed: int) -> None:
+        self._load(weights)
+        policy = self.policies if self.named_policies else self.policies[SHARED_POLICY]
+        self.collector.start(policy, torch.device("cpu"), sample_seed, env_seed)
+
+    def collect(self, weights: Mapping) -> Rollout | dict[str, Rollout]:
+        self._load(weights)
         return self.collector.collect()  # Ray serialises it on return: the buffer may be refilled afterwards
 
     def state_dict(self, snapshot_envs: bool) -> dict:
@@ -138,7 +174,7 @@ class RayCollector:
     def __init__(self, config: TrainConfig, ray, owns_ray: bool):
         self.ray, self.owns_ray, self.config = ray, owns_ray, config
         self.num_workers, self.envs_per_worker = config.worker_layout
-        self.num_envs = config.env.num_envs
+        self.num_envs = config.env.num_envs  # rows: envs, or with a multi-agent env agent slots (below)
         self.timeout = config.run.worker_timeout
         # Starting an actor imports torch and makes its envs: on a busy machine that alone can take a while.
         self.start_timeout = max(self.timeout, START_TIMEOUT)
@@ -148,14 +184,38 @@ class RayCollector:
         # The spaces, and any bad env setting as the local backend reports it, before an actor starts.
         env = config.env
         import_env_modules(env.env_import)
-        probe = make_vector_env(env.env_id, 1, env.env_kwargs, False, env.env_import,
-                                wrapper=run_input_wrapper(config.policy))
-        self.observation_space: gym.Space = probe.single_observation_space
-        self.action_space: gym.Space = probe.single_action_space
-        probe.close()
+        self.multiagent = is_multiagent(env.env_id)
+        self.per_policy = env.policy_map is not None
+        if self.multiagent:
+            self._probe_multiagent(config)
+        else:
+            probe = make_vector_env(env.env_id, 1, env.env_kwargs, False, env.env_import,
+                                    wrapper=run_input_wrapper(config.policy))
+            self.observation_space: gym.Space = probe.single_observation_space
+            self.action_space: gym.Space = probe.single_action_space
+            probe.close()
+            self.layout = RowLayout((1,), self.num_workers, self.envs_per_worker)
         self._actor_class = ray.remote(RolloutWorker).options(num_cpus=1, max_restarts=0,
                                                               scheduling_strategy="SPREAD")
         self.workers = [self._spawn(w) for w in range(self.num_workers)]
+
+    def _probe_multiagent(self, config: TrainConfig) -> None:
+        """What the trainer reads off a multi-agent collector, for all N copies, from one copy made here: the rows
+        R = N x S (``num_envs``), ``agent_names``, ``state_space``, the spaces, and with ``--policy-map`` each
+        policy's block of rows (``policy_rows``, as the local collector's)."""
+        env = config.env
+        probe = make_multiagent_vector_env(env.env_id, 1, env.env_kwargs, env.env_import, env.policy_map,
+                                           with_state=config.policy.central_critic)
+        try:
+            self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
+            self.agent_names, self.state_space = tuple(probe.agent_names), probe.state_space
+            self.num_envs = env.num_envs * probe.slots
+            self.layout = RowLayout(tuple(len(block.agents) for block in probe.policies), self.num_workers,
+                                    self.envs_per_worker)
+            if self.per_policy:
+                self.policy_rows: list[PolicyRows] = self.layout.run_blocks(probe.policies)
+        finally:
+            probe.close()
 
     # ---------------------------------------------------------------- actors
     def _spawn(self, worker: int):
@@ -192,23 +252,36 @@ class RayCollector:
                                f"{_first_line(exc)}", worker * self.envs_per_worker) from exc
         return results
 
-    def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
+    def start(self, policy: RecurrentActorCritic | Mapping[str, RecurrentActorCritic], device: torch.device,
+              sample_seed: int, env_seed: int) -> None:
+        """As the local collector's: one policy, or with ``--policy-map`` the policies by name."""
         self.device, self.sample_seed, self.env_seed = device, sample_seed, env_seed
-        self._env_dim = state_env_dim(policy)
-        self.set_weights(policy.state_dict())
+        if self.per_policy:
+            self._env_dim = state_env_dim(next(iter(policy.values())))  # the policies share one state layout
+            self.set_weights({name: p.state_dict() for name, p in policy.items()})
+        else:
+            self._env_dim = state_env_dim(policy)
+            self.set_weights(policy.state_dict())
         self._get([self._start(w, actor) for w, actor in enumerate(self.workers)], "start")
 
     def _start(self, worker: int, actor):
         sample, env = self._seeds(worker)
         return actor.start.remote(self._weights, sample, env)
 
-    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
-        """One ``ray.put`` per iteration: every actor reads the same object."""
-        self._weights = self.ray.put({name: tensor.detach().cpu() for name, tensor in weights.items()})
+    def set_weights(self, weights: Mapping) -> None:
+        """One ``ray.put`` per iteration: every actor reads the same object. ``weights``: a state dict, or with
+        ``--policy-map`` one per policy name."""
+        if self.per_policy:
+            self._weights = self.ray.put({name: _on_cpu(w) for name, w in weights.items()})
+        else:
+            self._weights = self.ray.put(_on_cpu(weights))
 
-    def collect(self) -> Rollout:
-        """Every actor's fragment, concatenated along the env dim (worker order), on CPU."""
+    def collect(self) -> Rollout | dict[str, Rollout]:
+        """Every actor's fragment, concatenated along the env dim (worker order), on CPU; with ``--policy-map``
+        one rollout per policy, over its block of rows."""
         fragments = self._call(lambda actor: actor.collect.remote(self._weights), "its rollout")
+        if self.per_policy:
+            return {name: self._assemble([f[name] for f in fragments]) for name in fragments[0]}
         return self._assemble(fragments)
 
     def _call(self, call, what: str) -> list:
@@ -267,27 +340,36 @@ class RayCollector:
                            f"{_first_line(exc)}", worker * self.envs_per_worker) from exc
 
     def _assemble(self, fragments: list[Rollout]) -> Rollout:
-        """The W fragments (T, E) as one rollout (T, W * E): env ``w * E + j`` is worker w's env j."""
+        """The W fragments (T, E) as one rollout (T, W * E): env ``w * E + j`` is worker w's env j. A multi-agent
+        fragment covers a worker's rows of one policy block, copy by copy, so its rows go the same way: the
+        block's rows of copy ``w * E + i`` are worker w's of copy i (``RowLayout``)."""
         env_dims = {name: 1 for name in _ROLLOUT_TENSORS}
         env_dims["states"], env_dims["bootstrap_value"] = self._env_dim + 1, 0
         tensors = {name: torch.cat([getattr(f, name) for f in fragments], dim) for name, dim in env_dims.items()}
         obs = _tree_cat([f.obs for f in fragments], 1)
+        first = fragments[0]
+        alive = None if first.alive is None else torch.cat([f.alive for f in fragments], 1)
+        inputs = None if first.agent_inputs is None else _tree_cat([f.agent_inputs for f in fragments], 1)
         return Rollout(obs=obs, **tensors,
                        episode_returns=[r for f in fragments for r in f.episode_returns],
                        episode_lengths=[n for f in fragments for n in f.episode_lengths],
-                       nonfinite_skips=sum(f.nonfinite_skips for f in fragments))
+                       nonfinite_skips=sum(f.nonfinite_skips for f in fragments), alive=alive, agent_inputs=inputs)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self, snapshot_envs: bool = True) -> dict:
-        """The local collector's layout over all envs; ``generator`` is worker 0's sampler (so that a local
-        resume reads it), ``tensors["worker_generators"]`` (W, *) every worker's."""
+        """The local collector's layout over all rows (``RowLayout``); ``generator`` is worker 0's sampler (so
+        that a local resume reads it), ``tensors["worker_generators"]`` (W, *) every worker's."""
         parts = self._call(lambda actor: actor.state_dict.remote(snapshot_envs), "its state")
-        tensors = {"state": torch.cat([p["tensors"]["state"] for p in parts], self._env_dim),
-                   "next_episode_start": torch.cat([p["tensors"]["next_episode_start"] for p in parts]),
+        layout, saved = self.layout, [p["tensors"] for p in parts]
+        tensors = {"state": layout.merge([t["state"] for t in saved], self._env_dim),
+                   "next_episode_start": layout.merge([t["next_episode_start"] for t in saved]),
                    "worker_generators": torch.stack([p["generator"] for p in parts])}
-        if all("sampling_noise" in p["tensors"] for p in parts):
-            tensors["sampling_noise"] = torch.cat([p["tensors"]["sampling_noise"] for p in parts])
-        resume = _merge_resume([p["resume"] for p in parts]) if snapshot_envs else None
+        # The rest: ``sampling_noise`` and ``alive`` over all rows, ``sampling_noise/<policy>`` over a block's.
+        for key in saved[0]:
+            if key not in tensors and all(key in t for t in saved):
+                pieces = [t[key] for t in saved]
+                tensors[key] = torch.cat(pieces) if "/" in key else layout.merge(pieces)
+        resume = self._merge_resume([p["resume"] for p in parts]) if snapshot_envs else None
         return {"tensors": tensors, "generator": parts[0]["generator"], "resume": resume}
 
     def load_state_dict(self, state: dict) -> str | None:
@@ -309,26 +391,80 @@ class RayCollector:
         else:
             # Own, contiguous storage each: torch reads a generator state from the start of its storage.
             generators = [generator] if saved is None else [row.clone() for row in saved]
-        e = self.envs_per_worker
-        states = torch.split(tensors["state"], e, self._env_dim)
-        if len(states) != self.num_workers:
+        layout = self.layout
+        if tensors["state"].shape[self._env_dim] != self.num_envs:
             raise ValueError(f"Saved recurrent state holds {tensors['state'].shape[self._env_dim]} envs, this run "
                              f"needs {self.num_envs}; were --num-envs or the core changed?")
-        starts = torch.split(tensors["next_episode_start"], e)
-        noise = tensors.get("sampling_noise")
-        noises = torch.split(noise, e) if noise is not None else [None] * self.num_workers
-        resumes = _split_resume(resume, self.num_workers, e) if resume is not None else [None] * self.num_workers
-        parts = []
-        for w in range(self.num_workers):
-            part = {"state": states[w], "next_episode_start": starts[w]}
-            if noises[w] is not None:
-                part["sampling_noise"] = noises[w]
-            parts.append({"tensors": part, "generator": generators[w], "resume": resumes[w]})
+        pieces = {"state": layout.split(tensors["state"], self._env_dim)}
+        for key, value in tensors.items():
+            if key == "worker_generators" or key in pieces:
+                continue
+            if "/" in key:  # ``sampling_noise/<policy>``: that policy's block of rows
+                pieces[key] = layout.split_block(value, self._block_index(key.partition("/")[2]))
+            else:
+                pieces[key] = layout.split(value)
+        resumes = self._split_resume(resume) if resume is not None else [None] * self.num_workers
+        parts = [{"tensors": {key: split[w] for key, split in pieces.items()}, "generator": generators[w],
+                  "resume": resumes[w]} for w in range(self.num_workers)]
         reasons = self._get([a.load_state_dict.remote(p) for a, p in zip(self.workers, parts, strict=True)],
                             "a resume")
         if note is not None:
             return note
         return next((r for r in reasons if r is not None), None)
+
+    def _block_index(self, name: str) -> int:
+        names = [block.name for block in getattr(self, "policy_rows", [])]
+        if name not in names:
+            raise ValueError(f"The checkpoint holds sampling noise of policy {name!r}, this run has the policies "
+                             f"{names}; was --policy-map changed?")
+        return names.index(name)
+
+    def _merge_resume(self, parts: list[dict]) -> dict:
+        """The actors' ``resume`` parts as the local collector's one over all rows (``RowLayout``)."""
+        layout = self.layout
+        reasons = [p["reason"] for p in parts if p["envs"] is None]
+        obs = [decode(p["next_obs"], None, "next_obs") for p in parts]
+        if self.per_policy:  # one observation tree per policy, over its block of rows
+            next_obs = [_tree_cat([o[k] for o in obs], 0) for k in range(len(obs[0]))]
+        else:
+            next_obs = layout.merge(obs)
+        envs = None
+        if not reasons and self.multiagent:
+            envs = {"snapshots": [snap for p in parts for snap in p["envs"]["snapshots"]],
+                    "alive": layout.merge([np.asarray(p["envs"]["alive"], dtype=bool) for p in parts]).tolist()}
+        elif not reasons:
+            envs = [snapshot for p in parts for snapshot in p["envs"]]
+        return {
+            "next_obs": encode(next_obs, "next_obs"),
+            "episode_return": encode(layout.merge([decode(p["episode_return"]) for p in parts])),
+            "episode_length": encode(layout.merge([decode(p["episode_length"]) for p in parts])),
+            "envs": envs,
+            "reason": reasons[0] if reasons else None,
+        }
+
+    def _split_resume(self, resume: dict) -> list[dict]:
+        """``_merge_resume``'s inverse: worker w gets env copies ``w * E .. (w + 1) * E - 1`` and their rows."""
+        layout, count, size = self.layout, self.num_workers, self.envs_per_worker
+        obs = decode(resume["next_obs"], None, "next_obs")
+        if self.per_policy:
+            blocks = [layout.split_block(tree, k) for k, tree in enumerate(obs)]
+            next_obs = [[block[w] for block in blocks] for w in range(count)]
+        else:
+            next_obs = layout.split(obs)
+        returns = layout.split(decode(resume["episode_return"]))
+        lengths = layout.split(decode(resume["episode_length"]))
+        envs = resume.get("envs")
+        if envs is None:
+            worker_envs = [None] * count
+        elif self.multiagent:
+            alive = layout.split(np.asarray(envs["alive"], dtype=bool))
+            worker_envs = [{"snapshots": envs["snapshots"][w * size:(w + 1) * size], "alive": alive[w].tolist()}
+                           for w in range(count)]
+        else:
+            worker_envs = [envs[w * size:(w + 1) * size] for w in range(count)]
+        return [{"next_obs": encode(next_obs[w], "next_obs"), "episode_return": encode(returns[w]),
+                 "episode_length": encode(lengths[w]), "reason": resume.get("reason"), "envs": worker_envs[w]}
+                for w in range(count)]
 
     def close(self) -> None:
         """Stop the actors (their envs close with them) and, if this collector started Ray, Ray itself."""
@@ -381,36 +517,92 @@ def _tree_cat(trees: list, dim: int):
     return torch.cat(trees, dim)
 
 
-def _tree_split(tree, size: int, count: int) -> list:
-    """Split a numpy tree's leaves into ``count`` pieces of ``size`` along axis 0."""
+def _tree_take(tree, index: np.ndarray, dim: int):
+    """The entries ``index`` of every leaf (numpy or torch) of a tree (dict / tuple / leaf), along ``dim``."""
     if isinstance(tree, dict):
-        pieces = {k: _tree_split(v, size, count) for k, v in tree.items()}
+        return {k: _tree_take(v, index, dim) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_tree_take(v, index, dim) for v in tree)
+    if isinstance(tree, np.ndarray):
+        return np.take(tree, index, axis=dim)
+    return tree.index_select(dim, torch.as_tensor(index, device=tree.device))
+
+
+def _tree_split(tree, size: int, count: int, dim: int = 0) -> list:
+    """Split a tree's leaves (numpy or torch) into ``count`` pieces of ``size`` along ``dim``."""
+    if isinstance(tree, dict):
+        pieces = {k: _tree_split(v, size, count, dim) for k, v in tree.items()}
         return [{k: pieces[k][i] for k in tree} for i in range(count)]
     if isinstance(tree, tuple):
-        pieces = [_tree_split(v, size, count) for v in tree]
+        pieces = [_tree_split(v, size, count, dim) for v in tree]
         return [tuple(p[i] for p in pieces) for i in range(count)]
-    return [tree[i * size:(i + 1) * size] for i in range(count)]
+    lead = (slice(None),) * dim
+    return [tree[(*lead, slice(i * size, (i + 1) * size))] for i in range(count)]
 
 
-def _merge_resume(parts: list[dict]) -> dict:
-    """The actors' ``resume`` parts as the local collector's one over all envs (env order = worker order)."""
-    reasons = [p["reason"] for p in parts if p["envs"] is None]
-    next_obs = _tree_cat([decode(p["next_obs"], None, "next_obs") for p in parts], 0)
-    return {
-        "next_obs": encode(next_obs, "next_obs"),
-        "episode_return": encode(np.concatenate([decode(p["episode_return"]) for p in parts])),
-        "episode_length": encode(np.concatenate([decode(p["episode_length"]) for p in parts])),
-        "envs": None if reasons else [snapshot for p in parts for snapshot in p["envs"]],
-        "reason": reasons[0] if reasons else None,
-    }
+def _on_cpu(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in weights.items()}
 
 
-def _split_resume(resume: dict, count: int, size: int) -> list[dict]:
-    """``_merge_resume``'s inverse: worker w gets envs ``w * size .. (w + 1) * size - 1``."""
-    next_obs = _tree_split(decode(resume["next_obs"], None, "next_obs"), size, count)
-    returns = _tree_split(decode(resume["episode_return"]), size, count)
-    lengths = _tree_split(decode(resume["episode_length"]), size, count)
-    envs = resume.get("envs")
-    return [{"next_obs": encode(next_obs[w], "next_obs"), "episode_return": encode(returns[w]),
-             "episode_length": encode(lengths[w]), "reason": resume.get("reason"),
-             "envs": None if envs is None else envs[w * size:(w + 1) * size]} for w in range(count)]
+@dataclass(frozen=True)
+class RowLayout:
+    """Where each worker's rows sit among the run's rows, written once for merging and splitting.
+
+    A worker lays out its E env copies' rows as the local collector lays out its own (``MultiAgentVectorEnv``):
+    policy block after policy block, each block copy by copy. The run's N = W x E copies are laid out the same
+    way, so the run's block p is worker 0's block p, then worker 1's, and so on. With one policy (and in a
+    single-agent run: one block of width 1, a row per env) that is the workers' rows one worker after another.
+
+    Attributes:
+        widths: each policy block's rows per env copy (its agents), in block order.
+        workers: W; copies_per_worker: E.
+    """
+
+    widths: tuple[int, ...]
+    workers: int
+    copies_per_worker: int
+
+    @property
+    def rows_per_worker(self) -> int:
+        return self.copies_per_worker * sum(self.widths)
+
+    @property
+    def order(self) -> np.ndarray:
+        """(R,): run row r is row ``order[r]`` of the workers' rows concatenated, worker after worker."""
+        order, first_in_worker = [], 0
+        for width in self.widths:
+            block = self.copies_per_worker * width
+            for w in range(self.workers):
+                start = w * self.rows_per_worker + first_in_worker
+                order.extend(range(start, start + block))
+            first_in_worker += block
+        return np.asarray(order, dtype=np.int64)
+
+    @property
+    def one_block(self) -> bool:
+        """One policy block: ``order`` is the identity."""
+        return len(self.widths) == 1
+
+    def merge(self, parts: list, dim: int = 0):
+        """The workers' trees (leaves with their R_w rows along ``dim``) as the run's (R rows, run order)."""
+        whole = _tree_cat(parts, dim)
+        return whole if self.one_block else _tree_take(whole, self.order, dim)
+
+    def split(self, whole, dim: int = 0) -> list:
+        """``merge``'s inverse: the run's tree (R rows along ``dim``) as each worker's, in worker order."""
+        if not self.one_block:
+            whole = _tree_take(whole, np.argsort(self.order), dim)
+        return _tree_split(whole, self.rows_per_worker, self.workers, dim)
+
+    def split_block(self, whole, block: int) -> list:
+        """A tree over one policy block's rows (dim 0) as each worker's share of that block."""
+        return _tree_split(whole, self.copies_per_worker * self.widths[block], self.workers)
+
+    def run_blocks(self, worker_blocks: list[PolicyRows]) -> list[PolicyRows]:
+        """The run's ``PolicyRows`` (all N copies) from any one layout of the same policies."""
+        blocks, first = [], 0
+        for block, width in zip(worker_blocks, self.widths, strict=True):
+            rows = self.workers * self.copies_per_worker * width
+            blocks.append(replace(block, first_row=first, num_rows=rows))
+            first += rows
+        return blocks
