@@ -12,4 +12,5 @@ share), ``draw`` with pygame imported lazily, and scripted and random baseline p
 MULTIAGENT_ENVS: dict[str, str] = {
     "mnemo/FogTeam-v0": "envs.multiagent.fog_team:make_env",
     "mnemo/StormHarvest-v0": "envs.multiagent.storm_harvest:make_env",
+    "mnemo/FlickerPongDuel-v0": "envs.multiagent.pong_duel:make_env",
 }
