@@ -334,6 +334,8 @@ def versus(
         if sink is None:
             sink = _open_sink(record, fps, env_id, keyboard)
         screen = VersusScreen(params)
+        # The duel's agent acts under its name, which a policy with an agent-index input reads its slot from.
+        agent_id = DuelSeat.AGENT if isinstance(game, DuelSeat) else None
         view_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         hold = round(pause * fps)
         mode = "deterministic" if deterministic else "stochastic"
@@ -374,7 +376,7 @@ def versus(
                         result.quit = True
                         break
                     human_action = int(player(state, params))  # after the window read this frame's events
-                    agent_action = int(runner.act(obs))
+                    agent_action = int(runner.act(obs, agent_ids=agent_id))
                     if on_step is not None:
                         on_step(obs, agent_action, human_action)
                     game.set_opponent_action(human_action)

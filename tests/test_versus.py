@@ -336,3 +336,17 @@ def test_a_multiagent_run_of_another_game_is_refused(tmp_path):
     atomic_torch_save(build_payload(config, policy, None, {}), tmp_path / "checkpoints" / "latest.pt")
     with pytest.raises(VersusError, match=r"multi-agent env 'mnemo/FogTeam-v0'.*mnemo/FlickerPongDuel-v0"):
         versus(tmp_path, sink=ListSink(), log=_quiet)
+
+
+def test_duel_agent_with_an_agent_index_input_acts_as_right(tmp_path):
+    from envs.multiagent.pong_duel import make_env
+
+    config = TrainConfig()
+    config.env.env_id, config.env.env_kwargs = DUEL, {"points_to_win": 1}
+    config.policy.hidden_size, config.policy.agent_index_input = 8, True
+    env = make_env(**config.env.env_kwargs)
+    policy = RecurrentActorCritic(env.observation_space("right"), env.action_space("right"), config.policy,
+                                  agents=env.possible_agents)
+    atomic_torch_save(build_payload(config, policy, None, {}), tmp_path / "checkpoints" / "latest.pt")
+    result = versus(tmp_path, human=idle_human, sink=ListSink(), pause=0, log=_quiet)
+    assert len(result.matches) == 1
