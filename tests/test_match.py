@@ -9,6 +9,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("pettingzoo")
 
@@ -103,10 +104,10 @@ def test_command_line_end_to_end(runs, capsys):
     assert bots["score"] > 0.6 and bots["points_fraction"] > 0.55, bots  # the scripted paddle beats random
 
 
-def _untrained_run(root, env_id, env_kwargs=None):
+def _untrained_run(root, env_id, env_kwargs=None, carry=False):
     config = TrainConfig()
     config.env.env_id, config.env.env_kwargs = env_id, dict(env_kwargs or {})
-    config.policy.hidden_size = 8
+    config.policy.hidden_size, config.policy.carry_across_episodes = 8, carry
     if env_id == DUEL:
         from envs.multiagent.pong_duel import make_env
 
@@ -152,3 +153,35 @@ def test_random_bot_plays_legal_actions_from_its_seed():
     again = []
     play_match(a, b, 2, seed=3, env_id=DUEL, on_game=lambda g, r: again.append(r))
     assert first == again and all(np.isfinite(r["returns"]).all() for r in first)
+
+
+def test_each_game_starts_from_zero_state_unless_the_run_carries_memory(tmp_path):
+    """The state each agent's first step of a game starts from: none (the agent is fresh) for a run in reset
+    mode; for a run trained with carry_across_episodes, the state that agent had at the end of the last game
+    the run played it (sides alternate, so the run's "left" of game 0 carries into game 2)."""
+    carry = load_player(str(_untrained_run(tmp_path / "carry", DUEL, SHORT, carry=True)))
+    reset = load_player(str(_untrained_run(tmp_path / "reset", DUEL, SHORT)))
+    seen = {}
+    for player in (carry, reset):
+        calls = seen[player.label] = []
+        act = player.runner.act
+
+        def spy(obs, agent_ids=None, _act=act, _runner=player.runner, _calls=calls, **kwargs):
+            _calls.append({a: _runner.get_state(a).clone() if a in _runner.agent_ids else None for a in agent_ids})
+            return _act(obs, agent_ids=agent_ids, **kwargs)
+
+        player.runner.act = spy
+    steps, ends = [], []
+
+    def after_game(g, result):
+        steps.append(result["steps"])
+        ends.append({a: carry.runner.get_state(a).clone() for a in carry.runner.agent_ids})
+
+    play_match(carry, reset, 3, seed=0, on_game=after_game)
+    starts = np.cumsum([0, *steps[:-1]])  # the index of each game's first act
+    assert len(seen[carry.label]) == len(seen[reset.label]) == sum(steps)
+    for start in starts:
+        assert all(v is None for v in seen[reset.label][start].values())
+    assert seen[carry.label][0] == {"left": None}  # the first game starts fresh in both modes
+    (agent, state), = seen[carry.label][starts[2]].items()
+    assert agent == "left" and state.abs().sum() > 0 and torch.equal(state, ends[0]["left"])

@@ -13,7 +13,7 @@ ones, so neither player keeps the side that serves or sees first. Game g is seed
 
 A run's agents act through one ``PolicyRunner`` per run, by agent id, with training's hidden-state rules: an
 agent's first step in a game (and after it left and came back) starts from the zero state, and a run trained
-with ``carry_across_episodes`` keeps each agent's memory from game to game.
+with ``carry_across_episodes`` keeps each agent's memory from one game to the next game it plays that agent.
 
 A game is won by the side with more points where the env reports them (``infos[agent]["score"]``, a dict of
 points by agent name, as FlickerPongDuel does), else by the side with the larger summed return; equal is a
