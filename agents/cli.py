@@ -5,6 +5,7 @@
     mnemo export RUN [--format onnx]     export it for a game loop (ONNX or TorchScript), checked against torch
     mnemo play [ENV_ID]                  play a built-in game yourself
     mnemo versus RUN                     play FlickerPong against a trained agent
+    mnemo match A B [--games N]          pit two runs (or a run and a bot) against each other in a multi-agent env
 
 Each subcommand's module is imported only when it is asked for, so ``mnemo export`` never loads pygame and
 ``mnemo play`` never loads torch.
@@ -23,6 +24,7 @@ COMMANDS = {
     "export": ("agents.deploy.export_cli", "export a trained policy to ONNX or TorchScript"),
     "play": ("envs.play", "play a built-in game yourself (keyboard)"),
     "versus": ("apps.versus", "play FlickerPong against a trained agent"),
+    "match": ("agents.deploy.match", "pit two runs, or a run and a bot, against each other: wins, score, Elo"),
 }
 
 

@@ -5,7 +5,9 @@
     python -m apps.versus runs/pong --record match.gif     # headless demo: a scripted left paddle plays
 
 The run must have been trained on FlickerPong (``mnemo/FlickerPong-v0`` or
-``mnemo/FlickerPongPixels-v0``, or another id registered with ``FlickerPongEnv``).
+``mnemo/FlickerPongPixels-v0``, or another id registered with ``FlickerPongEnv``), or on two-player
+FlickerPong (``mnemo/FlickerPongDuel-v0``, e.g. by self-play): there the agent plays the ``right`` agent
+of the duel and you its ``left`` (``DuelSeat``).
 The env is made from the run's own config (id, ``env_kwargs``, ``--env-import``
 modules) with only ``opponent="external"`` added, so the agent gets exactly the
 observations it was trained on: the same flicker probability, the same vector or
@@ -33,15 +35,17 @@ from agents.arguments import OneLineParser
 from agents.config import ConfigError
 from agents.deploy.runner import PolicyRunner
 from agents.rollout.collector import import_env_modules
+from agents.rollout.multiagent_env import is_multiagent, make_parallel_env
 from agents.run.checkpoint import LATEST, CheckpointError
 from agents.watch.viewer import FileSink, FrameSink, WatchError, WindowSink
 from apps.versus_screen import VersusScreen
 from envs.games import flicker_pong
 from envs.games.flicker_pong import NOOP, FlickerPongEnv, PongParams, PongState
 from envs.games.window import PygameMissingError, import_pygame, invisible_video_driver
+from envs.multiagent.pong_duel import PongDuelEnv
 from envs.play import action_from_keys
 
-SUPPORTED_ENV_IDS = ("mnemo/FlickerPong-v0", "mnemo/FlickerPongPixels-v0")
+SUPPORTED_ENV_IDS = ("mnemo/FlickerPong-v0", "mnemo/FlickerPongPixels-v0", "mnemo/FlickerPongDuel-v0")
 HUMANS = ("keyboard", "scripted", "idle")
 AGENT_FLICKER = "agent"
 """``--flicker agent``: the person sees a blank screen exactly when the agent does."""
@@ -147,8 +151,63 @@ def parse_flicker(value: str | float) -> str | float:
 
 
 # --------------------------------------------------------------------------- env
+class DuelSeat:
+    """Two-player FlickerPong (``PongDuelEnv``) as the single-agent env ``versus`` plays: the agent is the duel's
+    ``right`` agent, whose observation, reward and episode end ``reset``/``step`` return, and the person is
+    its ``left`` agent, whose action ``set_opponent_action`` sets. ``state`` is the court with the agent's
+    flicker (what ``--flicker agent`` shows the person).
+    """
+
+    obs_mode = "vector"
+    AGENT, PERSON = "right", "left"
+
+    def __init__(self, duel: PongDuelEnv):
+        self.duel = duel
+        self.params = duel.params
+        self.metadata = duel.metadata
+        self.observation_space = duel.observation_space(self.AGENT)
+        self.action_space = duel.action_space(self.AGENT)
+        self._person_action = NOOP
+
+    @property
+    def unwrapped(self) -> DuelSeat:
+        return self
+
+    @property
+    def state(self) -> PongState | None:
+        game = self.duel.game
+        return None if game is None else dataclasses.replace(game.court, visible=game.visible[1])
+
+    def set_opponent_action(self, action: int) -> None:
+        self._person_action = int(action)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        obs, infos = self.duel.reset(seed=seed)
+        return obs[self.AGENT], infos[self.AGENT]
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, rewards, terms, truncs, infos = self.duel.step({self.AGENT: int(action), self.PERSON: self._person_action})
+        a = self.AGENT
+        return obs[a], rewards[a], terms[a], truncs[a], infos[a]
+
+    def close(self) -> None:
+        self.duel.close()
+
+
+def _is_duel(env_id: str, env_import: tuple[str, ...] | list[str] = ()) -> bool:
+    """Whether ``env_id`` is a multi-agent id whose env is two-player FlickerPong (``PongDuelEnv``)."""
+    if not is_multiagent(env_id):
+        return False
+    try:
+        env = make_parallel_env(env_id, {}, env_import)
+    except ConfigError:
+        return False
+    env.close()
+    return isinstance(env, PongDuelEnv)
+
+
 def check_versus_env(env_id: str, env_import: tuple[str, ...] | list[str] = ()) -> None:
-    """Raise VersusError unless ``env_id`` is a FlickerPong env (the only two-paddle game)."""
+    """Raise VersusError unless ``env_id`` is a FlickerPong env (single-agent or the duel)."""
     import envs  # noqa: F401  (registers the built-in ids)
 
     try:
@@ -156,6 +215,11 @@ def check_versus_env(env_id: str, env_import: tuple[str, ...] | list[str] = ()) 
     except (ModuleNotFoundError, ConfigError) as exc:
         raise VersusError(f"{exc} (the run was trained with it: its env {env_id!r} is registered there)") from exc
     supported = ", ".join(SUPPORTED_ENV_IDS)
+    if is_multiagent(env_id):
+        if _is_duel(env_id, env_import):
+            return
+        raise VersusError(f"The run was trained on the multi-agent env {env_id!r}; versus play needs a two-paddle "
+                          f"game the person can join, and supports {supported}.")
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
@@ -172,16 +236,21 @@ def check_versus_env(env_id: str, env_import: tuple[str, ...] | list[str] = ()) 
                           "`python train.py --env-id mnemo/FlickerPong-v0`.")
 
 
-def make_versus_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
+def make_versus_env(env_id: str, env_kwargs: dict | None = None,
+                    env_import: tuple[str, ...] | list[str] = ()) -> gym.Env | DuelSeat:
     """The env the agent was trained on, with the left paddle taken over from outside.
 
     ``gym.make(env_id, **env_kwargs, opponent="external")``: the same wrappers (time
     limit) and the same observation arguments as in training; only who moves the
-    left paddle changes.
+    left paddle changes. For the duel, the run's env with both sides agents (``scripted`` dropped), the
+    agent on the right (``DuelSeat``).
     """
-    kwargs = {**dict(env_kwargs or {}), "opponent": "external"}
+    kwargs = dict(env_kwargs or {})
     kwargs.pop("render_mode", None)  # frames are drawn here, from the state
-    return gym.make(env_id, **kwargs)
+    if is_multiagent(env_id):
+        kwargs.pop("scripted", None)  # the person takes the side a scripted paddle would have played
+        return DuelSeat(make_parallel_env(env_id, kwargs, env_import))
+    return gym.make(env_id, **{**kwargs, "opponent": "external"})
 
 
 def _result_banner(result: MatchResult) -> tuple[str, str]:
@@ -251,7 +320,7 @@ def versus(
     assert config is not None
     env_id = config.env.env_id
     check_versus_env(env_id, config.env.env_import)
-    env = make_versus_env(env_id, config.env.env_kwargs)
+    env = make_versus_env(env_id, config.env.env_kwargs, config.env.env_import)
     result = VersusResult()
     try:
         if env.observation_space != runner.observation_space or env.action_space != runner.action_space:
@@ -259,12 +328,14 @@ def versus(
                               f"{env.observation_space} and action space {env.action_space}, but the policy was "
                               f"trained on {runner.observation_space} and {runner.action_space}; was the env "
                               "changed since training?")
-        game: FlickerPongEnv = env.unwrapped  # type: ignore[assignment]
+        game: FlickerPongEnv | DuelSeat = env.unwrapped  # type: ignore[assignment]
         params = game.params
         fps = float(fps or env.metadata.get("render_fps") or 30)
         if sink is None:
             sink = _open_sink(record, fps, env_id, keyboard)
         screen = VersusScreen(params)
+        # The duel's agent acts under its name, which a policy with an agent-index input reads its slot from.
+        agent_id = DuelSeat.AGENT if isinstance(game, DuelSeat) else None
         view_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         hold = round(pause * fps)
         mode = "deterministic" if deterministic else "stochastic"
@@ -305,7 +376,7 @@ def versus(
                         result.quit = True
                         break
                     human_action = int(player(state, params))  # after the window read this frame's events
-                    agent_action = int(runner.act(obs))
+                    agent_action = int(runner.act(obs, agent_ids=agent_id))
                     if on_step is not None:
                         on_step(obs, agent_action, human_action)
                     game.set_opponent_action(human_action)
@@ -371,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mnemo versus",
         description="Play FlickerPong against a trained agent: you on the left paddle (W/S or Up/Down), "
                     "the LSTM agent on the right. Esc or Q quits, Space pauses.")
-    parser.add_argument("path", help="Run directory trained on mnemo/FlickerPong-v0 or mnemo/FlickerPongPixels-v0 "
-                                     "(uses checkpoints/latest.pt), or a checkpoint file.")
+    parser.add_argument("path", help="Run directory trained on mnemo/FlickerPong-v0, mnemo/FlickerPongPixels-v0 or "
+                                     "mnemo/FlickerPongDuel-v0 (uses checkpoints/latest.pt), or a checkpoint file.")
     parser.add_argument("--matches", type=int, default=1, help="Matches to play (default: 1).")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,

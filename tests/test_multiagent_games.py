@@ -35,7 +35,7 @@ def play(env, seed: int, steps: int) -> list:
     for _ in range(steps):
         if not env.agents:
             obs, _ = env.reset()
-        obs, rewards, terms, truncs, _ = env.step({a: int(rng.integers(5)) for a in env.agents})
+        obs, rewards, terms, truncs, _ = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
         trace.append((list(env.agents), {a: o.copy() for a, o in obs.items()}, rewards, terms, truncs))
     return trace
 
@@ -76,7 +76,7 @@ def test_spaces_hold_observations_and_state(env_id):
         if not env.agents:
             obs, _ = env.reset()
             continue
-        obs, *_ = env.step({a: int(rng.integers(5)) for a in env.agents})
+        obs, *_ = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -97,12 +97,12 @@ def test_snapshot_resumes_exactly(env_id):
     rng = np.random.default_rng(5)
     env.reset(seed=5)
     for _ in range(6):
-        env.step({a: int(rng.integers(5)) for a in env.agents})
+        env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
     twin = copy.deepcopy(env)
     for _ in range(20):
         if not env.agents:
             break
-        actions = {a: int(rng.integers(5)) for a in env.agents}
+        actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
         a, b = env.step(actions), twin.step(actions)
         assert a[2:4] == b[2:4] and all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
         assert env.agents == twin.agents
@@ -115,7 +115,7 @@ def test_agents_die_and_come_back_with_the_same_name():
     counts, gone, back = set(), {}, []
     while env.agents:
         live = list(env.agents)
-        obs, rewards, terms, _, infos = env.step({a: int(rng.integers(5)) for a in env.agents})
+        obs, rewards, terms, _, infos = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
         counts.add(len(env.agents))
         for agent in live:
             assert agent in obs and agent in rewards
@@ -138,7 +138,7 @@ def test_without_respawn_the_caught_stay_out():
     env.reset(seed=0)
     out = set()
     while env.agents:
-        _, _, terms, _, infos = env.step({a: int(rng.integers(5)) for a in env.agents})
+        _, _, terms, _, infos = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
         out |= {a for a, done in terms.items() if done}
         assert not out & set(env.agents) and not any(i["respawned"] for i in infos.values())
     assert out

@@ -272,3 +272,81 @@ def test_keyboard_play_without_a_visible_window_is_refused(pong_run, capsys):
         versus(pong_run, log=_quiet)
     assert main([str(pong_run)]) == 2
     assert "No display" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- two-player FlickerPong
+DUEL = "mnemo/FlickerPongDuel-v0"
+
+
+@pytest.fixture(scope="module")
+def duel_run(tmp_path_factory):
+    """An untrained policy with the duel's spaces (the same for both sides) in a run of mnemo/FlickerPongDuel-v0."""
+    from envs.multiagent.pong_duel import make_env
+
+    root = tmp_path_factory.mktemp("duel")
+    config = TrainConfig()
+    config.env.env_id, config.env.env_kwargs = DUEL, {"points_to_win": 1, "flicker_p": 0.3}
+    config.policy.hidden_size = 8
+    env = make_env(**config.env.env_kwargs)
+    policy = RecurrentActorCritic(env.observation_space("right"), env.action_space("right"), config.policy)
+    atomic_torch_save(build_payload(config, policy, None, {}), root / "checkpoints" / "latest.pt")
+    return root
+
+
+def test_duel_agent_plays_right_and_sees_the_duels_right_observations(duel_run):
+    from agents.deploy.runner import PolicyRunner
+    from envs.multiagent.pong_duel import make_env
+
+    trace = Trace()
+    result = versus(duel_run, matches=1, human=scripted_human, sink=ListSink(), on_step=trace, seed=4, pause=0,
+                    log=_quiet)
+    assert len(result.matches) == 1 and max(result.matches[0].human_points, result.matches[0].agent_points) == 1
+    # Replayed in the duel as training makes it, the right agent sees what the versus agent saw.
+    env = make_env(points_to_win=1, flicker_p=0.3)
+    obs, _ = env.reset(seed=4)
+    seen = [obs["right"]]
+    for agent_action, human_action in zip(trace.agent[:-1], trace.human[:-1], strict=True):
+        obs, *_ = env.step({"right": agent_action, "left": human_action})
+        seen.append(obs["right"])
+    assert len(seen) == len(trace.obs) > 10
+    np.testing.assert_array_equal(np.stack(seen), np.stack(trace.obs))
+    blank = [not o.any() for o in trace.obs]
+    assert any(blank) and not all(blank)
+    runner = PolicyRunner.load(duel_run)
+    assert [int(runner.act(o)) for o in seen] == trace.agent
+
+
+def test_duel_command_records_a_gif(duel_run, tmp_path, capsys):
+    out = tmp_path / "duel.gif"
+    assert main([str(duel_run), "--record", str(out), "--pause", "0", "--fps", "20"]) == 0
+    text = capsys.readouterr().out
+    assert f"the agent, {DUEL}" in text and "match 1: you " in text
+    with Image.open(out) as im:
+        assert im.size == (480, HUD_H + 480) and im.n_frames > 1
+
+
+def test_a_multiagent_run_of_another_game_is_refused(tmp_path):
+    from envs.multiagent.fog_team import make_env
+
+    config = TrainConfig()
+    config.env.env_id = "mnemo/FogTeam-v0"
+    config.policy.hidden_size = 8
+    env = make_env()
+    policy = RecurrentActorCritic(env.observation_space("agent_0"), env.action_space("agent_0"), config.policy)
+    atomic_torch_save(build_payload(config, policy, None, {}), tmp_path / "checkpoints" / "latest.pt")
+    with pytest.raises(VersusError, match=r"multi-agent env 'mnemo/FogTeam-v0'.*mnemo/FlickerPongDuel-v0"):
+        versus(tmp_path, sink=ListSink(), log=_quiet)
+
+
+def test_duel_agent_with_an_agent_index_input_acts_as_right(tmp_path):
+    from envs.multiagent.pong_duel import make_env
+
+    config = TrainConfig()
+    config.env.env_id, config.env.env_kwargs = DUEL, {"points_to_win": 1}
+    config.policy.hidden_size, config.policy.agent_index_input = 8, True
+    env = make_env(**config.env.env_kwargs)
+    policy = RecurrentActorCritic(env.observation_space("right"), env.action_space("right"), config.policy,
+                                  agents=env.possible_agents)
+    atomic_torch_save(build_payload(config, policy, None, {}), tmp_path / "checkpoints" / "latest.pt")
+    result = versus(tmp_path, human=idle_human, sink=ListSink(), pause=0, log=_quiet)
+    assert len(result.matches) == 1

@@ -6,10 +6,13 @@ Registering costs nothing: a game's module (and pettingzoo) is imported only whe
 
 The built-in games (docs/multiagent_games.md) are one module each, with the layers of ``envs/games``: a plain
 state, ``reset_state``/``step_state`` and ``observe``/``global_state`` in numpy (``grid.py`` holds what they
-share), ``draw`` with pygame imported lazily, and scripted and random baseline policies.
+share), ``draw`` with pygame imported lazily, and scripted and random baseline policies. A competitive game
+whose env can play a side itself with a scripted bot names the env arguments for it in
+``scripted_env_kwargs(agents)``, which ``mnemo match`` reads for its ``scripted`` player (pong_duel.py).
 """
 
 MULTIAGENT_ENVS: dict[str, str] = {
     "mnemo/FogTeam-v0": "envs.multiagent.fog_team:make_env",
     "mnemo/StormHarvest-v0": "envs.multiagent.storm_harvest:make_env",
+    "mnemo/FlickerPongDuel-v0": "envs.multiagent.pong_duel:make_env",
 }

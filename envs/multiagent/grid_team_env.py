@@ -1,6 +1,6 @@
-"""What the grid team games share as PettingZoo envs: the global state, rendering through a ``GameWindow`` and
-closing it. Each game keeps its own simulation, observations and drawing as module functions over a plain
-state, and names them here through three hooks.
+"""What the built-in multi-agent games (the grid team games and two-player Flicker Pong) share as PettingZoo
+envs: the global state, rendering through a ``GameWindow`` and closing it. Each game keeps its own simulation,
+observations and drawing as module functions over a plain state, and names them here through three hooks.
 """
 
 from __future__ import annotations

@@ -1,0 +1,455 @@
+"""``mnemo match A B``: two players, N whole episodes of a multi-agent env, wins / draws / losses with intervals.
+
+    mnemo match runs/duel scripted --games 200               # a run against the env's scripted bot
+    mnemo match runs/a runs/b --games 100 --json             # two runs of one env, machine-readable
+    mnemo match scripted random --env-id mnemo/FlickerPongDuel-v0 --games 200   # two bots need --env-id
+    mnemo match runs/team random --sides 'red=red_*,blue=blue_*'                # sides of several agents
+
+A player is a run directory (``--which``, and ``--policy NAME`` for a run with ``--policy-map``), ``scripted``
+(the env's own scripted bot, where the env's module defines ``scripted_env_kwargs``) or ``random`` (uniform
+random actions). The env is the run's (id, ``env_kwargs``, ``--env-import``); two runs must share it. The two
+sides are by default the env's two agents, else ``--sides``; A takes side 1 in even games and side 2 in odd
+ones, so neither player keeps the side that serves or sees first. Game g is seeded ``--seed`` + g.
+
+A run's agents act through one ``PolicyRunner`` per run, by agent id, with training's hidden-state rules: an
+agent's first step in a game (and after it left and came back) starts from the zero state, and a run trained
+with ``carry_across_episodes`` keeps each agent's memory from one game to the next game it plays that agent.
+
+A game is won by the side with more points where the env reports them (``infos[agent]["score"]``, a dict of
+points by agent name, as FlickerPongDuel does), else by the side with the larger summed return; equal is a
+draw. The score rate (win 1, draw 1/2) gets a 95% Wilson interval, and the Elo difference it implies,
+``400 log10(s / (1 - s))``, the same interval mapped through that formula (infinite at a score of 0 or 1).
+Where points are reported, the fraction of points A won gets its own Wilson interval (points treated as
+independent trials, which they are only roughly: a match's points share its players).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.arguments import OneLineParser
+from agents.config import ConfigError
+from agents.deploy.runner import PolicyRunner
+from agents.rollout.multiagent_env import is_multiagent, make_parallel_env, resolve_factory
+from agents.run.checkpoint import LATEST, CheckpointError
+
+BOTS = ("scripted", "random")
+Z95 = 1.959963984540054
+"""the standard normal quantile of a two-sided 95% interval"""
+
+
+# --------------------------------------------------------------------------- statistics
+def wilson_interval(successes: float, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for a rate of ``successes`` in ``trials`` (a draw counts as half a success).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or ``trials`` successes.
+    """
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    # At 0 or ``trials`` successes the bound is exactly 0 or 1 (rounding would leave it a hair inside, and turn
+    # the Elo bound mapped from it from infinite into a large finite number).
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= trials else min(1.0, centre + half)
+    return low, high
+
+
+def elo_from_score(score: float) -> float:
+    """The Elo rating difference at which the expected score is ``score``: ``400 log10(s / (1 - s))``;
+    -inf at 0 and +inf at 1."""
+    if score <= 0.0:
+        return -math.inf
+    if score >= 1.0:
+        return math.inf
+    return 400.0 * math.log10(score / (1.0 - score))
+
+
+@dataclass
+class MatchStats:
+    """What ``match`` played, from A's side."""
+
+    games: int = 0
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+    points_for: int | None = None
+    """points A won over all games, where the env reports points (None: it does not)"""
+    points_against: int | None = None
+    steps: list[int] = field(default_factory=list)
+    """each game's length in env steps"""
+
+    @property
+    def score(self) -> float:
+        """A's score rate: (wins + draws / 2) / games."""
+        return (self.wins + 0.5 * self.draws) / self.games if self.games else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """Every figure ``mnemo match`` prints, as plain numbers (an infinite Elo is the string "inf" or "-inf",
+        which JSON can carry)."""
+        low, high = wilson_interval(self.wins + 0.5 * self.draws, self.games)
+        out: dict[str, Any] = {
+            "games": self.games, "wins": self.wins, "draws": self.draws, "losses": self.losses,
+            "score": self.score, "score_ci95": [low, high],
+            "elo": _finite_or_name(elo_from_score(self.score)),
+            "elo_ci95": [_finite_or_name(elo_from_score(low)), _finite_or_name(elo_from_score(high))],
+            "mean_steps": float(np.mean(self.steps)) if self.steps else math.nan,
+        }
+        if self.points_for is not None and self.points_against is not None:
+            total = self.points_for + self.points_against
+            out.update(points_for=self.points_for, points_against=self.points_against,
+                       points_fraction=self.points_for / total if total else math.nan,
+                       points_ci95=list(wilson_interval(self.points_for, total)))
+        return out
+
+
+def _finite_or_name(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def format_elo(x: float | str) -> str:
+    """``+215``, ``-40``, or ``+inf`` / ``-inf`` (a player that won or lost every game)."""
+    if isinstance(x, str):
+        return "+inf" if x == "inf" else "-inf"
+    return f"{x:+.0f}"
+
+
+# --------------------------------------------------------------------------- players
+@dataclass
+class Player:
+    """One of the two players: a run (``runner``) or a bot (``bot`` is ``"scripted"`` or ``"random"``)."""
+
+    label: str
+    runner: PolicyRunner | None = None
+    bot: str | None = None
+
+    @property
+    def env_config(self) -> tuple[str, dict, tuple[str, ...]] | None:
+        """The run's (env_id, env_kwargs, env_import); None for a bot."""
+        if self.runner is None:
+            return None
+        env = self.runner.config.env  # type: ignore[union-attr]
+        return env.env_id, dict(env.env_kwargs or {}), tuple(env.env_import)
+
+
+def load_player(spec: str, which: str = LATEST, policy: str | None = None, deterministic: bool = True,
+                seed: int | None = None) -> Player:
+    """A player from the command line: ``scripted``, ``random`` or a run directory / checkpoint file.
+
+    Raises:
+        ConfigError: ``spec`` is neither a bot nor an existing path, or the run is single-agent.
+        CheckpointError: the run cannot be loaded (or ``policy`` is not one of its policies).
+    """
+    if spec in BOTS:
+        return Player(spec, bot=spec)
+    if not Path(spec).exists():
+        raise ConfigError(f"{spec!r} is neither a run directory nor a bot; a player is a run directory, a checkpoint "
+                          f"file, or one of: {', '.join(BOTS)}.")
+    runner = PolicyRunner.load(spec, which=which, deterministic=deterministic, seed=seed, policy=policy)
+    env_id = runner.config.env.env_id  # type: ignore[union-attr]
+    if not is_multiagent(env_id):
+        raise ConfigError(f"{spec} was trained on the single-agent env {env_id}; mnemo match plays multi-agent envs "
+                          f"(train on one such as mnemo/FlickerPongDuel-v0).")
+    label = spec if policy is None else f"{spec} (policy {policy})"
+    return Player(label if which == LATEST else f"{label} [{which}]", runner=runner)
+
+
+def match_env_config(a: Player, b: Player, env_id: str | None = None, env_kwargs: dict | None = None,
+                     ) -> tuple[str, dict, tuple[str, ...]]:
+    """The env both players play: their runs' (which must agree), or ``env_id`` / ``env_kwargs`` for two bots.
+
+    Raises:
+        ConfigError: two runs of different envs, ``env_id`` other than a run's, or two bots and no ``env_id``.
+    """
+    configs = [(p, p.env_config) for p in (a, b) if p.env_config is not None]
+    if len(configs) == 2 and configs[0][1] != configs[1][1]:
+        (pa, ca), (pb, cb) = configs
+        raise ConfigError(f"{pa.label} was trained on {ca[0]} with env_kwargs {ca[1]} and {pb.label} on {cb[0]} with "
+                          f"env_kwargs {cb[1]}; a match needs two runs of one env.")
+    if configs:
+        config = configs[0][1]
+        if env_id is not None and env_id != config[0]:
+            raise ConfigError(f"--env-id {env_id} differs from {configs[0][0].label}'s env {config[0]}; drop "
+                              f"--env-id (a run plays the env it was trained on).")
+        if env_kwargs:
+            raise ConfigError("--env-kwargs is for two bots; a run plays with the env_kwargs it was trained with.")
+        return config
+    if env_id is None:
+        raise ConfigError("Two bots play no run's env: name it with --env-id (e.g. mnemo/FlickerPongDuel-v0).")
+    if not is_multiagent(env_id):
+        raise ConfigError(f"--env-id {env_id} is not a multi-agent env; mnemo match plays PettingZoo ParallelEnvs.")
+    return env_id, dict(env_kwargs or {}), ()
+
+
+def parse_sides(text: str | None, agents: list[str]) -> list[list[str]]:
+    """The two sides' agents: ``"name=pattern|pattern,name=pattern"`` (fnmatch patterns over ``agents``), or
+    without ``text`` each of the env's two agents alone.
+
+    Raises:
+        ConfigError: not two sides, a pattern that matches nothing, or an agent in both or neither side.
+    """
+    if text is None:
+        if len(agents) != 2:
+            raise ConfigError(f"The env has {len(agents)} agents ({', '.join(agents)}); say which form each side "
+                              f"with --sides 'a=PATTERN,b=PATTERN' (fnmatch patterns over agent names).")
+        return [[agents[0]], [agents[1]]]
+    sides = []
+    for part in text.split(","):
+        _, _, patterns = part.rpartition("=")
+        members = [a for a in agents if any(fnmatch.fnmatchcase(a, p.strip()) for p in patterns.split("|"))]
+        if not members:
+            raise ConfigError(f"--sides: {part!r} matches none of the agents {', '.join(agents)}.")
+        sides.append(members)
+    if len(sides) != 2:
+        raise ConfigError(f"--sides names {len(sides)} sides; a match has two (e.g. 'red=red_*,blue=blue_*').")
+    both = set(sides[0]) & set(sides[1])
+    neither = [a for a in agents if a not in sides[0] + sides[1]]
+    if both or neither:
+        what = f"in both sides: {', '.join(sorted(both))}" if both else f"in no side: {', '.join(neither)}"
+        raise ConfigError(f"--sides: every agent plays for exactly one side; agents {what}.")
+    return sides
+
+
+# --------------------------------------------------------------------------- playing
+class _Game:
+    """Makes the envs of one match: the plain env, and one per side for a scripted player (the env plays it)."""
+
+    def __init__(self, env_id: str, env_kwargs: dict, env_import: tuple[str, ...]):
+        self.env_id, self.env_kwargs, self.env_import = env_id, env_kwargs, env_import
+        self.plain = make_parallel_env(env_id, env_kwargs, env_import)
+        self._scripted: dict[int, Any] = {}
+
+    def scripted_env(self, side: int, agents: list[str]) -> Any:
+        """The env with ``agents`` (one side) played by the env's scripted bot.
+
+        Raises:
+            ConfigError: the env's module defines no ``scripted_env_kwargs``, or it refuses this side.
+        """
+        if side not in self._scripted:
+            factory = resolve_factory(self.env_id, self.env_import)
+            hook = getattr(sys.modules.get(factory.__module__), "scripted_env_kwargs", None)
+            if hook is None:
+                raise ConfigError(f"{self.env_id} has no scripted bot (its module defines no scripted_env_kwargs); "
+                                  f"play a run or 'random' against it.")
+            try:
+                extra = hook(list(agents))
+            except ValueError as exc:
+                raise ConfigError(f"{self.env_id}'s scripted bot cannot play the side {agents}: {exc}.") from exc
+            self._scripted[side] = make_parallel_env(self.env_id, {**self.env_kwargs, **extra}, self.env_import)
+        return self._scripted[side]
+
+    def close(self) -> None:
+        for env in (self.plain, *self._scripted.values()):
+            env.close()
+
+
+def _act(player: Player, env: Any, agents: list[str], obs: dict, rng: np.random.Generator) -> dict[str, Any]:
+    """Actions of ``player``'s live ``agents`` this step."""
+    if not agents:
+        return {}
+    if player.runner is not None:
+        actions = player.runner.act([obs[a] for a in agents], agent_ids=list(agents))
+        return {a: (int(x) if np.ndim(x) == 0 else x) for a, x in zip(agents, actions, strict=True)}
+    out = {}
+    for a in agents:
+        space = env.action_space(a)
+        out[a] = int(rng.integers(space.n)) if hasattr(space, "n") and space.shape == () else space.sample()
+    return out
+
+
+def _check_spaces(player: Player, env: Any, agents: list[str], env_id: str) -> None:
+    runner = player.runner
+    if runner is None:
+        return
+    for a in agents:
+        if env.observation_space(a) != runner.observation_space or env.action_space(a) != runner.action_space:
+            raise ConfigError(f"{player.label}: agent {a} of {env_id} has observation space {env.observation_space(a)}"
+                              f" and action space {env.action_space(a)}, but the policy was trained on "
+                              f"{runner.observation_space} and {runner.action_space}; was the env changed since?")
+
+
+def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | None = None,
+               env_id: str | None = None, env_kwargs: dict | None = None,
+               on_game: Callable[[int, dict], None] | None = None) -> tuple[MatchStats, dict[str, Any]]:
+    """Play ``games`` whole episodes between ``a`` and ``b`` (see the module docstring for the rules).
+
+    Returns:
+        (A's results, a description of the match: env id, the two sides' agents).
+
+    Raises:
+        ConfigError: the players cannot meet in one env (``match_env_config``, ``parse_sides``, two scripted
+            bots, a scripted bot the env does not have, spaces that differ from a run's).
+    """
+    if games < 1:
+        raise ConfigError(f"--games must be at least 1, got {games}.")
+    if a.bot == b.bot == "scripted":
+        raise ConfigError("Both players are the env's scripted bot, which the env plays itself; make one of them "
+                          "a run or 'random'.")
+    env_id, env_kwargs, env_import = match_env_config(a, b, env_id, env_kwargs)
+    game = _Game(env_id, env_kwargs, env_import)
+    try:
+        side_agents = parse_sides(sides, list(game.plain.possible_agents))
+        stats = MatchStats()
+        rng = np.random.default_rng(seed)
+        for g in range(games):
+            players = (a, b) if g % 2 == 0 else (b, a)  # players[s] plays side s
+            scripted = [s for s in (0, 1) if players[s].bot == "scripted"]
+            env = game.scripted_env(scripted[0], side_agents[scripted[0]]) if scripted else game.plain
+            for s in (0, 1):
+                _check_spaces(players[s], env, side_agents[s], env_id)
+            result = _play_game(env, players, side_agents, seed + g, rng)
+            a_side = 0 if g % 2 == 0 else 1
+            _count(stats, result, a_side)
+            if on_game is not None:
+                on_game(g, {**result, "a_side": a_side})
+        return stats, {"env_id": env_id, "env_kwargs": env_kwargs, "sides": side_agents}
+    finally:
+        game.close()
+
+
+def _play_game(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
+               rng: np.random.Generator) -> dict[str, Any]:
+    """One episode; returns each side's summed return, its points (None where the env reports none) and
+    the episode's length."""
+    for player in players:
+        if player.runner is not None and not player.runner.carry_across_episodes:
+            player.runner.remove()  # every agent starts the game from the zero state
+    obs, infos = env.reset(seed=seed)
+    returns = [0.0, 0.0]
+    last_info = dict(infos)
+    steps = 0
+    while env.agents:
+        live = [[x for x in env.agents if x in members] for members in side_agents]
+        actions: dict[str, Any] = {}
+        for s in (0, 1):
+            runner = players[s].runner
+            if runner is not None:  # an agent that left is forgotten: if it comes back, it starts from zero
+                gone = [x for x in runner.agent_ids if x in side_agents[s] and x not in live[s]]
+                if gone:
+                    runner.remove(gone)
+            actions.update(_act(players[s], env, live[s], obs, rng))
+        obs, rewards, _, _, infos = env.step(actions)
+        steps += 1
+        last_info.update(infos)
+        for s in (0, 1):
+            returns[s] += sum(float(rewards.get(x, 0.0)) for x in side_agents[s])
+    points = _side_points(last_info, side_agents)
+    return {"returns": returns, "points": points, "steps": steps}
+
+
+def _side_points(infos: dict, side_agents: list[list[str]]) -> list[int] | None:
+    """Each side's points from the last ``infos[agent]["score"]`` (points by agent name), or None."""
+    score = next((info["score"] for info in infos.values()
+                  if isinstance(info, dict) and isinstance(info.get("score"), dict)), None)
+    if score is None:
+        return None
+    return [int(sum(score.get(x, 0) for x in members)) for members in side_agents]
+
+
+def _count(stats: MatchStats, result: dict, a_side: int) -> None:
+    points = result["points"]
+    mine, theirs = (points[a_side], points[1 - a_side]) if points is not None else (
+        result["returns"][a_side], result["returns"][1 - a_side])
+    stats.games += 1
+    stats.steps.append(result["steps"])
+    if mine > theirs:
+        stats.wins += 1
+    elif mine < theirs:
+        stats.losses += 1
+    else:
+        stats.draws += 1
+    if points is not None:
+        stats.points_for = (stats.points_for or 0) + points[a_side]
+        stats.points_against = (stats.points_against or 0) + points[1 - a_side]
+
+
+# --------------------------------------------------------------------------- report
+def report_lines(a: Player, b: Player, stats: MatchStats, about: dict[str, Any], seed: int) -> list[str]:
+    """The lines ``mnemo match`` prints."""
+    s = stats.summary()
+    sides = " | ".join(",".join(members) for members in about["sides"])
+    lines = [
+        f"{about['env_id']}: {s['games']} games (seeds {seed}..{seed + s['games'] - 1}), sides {sides}, A and B "
+        f"alternating sides, {s['mean_steps']:.0f} steps a game on average",
+        f"A: {a.label}",
+        f"B: {b.label}",
+        f"A: {s['wins']} wins, {s['draws']} draws, {s['losses']} losses",
+        f"A's score rate {s['score']:.3f} (95% CI {s['score_ci95'][0]:.3f} to {s['score_ci95'][1]:.3f})",
+        f"Elo difference A - B: {format_elo(s['elo'])} (95% CI {format_elo(s['elo_ci95'][0])} to "
+        f"{format_elo(s['elo_ci95'][1])})",
+    ]
+    if "points_for" in s:
+        total = s["points_for"] + s["points_against"]
+        lines.append(f"points won by A: {s['points_for']} of {total} = {s['points_fraction']:.3f} "
+                     f"(95% CI {s['points_ci95'][0]:.3f} to {s['points_ci95'][1]:.3f})")
+    return lines
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="mnemo match",
+        description="Play two players against each other for N whole episodes of a multi-agent env and print "
+                    "wins / draws / losses for A, its score rate with a 95%% Wilson interval and the Elo "
+                    "difference it implies (and points won, where the env reports points).")
+    parser.add_argument("a", metavar="A", help="A run directory (or checkpoint file), 'scripted' or 'random'.")
+    parser.add_argument("b", metavar="B", help="The other player, the same kinds.")
+    parser.add_argument("--games", type=int, default=100, help="Episodes to play (default: 100).")
+    parser.add_argument("--seed", type=int, default=0, help="Game g is seeded SEED + g; also seeds sampling and "
+                                                            "the random bot (default: 0).")
+    parser.add_argument("--sides", default=None, metavar="NAME=PATTERN,NAME=PATTERN",
+                        help="The two sides as fnmatch patterns over agent names, '|' between patterns of one side "
+                             "(default: each of the env's two agents is a side).")
+    parser.add_argument("--which", default=LATEST, help="Checkpoint of a run directory: latest.pt or best.pt "
+                                                        "(for both players; --which-b sets B's).")
+    parser.add_argument("--which-b", default=None, help="B's checkpoint, when it differs from --which.")
+    parser.add_argument("--policy", default=None, metavar="NAME",
+                        help="For a run with --policy-map: the policy that plays (A's; --policy-b sets B's).")
+    parser.add_argument("--policy-b", default=None, metavar="NAME", help="B's policy name (default: --policy).")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="Runs sample their actions (seeded) instead of taking the most likely one.")
+    parser.add_argument("--env-id", default=None, help="The env, when both players are bots.")
+    parser.add_argument("--env-kwargs", default=None, metavar="JSON", help="Its arguments, when both are bots.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the lines.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        env_kwargs = None
+        if args.env_kwargs is not None:
+            try:
+                env_kwargs = json.loads(args.env_kwargs)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--env-kwargs is not JSON ({exc}); write e.g. '{{\"flicker_p\": 0.3}}'.") from exc
+            if not isinstance(env_kwargs, dict):
+                raise ConfigError("--env-kwargs must be a JSON object, e.g. '{\"flicker_p\": 0.3}'.")
+        det = not args.stochastic
+        a = load_player(args.a, args.which, args.policy, det, args.seed)
+        b = load_player(args.b, args.which_b or args.which, args.policy_b or args.policy, det, args.seed + 1)
+        stats, about = play_match(a, b, args.games, args.seed, args.sides, args.env_id, env_kwargs)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"a": a.label, "b": b.label, "seed": args.seed, **about, **stats.summary()}))
+    else:
+        print("\n".join(report_lines(a, b, stats, about, args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
