@@ -508,8 +508,8 @@ def parse_sides(text: str) -> list[tuple[str, str]]:
         mapping.append((pattern, name))
     names = list(dict.fromkeys(name for _, name in mapping))
     if len(names) != 2:
-        raise ConfigError(f"--sides names {len(names)} side(s) ({', '.join(names)}); self-play supports exactly two "
-                          f"sides for now; write e.g. {SIDES_EXAMPLE}.")
+        raise ConfigError(f"--sides names {len(names)} side(s) ({', '.join(names)}); self-play and mnemo match "
+                          f"take exactly two sides; write e.g. {SIDES_EXAMPLE}.")
     return mapping
 
 

@@ -1,4 +1,5 @@
-"""Elo ratings for self-play: the learning policy against its frozen past selves (torch-free).
+"""Elo ratings: self-play's learning policy against its frozen past selves, and ``mnemo match``'s rating
+difference (torch-free).
 
 The Elo model (Elo 1978, as in Unity ML-Agents' ghost trainer): a player rated ``a`` scores against one rated
 ``b`` an expected
@@ -11,6 +12,8 @@ ratings stays the same.
 """
 
 from __future__ import annotations
+
+import math
 
 INITIAL_RATING = 1200.0  # ML-Agents' initial_elo
 K_FACTOR = 16.0  # ML-Agents' K: a game moves a rating by at most 16 points
@@ -38,3 +41,13 @@ def update(rating: float, opponent: float, score: float, k: float = K_FACTOR) ->
     """
     change = k * (score - expected_score(rating, opponent))
     return rating + change, opponent - change
+
+
+def elo_from_score(score: float) -> float:
+    """The rating difference at which ``expected_score`` is ``score`` (its inverse): ``400 log10(s / (1 - s))``;
+    -inf at 0 and +inf at 1 (``mnemo match`` reports a match's score this way)."""
+    if score <= 0.0:
+        return -math.inf
+    if score >= 1.0:
+        return math.inf
+    return 400.0 * math.log10(score / (1.0 - score))

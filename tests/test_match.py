@@ -130,8 +130,9 @@ def _untrained_run(root, env_id, env_kwargs=None, carry=False):
     (("random", "random"), [], "--env-id"),
     (("scripted", "scripted"), ["--env-id", DUEL], "scripted bot"),
     (("random", "scripted"), ["--env-id", "mnemo/FogTeam-v0"], "has no scripted bot"),
-    (("duel", "random"), ["--sides", "a=left"], "two"),
-    (("duel", "random"), ["--sides", "a=left|right,b=right"], "exactly one side"),
+    (("duel", "random"), ["--sides", "left=a"], "two"),
+    (("duel", "random"), ["--sides", "left=a,*=a"], "exactly two sides"),
+    (("duel", "random"), ["--sides", "left=a,x=b"], "no pattern matches agent 'right'"),
     (("duel", "random"), ["--games", "0"], "--games"),
 ])
 def test_refusals_are_one_line_exit_2(tmp_path, capsys, players, extra, expected):

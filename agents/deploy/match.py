@@ -26,7 +26,6 @@ independent trials, which they are only roughly: a match's points share its play
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import math
 import sys
@@ -40,7 +39,9 @@ import numpy as np
 from agents.arguments import OneLineParser
 from agents.config import ConfigError
 from agents.deploy.runner import PolicyRunner
+from agents.ratings import elo_from_score
 from agents.rollout.multiagent_env import is_multiagent, make_parallel_env, resolve_factory
+from agents.rollout.self_play import assign_sides
 from agents.run.checkpoint import LATEST, CheckpointError
 
 BOTS = ("scripted", "random")
@@ -65,16 +66,6 @@ def wilson_interval(successes: float, trials: int, z: float = Z95) -> tuple[floa
     low = 0.0 if successes <= 0 else max(0.0, centre - half)
     high = 1.0 if successes >= trials else min(1.0, centre + half)
     return low, high
-
-
-def elo_from_score(score: float) -> float:
-    """The Elo rating difference at which the expected score is ``score``: ``400 log10(s / (1 - s))``;
-    -inf at 0 and +inf at 1."""
-    if score <= 0.0:
-        return -math.inf
-    if score >= 1.0:
-        return math.inf
-    return 400.0 * math.log10(score / (1.0 - score))
 
 
 @dataclass
@@ -193,33 +184,15 @@ def match_env_config(a: Player, b: Player, env_id: str | None = None, env_kwargs
     return env_id, dict(env_kwargs or {}), ()
 
 
-def parse_sides(text: str | None, agents: list[str]) -> list[list[str]]:
-    """The two sides' agents: ``"name=pattern|pattern,name=pattern"`` (fnmatch patterns over ``agents``), or
-    without ``text`` each of the env's two agents alone.
+def parse_sides(text: str | None, agents: list[str], env_id: str = "") -> list[list[str]]:
+    """The two sides' agents, from ``--sides`` read as self-play reads it (``'PATTERN=SIDE,...'``, fnmatch
+    patterns over agent names, the first match wins), or without ``text`` each of the env's two agents alone.
 
     Raises:
-        ConfigError: not two sides, a pattern that matches nothing, or an agent in both or neither side.
+        ConfigError: not two sides, an agent that no pattern matches, or a side without agents.
     """
-    if text is None:
-        if len(agents) != 2:
-            raise ConfigError(f"The env has {len(agents)} agents ({', '.join(agents)}); say which form each side "
-                              f"with --sides 'a=PATTERN,b=PATTERN' (fnmatch patterns over agent names).")
-        return [[agents[0]], [agents[1]]]
-    sides = []
-    for part in text.split(","):
-        _, _, patterns = part.rpartition("=")
-        members = [a for a in agents if any(fnmatch.fnmatchcase(a, p.strip()) for p in patterns.split("|"))]
-        if not members:
-            raise ConfigError(f"--sides: {part!r} matches none of the agents {', '.join(agents)}.")
-        sides.append(members)
-    if len(sides) != 2:
-        raise ConfigError(f"--sides names {len(sides)} sides; a match has two (e.g. 'red=red_*,blue=blue_*').")
-    both = set(sides[0]) & set(sides[1])
-    neither = [a for a in agents if a not in sides[0] + sides[1]]
-    if both or neither:
-        what = f"in both sides: {', '.join(sorted(both))}" if both else f"in no side: {', '.join(neither)}"
-        raise ConfigError(f"--sides: every agent plays for exactly one side; agents {what}.")
-    return sides
+    _, side_of = assign_sides(agents, text, env_id, needed_by="mnemo match")
+    return [[agent for agent, side in zip(agents, side_of, strict=True) if side == s] for s in (0, 1)]
 
 
 # --------------------------------------------------------------------------- playing
@@ -300,7 +273,7 @@ def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | Non
     env_id, env_kwargs, env_import = match_env_config(a, b, env_id, env_kwargs)
     game = _Game(env_id, env_kwargs, env_import)
     try:
-        side_agents = parse_sides(sides, list(game.plain.possible_agents))
+        side_agents = parse_sides(sides, list(game.plain.possible_agents), env_id)
         stats = MatchStats()
         rng = np.random.default_rng(seed)
         for g in range(games):
@@ -409,9 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--games", type=int, default=100, help="Episodes to play (default: 100).")
     parser.add_argument("--seed", type=int, default=0, help="Game g is seeded SEED + g; also seeds sampling and "
                                                             "the random bot (default: 0).")
-    parser.add_argument("--sides", default=None, metavar="NAME=PATTERN,NAME=PATTERN",
-                        help="The two sides as fnmatch patterns over agent names, '|' between patterns of one side "
-                             "(default: each of the env's two agents is a side).")
+    parser.add_argument("--sides", default=None, metavar="PATTERN=SIDE,...",
+                        help="The two sides, as --self-play reads them: fnmatch patterns over agent names, the "
+                             "first match wins, e.g. 'red_*=red,*=blue' (default: each of the env's two agents is "
+                             "a side).")
     parser.add_argument("--which", default=LATEST, help="Checkpoint of a run directory: latest.pt or best.pt "
                                                         "(for both players; --which-b sets B's).")
     parser.add_argument("--which-b", default=None, help="B's checkpoint, when it differs from --which.")

@@ -51,16 +51,18 @@ from agents.trees import tree_map
 PLAY_LATEST = -1  # the opponent id of an env copy whose opponent is the learning policy itself
 
 
-def assign_sides(agent_names: list[str], sides: str | None, env_id: str = "") -> tuple[list[str], np.ndarray]:
+def assign_sides(agent_names: list[str], sides: str | None, env_id: str = "",
+                 needed_by: str = "--self-play") -> tuple[list[str], np.ndarray]:
     """The two side names and each agent slot's side (S,) int64 (0 or 1), from ``--sides`` (None: each agent is
-    a side of its own, so the env must have exactly two agents).
+    a side of its own, so the env must have exactly two agents). Self-play and ``mnemo match`` (``needed_by``
+    names it in errors) read ``--sides`` the same way.
 
     Raises:
         ConfigError: not exactly two sides, an agent that no pattern matches, or a side without agents.
     """
     if sides is None:
         if len(agent_names) != 2:
-            raise ConfigError(f"--self-play needs two sides, and {env_id} has {len(agent_names)} agents "
+            raise ConfigError(f"{needed_by} needs two sides, and {env_id} has {len(agent_names)} agents "
                               f"({', '.join(agent_names)}); give them sides, e.g. --sides "
                               f"'{agent_names[0]}=left,*=right'.")
         return list(agent_names), np.arange(2, dtype=np.int64)
