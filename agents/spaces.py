@@ -177,6 +177,11 @@ def action_mask_sizes(action_space: spaces.Space) -> tuple[int, ...]:
                           f"MultiDiscrete; drop the '{ACTION_MASK_KEY}' entry or use a discrete action space.")
 
 
+def action_mask_start(action_space: spaces.Space) -> int:
+    """What the env's actions are offset by against the mask's columns: a Discrete space's ``start``, else 0."""
+    return int(action_space.start) if isinstance(action_space, spaces.Discrete) else 0
+
+
 def has_action_mask(observation_space: spaces.Space) -> bool:
     """Whether the observation space is a Dict with an ``action_mask`` entry (a masked env)."""
     return isinstance(observation_space, spaces.Dict) and ACTION_MASK_KEY in observation_space.spaces
@@ -246,6 +251,16 @@ def rows_without_legal_action(mask: np.ndarray, sizes: tuple[int, ...]) -> np.nd
     ends = np.cumsum(sizes)
     per_dim = np.logical_or.reduceat(legal, np.concatenate(([0], ends[:-1])), axis=1) if len(legal) else legal
     return ~per_dim.all(axis=1) if len(legal) else np.zeros(0, dtype=bool)
+
+
+def with_a_legal_action(mask: np.ndarray, sizes: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``mask`` (N, sum(sizes)) where every dimension left without a legal action gets one at random
+    (random masks drawn from the mask's space, for exports' example inputs and parity checks)."""
+    mask = np.array(mask, copy=True)
+    for start, n in zip(np.cumsum((0, *sizes[:-1])), sizes, strict=True):
+        for row in np.flatnonzero(~(mask[:, start:start + n] != 0).any(axis=1)):
+            mask[row, start + int(rng.integers(n))] = 1
+    return mask
 
 
 def check_action_mask_rows(mask: np.ndarray, sizes: tuple[int, ...], where: str = "env",

@@ -28,7 +28,7 @@ from agents.rollout.buffer import Rollout, RolloutBuffer
 from agents.rollout.env_state import decode, encode
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import EnvError, import_env_modules, make_vector_env
-from agents.spaces import check_action_mask_rows, illegal_action_rows, split_action_mask
+from agents.spaces import action_mask_start, check_action_mask_rows, illegal_action_rows, split_action_mask
 from agents.trees import Tree, obs_to_tensor, tree_map, tree_map2, tree_stack
 
 __all__ = ["Collector", "CollectorFactory", "EnvError", "NonFiniteError", "VectorCollector", "import_env_modules",
@@ -64,8 +64,7 @@ def count_illegal_actions(policy: RecurrentActorCritic, obs: Tree, env_actions: 
         mask, actions = mask[index], actions[index]
     sizes = policy.action_mask_sizes
     check_action_mask_rows(mask, sizes, where, index + first)
-    start = int(getattr(policy.action_space, "start", 0)) if len(sizes) == 1 else 0
-    return int(illegal_action_rows(mask, actions, sizes, start).sum())
+    return int(illegal_action_rows(mask, actions, sizes, action_mask_start(policy.action_space)).sum())
 
 
 class NonFiniteError(RuntimeError):
