@@ -287,3 +287,14 @@ def test_lstm_learns_a_memory_task_whose_legal_actions_change_every_step(tmp_pat
     training = summary["action_masks"]["training"]
     assert training["illegal"] == 0 and training["checked"] >= 30000
     assert summary["action_masks"]["evaluation"]["illegal"] == 0
+
+
+def test_a_mask_given_in_info_works_once_wrapped(tmp_path):
+    """InfoActionMask (the explicit opt-in for info["action_mask"]) makes PettingZoo's layout: training counts 0
+    illegal actions (the env raises on one), and an env that forgets the mask is refused in one line."""
+    from agents.rollout.info_mask import InfoActionMask
+
+    summary = _train(tmp_path, "tests/InfoMaskCue-v0", "toy_envs", steps=256, eval_episodes=2)
+    assert summary["action_masks"]["training"] == {"checked": 256, "illegal": 0}
+    with pytest.raises(ActionMaskError, match="gave no info"):
+        InfoActionMask(toy_envs.BoundaryEnv()).reset(seed=0)

@@ -129,3 +129,30 @@ if "tests/Boundary-v0" not in gym.registry:
     gym.register("tests/Boundary-v0", entry_point=BoundaryEnv)
 if "tests/MaskedCue-v0" not in gym.registry:
     gym.register("tests/MaskedCue-v0", entry_point=MaskedCueEnv)
+
+
+class InfoMaskCueEnv(MaskedCueEnv):
+    """``MaskedCueEnv`` that gives its mask in ``info["action_mask"]`` instead of the observation (plain Box)."""
+
+    def __init__(self, n: int = 4, length: int = 4):
+        super().__init__(n, length)
+        self.observation_space = self.observation_space["observation"]
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return obs["observation"], {**info, "action_mask": obs["action_mask"]}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs["observation"], reward, terminated, truncated, {**info, "action_mask": obs["action_mask"]}
+
+
+def make_info_mask_cue(**kwargs):
+    """``InfoMaskCueEnv`` wrapped in mnemo's InfoActionMask (the opt-in for masks given in info)."""
+    from agents.rollout.info_mask import InfoActionMask
+
+    return InfoActionMask(InfoMaskCueEnv(**kwargs))
+
+
+if "tests/InfoMaskCue-v0" not in gym.registry:
+    gym.register("tests/InfoMaskCue-v0", entry_point=make_info_mask_cue)
