@@ -298,3 +298,11 @@ def test_a_mask_given_in_info_works_once_wrapped(tmp_path):
     assert summary["action_masks"]["training"] == {"checked": 256, "illegal": 0}
     with pytest.raises(ActionMaskError, match="gave no info"):
         InfoActionMask(toy_envs.BoundaryEnv()).reset(seed=0)
+
+
+def test_previous_inputs_keep_the_mask_where_the_policy_finds_it(tmp_path):
+    """--prev-action-reward wraps the observation; a masked env's mask stays at the top level, so the run is
+    still masked and acts legally."""
+    summary = _train(tmp_path, "tests/MaskedCue-v0", "toy_envs", steps=256, eval_episodes=2, prev_action_reward=True)
+    assert summary["action_masks"]["training"] == {"checked": 256, "illegal": 0}
+    assert summary["action_masks"]["evaluation"]["illegal"] == 0
