@@ -306,3 +306,22 @@ def test_previous_inputs_keep_the_mask_where_the_policy_finds_it(tmp_path):
     summary = _train(tmp_path, "tests/MaskedCue-v0", "toy_envs", steps=256, eval_episodes=2, prev_action_reward=True)
     assert summary["action_masks"]["training"] == {"checked": 256, "illegal": 0}
     assert summary["action_masks"]["evaluation"]["illegal"] == 0
+
+
+def test_the_inspector_reads_a_masked_step_with_illegal_actions_at_probability_zero():
+    """watch --inspect: the probe reads a masked policy's step (the encoder rows without the mask); the action
+    rows are the masked distribution's, so an illegal action shows probability 0."""
+    from agents.watch.inspector import MemoryProbe
+
+    env = toy_envs.MaskedCueEnv()
+    policy = RecurrentActorCritic(env.observation_space, env.action_space, PolicyConfig(hidden_size=8)).eval()
+    probe = MemoryProbe(policy)
+    obs, _ = env.reset(seed=0)
+    obs_t = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
+    state, start = policy.initial_state(1), torch.ones(1)
+    with torch.no_grad():
+        out = policy.step(obs_t, state, start)
+    readout = probe.read(obs_t, state, start, out.action, out.state)
+    assert readout.obs.shape == (5,)
+    assert (readout.action_values[obs["action_mask"] == 0] == 0).all()
+    assert readout.action_values.sum() == pytest.approx(1.0, abs=1e-5)
