@@ -159,7 +159,7 @@ ACTION_MASK_KEY = "action_mask"
 MASKED_OBSERVATION_KEY = "observation"
 
 
-class ActionMaskError(ValueError):
+class ActionMaskError(UnsupportedSpaceError):
     """An env's action mask cannot be used: wrong length, an unmaskable action space, or no legal action."""
 
 

@@ -325,3 +325,29 @@ def test_the_inspector_reads_a_masked_step_with_illegal_actions_at_probability_z
     assert readout.obs.shape == (5,)
     assert (readout.action_values[obs["action_mask"] == 0] == 0).all()
     assert readout.action_values.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+class WrongLengthMaskEnv(toy_envs.MaskedCueEnv):
+    """Declares a mask one entry short of its Discrete(4) action space."""
+
+    def __init__(self):
+        super().__init__()
+        self.observation_space = spaces.Dict({"observation": self.observation_space["observation"],
+                                              "action_mask": spaces.MultiBinary(3)})
+
+
+if "tests/WrongLengthMask-v0" not in gym.registry:
+    gym.register("tests/WrongLengthMask-v0", entry_point=WrongLengthMaskEnv)
+    gym.register("tests/EmptyMask-v0", entry_point=EmptyMaskEnv)
+
+
+@pytest.mark.parametrize(("env_id", "says"), [("tests/WrongLengthMask-v0", "needs a flat mask of length 4"),
+                                              ("tests/EmptyMask-v0", "no legal action")])
+def test_the_command_line_refuses_a_bad_mask_with_exit_2(tmp_path, capsys, env_id, says):
+    from agents.train import cli as train
+
+    code = train.main(["--env-id", env_id, "--env-import", "test_action_masks", "--total-steps", "256",
+                       "--num-envs", "2", "--num-steps", "32", "--no-progress", "--eval-episodes", "0",
+                       "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and says in err[-1] and err[-1].startswith("error: ")
