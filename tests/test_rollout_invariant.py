@@ -66,11 +66,12 @@ def assert_sequence_path_reproduces(policy, buf, carry: bool) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize(("tf32", "bound"), [(False, 1e-5), (True, 1e-3)])
-def test_invariant_on_cuda(tf32, bound):
+def test_invariant_on_cuda(tf32, bound, masked):
     """TF32 off: the CPU's bound. On (PyTorch's default for cuDNN): a looser one, harmless for PPO (README)."""
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=tf32):
-        policy, _collector, buf = collect("lstm", 2, True, False, device="cuda")
+        policy, _collector, buf = collect("lstm", 2, True, False, device="cuda", masked=masked)
         seqs = make_sequences(buf.episode_starts.cpu().numpy(), bptt_len=5, cut_at_episode_starts=True)
         zeros = torch.zeros_like(buf.rewards)
         batch = gather_sequences(buf, seqs, zeros, zeros)
