@@ -239,18 +239,19 @@ def illegal_action_rows(mask: np.ndarray, actions: np.ndarray, sizes: tuple[int,
         sizes: ``action_mask_sizes`` of the action space.
         start: a Discrete space's ``start`` (subtracted from the actions).
     """
-    mask = np.asarray(mask).reshape(len(mask), -1)
-    columns = np.asarray(actions, dtype=np.int64).reshape(len(mask), -1) - start
+    mask = np.asarray(mask).reshape(len(mask), sum(sizes))
+    columns = np.asarray(actions, dtype=np.int64).reshape(len(mask), len(sizes)) - start
     columns = columns + np.cumsum((0, *sizes[:-1]), dtype=np.int64)
     return ~(mask[np.arange(len(mask))[:, None], columns] != 0).all(axis=1)
 
 
 def rows_without_legal_action(mask: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
     """(N,) bool: rows of a mask (N, sum(sizes)) where some action dimension has no legal action."""
-    legal = np.asarray(mask).reshape(len(mask), -1) != 0
-    ends = np.cumsum(sizes)
-    per_dim = np.logical_or.reduceat(legal, np.concatenate(([0], ends[:-1])), axis=1) if len(legal) else legal
-    return ~per_dim.all(axis=1) if len(legal) else np.zeros(0, dtype=bool)
+    if len(mask) == 0:
+        return np.zeros(0, dtype=bool)
+    legal = np.asarray(mask).reshape(len(mask), sum(sizes)) != 0
+    per_dim = np.logical_or.reduceat(legal, np.cumsum((0, *sizes[:-1])), axis=1)
+    return ~per_dim.all(axis=1)
 
 
 def with_a_legal_action(mask: np.ndarray, sizes: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -160,6 +160,10 @@ def test_a_step_without_a_legal_action_is_refused():
         collector.collect()
     sizes = (2, 3)
     assert rows_without_legal_action(np.array([[1, 0, 0, 0, 1], [1, 1, 0, 0, 0]]), sizes).tolist() == [False, True]
+    # No row to check (every agent of a policy absent this step): nothing to refuse or count.
+    empty = np.zeros((0, 5), dtype=np.int8)
+    assert rows_without_legal_action(empty, sizes).shape == (0,)
+    assert illegal_action_rows(empty, np.zeros((0, 2), dtype=np.int64), sizes).shape == (0,)
 
 
 # --------------------------------------------------------------------------- training, evaluation, deploy
@@ -351,3 +355,11 @@ def test_the_command_line_refuses_a_bad_mask_with_exit_2(tmp_path, capsys, env_i
                        "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and says in err[-1] and err[-1].startswith("error: ")
+
+
+def test_named_policies_act_under_their_agents_masks(tmp_path):
+    """--policy-map: each policy's rows carry their agents' masks (MultiPolicyCollector, evaluation by policy)."""
+    summary = _train(tmp_path, "toy_multiagent_envs:make_masked_respawn", "toy_multiagent_envs", steps=256,
+                     num_envs=2, eval_episodes=2, policy_map="a0=first,a1=rest,a2=rest")
+    assert summary["action_masks"]["training"]["illegal"] == 0 and summary["action_masks"]["training"]["checked"]
+    assert summary["action_masks"]["evaluation"]["illegal"] == 0 and summary["action_masks"]["evaluation"]["checked"]
