@@ -139,6 +139,12 @@ def test_a_mask_that_does_not_fit_is_refused_in_one_line(mask_space, action_spac
     assert "\n" not in str(info.value)
 
 
+def test_an_observation_of_only_a_mask_is_refused():
+    with pytest.raises(ActionMaskError, match="holds only 'action_mask'"):
+        RecurrentActorCritic(spaces.Dict({"action_mask": spaces.MultiBinary(3)}), spaces.Discrete(3),
+                             PolicyConfig(hidden_size=8))
+
+
 class EmptyMaskEnv(toy_envs.MaskedCueEnv):
     """Gives a mask with no legal action on its second step."""
 
