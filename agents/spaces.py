@@ -150,3 +150,128 @@ def space_from_json(data: dict) -> spaces.Space:
     if kind == "Tuple":
         return spaces.Tuple([space_from_json(v) for v in data["spaces"]])
     raise UnsupportedSpaceError(f"Unknown space description {data!r}.")
+
+
+# --------------------------------------------------------------------------- action masks
+# The observation key that carries an action mask (PettingZoo's classic envs, sb3-contrib, RLlib).
+ACTION_MASK_KEY = "action_mask"
+# With PettingZoo's {"observation", "action_mask"} the policy reads the "observation" entry itself.
+MASKED_OBSERVATION_KEY = "observation"
+
+
+class ActionMaskError(UnsupportedSpaceError):
+    """An env's action mask cannot be used: wrong length, an unmaskable action space, or no legal action."""
+
+
+def action_mask_sizes(action_space: spaces.Space) -> tuple[int, ...]:
+    """The number of choices in each action dimension: ``(n,)`` for Discrete(n), ``nvec`` for MultiDiscrete.
+
+    Raises:
+        ActionMaskError: the action space is neither Discrete nor MultiDiscrete.
+    """
+    if isinstance(action_space, spaces.Discrete):
+        return (int(action_space.n),)
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return tuple(int(n) for n in np.asarray(action_space.nvec).ravel())
+    raise ActionMaskError(f"the env gives an action mask but its action space {action_space} is not Discrete or "
+                          f"MultiDiscrete; drop the '{ACTION_MASK_KEY}' entry or use a discrete action space.")
+
+
+def action_mask_start(action_space: spaces.Space) -> int:
+    """What the env's actions are offset by against the mask's columns: a Discrete space's ``start``, else 0."""
+    return int(action_space.start) if isinstance(action_space, spaces.Discrete) else 0
+
+
+def has_action_mask(observation_space: spaces.Space) -> bool:
+    """Whether the observation space is a Dict with an ``action_mask`` entry (a masked env)."""
+    return isinstance(observation_space, spaces.Dict) and ACTION_MASK_KEY in observation_space.spaces
+
+
+def check_action_mask_space(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise ActionMaskError (one line naming the fix) unless the mask entry fits the action space: a flat
+    MultiBinary or numeric Box of length n (Discrete(n)) or sum(nvec) (MultiDiscrete, the dimensions' masks side
+    by side, as sb3-contrib lays them out). A no-op for an unmasked space."""
+    if not has_action_mask(observation_space):
+        return
+    sizes = action_mask_sizes(action_space)
+    mask_space = observation_space.spaces[ACTION_MASK_KEY]
+    if not isinstance(mask_space, (spaces.MultiBinary, spaces.Box)) or mask_space.shape is None:
+        raise ActionMaskError(f"observation['{ACTION_MASK_KEY}'] space {mask_space} is not a MultiBinary or Box; "
+                              f"give the mask as a flat MultiBinary({sum(sizes)}) or Box of 0 / 1.")
+    length = int(np.prod(mask_space.shape))
+    if len(mask_space.shape) != 1 or length != sum(sizes):
+        raise ActionMaskError(
+            f"observation['{ACTION_MASK_KEY}'] has shape {tuple(mask_space.shape)} but the action space "
+            f"{action_space} needs a flat mask of length {sum(sizes)} (one entry per action"
+            f"{', the dimensions side by side' if len(sizes) > 1 else ''}); fix the env's mask.")
+    if len(observation_space.spaces) == 1:
+        raise ActionMaskError(f"the observation holds only '{ACTION_MASK_KEY}'; give the policy something to see "
+                              f"beside it (e.g. an 'observation' entry).")
+
+
+def policy_observation_space(observation_space: spaces.Space) -> spaces.Space:
+    """What the policy's encoder reads of an env's observation: the space itself for an unmasked env; for a
+    masked one the Dict without the mask, or the ``observation`` entry itself when that is all that is left
+    (PettingZoo's ``{"observation", "action_mask"}``)."""
+    if not has_action_mask(observation_space):
+        return observation_space
+    rest = {k: v for k, v in observation_space.spaces.items() if k != ACTION_MASK_KEY}
+    if list(rest) == [MASKED_OBSERVATION_KEY]:
+        return rest[MASKED_OBSERVATION_KEY]
+    return spaces.Dict(rest)
+
+
+def split_action_mask(obs: dict) -> tuple[object, object]:
+    """A masked env's observation tree (numpy or torch leaves) -> (what the policy's encoder reads, the mask
+    leaf), laid out as ``policy_observation_space`` says."""
+    rest = {k: v for k, v in obs.items() if k != ACTION_MASK_KEY}
+    if list(rest) == [MASKED_OBSERVATION_KEY]:
+        return rest[MASKED_OBSERVATION_KEY], obs[ACTION_MASK_KEY]
+    return rest, obs[ACTION_MASK_KEY]
+
+
+def illegal_action_rows(mask: np.ndarray, actions: np.ndarray, sizes: tuple[int, ...], start: int = 0) -> np.ndarray:
+    """Which of N actions the mask forbids: (N,) bool, vectorised.
+
+    Args:
+        mask: (N, sum(sizes)), nonzero where an action is legal (the dimensions' masks side by side).
+        actions: (N,) for Discrete or (N, k) for MultiDiscrete, in the env's format.
+        sizes: ``action_mask_sizes`` of the action space.
+        start: a Discrete space's ``start`` (subtracted from the actions).
+    """
+    mask = np.asarray(mask).reshape(len(mask), sum(sizes))
+    columns = np.asarray(actions, dtype=np.int64).reshape(len(mask), len(sizes)) - start
+    columns = columns + np.cumsum((0, *sizes[:-1]), dtype=np.int64)
+    return ~(mask[np.arange(len(mask))[:, None], columns] != 0).all(axis=1)
+
+
+def rows_without_legal_action(mask: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+    """(N,) bool: rows of a mask (N, sum(sizes)) where some action dimension has no legal action."""
+    if len(mask) == 0:
+        return np.zeros(0, dtype=bool)
+    legal = np.asarray(mask).reshape(len(mask), sum(sizes)) != 0
+    per_dim = np.logical_or.reduceat(legal, np.cumsum((0, *sizes[:-1])), axis=1)
+    return ~per_dim.all(axis=1)
+
+
+def with_a_legal_action(mask: np.ndarray, sizes: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``mask`` (N, sum(sizes)) where every dimension left without a legal action gets one at random
+    (random masks drawn from the mask's space, for exports' example inputs and parity checks)."""
+    mask = np.array(mask, copy=True)
+    for start, n in zip(np.cumsum((0, *sizes[:-1])), sizes, strict=True):
+        for row in np.flatnonzero(~(mask[:, start:start + n] != 0).any(axis=1)):
+            mask[row, start + int(rng.integers(n))] = 1
+    return mask
+
+
+def check_action_mask_rows(mask: np.ndarray, sizes: tuple[int, ...], where: str = "env",
+                           names: np.ndarray | None = None) -> None:
+    """Raise ActionMaskError when some row of ``mask`` (N, sum(sizes)) leaves an action dimension without a
+    legal action (the policy could only act illegally there); the message calls row i ``where names[i]``."""
+    empty = rows_without_legal_action(mask, sizes)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        row = row if names is None else int(names[row])
+        raise ActionMaskError(f"{where} {row} gave an action mask with no legal action"
+                              f"{' in some dimension' if len(sizes) > 1 else ''}; fix the env so that every "
+                              f"step leaves at least one legal action (or end the episode there).")

@@ -28,8 +28,9 @@ RESPAWN = "toy_multiagent_envs:make_respawn"
 BPTT = 6
 
 
-def collect(core="lstm", layers=1, separate=False, carry=False, num_steps=40, rollouts=2, seed=0, env_kwargs=None):
-    envs = make_multiagent_vector_env(RESPAWN, 3, env_kwargs)
+def collect(core="lstm", layers=1, separate=False, carry=False, num_steps=40, rollouts=2, seed=0, env_kwargs=None,
+            env_id=RESPAWN):
+    envs = make_multiagent_vector_env(env_id, 3, env_kwargs)
     torch.manual_seed(seed)
     cfg = PolicyConfig(hidden_size=16, separate_critic=separate, carry_across_episodes=carry, normalize_obs=True,
                        **core_settings(core, layers))
@@ -80,6 +81,29 @@ def test_invariant_with_deaths_and_spawns(core, layers, separate, carry):
     # The trainer's loss path: approx_kl and the clip fraction are 0 to rounding before the first step.
     ids = np.arange(batch.mask.shape[1])
     mb = make_minibatch(batch, ids, batch.lengths.numpy())
+    with torch.no_grad():
+        terms = ppo_loss(policy, mb, PPOConfig(), 0.2)
+    assert abs(float(terms.approx_kl)) < 1e-6 and float(terms.clipfrac) == 0.0
+
+
+@pytest.mark.parametrize(("core", "carry"), [("lstm", False), ("gru", True)])
+def test_invariant_with_action_masks_deaths_and_spawns(core, carry):
+    """PettingZoo's {"observation", "action_mask"} observations (toy MaskedRespawnEnv, which raises on an illegal
+    action): absent rows' all-zero masks stay finite, the stored masks rescore every real step exactly, and the
+    loss path's approx_kl and clipfrac are 0."""
+    policy, _, buf = collect(core, 1, True, carry, env_id="toy_multiagent_envs:make_masked_respawn")
+    assert policy.masked and buf.illegal_actions == 0
+    assert_deaths_and_spawns_inside(buf)
+    assert (buf.obs["action_mask"][buf.alive == 0] == 0).all()  # absent rows' masks are zeros
+    assert torch.isfinite(buf.logprobs).all()
+    batch = batch_of(buf)
+    with torch.no_grad():
+        logprob, entropy, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
+    real = batch.mask.bool()
+    assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
+    assert (value[real] - batch.values[real]).abs().max() < 1e-5
+    assert torch.isfinite(entropy).all()
+    mb = make_minibatch(batch, np.arange(batch.mask.shape[1]), batch.lengths.numpy())
     with torch.no_grad():
         terms = ppo_loss(policy, mb, PPOConfig(), 0.2)
     assert abs(float(terms.approx_kl)) < 1e-6 and float(terms.clipfrac) == 0.0

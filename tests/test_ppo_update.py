@@ -60,8 +60,11 @@ class _Ratios:
     """Stands in for the policy: each step's core output is its log-ratio, scored as the new log-probability
     (the old one is 0), so ``policy_terms`` sees exactly the ratios a test chooses."""
 
+    masked = False  # no action mask (docs/action_masks.md)
+
     @staticmethod
-    def score_actions(hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_actions(hidden: torch.Tensor, actions: torch.Tensor,
+                      legal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return hidden[:, 0], torch.zeros(len(hidden))
 
 

@@ -24,8 +24,9 @@ from agents.rollout.collector import VectorCollector, make_vector_env
 
 
 def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="discrete", num_steps=24, seed=0,
-            rollouts=2, noise_correlation=0.0, device="cpu"):
-    envs = make_vector_env("tests/Boundary-v0", 4, {"action_kind": action_kind})
+            rollouts=2, noise_correlation=0.0, device="cpu", masked=False):
+    kwargs = {"action_kind": action_kind, **({"masked": True} if masked else {})}
+    envs = make_vector_env("tests/Boundary-v0", 4, kwargs)
     torch.manual_seed(seed)
     cfg = PolicyConfig(hidden_size=16, separate_critic=separate, carry_across_episodes=carry, normalize_obs=True,
                        **core_settings(core, layers))
@@ -65,11 +66,12 @@ def assert_sequence_path_reproduces(policy, buf, carry: bool) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize(("tf32", "bound"), [(False, 1e-5), (True, 1e-3)])
-def test_invariant_on_cuda(tf32, bound):
+def test_invariant_on_cuda(tf32, bound, masked):
     """TF32 off: the CPU's bound. On (PyTorch's default for cuDNN): a looser one, harmless for PPO (README)."""
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=tf32):
-        policy, _collector, buf = collect("lstm", 2, True, False, device="cuda")
+        policy, _collector, buf = collect("lstm", 2, True, False, device="cuda", masked=masked)
         seqs = make_sequences(buf.episode_starts.cpu().numpy(), bptt_len=5, cut_at_episode_starts=True)
         zeros = torch.zeros_like(buf.rewards)
         batch = gather_sequences(buf, seqs, zeros, zeros)
@@ -94,6 +96,47 @@ def test_invariant_holds_for_every_action_space(action_kind, noise_correlation):
     assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
     assert (value[real] - batch.values[real]).abs().max() < 1e-5
     assert torch.isfinite(entropy[real]).all()
+
+
+@pytest.mark.parametrize("noise_correlation", [0.0, 0.95])
+@pytest.mark.parametrize(("core", "carry"), [("lstm", False), ("gru", True), ("none", False)])
+@pytest.mark.parametrize("action_kind", ["discrete", "multidiscrete"])
+def test_invariant_holds_with_action_masks(action_kind, core, carry, noise_correlation):
+    """A masked env (a fresh random mask every step; the env raises on an illegal action): the stored masks
+    rescore the stored actions exactly, the legal set's probabilities sum to 1, and no illegal action was taken."""
+    policy, _collector, buf = collect(core=core, carry=carry, action_kind=action_kind, separate=True, masked=True,
+                                      noise_correlation=noise_correlation)
+    assert policy.masked and buf.illegal_actions == 0
+    assert_sequence_path_reproduces(policy, buf, carry)
+    seqs = make_sequences(buf.episode_starts.numpy(), bptt_len=5, cut_at_episode_starts=not carry)
+    zeros = torch.zeros_like(buf.rewards)
+    batch = gather_sequences(buf, seqs, zeros, zeros)
+    with torch.no_grad():
+        dist, _, _ = policy.forward_sequence(batch.obs, batch.start_states, batch.episode_starts)
+    legal = batch.obs["action_mask"].reshape(-1, policy.action_head.num_outputs) > 0
+    probs = policy.action_head.export_reference(dist)  # (N, num_outputs) log-probs, the parts side by side
+    assert np.all(np.exp(probs)[~legal.numpy()] == 0.0)
+    _, entropy, _ = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
+    assert torch.isfinite(entropy).all()
+
+
+def test_masked_entropy_is_the_legal_sets_and_an_all_zero_row_stays_finite():
+    """Entropy over the legal actions only (log k for k equal logits); an all-zero mask (an absent multi-agent
+    row's zero observation) gives finite log-probs and entropy, not NaN."""
+    from gymnasium import spaces
+
+    from agents.model.action_heads import CategoricalHead, MultiCategoricalHead
+    head = CategoricalHead(spaces.Discrete(5), 4)
+    out = torch.zeros(3, 5)
+    legal = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    dist = head.distribution(out, legal)
+    torch.testing.assert_close(dist.entropy()[:2], torch.tensor([np.log(2), np.log(5)], dtype=torch.float32))
+    assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.log_prob(torch.tensor([0, 4, 2]))).all()
+    multi = MultiCategoricalHead(spaces.MultiDiscrete([2, 3]), 4)
+    legal = torch.tensor([[1, 0, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    dist = multi.distribution(torch.zeros(2, 5), legal)
+    torch.testing.assert_close(dist.entropy()[0], torch.tensor(np.log(2), dtype=torch.float32))
+    assert torch.isfinite(dist.entropy()).all()
 
 
 def test_state_carries_across_rollouts():
@@ -209,8 +252,10 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
         first.setdefault("terms", terms)
         return terms
 
-    def score_actions(self, hidden, actions):
-        out = real_score(self, hidden, actions)
+    def score_actions(self, hidden, actions, legal=None):
+        if extra is not None and "masked" in extra.get("env_kwargs", {}):
+            assert legal is not None  # the stored masks reach the loss path
+        out = real_score(self, hidden, actions, legal)
         if recording["on"]:
             first.setdefault("logprob", out[0].detach())
         return out
@@ -236,6 +281,18 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
     assert (first["value"] - mb.old_value).abs().max() < 1e-5
     assert abs(float(terms.approx_kl)) < 1e-10 and abs(float(terms.old_approx_kl)) < 1e-5
     assert float(terms.clipfrac) == 0.0
+
+
+@pytest.mark.parametrize("action_kind", ["discrete", "multidiscrete"])
+def test_the_invariant_holds_on_the_trainers_loss_path_with_action_masks(tmp_path, monkeypatch, action_kind):
+    """A masked env through the trainer: the loss path rescores each stored action under its stored mask, so the
+    first minibatch's approx_kl and clipfrac are 0; the run's summary counts 0 illegal actions."""
+    extra = {"env_kwargs": {"action_kind": action_kind, "masked": True}}
+    test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", True, False, action_kind,
+                                                        extra)
+    import json
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["action_masks"]["training"] == {"checked": 192, "illegal": 0}
 
 
 @pytest.mark.parametrize("extra", [{"normalize_value": True}, {"normalize_value": True, "clip_vloss": True},

@@ -5,6 +5,7 @@
   (only rewards do), so what one agent does or sees cannot change another's observations.
 - ``StateRespawnEnv``: ``RespawnEnv`` with PettingZoo's global state (``state()`` / ``state_space``), for the
   central critic.
+- ``MaskedRespawnEnv``: ``RespawnEnv`` with PettingZoo's ``{"observation", "action_mask"}`` observations.
 - ``CueTeamEnv``: a cooperative memory task: each agent sees a cue on the first step only, then blanks; on the
   last step the team is rewarded for every agent whose action equals its cue. Memoryless play scores 0.5.
 - ``CueDuelEnv``: the same task as a zero-sum duel between ``left`` and ``right``, for self-play.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
+from toy_envs import check_legal, random_mask
 
 
 class RespawnEnv(ParallelEnv):
@@ -192,6 +194,37 @@ class CueDuelEnv(CueTeamEnv):
         return obs, rewards, terms, truncs, infos
 
 
+class MaskedRespawnEnv(RespawnEnv):
+    """``RespawnEnv`` with PettingZoo's action masks: observation Dict {"observation": RespawnEnv's Box(4,),
+    "action_mask": MultiBinary(3) int8}, action Discrete(3). Each live agent's mask is drawn every step (at least
+    one legal action, from a generator of its own, so the dynamics are RespawnEnv's); an illegal action raises
+    ``IllegalActionError``."""
+
+    metadata = {"name": "toy_masked_respawn_v0", "render_modes": []}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._inner_space = self._obs_space
+        self._obs_space = spaces.Dict({"observation": self._inner_space, "action_mask": spaces.MultiBinary(3)})
+        self._act_space = spaces.Discrete(3)
+        self.masks: dict[str, np.ndarray] = {}
+        self.mask_rng = np.random.default_rng()
+
+    def _obs(self, agent: str) -> dict:
+        self.masks[agent] = random_mask(self.mask_rng, [3])
+        return {"observation": super()._obs(agent), "action_mask": self.masks[agent]}
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.mask_rng = np.random.default_rng(seed + 1)
+        return super().reset(seed, options)
+
+    def step(self, actions):
+        for agent in self.agents:
+            check_legal(self.masks[agent], [3], actions[agent])
+        return super().step(actions)
+
+
 class NotParallel:
     """What a wrong callable returns: not a ParallelEnv."""
 
@@ -205,6 +238,10 @@ class MixedSpacesEnv(CueTeamEnv):
 
 def make_respawn(**kwargs) -> RespawnEnv:
     return RespawnEnv(**kwargs)
+
+
+def make_masked_respawn(**kwargs) -> MaskedRespawnEnv:
+    return MaskedRespawnEnv(**kwargs)
 
 
 def make_respawn_state(**kwargs) -> StateRespawnEnv:

@@ -19,6 +19,12 @@ Inputs, in this order:
 - ``agent_index`` (B,) int64: only for a policy trained with ``--agent-index-input``: each agent's slot among the
   env's ``possible_agents`` (listed in the metadata's ``multiagent.agents``); the one-hot is built in the graph.
 
+A masked env's ``observation["action_mask"]`` (docs/action_masks.md) is the observation input named
+``action_mask`` (role ``action_mask``, path ``["action_mask"]``, in the observation's place among the leaves):
+the graph sets illegal logits to -1e8 before the ``logits`` output and the greedy ``action``, so both, and any
+draw from the logits, are legal. The metadata's ``action_mask`` gives ``{"input", "sizes"}`` (the per-dimension
+sizes of the mask's parts).
+
 Outputs, in this order:
 
 - ``logits`` (B, num_outputs): categorical logits (MultiDiscrete: the parts' logits
@@ -68,7 +74,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.model.policy import RecurrentActorCritic
-from agents.spaces import space_to_json
+from agents.spaces import ACTION_MASK_KEY, space_to_json, with_a_legal_action
 from agents.trees import Tree, tree_get, tree_stack
 
 METADATA_KEY = "mnemo"
@@ -124,7 +130,9 @@ class PolicyStep(nn.Module):
     def __init__(self, policy: RecurrentActorCritic):
         super().__init__()
         self.policy = policy
-        self.leaves = observation_leaves(policy.observation_space)
+        # A masked env's mask leaf is the input "action_mask".
+        self.leaves = [(ACTION_MASK_KEY if policy.masked and path == (ACTION_MASK_KEY,) else name, path, space)
+                       for name, path, space in observation_leaves(policy.observation_space)]
         self.reset_on_episode_start = not policy.config.carry_across_episodes
         # A central critic reads the env's global state, which a game does not give: the export is the actor's.
         self.actor_only = policy.central_critic
@@ -164,7 +172,7 @@ class PolicyStep(nn.Module):
         device = next(self.policy.parameters()).device
         space = copy.deepcopy(self.policy.observation_space)  # seeding the policy's own space would be a side effect
         space.seed(seed)
-        obs = tree_stack([space.sample() for _ in range(batch)])
+        obs = legal_example_masks(self.policy, tree_stack([space.sample() for _ in range(batch)]), seed)
         leaves = [torch.as_tensor(np.asarray(tree_get(obs, path), dtype=leaf_dtype(s)), device=device)
                   for _, path, s in self.leaves]
         gen = torch.Generator().manual_seed(seed)
@@ -195,6 +203,9 @@ class PolicyStep(nn.Module):
             outputs.append(out)
         actor_hidden = outputs[0] if outputs else features
         raw = policy.action_head.linear(policy.actor_mlp(actor_hidden))
+        legal = policy.legal_actions(obs)
+        if legal is not None:
+            raw = policy.action_head.mask_output(raw, legal)
         buffers = {name: getattr(self, name) for name in self.head_buffers}
         if self.actor_only:
             return (raw, policy.action_head.export_action(raw, buffers), *new_states)
@@ -205,14 +216,24 @@ class PolicyStep(nn.Module):
         return (raw, action, value, *new_states)
 
 
+def legal_example_masks(policy: RecurrentActorCritic, obs: Tree, seed: int) -> Tree:
+    """Sampled example observations (B, ...) whose action masks (a masked policy's) leave every dimension a legal
+    action, as an env's must; other observations as they are."""
+    if not policy.masked:
+        return obs
+    mask = with_a_legal_action(obs[ACTION_MASK_KEY], policy.action_mask_sizes, np.random.default_rng(seed))
+    return {**obs, ACTION_MASK_KEY: mask}
+
+
 def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
     """The JSON metadata stored with an export (see the module docstring); ``multiagent`` is stored as given."""
     policy = step.policy
     head = policy.action_head
     state_shape = policy.actor_state_shape if step.actor_only else policy.state_shape
     _, layers, hidden = state_shape
-    inputs = [{"name": name, "role": "obs", "path": list(path), "shape": [None, *leaf.shape],
-               "dtype": str(leaf_dtype(leaf))} for name, path, leaf in step.leaves]
+    inputs = [{"name": name, "role": "action_mask" if name == ACTION_MASK_KEY and policy.masked else "obs",
+               "path": list(path), "shape": [None, *leaf.shape], "dtype": str(leaf_dtype(leaf))}
+              for name, path, leaf in step.leaves]
     inputs += [{"name": n, "role": "state", "shape": [layers, None, hidden], "dtype": "float32"}
                for n in step.state_names]
     inputs.append({"name": "episode_start", "role": "episode_start", "shape": [None], "dtype": "float32"})
@@ -246,6 +267,8 @@ def export_metadata(step: PolicyStep, multiagent: dict | None = None) -> dict:
         "action_output": first,
         **head.export_metadata(),
     }
+    if policy.masked:
+        meta["action_mask"] = {"input": ACTION_MASK_KEY, "sizes": list(policy.action_mask_sizes)}
     if step.actor_only:
         meta["central_critic"] = True  # the critic read env.state(): left out, with its value output
     if multiagent is not None:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.deploy.export import PolicyStep, leaf_dtype, load_torchscript
+from agents.deploy.export import PolicyStep, leaf_dtype, legal_example_masks, load_torchscript
 from agents.model.policy import RecurrentActorCritic
+from agents.spaces import ACTION_MASK_KEY
 from agents.trees import Tree, tree_get, tree_stack
 
 StepFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -63,7 +64,8 @@ def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int
     rng = np.random.default_rng(seed)
     space = copy.deepcopy(policy.observation_space)
     space.seed(seed)
-    obs_seq = [tree_stack([space.sample() for _ in range(batch)]) for _ in range(steps)]
+    obs_seq = [legal_example_masks(policy, tree_stack([space.sample() for _ in range(batch)]), seed + t)
+               for t in range(steps)]
     starts = (rng.random((steps, batch)) < reset_prob).astype(np.float32)
     starts[0] = 1.0
     _, layers, hidden = policy.state_shape
@@ -96,8 +98,15 @@ def compare_with_torch(policy: RecurrentActorCritic, step_fn: StepFn, steps: int
         dist, value, final_state = policy.forward_sequence(
             obs_t, start_state.to(device), torch.as_tensor(starts, device=device), inputs)
         ref_action = head.to_env(head.shape_actions(dist.mode()))
-    got = head.normalise_export(np.concatenate(got_dist))
-    diffs = [np.abs(got - head.export_reference(dist)).max()]
+    got, ref = head.normalise_export(np.concatenate(got_dist)), head.export_reference(dist)
+    if policy.masked:
+        # Illegal actions' log-probs are about -1e8 on both sides, where float32 steps by 8: compare the legal ones
+        # (the illegal ones' probabilities are exactly 0 on both).
+        legal = np.concatenate([obs[ACTION_MASK_KEY] for obs in obs_seq]).reshape(got.shape) != 0
+        if not (np.exp(got[~legal]) == 0).all():
+            return {"max_abs_diff": float("inf"), "actions_equal": False, "steps": steps, "batch": batch}
+        got, ref = np.where(legal, got, 0.0), np.where(legal, ref, 0.0)
+    diffs = [np.abs(got - ref).max()]
     if not step.actor_only:
         diffs.append(np.abs(np.stack(got_value) - value.cpu().numpy()).max())
     if step.state_names:

@@ -70,6 +70,16 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
+# An illegal action's logit, as agents.model.action_heads.MASKED_LOGIT (this module loads numpy only).
+MASKED_LOGIT = -1e8
+
+
+def mask_logits(raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A masked env's logits (B, num_outputs) with the entries ``mask`` (B, num_outputs, 0 = illegal) forbids set
+    to ``MASKED_LOGIT``: their probability is then exactly 0, for every kind's greedy, sample and log_prob."""
+    return np.where(np.asarray(mask).reshape(raw.shape) != 0, raw, np.float32(MASKED_LOGIT)).astype(raw.dtype)
+
+
 def _sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits)."""
     u = np.clip(rng.random(logits.shape), 1e-20, 1.0)

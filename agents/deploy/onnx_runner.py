@@ -22,6 +22,9 @@ ignores ``episode_start`` and the host zeroing alone starts a new series. Sample
 numpy generator (Gumbel-max for categoricals), so they are not the torch runner's draws; greedy actions,
 values, log-probabilities and states equal ``PolicyRunner``'s to float rounding.
 
+A masked env's export (docs/action_masks.md) reads ``obs["action_mask"]`` from the observation as the env gives
+it, so greedy and sampled actions are legal with no extra argument.
+
 As ``PolicyRunner``: an export with an ``agent_index`` input (``--agent-index-input``) takes each agent's slot
 from its name among the agents its metadata lists; an export of a central-critic policy has no ``value`` output,
 so ``ActInfo.value`` is NaN.
@@ -47,7 +50,7 @@ from agents.deploy.agent_ids import (
     check_hashable,
     is_id_batch,
 )
-from agents.deploy.numpy_actions import numpy_actions
+from agents.deploy.numpy_actions import mask_logits, numpy_actions
 
 
 class OnnxRuntimeMissingError(ImportError):
@@ -90,7 +93,9 @@ class OnnxRunner:
         self.deterministic = deterministic
         self.rng = np.random.default_rng(seed)
         meta = self.metadata
-        self._obs_inputs = [i for i in meta["inputs"] if i["role"] == "obs"]
+        # The observation's leaves, a masked env's action_mask among them (fed from the observation as given).
+        self._obs_inputs = [i for i in meta["inputs"] if i["role"] in ("obs", "action_mask")]
+        self._mask_input = meta["action_mask"]["input"] if "action_mask" in meta else None
         self._state_inputs = [i for i in meta["inputs"] if i["role"] == "state"]
         index_inputs = [i for i in meta["inputs"] if i["role"] == "agent_index"]
         # --agent-index-input: each agent's slot, looked up by its name.
@@ -212,6 +217,10 @@ class OnnxRunner:
 
         det = self.deterministic if deterministic is None else deterministic
         raw = out[self.metadata["action_output"]]
+        if self._mask_input is not None:
+            # The graph masked the logits already; masking on the host too keeps a draw legal whatever the
+            # graph (numpy_actions.mask_logits, idempotent).
+            raw = mask_logits(raw, feed[self._mask_input])
         if det:
             action, sample = out["action"], None
         else:

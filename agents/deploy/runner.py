@@ -253,11 +253,12 @@ class PolicyRunner:
             actor_hidden, critic_hidden = self._advance(x, slots, agent_index)
             head = self.policy.action_head
             out = self._head_linear(self._actor_mlp(actor_hidden))
+            legal = self.policy.legal_actions(x)  # a masked env's mask, from the observation as the env gave it
             det = self.deterministic if deterministic is None else deterministic
             if det and not return_info:
-                dist, raw = None, head.greedy(out)  # a categorical head skips building the distribution
+                dist, raw = None, head.greedy(out, legal)  # a categorical head skips building the distribution
             else:
-                dist = head.distribution(out)
+                dist = head.distribution(out, legal)
                 raw = dist.mode() if det else dist.sample(self.generator)
             action = head.to_env(head.shape_actions(raw))
             if self._fresh:
@@ -294,7 +295,7 @@ class PolicyRunner:
 
         Returns the actor core's output (B, O) (the features for a core-less policy) and the critic core's.
         """
-        pre = self.policy.preprocess(obs)
+        pre = self.policy.preprocess(self.policy.encoder_obs(obs))
         if agent_index is not None:
             pre = torch.cat((pre, self.policy.agent_one_hot(agent_index)), dim=-1)
         x = self._encoder(pre)

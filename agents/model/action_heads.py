@@ -17,6 +17,14 @@ Each head is the one place that knows its kind: export, the runner, the inspecto
 ``ACTION_HEADS`` maps each supported space type to its head (``register_action_head``); ``make_action_head``,
 ``check_action_space`` and the supported-spaces message read it, and nothing else lists the spaces.
 
+Action masks (``agents.spaces``, "action masks"; docs/action_masks.md): the categorical heads take a bool
+``legal`` (N, num_outputs), True where the env allows an action. Illegal logits become ``MASKED_LOGIT``, a large
+finite negative number (as sb3-contrib's MaskableCategorical), before the softmax: an illegal action's probability
+is exactly 0 in float32, the legal ones' log-probs are those of the softmax over the legal logits alone, and the
+entropy sums over the legal actions only (``0 * MASKED_LOGIT`` is 0, where ``-inf`` would make it NaN). Sampling and
+the mode also drop illegal entries after the Gumbel noise, so not even a saturated draw can pick one; a row whose
+mask is all zero (an absent multi-agent row) stays finite (uniform).
+
 The stored action is the sampled one; ``to_env`` clips Box actions to the
 bounds for the env only, so log-probabilities stay exact.
 
@@ -40,6 +48,10 @@ from torch.nn import functional as F
 
 from agents.spaces import UnsupportedSpaceError
 
+# An illegal action's logit under a mask: finite, so that log-probs and entropy stay finite; softmax gives it
+# probability exp(-1e8) = 0 exactly, the same value sb3-contrib's MaskableCategorical uses.
+MASKED_LOGIT = -1e8
+
 
 def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device,
              normal: torch.Tensor | None) -> torch.Tensor:
@@ -57,11 +69,13 @@ def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None,
 
 
 class Categorical:
-    """logits: (N, n) or (N, k, n) for k independent categoricals."""
+    """logits: (N, n) or (N, k, n) for k independent categoricals; ``legal``: None, or bool of the logits' shape,
+    True where an action may be taken (its logits are then already ``MASKED_LOGIT`` where it is False)."""
 
-    def __init__(self, logits: torch.Tensor):
+    def __init__(self, logits: torch.Tensor, legal: torch.Tensor | None = None):
         # Normalised log-probs; one fused kernel (logits - logsumexp costs several times more per call).
         self.logits = torch.log_softmax(logits, -1)
+        self.legal = legal
 
     @property
     def noise_shape(self) -> torch.Size:
@@ -69,10 +83,17 @@ class Categorical:
         return self.logits.shape
 
     def sample(self, generator: torch.Generator | None = None, normal: torch.Tensor | None = None) -> torch.Tensor:
-        return _gumbel_argmax(self.logits, generator, normal)
+        if self.legal is None:
+            return _gumbel_argmax(self.logits, generator, normal)
+        u = _uniform(self.logits.shape, generator, self.logits.device, normal)
+        perturbed = self.logits - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))
+        # A uniform draw of exactly 1 (Phi of a large normal) gives +inf noise: drop illegal entries after it.
+        return torch.where(self.legal, perturbed, float("-inf")).argmax(-1)
 
     def mode(self) -> torch.Tensor:
-        return self.logits.argmax(-1)
+        if self.legal is None:
+            return self.logits.argmax(-1)
+        return torch.where(self.legal, self.logits, float("-inf")).argmax(-1)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         lp = self.logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
@@ -175,20 +196,26 @@ class ActionHead(nn.Module):
             nn.init.orthogonal_(self.linear.weight, gain=0.01)
             nn.init.zeros_(self.linear.bias)
 
-    def forward(self, features: torch.Tensor) -> Distribution:
-        return self.distribution(self.linear(features))
+    def forward(self, features: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
+        """features (N, F), and for a masked env ``legal`` (N, num_outputs) bool -> the distribution."""
+        return self.distribution(self.linear(features), legal)
 
     @classmethod
     def check_space(cls, space: spaces.Space) -> None:
         """Raise UnsupportedSpaceError, naming the fix, for a ``space_type`` space this head cannot act in."""
 
-    def distribution(self, out: torch.Tensor) -> Distribution:
-        """Raw head output (N, num_outputs) -> distribution."""
+    def distribution(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
+        """Raw head output (N, num_outputs) (and ``legal`` (N, num_outputs) bool under a mask) -> distribution."""
         raise NotImplementedError
 
-    def greedy(self, out: torch.Tensor) -> torch.Tensor:
+    def mask_output(self, out: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+        """Raw output (N, num_outputs) with illegal entries set to ``MASKED_LOGIT``; traceable (export)."""
+        raise UnsupportedSpaceError(f"{type(self).__name__} ({self.space}) takes no action mask; action masks "
+                                    f"need a Discrete or MultiDiscrete action space.")
+
+    def greedy(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> torch.Tensor:
         """The most likely action for raw output (N, num_outputs), in the layout the distribution scores."""
-        return self.distribution(out).mode()
+        return self.distribution(out, legal).mode()
 
     def flat_actions(self, action: torch.Tensor) -> torch.Tensor:
         """Stored actions (N, *action_shape) -> the layout the distribution scores."""
@@ -267,12 +294,19 @@ class CategoricalHead(ActionHead):
         super().__init__(space, in_features, int(space.n), (), torch.int64, ortho_init)
         self.start = int(space.start)
 
-    def distribution(self, out: torch.Tensor) -> Distribution:
-        return Categorical(out)
+    def distribution(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
+        if legal is None:
+            return Categorical(out)
+        return Categorical(self.mask_output(out, legal), legal)
 
-    def greedy(self, out: torch.Tensor) -> torch.Tensor:
+    def mask_output(self, out: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+        return out.masked_fill(~legal, MASKED_LOGIT)
+
+    def greedy(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> torch.Tensor:
         # Without building the distribution: argmax of the raw logits is argmax of the normalised ones
         # (the shift by logsumexp is the same for every action).
+        if legal is not None:
+            return torch.where(legal, out, float("-inf")).argmax(-1)
         return out.argmax(-1)
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:
@@ -333,12 +367,22 @@ class MultiCategoricalHead(ActionHead):
             mask[i, :n] = 0.0
         self.register_buffer("pad_mask", mask)
 
-    def distribution(self, out: torch.Tensor) -> Distribution:
+    def distribution(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
+        if legal is not None:
+            out = self.mask_output(out, legal)
         padded = out.new_zeros(out.shape[0], len(self.nvec), self.max_n)
         padded[:, :, :] = self.pad_mask
         for i, (start, n) in enumerate(zip(self.offsets, self.nvec, strict=True)):
             padded[:, i, :n] = out[:, start:start + n]
-        return Categorical(padded)
+        if legal is None:
+            return Categorical(padded)
+        padded_legal = legal.new_zeros(out.shape[0], len(self.nvec), self.max_n)  # padding is never legal
+        for i, (start, n) in enumerate(zip(self.offsets, self.nvec, strict=True)):
+            padded_legal[:, i, :n] = legal[:, start:start + n]
+        return Categorical(padded, padded_legal)
+
+    def mask_output(self, out: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+        return out.masked_fill(~legal, MASKED_LOGIT)
 
     def export_action(self, raw: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([raw[:, a:a + n].argmax(-1) for a, n in zip(self.offsets, self.nvec, strict=True)], dim=1)
@@ -396,7 +440,7 @@ class GaussianHead(_ElementwiseHead):
         self.low = np.asarray(space.low, dtype=np.float32)
         self.high = np.asarray(space.high, dtype=np.float32)
 
-    def distribution(self, out: torch.Tensor) -> Distribution:
+    def distribution(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
         return DiagGaussian(out, self.log_std)
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:
@@ -447,7 +491,7 @@ class BernoulliHead(_ElementwiseHead):
                          ortho_init)
         self.export_dtype = "int8"
 
-    def distribution(self, out: torch.Tensor) -> Distribution:
+    def distribution(self, out: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
         return Bernoulli(out)
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:

@@ -26,6 +26,12 @@ leaves have the same leading dims as the observation's:
   (Yu et al. 2022). The actor never reads it, so a step without it is an actor-only step (value NaN, the critic's
   state held): evaluation, watch, the runners and exports never need ``env.state()``.
 
+Action masks (docs/action_masks.md): an observation space that is a Dict with an ``"action_mask"`` entry makes
+a masked policy. ``observation_space`` stays the env's (the rollout buffer, checkpoints and exports keep the mask
+as one more observation leaf, so stored steps are rescored under the mask they were taken with); the encoder reads
+``policy_observation_space`` (the rest, or PettingZoo's ``"observation"`` entry itself) and the action head the
+mask, as ``legal`` (N, num_outputs) bool.
+
 Hidden-state semantics (docs/architecture.md, "Hidden-state rules"): ``state`` is the state *before* the
 agent sees ``obs_t``; where ``episode_start_t`` is 1 and the policy is in
 reset mode, the state is zeroed before ``obs_t`` is processed. The same rule
@@ -49,7 +55,15 @@ from agents.model.cores import make_core
 from agents.model.encoders import make_leaf_encoder, update_normalizers
 from agents.model.noise import CorrelatedNoise
 from agents.model.value_norm import PopArtValueHead
-from agents.spaces import check_observation_space, needs_obs_normalization
+from agents.spaces import (
+    action_mask_sizes,
+    check_action_mask_space,
+    check_observation_space,
+    has_action_mask,
+    needs_obs_normalization,
+    policy_observation_space,
+    split_action_mask,
+)
 from agents.trees import Tree, flatten_leading, leading_shape
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -106,7 +120,11 @@ class RecurrentActorCritic(nn.Module):
         super().__init__()
         check_observation_space(observation_space)
         check_action_space(action_space)
+        check_action_mask_space(observation_space, action_space)
         self.observation_space, self.action_space, self.config = observation_space, action_space, config
+        # A masked env: the mask's per-dimension sizes (n, or MultiDiscrete's nvec); None for an unmasked one.
+        self.action_mask_sizes = action_mask_sizes(action_space) if has_action_mask(observation_space) else None
+        encoder_space = policy_observation_space(observation_space)
         uses_index = config.agent_index_input or config.central_critic
         if uses_index and not agents:
             raise ConfigError("--agent-index-input and --central-critic need a multi-agent env (a pettingzoo "
@@ -121,8 +139,8 @@ class RecurrentActorCritic(nn.Module):
 
         # normalize_obs None: the space decides (agents/spaces.py, needs_obs_normalization).
         self.normalize_obs = (config.normalize_obs if config.normalize_obs is not None
-                              else needs_obs_normalization(observation_space, config.obs_encoder))
-        self.preprocess = make_leaf_encoder(observation_space, self.normalize_obs, config.obs_encoder)
+                              else needs_obs_normalization(encoder_space, config.obs_encoder))
+        self.preprocess = make_leaf_encoder(encoder_space, self.normalize_obs, config.obs_encoder)
         if config.ortho_init:
             init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features + actor_index_size, tuple(config.encoder_sizes),
@@ -193,6 +211,20 @@ class RecurrentActorCritic(nn.Module):
             raise KeyError(f"agent id {agent!r} is not an agent of this run ({', '.join(self.agents)}); a policy "
                            f"with an agent-index input takes the names in the env's possible_agents.") from None
 
+    # ------------------------------------------------------------------ action masks
+    @property
+    def masked(self) -> bool:
+        """Whether the env gives an action mask in its observation (``observation_space["action_mask"]``)."""
+        return self.action_mask_sizes is not None
+
+    def encoder_obs(self, obs: Tree) -> Tree:
+        """What the encoder reads of an observation tree: all of it, or for a masked env all but the mask."""
+        return split_action_mask(obs)[0] if self.masked else obs
+
+    def legal_actions(self, obs: Tree) -> torch.Tensor | None:
+        """A masked env's legal actions: the mask leaf of ``obs`` (..., num_outputs) as bool; None unmasked."""
+        return split_action_mask(obs)[1] != 0 if self.masked else None
+
     # ------------------------------------------------------------------ state
     @property
     def has_critic_core(self) -> bool:
@@ -220,7 +252,7 @@ class RecurrentActorCritic(nn.Module):
     def encode(self, obs: Tree, agent_inputs: dict | None = None) -> torch.Tensor:
         """obs leaves (N, *shape) (and with ``agent_index_input``, ``agent_inputs["agent_index"]`` (N,)) -> the
         actor's features (N, F)."""
-        x = self.preprocess(obs)
+        x = self.preprocess(self.encoder_obs(obs))
         if self.config.agent_index_input:
             x = torch.cat((x, self.agent_one_hot(agent_inputs["agent_index"])), dim=-1)
         return self.encoder(x)
@@ -286,13 +318,16 @@ class RecurrentActorCritic(nn.Module):
             self.critic_features(features, agent_inputs, t_len, batch), state, episode_start)
         return hidden, critic_hidden, torch.cat((new_actor_state, new_critic_state))
 
-    def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
-        """Heads: actor features (N, F) -> action distribution, critic features (N, F) -> value (N,)."""
-        return self.action_distribution(hidden), self.value_from(critic_hidden)
+    def decode(self, hidden: torch.Tensor, critic_hidden: torch.Tensor,
+               legal: torch.Tensor | None = None) -> tuple[Distribution, torch.Tensor]:
+        """Heads: actor features (N, F) (and a masked env's ``legal`` (N, num_outputs)) -> action distribution,
+        critic features (N, F) -> value (N,)."""
+        return self.action_distribution(hidden, legal), self.value_from(critic_hidden)
 
-    def action_distribution(self, hidden: torch.Tensor) -> Distribution:
-        """The actor's head: core outputs (N, F) -> the action distribution over N steps."""
-        return self.action_head(self.actor_mlp(hidden))
+    def action_distribution(self, hidden: torch.Tensor, legal: torch.Tensor | None = None) -> Distribution:
+        """The actor's head: core outputs (N, F) -> the action distribution over N steps; a masked env's
+        ``legal`` (N, num_outputs) bool leaves its illegal actions probability 0."""
+        return self.action_head(self.actor_mlp(hidden), legal)
 
     def value_from(self, critic_hidden: torch.Tensor) -> torch.Tensor:
         """The critic's head: critic core outputs (N, F) -> V (N,)."""
@@ -310,12 +345,14 @@ class RecurrentActorCritic(nn.Module):
         if isinstance(self.value_head, PopArtValueHead):
             self.value_head.update(returns)
 
-    def score_actions(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probability and entropy of stored actions (N, *action_shape) given core outputs (N, F): (N,), (N,).
+    def score_actions(self, hidden: torch.Tensor, actions: torch.Tensor,
+                      legal: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy of stored actions (N, *action_shape) given core outputs (N, F) (and a masked
+        env's stored ``legal`` (N, num_outputs)): (N,), (N,).
 
         The loss's view of the actor: it runs on the real steps of a minibatch only.
         """
-        dist = self.action_distribution(hidden)
+        dist = self.action_distribution(hidden, legal)
         return dist.log_prob(self.action_head.flat_actions(actions)), dist.entropy()
 
     # ------------------------------------------------------------------ action space
@@ -350,11 +387,14 @@ class RecurrentActorCritic(nn.Module):
         t_len, batch = episode_start.shape
         hidden, critic_hidden, new_state = self.memory(obs, state, episode_start, agent_inputs)
         flat = hidden.reshape(t_len * batch, -1)
+        legal = self.legal_actions(obs)
+        if legal is not None:
+            legal = legal.reshape(t_len * batch, -1)
         if critic_hidden is None:
             value = torch.full((t_len, batch), float("nan"), device=flat.device)
-            return self.action_distribution(flat), value, new_state
+            return self.action_distribution(flat, legal), value, new_state
         critic_flat = flat if critic_hidden is hidden else critic_hidden.reshape(t_len * batch, -1)
-        dist, value = self.decode(flat, critic_flat)
+        dist, value = self.decode(flat, critic_flat, legal)
         return dist, value.view(t_len, batch), new_state
 
     # ------------------------------------------------------------------ rollout / runtime
@@ -398,16 +438,17 @@ class RecurrentActorCritic(nn.Module):
         features = self.encode(obs, agent_inputs)
         hidden, new_state = self.actor_core.step(features, state[: self._actor_states], episode_start)
         critic_hidden = hidden
+        legal = self.legal_actions(obs)
         if self.central_critic and (agent_inputs is None or "global_state" not in agent_inputs):
             # Actor-only (no env.state() here): no value, the critic's memory held.
-            dist = self.action_distribution(hidden)
+            dist = self.action_distribution(hidden, legal)
             value = torch.full((episode_start.shape[0],), float("nan"), device=episode_start.device)
             return dist, value, torch.cat((new_state, state[self._actor_states:]))
         if self.critic_core is not None:
             critic_in = self.encode_critic(agent_inputs) if self.central_critic else features
             critic_hidden, critic_state = self.critic_core.step(critic_in, state[self._actor_states:], episode_start)
             new_state = torch.cat((new_state, critic_state))
-        dist, value = self.decode(hidden, critic_hidden)
+        dist, value = self.decode(hidden, critic_hidden, legal)
         return dist, value, new_state
 
     # ------------------------------------------------------------------ training
@@ -440,7 +481,8 @@ class RecurrentActorCritic(nn.Module):
         critic, ``agent_inputs["global_state"]`` (same leading dims) to the critic's."""
         if self.normalize_obs:
             n_leading = len(leading_shape(obs, self.observation_space))
-            update_normalizers(self.preprocess, flatten_leading(obs, self.observation_space, n_leading))
+            update_normalizers(self.preprocess,
+                               self.encoder_obs(flatten_leading(obs, self.observation_space, n_leading)))
         if self.central_critic and self.normalize_state:
             states = agent_inputs["global_state"]
             n_leading = len(leading_shape(states, self.state_space))

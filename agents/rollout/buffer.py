@@ -49,6 +49,8 @@ class Rollout:
         agent_inputs: multi-agent inputs beside the observation, leaves (T, N, ...) (``"agent_index"``, and with
             a central critic ``"global_state"``: agents/model/policy.py), as the policy got them at step t; None
             where the policy reads none.
+        illegal_actions: for a masked env (docs/action_masks.md), the env actions of the rollout that the mask
+            the env gave forbade (each checked on the host before the env saw it); 0 otherwise.
     """
 
     obs: Tree
@@ -67,6 +69,7 @@ class Rollout:
     nonfinite_skips: int = 0
     alive: torch.Tensor | None = None
     agent_inputs: Tree | None = None
+    illegal_actions: int = 0
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
@@ -75,7 +78,8 @@ class Rollout:
         inputs = None if self.agent_inputs is None else tree_map(lambda x: x.to(device), self.agent_inputs)
         return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
-                       nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs)
+                       nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs,
+                       illegal_actions=self.illegal_actions)
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -141,11 +145,12 @@ class RolloutBuffer:
         self.truncation_values[t] = 0.0
 
     def rollout(self, bootstrap_value: torch.Tensor, episode_returns: list[float], episode_lengths: list[int],
-                nonfinite_skips: int = 0) -> Rollout:
+                nonfinite_skips: int = 0, illegal_actions: int = 0) -> Rollout:
         """The filled buffer as a ``Rollout`` (no copy)."""
         return Rollout(self.obs, self.actions, self.logprobs, self.values, self.rewards, self.terminated,
                        self.truncated, self.truncation_values, self.episode_starts, self.states, bootstrap_value,
-                       episode_returns, episode_lengths, nonfinite_skips, agent_inputs=self.agent_inputs)
+                       episode_returns, episode_lengths, nonfinite_skips, agent_inputs=self.agent_inputs,
+                       illegal_actions=illegal_actions)
 
 
 def _copy_into(storage: Tree, value: Tree, t: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import gymnasium as gym
@@ -27,10 +28,43 @@ from agents.rollout.buffer import Rollout, RolloutBuffer
 from agents.rollout.env_state import decode, encode
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import EnvError, import_env_modules, make_vector_env
-from agents.trees import obs_to_tensor, tree_map, tree_map2, tree_stack
+from agents.spaces import action_mask_start, check_action_mask_rows, illegal_action_rows, split_action_mask
+from agents.trees import Tree, obs_to_tensor, tree_map, tree_map2, tree_stack
 
 __all__ = ["Collector", "CollectorFactory", "EnvError", "NonFiniteError", "VectorCollector", "import_env_modules",
            "local_collector", "make_vector_env"]
+
+
+@dataclass
+class IllegalActionCount:
+    """A masked env's env actions checked against the mask the env gave with the observation they answer, and
+    how many of them it forbade (training and evaluation count them; the count must stay 0)."""
+
+    checked: int = 0
+    illegal: int = 0
+
+
+def count_illegal_actions(policy: RecurrentActorCritic, obs: Tree, env_actions: np.ndarray,
+                          rows: np.ndarray | None = None, where: str = "env", first: int = 0) -> int:
+    """How many of the env actions (N, ...) the masks in ``obs`` (the numpy observations they answer, leaves
+    (N, ...)) forbid, over ``rows`` (bool (N,), default all: a multi-agent run checks its live rows only); 0 for
+    an unmasked policy. Vectorised numpy, once per step.
+
+    Raises:
+        ActionMaskError: some checked row's mask leaves an action dimension with no legal action (named as
+            ``where`` and its index plus ``first``).
+    """
+    if not policy.masked:
+        return 0
+    mask = np.asarray(split_action_mask(obs)[1])
+    actions = np.asarray(env_actions)
+    index = np.arange(len(mask))
+    if rows is not None:
+        index = np.flatnonzero(rows)
+        mask, actions = mask[index], actions[index]
+    sizes = policy.action_mask_sizes
+    check_action_mask_rows(mask, sizes, where, index + first)
+    return int(illegal_action_rows(mask, actions, sizes, action_mask_start(policy.action_space)).sum())
 
 
 class NonFiniteError(RuntimeError):
@@ -143,7 +177,7 @@ class VectorCollector:
         """Run ``num_steps`` vector steps; leaves ``state`` at the rollout's end. The rollout's tensors are the
         buffer's: valid until the next ``collect``."""
         policy, buffer = self.policy, self.buffer
-        returns, lengths, skips = [], [], 0
+        returns, lengths, skips, illegal = [], [], 0, 0
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
@@ -151,7 +185,10 @@ class VectorCollector:
                                   noise=self.noise)
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
 
-            next_obs, reward, terminated, truncated, infos = self.envs.step(policy.env_action(out.action))
+            env_action = policy.env_action(out.action)
+            if policy.masked:
+                illegal += count_illegal_actions(policy, self.next_obs, env_action, first=self.first_env)
+            next_obs, reward, terminated, truncated, infos = self.envs.step(env_action)
             done, cut = terminated | truncated, truncated & ~terminated
             bad = self._nonfinite(next_obs, reward, infos, cut)
             if bad is not None:
@@ -187,7 +224,7 @@ class VectorCollector:
             self.next_obs = next_obs
             self.state = out.state
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
-        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips)
+        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, illegal)
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor,
                            agent_inputs: dict | None = None) -> torch.Tensor:

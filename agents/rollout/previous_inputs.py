@@ -41,6 +41,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from agents.spaces import ACTION_MASK_KEY, has_action_mask, policy_observation_space, split_action_mask
+
 # symlog(x) <= 10 for |x| < 22,025: far beyond any reward scale PPO copes with unscaled.
 SYMLOG_CLIP = 10.0
 
@@ -88,9 +90,13 @@ def encode_action(action_space: spaces.Space, action: Any) -> np.ndarray:
 
 def previous_inputs_obs(obs: Any, prev_action: np.ndarray, prev_reward: float | np.ndarray) -> dict:
     """The observation a ``--prev-action-reward`` policy reads: ``prev_action`` from ``encode_action``
-    (zeros at an episode start), ``prev_reward`` the raw reward of the previous step (0 at a start)."""
-    return {"obs": obs, "prev_action": np.asarray(prev_action, np.float32),
-            "prev_reward": symlog(np.reshape(prev_reward, (1,)))}
+    (zeros at an episode start), ``prev_reward`` the raw reward of the previous step (0 at a start). A masked
+    env's observation keeps its ``action_mask`` at the top level, as ``PreviousActionReward`` lays it out."""
+    inputs = {"prev_action": np.asarray(prev_action, np.float32), "prev_reward": symlog(np.reshape(prev_reward, (1,)))}
+    if isinstance(obs, dict) and ACTION_MASK_KEY in obs:
+        inner, mask = split_action_mask(obs)
+        return {"obs": inner, **inputs, ACTION_MASK_KEY: mask}
+    return {"obs": obs, **inputs}
 
 
 class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -106,11 +112,16 @@ class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.Wrapper.__init__(self, env)
         self.keep_across_resets = keep_across_resets
         action_box = action_input_space(env.action_space)
-        self.observation_space = spaces.Dict({
-            "obs": env.observation_space,
+        # A masked env's mask stays at the top level, where the policy finds it (agents.spaces, "action masks").
+        self.masked = has_action_mask(env.observation_space)
+        entries = {
+            "obs": policy_observation_space(env.observation_space),
             "prev_action": action_box,
             "prev_reward": spaces.Box(-SYMLOG_CLIP, SYMLOG_CLIP, (1,), np.float32),
-        })
+        }
+        if self.masked:
+            entries[ACTION_MASK_KEY] = env.observation_space[ACTION_MASK_KEY]
+        self.observation_space = spaces.Dict(entries)
         self.prev_action = np.zeros(action_box.shape, np.float32)
         self.prev_reward = np.zeros(1, np.float32)
 
@@ -128,6 +139,10 @@ class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self._observation(obs), reward, terminated, truncated, info
 
     def _observation(self, obs: Any) -> dict:
+        if self.masked:
+            inner, mask = split_action_mask(obs)
+            return {"obs": inner, "prev_action": self.prev_action.copy(), "prev_reward": self.prev_reward.copy(),
+                    ACTION_MASK_KEY: mask}
         return {"obs": obs, "prev_action": self.prev_action.copy(), "prev_reward": self.prev_reward.copy()}
 
 

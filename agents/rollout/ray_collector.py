@@ -353,7 +353,8 @@ class RayCollector:
         return Rollout(obs=obs, **tensors,
                        episode_returns=[r for f in fragments for r in f.episode_returns],
                        episode_lengths=[n for f in fragments for n in f.episode_lengths],
-                       nonfinite_skips=sum(f.nonfinite_skips for f in fragments), alive=alive, agent_inputs=inputs)
+                       nonfinite_skips=sum(f.nonfinite_skips for f in fragments),
+                       illegal_actions=sum(f.illegal_actions for f in fragments), alive=alive, agent_inputs=inputs)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self, snapshot_envs: bool = True) -> dict:

@@ -223,6 +223,10 @@ def build_payload(
         meta["agents"] = list(policy.agents)
     if policy is not None and policy.state_space is not None:  # the central critic's input
         meta["state_space"] = space_to_json(policy.state_space)
+    if first.masked:
+        # Informational: the saved observation space's "action_mask" entry is what makes a loaded policy masked
+        # (agents/model/policy.py), so load, watch and export need nothing else.
+        meta["action_mask"] = {"sizes": list(first.action_mask_sizes)}
     if collector is not None:
         meta["collector"] = collector
     if policies is not None:

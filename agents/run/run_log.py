@@ -16,7 +16,14 @@ from agents.config import TrainConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import Rollout
 from agents.run.checkpoint import atomic_write_text
-from agents.spaces import MIN_FRAME_SIDE, choose_obs_encoder, image_layout, is_image_space, leaf_spaces
+from agents.spaces import (
+    MIN_FRAME_SIDE,
+    choose_obs_encoder,
+    image_layout,
+    is_image_space,
+    leaf_spaces,
+    policy_observation_space,
+)
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter  # heavy: imported only by a run that trains
@@ -39,7 +46,7 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
                else "every vector observation is bounded within +-10 (or there is none)")
         derived["normalize_obs"] = {"value": policy.normalize_obs, "why": why}
     if cfg.policy.obs_encoder == "auto":
-        leaves = leaf_spaces(policy.observation_space)
+        leaves = leaf_spaces(policy_observation_space(policy.observation_space))  # what the encoder reads
         kinds = sorted({choose_obs_encoder(leaf) for leaf in leaves})
         whys = list(dict.fromkeys(encoder_reason(leaf) for leaf in leaves))  # one per kind of leaf, in order
         derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds, "why": "; ".join(whys)}

@@ -1,4 +1,7 @@
-"""Play whole episodes with a policy and report their returns (deterministic by default)."""
+"""Play whole episodes with a policy and report their returns (deterministic by default).
+
+With a masked env (docs/action_masks.md) every env action is checked against the mask the env gave, and an
+``IllegalActionCount`` passed as ``mask_count`` adds up the actions checked and the illegal ones (0)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import torch
 
 from agents.config import EnvConfig, RunConfig
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.collector import IllegalActionCount, count_illegal_actions
 from agents.rollout.multiagent_collector import act_by_policy
 from agents.rollout.multiagent_env import MultiAgentVectorEnv, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
@@ -32,6 +36,7 @@ def evaluate_policy(
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
     wrapper: Callable[[gym.Env], gym.Env] | None = None,
+    mask_count: IllegalActionCount | None = None,
 ) -> np.ndarray:
     """Returns of ``episodes`` episodes, in parallel envs.
 
@@ -52,7 +57,13 @@ def evaluate_policy(
         returns: list[float] = []
         while (counts < targets).any() and not (should_stop is not None and should_stop()):
             out = policy.step(obs_to_tensor(obs, device), state, episode_start, deterministic, generator)
-            obs, reward, terminated, truncated, _ = envs.step(policy.env_action(out.action))
+            env_action = policy.env_action(out.action)
+            if policy.masked:
+                illegal = count_illegal_actions(policy, obs, env_action)
+                if mask_count is not None:
+                    mask_count.checked += num_envs
+                    mask_count.illegal += illegal
+            obs, reward, terminated, truncated, _ = envs.step(env_action)
             running += reward
             done = terminated | truncated
             for i in np.flatnonzero(done):
@@ -75,7 +86,8 @@ def _eval_copies(episodes: int, num_envs: int) -> int:
 def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, RecurrentActorCritic], episodes: int,
                            seed: int, deterministic: bool, device: torch.device | str,
                            generator: torch.Generator | None,
-                           should_stop: Callable[[], bool] | None) -> dict[str, list[float]]:
+                           should_stop: Callable[[], bool] | None,
+                           mask_count: IllegalActionCount | None = None) -> dict[str, list[float]]:
     """Every agent episode's return in ``episodes`` whole env episodes of ``envs``, by the name of the policy
     (``policies``, by block name) that played it, each step by training's hidden-state rules
     (``act_by_policy``).
@@ -95,7 +107,11 @@ def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, Recurr
     open_episodes = [{name: [] for name in names} for _ in range(copies)]  # each copy's episode so far
     returns: dict[str, list[float]] = {name: [] for name in names}
     while (counts < targets).any() and not (should_stop is not None and should_stop()):
-        actions, state, _ = act_by_policy(policies, envs, obs, state, spawn, deterministic, generator, device)
+        actions, state, steps = act_by_policy(policies, envs, obs, state, spawn, deterministic, generator, device)
+        if mask_count is not None and any(policies[step.block.name].masked for step in steps):
+            mask_count.checked += int(sum(envs.alive[step.block.rows].sum() for step in steps
+                                          if policies[step.block.name].masked))
+            mask_count.illegal += sum(step.illegal for step in steps)
         obs, reward, terminated, truncated, spawn, info = envs.step(actions)
         running += reward
         done = terminated | truncated
@@ -124,6 +140,7 @@ def evaluate_multiagent(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
+    mask_count: IllegalActionCount | None = None,
 ) -> np.ndarray:
     """Returns of every agent episode (spawn to end) in ``episodes`` whole episodes of a multi-agent env
     (``_whole_episode_returns``), over its agent slots as rows (``agents.rollout.multiagent_env``), with the
@@ -133,7 +150,7 @@ def evaluate_multiagent(
     try:
         name = envs.policies[0].name
         returns = _whole_episode_returns(envs, {name: policy}, episodes, seed, deterministic, device, generator,
-                                         should_stop)
+                                         should_stop, mask_count)
         return np.asarray(returns[name])
     finally:
         envs.close()
@@ -153,6 +170,7 @@ def evaluate_policies(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
+    mask_count: IllegalActionCount | None = None,
 ) -> dict[str, np.ndarray]:
     """``evaluate_multiagent`` with named policies (``policy_map``): each policy drives its agents' rows
     (``PolicyRows``), by the same hidden-state rules, in the same ``episodes`` whole env episodes. Returns
@@ -160,7 +178,7 @@ def evaluate_policies(
     envs = make_multiagent_vector_env(env_id, _eval_copies(episodes, num_envs), env_kwargs, env_import, policy_map)
     try:
         returns = _whole_episode_returns(envs, policies, episodes, seed, deterministic, device, generator,
-                                         should_stop)
+                                         should_stop, mask_count)
         return {block.name: np.asarray(returns[block.name]) for block in envs.policies}
     finally:
         envs.close()
@@ -168,10 +186,12 @@ def evaluate_policies(
 
 def evaluate_modes(policy: RecurrentActorCritic | dict[str, RecurrentActorCritic], env: EnvConfig, run: RunConfig,
                    device: torch.device, should_stop: Callable[[], bool] | None = None,
+                   mask_count: IllegalActionCount | None = None,
                    ) -> tuple[np.ndarray, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A training run's final evaluation: greedy and sampled returns (each empty where ``run.eval_mode`` leaves
     it out), on envs seeded apart from training's. With named policies (``policy`` a dict, ``--policy-map``)
-    each of the two is ``{name: returns}`` (``evaluate_policies``)."""
+    each of the two is ``{name: returns}`` (``evaluate_policies``). ``mask_count`` adds up a masked env's checked
+    and illegal actions over both modes."""
     if isinstance(policy, dict):
         empty = {name: np.array([]) for name in policy}
         named = {"greedy": empty, "sample": empty}
@@ -182,7 +202,7 @@ def evaluate_modes(policy: RecurrentActorCritic | dict[str, RecurrentActorCritic
             named[mode] = evaluate_policies(
                 policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, policy_map=env.policy_map,
                 env_kwargs=env.env_kwargs, env_import=tuple(env.env_import), deterministic=mode == "greedy",
-                device=device, generator=generator, should_stop=should_stop)
+                device=device, generator=generator, should_stop=should_stop, mask_count=mask_count)
         return named["greedy"], named["sample"]
     results = {"greedy": np.array([]), "sample": np.array([])}
     if run.eval_episodes == 0:
@@ -196,12 +216,12 @@ def evaluate_modes(policy: RecurrentActorCritic | dict[str, RecurrentActorCritic
             results[mode] = evaluate_multiagent(
                 policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
                 env_import=tuple(env.env_import), deterministic=mode == "greedy", device=device,
-                generator=generator, should_stop=should_stop)
+                generator=generator, should_stop=should_stop, mask_count=mask_count)
             continue
         results[mode] = evaluate_policy(
             policy, env.env_id, run.eval_episodes, seed=run.seed + 10_000, env_kwargs=env.env_kwargs,
             deterministic=mode == "greedy", device=device, generator=generator, should_stop=should_stop,
-            wrapper=run_input_wrapper(policy.config))
+            wrapper=run_input_wrapper(policy.config), mask_count=mask_count)
     return results["greedy"], results["sample"]
 
 

@@ -79,7 +79,10 @@ def policy_terms(
     policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
 ) -> tuple[torch.Tensor, ...]:
     """Actor core outputs over real steps (R, H) -> pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac."""
-    new_logprob, entropy = policy.score_actions(hidden, mb.actions)
+    # A masked env's stored masks, over the same real steps: the actions are rescored under the mask they were
+    # sampled with, so the recomputed log-probs equal the stored ones.
+    legal = real_steps([policy.legal_actions(sub.obs) for sub in mb.groups], mb.real) if policy.masked else None
+    new_logprob, entropy = policy.score_actions(hidden, mb.actions, legal)
     entropy_loss = entropy.mean()
 
     advantages = mb.advantages

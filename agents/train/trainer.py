@@ -15,6 +15,7 @@ it, so curves have neither gaps nor duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -36,6 +37,7 @@ from agents.rollout.collector import (
     Collector,
     CollectorFactory,
     EnvError,
+    IllegalActionCount,
     NonFiniteError,
     import_env_modules,
     local_collector,
@@ -232,6 +234,8 @@ class Trainer:
         self.named_policies = blocks is not None
         first = next(iter(self.learners.values()))
         self.policy, self.optimizer, self.reward_scaler = first.policy, first.optimizer, first.reward_scaler
+        # Whether some policy acts under the env's action masks (training and evaluation count illegal actions).
+        self.masked = any(learner.policy.masked for learner in self.learners.values())
         self.np_rng = np.random.default_rng(shuffle_seed)
         # The critic's half of each update on a second thread pays only with a core free for it.
         if cfg.run.parallel_critic and pays_off(self.policy, self.device):
@@ -246,6 +250,8 @@ class Trainer:
         self.schedule_note: str | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.nonfinite_skips = 0
+        # A masked env's env actions checked against the env's masks in training, and the illegal ones (0).
+        self.mask_count = IllegalActionCount()
         env_seed = cfg.run.seed
         checkpoint = None
         if resume:
@@ -338,6 +344,7 @@ class Trainer:
         self.best_return = c.get("best_return", -math.inf)
         self.recent_returns.extend(c.get("recent_returns", []))
         self.nonfinite_skips = c.get("nonfinite_skips", 0)
+        self.mask_count = IllegalActionCount(**c.get("action_masks", {}))
         self.agent_steps = c.get("agent_steps", 0)
         self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
         return payload, meta
@@ -391,6 +398,8 @@ class Trainer:
                                  "iterations": self.config.num_iterations}}
         if math.isfinite(self.best_return):
             counters["best_return"] = self.best_return
+        if self.masked:
+            counters["action_masks"] = dataclasses.asdict(self.mask_count)
         if self.agent_steps:
             counters["agent_steps"] = self.agent_steps
         return counters
@@ -608,6 +617,12 @@ class Trainer:
         episode_returns = [ret for rollout in rollouts.values() for ret in rollout.episode_returns]
         episode_lengths = [length for rollout in rollouts.values() for length in rollout.episode_lengths]
         skips_now = sum(rollout.nonfinite_skips for rollout in rollouts.values())
+        if self.masked:
+            for rollout in rollouts.values():
+                self.mask_count.illegal += rollout.illegal_actions
+                self.mask_count.checked += (rollout.rewards.numel() if rollout.alive is None
+                                            else int(rollout.alive.sum()))
+            self.writer.add_scalar("charts/illegal_actions", self.mask_count.illegal, step)
         self.episodes += len(episode_returns)
         self.recent_returns.extend(episode_returns)
         if skips_now:
@@ -640,8 +655,9 @@ class Trainer:
     def _finish(self, wall: float, start_step: int) -> dict:
         policies = ({name: learner.policy for name, learner in self.learners.items()} if self.named_policies
                     else self.policy)
+        eval_mask_count = IllegalActionCount()
         greedy, sampled = evaluate_modes(policies, self.config.env, self.config.run, self.device,
-                                         should_stop=lambda: self.stop_reason is not None)
+                                         should_stop=lambda: self.stop_reason is not None, mask_count=eval_mask_count)
         # Named policies: every agent episode's return, and each policy's own (``{name: returns}``).
         by_policy = None
         if self.named_policies:
@@ -654,6 +670,10 @@ class Trainer:
         pool = getattr(self.collector, "pool", None)
         if pool is not None:  # --self-play: the learner's and every snapshot's rating and games
             summary["self_play"] = pool.summary()
+        if self.masked:
+            summary["action_masks"] = {"training": dataclasses.asdict(self.mask_count),
+                                       "evaluation": dataclasses.asdict(eval_mask_count)}
+            self.writer.add_scalar("eval/illegal_actions", eval_mask_count.illegal, self.global_step)
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)

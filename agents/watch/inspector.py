@@ -136,7 +136,7 @@ class MemoryProbe:
                 the global state: a central critic's value reads NaN here).
         """
         policy = self.policy
-        pre = policy.preprocess(obs)
+        pre = policy.preprocess(policy.encoder_obs(obs))
         layers: list[dict[str, np.ndarray]] = []
         if self.view.columns:
             actor_state = state[: self._actor_states]
