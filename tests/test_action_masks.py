@@ -369,3 +369,15 @@ def test_named_policies_act_under_their_agents_masks(tmp_path):
                      num_envs=2, eval_episodes=2, policy_map="a0=first,a1=rest,a2=rest")
     assert summary["action_masks"]["training"]["illegal"] == 0 and summary["action_masks"]["training"]["checked"]
     assert summary["action_masks"]["evaluation"]["illegal"] == 0 and summary["action_masks"]["evaluation"]["checked"]
+
+
+def test_self_play_opponents_act_under_their_agents_masks(tmp_path):
+    """--self-play: the pool's snapshots act on the opponent rows under those agents' masks (the toy env raises on
+    an illegal action), and the count covers every live row, the opponents' included."""
+    summary = _train(tmp_path, "toy_multiagent_envs:make_masked_respawn", "toy_multiagent_envs", steps=512,
+                     num_envs=2, eval_episodes=2, self_play=True, sides="a0=first,*=rest", snapshot_every=128,
+                     swap_every=128)
+    assert summary["self_play"]["pool"], summary["self_play"]
+    assert summary["action_masks"]["training"]["illegal"] == 0
+    # Every live row is checked, learner or opponent: more checks than the learner's agent steps.
+    assert summary["action_masks"]["training"]["checked"] > summary["agent_steps"]

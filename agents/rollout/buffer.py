@@ -51,6 +51,8 @@ class Rollout:
             where the policy reads none.
         illegal_actions: for a masked env (docs/action_masks.md), the env actions of the rollout that the mask
             the env gave forbade (each checked on the host before the env saw it); 0 otherwise.
+        checked_actions: how many env actions were checked against masks (every live row's, opponents' included
+            with --self-play); 0 for an unmasked env.
     """
 
     obs: Tree
@@ -70,6 +72,7 @@ class Rollout:
     alive: torch.Tensor | None = None
     agent_inputs: Tree | None = None
     illegal_actions: int = 0
+    checked_actions: int = 0
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
@@ -79,7 +82,7 @@ class Rollout:
         return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
                        nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs,
-                       illegal_actions=self.illegal_actions)
+                       illegal_actions=self.illegal_actions, checked_actions=self.checked_actions)
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -145,12 +148,12 @@ class RolloutBuffer:
         self.truncation_values[t] = 0.0
 
     def rollout(self, bootstrap_value: torch.Tensor, episode_returns: list[float], episode_lengths: list[int],
-                nonfinite_skips: int = 0, illegal_actions: int = 0) -> Rollout:
+                nonfinite_skips: int = 0, illegal_actions: int = 0, checked_actions: int = 0) -> Rollout:
         """The filled buffer as a ``Rollout`` (no copy)."""
         return Rollout(self.obs, self.actions, self.logprobs, self.values, self.rewards, self.terminated,
                        self.truncated, self.truncation_values, self.episode_starts, self.states, bootstrap_value,
                        episode_returns, episode_lengths, nonfinite_skips, agent_inputs=self.agent_inputs,
-                       illegal_actions=illegal_actions)
+                       illegal_actions=illegal_actions, checked_actions=checked_actions)
 
 
 def _copy_into(storage: Tree, value: Tree, t: int) -> None:

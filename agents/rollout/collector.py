@@ -177,7 +177,7 @@ class VectorCollector:
         """Run ``num_steps`` vector steps; leaves ``state`` at the rollout's end. The rollout's tensors are the
         buffer's: valid until the next ``collect``."""
         policy, buffer = self.policy, self.buffer
-        returns, lengths, skips, illegal = [], [], 0, 0
+        returns, lengths, skips, illegal, checked = [], [], 0, 0, 0
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
@@ -188,6 +188,7 @@ class VectorCollector:
             env_action = policy.env_action(out.action)
             if policy.masked:
                 illegal += count_illegal_actions(policy, self.next_obs, env_action, first=self.first_env)
+                checked += len(env_action)
             next_obs, reward, terminated, truncated, infos = self.envs.step(env_action)
             done, cut = terminated | truncated, truncated & ~terminated
             bad = self._nonfinite(next_obs, reward, infos, cut)
@@ -224,7 +225,7 @@ class VectorCollector:
             self.next_obs = next_obs
             self.state = out.state
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
-        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, illegal)
+        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, illegal, checked)
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor,
                            agent_inputs: dict | None = None) -> torch.Tensor:

@@ -202,7 +202,7 @@ class MultiAgentCollector(VectorCollector):
         """``num_steps`` steps of every env copy; returns the rollout with ``alive`` (T, R). Each agent's episode
         (spawn to its end) is one entry of ``episode_returns``."""
         policy, buffer = self.policy, self.buffer
-        returns, lengths, illegal = [], [], 0
+        returns, lengths, illegal, checked = [], [], 0, 0
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             inputs_t = self._agent_inputs()
@@ -218,6 +218,7 @@ class MultiAgentCollector(VectorCollector):
             env_action = policy.env_action(action)
             if policy.masked:  # live rows only: an absent row's zero mask is not the env's
                 illegal += count_illegal_actions(policy, self.next_obs, env_action, self.envs.alive, "agent row")
+                checked += int(self.envs.alive.sum())
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(env_action)
             self._check_obs(next_obs, t, reward)
             buffer.store_outcome(
@@ -245,7 +246,7 @@ class MultiAgentCollector(VectorCollector):
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
             self._after_step(reward, infos["env_done"])
         rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths,
-                                 illegal_actions=illegal)
+                                 illegal_actions=illegal, checked_actions=checked)
         rollout.alive = self.alive_steps
         return rollout
 
@@ -377,6 +378,7 @@ class MultiPolicyCollector(MultiAgentCollector):
         returns: dict[str, list[float]] = {block.name: [] for block in self.policy_rows}
         lengths: dict[str, list[int]] = {block.name: [] for block in self.policy_rows}
         illegal = {block.name: 0 for block in self.policy_rows}
+        checked = dict.fromkeys(illegal, 0)
         for t in range(self.num_steps):
             actions, outs, next_states = [], [], []
             for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
@@ -394,6 +396,7 @@ class MultiPolicyCollector(MultiAgentCollector):
                 if policy.masked:
                     illegal[block.name] += count_illegal_actions(policy, obs, env_action, self.envs.alive[rows],
                                                                  "agent row")
+                    checked[block.name] += int(self.envs.alive[rows].sum())
                 actions.append(env_action)
                 outs.append(out)
             self.alive_steps[t] = self.alive
@@ -433,7 +436,8 @@ class MultiPolicyCollector(MultiAgentCollector):
                 bootstrap = policy.value(obs_to_tensor(obs, self.device), self.state[:, :, rows],
                                          self.next_episode_start[rows])
             rollout = self.buffers[block.name].rollout(bootstrap, returns[block.name], lengths[block.name],
-                                                       illegal_actions=illegal[block.name])
+                                                       illegal_actions=illegal[block.name],
+                                                       checked_actions=checked[block.name])
             rollout.alive = self.alive_steps[:, rows]
             rollouts[block.name] = rollout
         return rollouts

@@ -354,7 +354,8 @@ class RayCollector:
                        episode_returns=[r for f in fragments for r in f.episode_returns],
                        episode_lengths=[n for f in fragments for n in f.episode_lengths],
                        nonfinite_skips=sum(f.nonfinite_skips for f in fragments),
-                       illegal_actions=sum(f.illegal_actions for f in fragments), alive=alive, agent_inputs=inputs)
+                       illegal_actions=sum(f.illegal_actions for f in fragments),
+                       checked_actions=sum(f.checked_actions for f in fragments), alive=alive, agent_inputs=inputs)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self, snapshot_envs: bool = True) -> dict:

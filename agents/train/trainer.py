@@ -620,8 +620,7 @@ class Trainer:
         if self.masked:
             for rollout in rollouts.values():
                 self.mask_count.illegal += rollout.illegal_actions
-                self.mask_count.checked += (rollout.rewards.numel() if rollout.alive is None
-                                            else int(rollout.alive.sum()))
+                self.mask_count.checked += rollout.checked_actions
             self.writer.add_scalar("charts/illegal_actions", self.mask_count.illegal, step)
         self.episodes += len(episode_returns)
         self.recent_returns.extend(episode_returns)
