@@ -223,6 +223,10 @@ class OpponentsConfig:
         "current weights, not trained on) rather than the pool's current snapshot (--swap-every).")
     swap_sides: bool = _f(
         True, "With --self-play, draw which side learns at every env episode (else the first side always learns).")
+    train_both_sides: bool = _f(
+        False, "With --self-play, in an env episode where the learning policy plays itself (--play-latest) the "
+        "other side's steps train too: they are the same policy's own on-policy steps (else only the learning "
+        "side's steps train, as in ML-Agents).")
     elo_k: float = _f(16.0, "With --self-play, the Elo K-factor: the most one game moves a rating.")
 
 

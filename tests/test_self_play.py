@@ -166,9 +166,9 @@ def test_sides_from_patterns_and_refusals():
 
 
 # --------------------------------------------------------------------------- hidden state and the loss
-@pytest.mark.parametrize("carry", [False, True])
-def test_invariant_on_learner_rows(carry):
-    policy, collector, buf = collect(carry=carry)
+@pytest.mark.parametrize(("carry", "both"), [(False, False), (True, False), (False, True)])
+def test_invariant_on_learner_rows(carry, both):
+    policy, collector, buf = collect(carry=carry, train_both_sides=both)
     # Deaths, spawns, opponent rows (snapshots and the learner itself) all inside this rollout.
     assert buf.terminated.sum() > 0 and buf.truncated.sum() > 0 and (buf.episode_starts[1:] > 0).any()
     assert (collector.opponent >= 0).any()
@@ -216,13 +216,22 @@ def test_opponent_steps_contribute_nothing_to_the_loss():
     assert all(torch.equal(a, b) for a, b in zip(grads, grads2, strict=True))
 
 
-def test_only_learner_steps_train_and_only_learner_episodes_are_reported():
-    _, collector = make_collector(num_steps=1)
+@pytest.mark.parametrize("both", [False, True])
+def test_only_learner_steps_train_and_only_learner_episodes_are_reported(both):
+    """Training rows: the learning side's; with --train-both-sides also the other side's in the copies where the
+    learning policy plays itself, never a snapshot's. Reported episodes: the learning side's only."""
+    _, collector = make_collector(num_steps=1, train_both_sides=both)
+    copy_of_row = collector.envs.copy_of_row
+    self_games = 0
     for _ in range(60):  # one step per rollout: each step's rows as the collector saw them
         learner, alive = collector.learner_rows.clone(), collector.alive.clone()
+        itself = torch.as_tensor(collector.opponent[copy_of_row] == PLAY_LATEST, dtype=torch.float32)
+        self_games += int(((1 - learner) * itself * alive).sum())
         buf = collector.collect()
-        assert torch.equal(buf.alive[0], alive * learner)
+        training = torch.maximum(learner, itself) if both else learner
+        assert torch.equal(buf.alive[0], alive * training)
         assert len(buf.episode_returns) == int((torch.maximum(buf.terminated[0], buf.truncated[0]) * learner).sum())
+    assert self_games > 0
 
 
 @pytest.mark.parametrize("carry", [False, True])

@@ -265,12 +265,17 @@ class SelfPlayCollector(MultiAgentCollector):
         self._assign_rows()
 
     def _assign_rows(self) -> None:
-        """From the copies' draws: which rows learn (``learner_rows`` (R,) float) and each snapshot's rows."""
+        """From the copies' draws: which rows learn (``learner_rows`` (R,) float), which train
+        (``training_rows`` (R,) float: the learner's, and with --train-both-sides the other side's where the
+        learning policy plays itself) and each snapshot's rows."""
         copy_of_row = self.envs.copy_of_row
         learner = self.side_of_row == self.learner_side[copy_of_row]
         self.learner_rows = torch.as_tensor(learner, dtype=torch.float32, device=self.device)
         self._learner_on_host = learner
         opponent_of_row = np.where(learner, PLAY_LATEST, self.opponent[copy_of_row])
+        # A row the learning policy drives is on-policy data wherever it sits; --train-both-sides uses it.
+        training = opponent_of_row == PLAY_LATEST if self.settings.train_both_sides else learner
+        self.training_rows = torch.as_tensor(training, dtype=torch.float32, device=self.device)
         self.opponent_rows = [(int(sid), torch.as_tensor(np.flatnonzero(opponent_of_row == sid), device=self.device))
                               for sid in np.unique(opponent_of_row) if sid != PLAY_LATEST]
 
@@ -312,8 +317,9 @@ class SelfPlayCollector(MultiAgentCollector):
         return out, action, next_state
 
     def _training_steps(self, alive: torch.Tensor) -> torch.Tensor:
-        """Only the learning side's live rows train."""
-        return alive * self.learner_rows
+        """Only the learning side's live rows train (and, with --train-both-sides, the other side's where the
+        learning policy plays itself)."""
+        return alive * self.training_rows
 
     def _reported_episodes(self, done: np.ndarray) -> np.ndarray:
         """Only the learner's agent episodes enter ``episode_returns``."""
