@@ -4,10 +4,15 @@
     mnemo match runs/a runs/b --games 100 --json             # two runs of one env, machine-readable
     mnemo match scripted random --env-id mnemo/FlickerPongDuel-v0 --games 200   # two bots need --env-id
     mnemo match runs/team random --sides 'red=red_*,blue=blue_*'                # sides of several agents
+    mnemo match runs/sp@snapshot:last runs/sp@snapshot:first --games 200       # a self-play run's snapshots
 
 A player is a run directory (``--which``, and ``--policy NAME`` for a run with ``--policy-map``), ``scripted``
-(the env's own scripted bot, where the env's module defines ``scripted_env_kwargs``) or ``random`` (uniform
-random actions). The env is the run's (id, ``env_kwargs``, ``--env-import``); two runs must share it. The two
+(the env's own scripted bot, where the env's module defines ``scripted_env_kwargs``), ``random`` (uniform
+random actions), or ``RUN@snapshot:STEP`` (a ``--self-play`` run's opponent-pool snapshot taken at env step
+STEP exactly, or ``first`` / ``last``: the oldest / newest its checkpoint holds, which are only the last
+``--pool-size`` taken; ``agents.run.checkpoint.load_snapshot``), played with the run's architecture and the
+snapshot's own weights and normaliser statistics, as the pool played it.
+The env is the run's (id, ``env_kwargs``, ``--env-import``); two runs must share it. The two
 sides are by default the env's two agents, else ``--sides``; A takes side 1 in even games and side 2 in odd
 ones, so neither player keeps the side that serves or sees first. Game g is seeded ``--seed`` + g.
 
@@ -29,7 +34,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,7 @@ from agents.deploy.runner import PolicyRunner
 from agents.ratings import elo_from_score
 from agents.rollout.multiagent_env import is_multiagent, make_parallel_env, resolve_factory
 from agents.rollout.self_play import assign_sides
-from agents.run.checkpoint import LATEST, CheckpointError
+from agents.run.checkpoint import LATEST, CheckpointError, load_snapshot
 
 BOTS = ("scripted", "random")
 Z95 = 1.959963984540054
@@ -135,25 +140,46 @@ class Player:
         return env.env_id, dict(env.env_kwargs or {}), tuple(env.env_import)
 
 
+SNAPSHOT_MARK = "@snapshot:"
+"""``RUN@snapshot:STEP`` (or ``first`` / ``last``): a self-play run's pool snapshot as a player"""
+
+
+def split_snapshot(spec: str) -> tuple[str, str | None]:
+    """``"runs/a@snapshot:4096"`` -> ``("runs/a", "4096")``; a spec without the mark -> ``(spec, None)``."""
+    path, mark, snapshot = spec.rpartition(SNAPSHOT_MARK)
+    return (path, snapshot) if mark else (spec, None)
+
+
 def load_player(spec: str, which: str = LATEST, policy: str | None = None, deterministic: bool = True,
-                seed: int | None = None) -> Player:
-    """A player from the command line: ``scripted``, ``random`` or a run directory / checkpoint file.
+                seed: int | None = None, needed_by: str = "mnemo match") -> Player:
+    """A player from the command line: ``scripted``, ``random``, a run directory / checkpoint file, or a
+    self-play run's snapshot, ``RUN@snapshot:STEP`` (``first`` / ``last``: the oldest / newest it holds; see
+    ``agents.run.checkpoint.load_snapshot``).
 
     Raises:
         ConfigError: ``spec`` is neither a bot nor an existing path, or the run is single-agent.
-        CheckpointError: the run cannot be loaded (or ``policy`` is not one of its policies).
+        CheckpointError: the run cannot be loaded (or ``policy`` is not one of its policies, or the snapshot is
+            not in its checkpoint).
     """
     if spec in BOTS:
         return Player(spec, bot=spec)
-    if not Path(spec).exists():
-        raise ConfigError(f"{spec!r} is neither a run directory nor a bot; a player is a run directory, a checkpoint "
-                          f"file, or one of: {', '.join(BOTS)}.")
-    runner = PolicyRunner.load(spec, which=which, deterministic=deterministic, seed=seed, policy=policy)
+    path, snapshot = split_snapshot(spec)
+    if not Path(path).exists():
+        raise ConfigError(f"{path!r} is neither a run directory nor a bot; a player is a run directory, a checkpoint "
+                          f"file, RUN{SNAPSHOT_MARK}STEP (a self-play snapshot), or one of: {', '.join(BOTS)}.")
+    if snapshot is None:
+        runner = PolicyRunner.load(path, which=which, deterministic=deterministic, seed=seed, policy=policy)
+        label = spec if policy is None else f"{spec} (policy {policy})"
+    else:
+        if policy is not None:
+            raise ConfigError(f"{spec}: a self-play run has one policy; drop --policy for a snapshot player.")
+        network, config, step = load_snapshot(path, snapshot, which=which)
+        runner = PolicyRunner(network, config, deterministic=deterministic, seed=seed)
+        label = f"{path} snapshot of step {step}"
     env_id = runner.config.env.env_id  # type: ignore[union-attr]
     if not is_multiagent(env_id):
-        raise ConfigError(f"{spec} was trained on the single-agent env {env_id}; mnemo match plays multi-agent envs "
-                          f"(train on one such as mnemo/FlickerPongDuel-v0).")
-    label = spec if policy is None else f"{spec} (policy {policy})"
+        raise ConfigError(f"{path} was trained on the single-agent env {env_id}; {needed_by} plays multi-agent "
+                          f"envs (train on one such as mnemo/FlickerPongDuel-v0).")
     return Player(label if which == LATEST else f"{label} [{which}]", runner=runner)
 
 
@@ -196,7 +222,7 @@ def parse_sides(text: str | None, agents: list[str], env_id: str = "") -> list[l
 
 
 # --------------------------------------------------------------------------- playing
-class _Game:
+class MatchEnvs:
     """Makes the envs of one match: the plain env, and one per side for a scripted player (the env plays it)."""
 
     def __init__(self, env_id: str, env_kwargs: dict, env_import: tuple[str, ...]):
@@ -222,6 +248,19 @@ class _Game:
                 raise ConfigError(f"{self.env_id}'s scripted bot cannot play the side {agents}: {exc}.") from exc
             self._scripted[side] = make_parallel_env(self.env_id, {**self.env_kwargs, **extra}, self.env_import)
         return self._scripted[side]
+
+    def for_players(self, players: tuple[Player, Player], side_agents: list[list[str]]) -> Any:
+        """The env in which ``players[s]`` plays side ``s``: the plain one, or the one where the env plays the
+        scripted bot's side; each run's spaces checked against it.
+
+        Raises:
+            ConfigError: a scripted bot the env does not have, or spaces that differ from a run's.
+        """
+        scripted = [s for s in (0, 1) if players[s].bot == "scripted"]
+        env = self.scripted_env(scripted[0], side_agents[scripted[0]]) if scripted else self.plain
+        for s in (0, 1):
+            _check_spaces(players[s], env, side_agents[s], self.env_id)
+        return env
 
     def close(self) -> None:
         for env in (self.plain, *self._scripted.values()):
@@ -271,17 +310,14 @@ def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | Non
         raise ConfigError("Both players are the env's scripted bot, which the env plays itself; make one of them "
                           "a run or 'random'.")
     env_id, env_kwargs, env_import = match_env_config(a, b, env_id, env_kwargs)
-    game = _Game(env_id, env_kwargs, env_import)
+    game = MatchEnvs(env_id, env_kwargs, env_import)
     try:
         side_agents = parse_sides(sides, list(game.plain.possible_agents), env_id)
         stats = MatchStats()
         rng = np.random.default_rng(seed)
         for g in range(games):
             players = (a, b) if g % 2 == 0 else (b, a)  # players[s] plays side s
-            scripted = [s for s in (0, 1) if players[s].bot == "scripted"]
-            env = game.scripted_env(scripted[0], side_agents[scripted[0]]) if scripted else game.plain
-            for s in (0, 1):
-                _check_spaces(players[s], env, side_agents[s], env_id)
+            env = game.for_players(players, side_agents)
             result = _play_game(env, players, side_agents, seed + g, rng)
             a_side = 0 if g % 2 == 0 else 1
             _count(stats, result, a_side)
@@ -292,37 +328,80 @@ def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | Non
         game.close()
 
 
-def _play_game(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
-               rng: np.random.Generator) -> dict[str, Any]:
-    """One episode; returns each side's summed return, its points (None where the env reports none) and
-    the episode's length."""
+@dataclass
+class Turn:
+    """One step of a game, before the env takes it: what the live agents see and do, and the game so far."""
+
+    obs: dict[str, Any]
+    """every live agent's observation"""
+    actions: dict[str, Any]
+    """every live agent's action"""
+    live: list[list[str]]
+    """each side's live agents"""
+    steps: int
+    """env steps taken before this one"""
+    returns: list[float]
+    """each side's summed rewards so far"""
+    points: list[int] | None
+    """each side's points so far, where the env reports them (None: it does not)"""
+    rewards: dict[str, float]
+    """the previous step's rewards by agent (empty at the first turn)"""
+
+
+def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
+               rng: np.random.Generator, before_act: Callable[[], None] | None = None,
+               ) -> Generator[Turn, None, dict[str, Any]]:
+    """Play one episode, yielding each ``Turn`` before the env steps it (``agents.watch`` draws it there);
+    returns each side's summed return, its points (None where the env reports none), the episode's length and
+    the last step's rewards by agent.
+
+    Hidden state: every run's agents start the game from the zero state (a run trained with
+    ``carry_across_episodes`` keeps them), and an agent that left is forgotten, so it starts from zero if it
+    comes back. ``before_act`` is called at each step once those rules have been applied, just before the
+    players act (the inspector reads an agent's state there).
+    """
     for player in players:
         if player.runner is not None and not player.runner.carry_across_episodes:
             player.runner.remove()  # every agent starts the game from the zero state
     obs, infos = env.reset(seed=seed)
     returns = [0.0, 0.0]
     last_info = dict(infos)
-    steps = 0
+    steps, rewards = 0, {}
     while env.agents:
         live = [[x for x in env.agents if x in members] for members in side_agents]
-        actions: dict[str, Any] = {}
         for s in (0, 1):
             runner = players[s].runner
             if runner is not None:  # an agent that left is forgotten: if it comes back, it starts from zero
                 gone = [x for x in runner.agent_ids if x in side_agents[s] and x not in live[s]]
                 if gone:
                     runner.remove(gone)
+        if before_act is not None:
+            before_act()
+        actions: dict[str, Any] = {}
+        for s in (0, 1):
             actions.update(_act(players[s], env, live[s], obs, rng))
+        yield Turn(obs, actions, live, steps, list(returns), side_points(last_info, side_agents), rewards)
         obs, rewards, _, _, infos = env.step(actions)
         steps += 1
         last_info.update(infos)
         for s in (0, 1):
             returns[s] += sum(float(rewards.get(x, 0.0)) for x in side_agents[s])
-    points = _side_points(last_info, side_agents)
-    return {"returns": returns, "points": points, "steps": steps}
+    points = side_points(last_info, side_agents)
+    return {"returns": returns, "points": points, "steps": steps, "rewards": dict(rewards)}
 
 
-def _side_points(infos: dict, side_agents: list[list[str]]) -> list[int] | None:
+def _play_game(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
+               rng: np.random.Generator) -> dict[str, Any]:
+    """One episode, start to end (``game_turns``)."""
+    turns = game_turns(env, players, side_agents, seed, rng)
+    while True:
+        try:
+            next(turns)
+        except StopIteration as end:
+            return end.value
+
+
+def side_points(infos: dict, side_agents: list[list[str]]) -> list[int] | None:
     """Each side's points from the last ``infos[agent]["score"]`` (points by agent name), or None."""
     score = next((info["score"] for info in infos.values()
                   if isinstance(info, dict) and isinstance(info.get("score"), dict)), None)
@@ -377,7 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play two players against each other for N whole episodes of a multi-agent env and print "
                     "wins / draws / losses for A, its score rate with a 95%% Wilson interval and the Elo "
                     "difference it implies (and points won, where the env reports points).")
-    parser.add_argument("a", metavar="A", help="A run directory (or checkpoint file), 'scripted' or 'random'.")
+    parser.add_argument("a", metavar="A", help="A run directory (or checkpoint file), RUN@snapshot:STEP (a "
+                                               "self-play run's pool snapshot; STEP, 'first' or 'last'), "
+                                               "'scripted' or 'random'.")
     parser.add_argument("b", metavar="B", help="The other player, the same kinds.")
     parser.add_argument("--games", type=int, default=100, help="Episodes to play (default: 100).")
     parser.add_argument("--seed", type=int, default=0, help="Game g is seeded SEED + g; also seeds sampling and "

@@ -190,6 +190,12 @@ class PolicyRunner:
                 self._fresh.discard(slot)
                 heapq.heappush(self._free, slot)
 
+    def starts_episode(self, agent_id: Hashable = SINGLE_AGENT_ID) -> bool:
+        """Whether the agent's next ``act()`` is an episode start from the zero state (it has not acted since it
+        joined, was ``reset()`` or ``remove()``d, or it is unknown)."""
+        slot = self._slots.get(agent_id)
+        return slot is None or slot in self._fresh
+
     def get_state(self, agent_id: Hashable = SINGLE_AGENT_ID) -> torch.Tensor:
         """A copy of one agent's recurrent state ``(S, L, W)`` (see agents/model/cores.py for the layout)."""
         (slot,) = self._known_slots([agent_id], "get_state")

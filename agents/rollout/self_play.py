@@ -178,6 +178,23 @@ class OpponentPool:
             self.networks[int(i)] = network
 
 
+def saved_snapshots(collector_tensors: dict | None) -> tuple[dict[int, dict], int] | None:
+    """The snapshots a checkpoint holds, from its collector tensors (``SelfPlayCollector.state_dict()["tensors"]``,
+    saved as the checkpoint's ``collector``): ``({step: weights}, snapshots taken)``, or None for a
+    run without self-play.
+
+    Only the networks saved are there: the pool's last ``--pool-size`` snapshots (and any that left it while an
+    env copy still played it); the older ones' weights are gone, only their records remain.
+    """
+    saved = (collector_tensors or {}).get("self_play")
+    if saved is None:
+        return None
+    pool = saved["pool"]
+    by_step = {int(pool["records"][i]["step"]): weights for i, weights in
+               sorted(pool["networks"].items(), key=lambda item: int(item[0]))}
+    return by_step, len(pool["records"])
+
+
 def self_play_collector(config: TrainConfig) -> SelfPlayCollector:
     """The ``CollectorFactory`` for ``--self-play`` on a multi-agent ``config.env.env_id`` (``make_collector``
     picks it)."""
@@ -374,4 +391,5 @@ class SelfPlayCollector(MultiAgentCollector):
                 "pool_size": len(pool), "games": self.games, "snapshots": len(self.pool.records)}
 
 
-__all__ = ["PLAY_LATEST", "OpponentPool", "SelfPlayCollector", "assign_sides", "freeze", "self_play_collector"]
+__all__ = ["PLAY_LATEST", "OpponentPool", "SelfPlayCollector", "assign_sides", "freeze", "saved_snapshots",
+           "self_play_collector"]

@@ -49,6 +49,7 @@ from gymnasium import spaces
 from agents.config import TrainConfig, env_label, flag_name
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.multiagent_env import SHARED_POLICY
+from agents.rollout.self_play import saved_snapshots
 from agents.spaces import space_from_json, space_to_json
 
 FORMAT = "mnemo-checkpoint"
@@ -470,6 +471,50 @@ def load_policies(path_or_run_dir: str | Path, device: str | torch.device = "cpu
     if names is None:
         return {SHARED_POLICY: _build_policy(payload, meta, path, config, None).to(device).eval()}, config
     return {name: _build_policy(payload, meta, path, config, name).to(device).eval() for name in names}, config
+
+
+SNAPSHOT_ENDS = ("first", "last")
+
+
+def load_snapshot(path_or_run_dir: str | Path, snapshot: str, device: str | torch.device = "cpu",
+                  which: str = LATEST) -> tuple[RecurrentActorCritic, TrainConfig, int]:
+    """A self-play run's pool snapshot (``agents.rollout.self_play``) as a policy of the run's architecture, in
+    eval mode: ``(policy, config, the env step it was taken at)``.
+
+    Args:
+        snapshot: the step it was taken at, exactly (a number), or ``first`` / ``last`` (the oldest / newest
+            snapshot the checkpoint holds).
+
+    Raises:
+        CheckpointError: unreadable; the run has no self-play; ``snapshot`` is not a step the checkpoint holds
+            (the message lists those it does: only the last ``--pool-size`` are kept).
+    """
+    payload, meta, path, config = _read_for_loading(path_or_run_dir, device, which, need_env=False)
+    saved = saved_snapshots(payload.get("collector"))
+    if saved is None:
+        raise CheckpointError(f"{path} was not trained with --self-play, so it holds no snapshots; drop "
+                              f"'@snapshot:{snapshot}' to play the run's own policy.")
+    by_step, taken = saved
+    steps = sorted(by_step)
+    if snapshot in SNAPSHOT_ENDS:
+        step = steps[0] if snapshot == "first" else steps[-1]
+    else:
+        try:
+            step = int(snapshot)
+        except ValueError:
+            step = None
+        if step not in by_step:
+            asked = f"no snapshot taken at step {snapshot}" if step is not None else f"no snapshot {snapshot!r}"
+            raise CheckpointError(
+                f"{path} holds {asked}: it holds the snapshots of steps {', '.join(map(str, steps))} (the pool keeps "
+                f"the last --pool-size {config.opponents.pool_size} of the {taken} taken; older ones are gone); "
+                f"name one of those steps, 'first' or 'last'.")
+    policy = _build_policy(payload, meta, path, config, None)
+    try:
+        policy.load_state_dict(by_step[step])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}'s snapshot of step {step} does not match the run's network ({exc}).") from exc
+    return policy.to(device).eval(), config, step
 
 
 def _read_for_loading(path_or_run_dir: str | Path, device: str | torch.device, which: str,

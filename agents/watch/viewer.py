@@ -15,6 +15,8 @@ every step: ``steps + 1`` frames.
 
 A multi-agent run (a PettingZoo ``ParallelEnv``, docs/multiagent.md) is played with every agent acting from
 the shared policy; ``--inspect --agent NAME`` shows one agent's memory (``agents.watch.multiagent_viewer``).
+With ``--opponent PLAYER`` a two-sided multi-agent run plays a match, one side against PLAYER (another run,
+``RUN@snapshot:STEP``, ``scripted`` or ``random``), as ``mnemo match`` plays it (``agents.watch.match_viewer``).
 
 In the window: Esc or Q quits, Space pauses.
 """
@@ -274,6 +276,9 @@ def watch(
     sink: FrameSink | None = None,
     require_display: bool = False,
     agent: str | None = None,
+    opponent: str | None = None,
+    side: str | None = None,
+    sides: str | None = None,
 ) -> WatchResult:
     """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
 
@@ -298,26 +303,42 @@ def watch(
         require_display: without ``record`` or ``sink``, raise WatchError instead of playing into a window
             nobody can see (SDL's dummy or offscreen driver); the command line sets it.
         agent: a multi-agent run's agent whose memory ``inspect`` shows (default: the first of
-            ``possible_agents``); a single-agent run takes None.
+            ``possible_agents``; with ``opponent``, the first of ``path``'s side); a single-agent run takes None.
+        opponent: watch a match (``agents.watch.match_viewer``): ``path`` (a two-sided multi-agent run, or
+            ``RUN@snapshot:STEP``) plays one side, ``opponent`` (a run, ``RUN@snapshot:STEP``, ``scripted`` or
+            ``random``) the other; game g is seeded ``seed`` + g.
+        side: with ``opponent``, the side ``path`` plays (default: the first).
+        sides: with ``opponent``, the two sides as ``mnemo match --sides`` reads them (default: the run's
+            self-play ``--sides``, else each of the env's two agents).
 
     Returns:
         Returns and lengths of the episodes played and the number of frames drawn.
     """
     if episodes < 1:
         raise WatchError(f"--episodes must be at least 1, got {episodes}.")
+
+    def sink_opener(env_id: str) -> Callable[[float | None], FrameSink]:
+        """Where the frames of ``env_id`` go, given its ``render_fps`` (or None)."""
+        def open_sink(render_fps: float | None) -> FrameSink:
+            rate = float(fps or render_fps or 30)
+            return sink or (FileSink(record, rate) if record is not None
+                            else WindowSink(rate, f"mnemo: {env_id}", require_display))
+        return open_sink
+
+    if opponent is not None:
+        return _watch_match(str(path), opponent, sink_opener, episodes=episodes, deterministic=deterministic, seed=seed,
+                            record=record, inspect=inspect, history=history, which=which, max_steps=max_steps,
+                            scale=scale, log=log, agent=agent, side=side, sides=sides)
+    if side is not None or sides is not None:
+        raise WatchError("--side and --sides pick the sides of a match; add --opponent PLAYER (or drop them).")
     policies, config = load_policies(path, which=which, need_env=True)
     env_id = config.env.env_id
     if is_multiagent(env_id):
         from agents.watch.multiagent_viewer import watch_multiagent
 
-        def open_sink(render_fps: float | None) -> FrameSink:
-            rate = float(fps or render_fps or 30)
-            return sink or (FileSink(record, rate) if record is not None
-                            else WindowSink(rate, f"mnemo: {env_id}", require_display))
-
-        return watch_multiagent(policies, config, open_sink, episodes=episodes, deterministic=deterministic, seed=seed,
-                                record=record, inspect=inspect, history=history, max_steps=max_steps, scale=scale,
-                                log=log, agent=agent)
+        return watch_multiagent(policies, config, sink_opener(env_id), episodes=episodes, deterministic=deterministic,
+                                seed=seed, record=record, inspect=inspect, history=history, max_steps=max_steps,
+                                scale=scale, log=log, agent=agent)
     if agent is not None:
         raise WatchError(f"--agent names an agent of a multi-agent env; {env_id} is a single-agent env (drop "
                          f"--agent).")
@@ -376,6 +397,24 @@ def watch(
         env.close()
 
 
+def _watch_match(path: str, opponent: str, sink_opener: Callable[[str], Callable[[float | None], FrameSink]],
+                 deterministic: bool, seed: int, which: str, **kwargs: Any) -> WatchResult:
+    """``watch`` with an opponent: load both players as ``mnemo match`` does (A's runner seeded ``seed``, B's
+    ``seed + 1``) and play them (``agents.watch.match_viewer.watch_match``)."""
+    from agents.deploy.match import load_player
+    from agents.watch.match_viewer import NEEDED_BY, watch_match
+
+    try:
+        a = load_player(path, which, None, deterministic, seed, needed_by=NEEDED_BY)
+        if a.runner is None:
+            raise ConfigError(f"mnemo watch watches a run, not the {a.bot} bot; give the bot as --opponent.")
+        b = load_player(opponent, which, None, deterministic, seed + 1, needed_by=NEEDED_BY)
+    except ConfigError as exc:
+        raise WatchError(str(exc)) from exc
+    open_sink = sink_opener(a.runner.config.env.env_id)  # type: ignore[union-attr]
+    return watch_match(a, b, open_sink, seed=seed, **kwargs)
+
+
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
@@ -400,7 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=None, help="End each episode after this many steps.")
     parser.add_argument("--scale", type=int, default=None, help="Integer upscale of game frames (default: auto).")
     parser.add_argument("--agent", default=None,
-                        help="Multi-agent runs: the agent whose memory --inspect shows (default: the first one).")
+                        help="Multi-agent runs: the agent whose memory --inspect shows (default: the first one; "
+                             "with --opponent, the first of the run's side).")
+    parser.add_argument("--opponent", default=None, metavar="PLAYER",
+                        help="Watch a match on a two-sided multi-agent run: the run plays one side, PLAYER the "
+                             "other: a run directory or checkpoint, RUN@snapshot:STEP (a self-play run's pool "
+                             "snapshot; STEP, 'first' or 'last'), 'scripted' or 'random'.")
+    parser.add_argument("--side", default=None, metavar="NAME",
+                        help="With --opponent: the side the run plays (default: the first; a side is an agent's "
+                             "name, or a name of --sides).")
+    parser.add_argument("--sides", default=None, metavar="PATTERN=SIDE,...",
+                        help="With --opponent: the two sides, as mnemo match reads them (default: the run's "
+                             "self-play --sides, else each of the env's two agents).")
     return parser
 
 
@@ -409,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
               record=args.record, inspect=args.inspect, history=args.history, which=args.which,
-              max_steps=args.max_steps, scale=args.scale, require_display=True, agent=args.agent)
+              max_steps=args.max_steps, scale=args.scale, require_display=True, agent=args.agent,
+              opponent=args.opponent, side=args.side, sides=args.sides)
     except (CheckpointError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
