@@ -83,16 +83,18 @@ def test_run_against_the_scripted_bot_on_either_side_shows_labels_and_points(run
 
 
 def _right_observations(monkeypatch):
-    """Record the observation of agent ``right`` at each turn the watcher draws (a spy on ``game_turns``)."""
+    """Record the observation of agent ``right`` at each turn of each game the watcher plays (a spy on
+    ``game_turns``): one list per game."""
     seen = []
     turns = match_viewer.game_turns
 
     def spy(*args, **kwargs):
-        game = turns(*args, **kwargs)
+        game, mine = turns(*args, **kwargs), []
+        seen.append(mine)
         try:
             while True:
                 turn = next(game)
-                seen.append(turn.obs.get("right"))
+                mine.append(turn.obs.get("right"))
                 yield turn
         except StopIteration as end:
             return end.value
@@ -104,36 +106,38 @@ def _right_observations(monkeypatch):
 @pytest.mark.parametrize("whose", ["a", "b"])
 @torch.no_grad()
 def test_the_inspector_follows_an_agent_of_either_player(runs, monkeypatch, whose):
-    """The panel shows ``right``'s memory as its own player's policy computes it from the zero state, whether
-    that player is the watched run (A on the right) or the opponent (A on the left)."""
+    """The panel shows ``right``'s memory as its own player's policy computes it, from the zero state at each
+    game's start, whether that player is the watched run (A on the right) or the opponent (A on the left)."""
     a, b = runs
     pushed = []
     push = MemoryPanel.push
     monkeypatch.setattr(MemoryPanel, "push", lambda self, readout: (pushed.append((self.agent, readout)),
                                                                    push(self, readout))[1])
     seen = _right_observations(monkeypatch)
-    watch(a, episodes=1, seed=4, sink=ListSink(), opponent=str(b), side="right" if whose == "a" else "left",
-          inspect=True, agent="right", max_steps=25, **QUIET)
-    # 25 steps drawn; the 26th turn was decided, then the game stopped at --max-steps.
-    assert {agent for agent, _ in pushed} == {"right"} and len(pushed) == len(seen) - 1 == 25
+    steps = 15
+    watch(a, episodes=2, seed=4, sink=ListSink(), opponent=str(b), side="right" if whose == "a" else "left",
+          inspect=True, agent="right", max_steps=steps, **QUIET)
+    # Each game draws 15 steps; its 16th turn was decided, then the game stopped at --max-steps.
+    assert {agent for agent, _ in pushed} == {"right"} and len(pushed) == 2 * steps
+    assert [len(game) for game in seen] == [steps + 1, steps + 1]
     owner, other = (load_policy(a)[0], load_policy(b)[0]) if whose == "a" else (load_policy(b)[0], load_policy(a)[0])
-    h = owner.actor_core.state_names.index("h") if hasattr(owner.actor_core, "state_names") else 0
-    state, other_state = owner.initial_state(1), other.initial_state(1)
+    h = owner.actor_core.state_names.index("h")
     hidden = []
-    for t, obs in enumerate(seen[:25]):
-        obs_t = tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(obs, torch.device("cpu")))
-        start = torch.tensor([1.0 if t == 0 else 0.0])
-        state = owner.step(obs_t, state, start, deterministic=True).state
-        other_state = other.step(obs_t, other_state, start, deterministic=True).state
-        readout = pushed[t][1]
-        assert readout.episode_start == (t == 0)
-        assert np.allclose(readout.layers[0]["h"], state[h, 0, 0].numpy(), atol=1e-5)
-        assert not np.allclose(readout.layers[0]["h"], other_state[h, 0, 0].numpy(), atol=1e-3)
-        hidden.append(readout.layers[0]["h"])
-    assert not np.allclose(hidden[0], hidden[-1])  # its memory moves
+    for g, game in enumerate(seen):
+        state, other_state = owner.initial_state(1), other.initial_state(1)
+        for t, obs in enumerate(game[:steps]):
+            obs_t = tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(obs, torch.device("cpu")))
+            start = torch.tensor([1.0 if t == 0 else 0.0])
+            state = owner.step(obs_t, state, start, deterministic=True).state
+            other_state = other.step(obs_t, other_state, start, deterministic=True).state
+            readout = pushed[g * steps + t][1]
+            assert readout.episode_start == (t == 0)
+            assert np.allclose(readout.layers[0]["h"], state[h, 0, 0].numpy(), atol=1e-5)
+            assert not np.allclose(readout.layers[0]["h"], other_state[h, 0, 0].numpy(), atol=1e-3)
+            hidden.append(readout.layers[0]["h"])
+    assert not np.allclose(hidden[0], hidden[steps - 1])  # its memory moves
 
 
-@torch.no_grad()
 def test_a_snapshot_player_acts_as_the_pools_frozen_network(runs):
     a, _ = runs
     payload, _ = load_payload(resolve_checkpoint(a))

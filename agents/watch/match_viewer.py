@@ -146,10 +146,16 @@ def watch_match(
             if owner.runner is None:
                 raise WatchError(f"--inspect --agent {agent}: {agent} is played by the {owner.bot} bot, which has no "
                                  f"memory to show; inspect an agent of a run (A's: {', '.join(side_agents[a_side])}).")
+            policy = owner.runner.policy
+            if policy.central_critic:  # the runner keeps the actor's state alone; the panel reads the whole policy
+                raise WatchError(f"--inspect --agent {agent} in a match: {owner.label} was trained with "
+                                 f"--central-critic, which the panel cannot follow there; watch the run alone "
+                                 f"(drop --opponent) to inspect it.")
             labels = action_labels_for(SimpleNamespace(metadata=env.metadata, action_space=env.action_space(agent)))
-            probe = MemoryProbe(owner.runner.policy, labels)
+            probe = MemoryProbe(policy, labels)
             panel = MemoryPanel(probe, history=history, agent=agent)
-            inspected = _Inspected(owner.runner, agent, agents.index(agent), probe, env.action_space(agent))
+            slot = policy.slot_of(agent) if policy.agents else agents.index(agent)  # the agent-index input's slot
+            inspected = _Inspected(owner.runner, agent, slot, probe, env.action_space(agent))
         sink = open_sink(env.metadata.get("render_fps"))
         rng = np.random.default_rng(seed)
         players_shown = [f"{players[s].label} ({names[s]})" for s in (0, 1)]
