@@ -172,6 +172,16 @@ def test_a_snapshot_player_acts_as_the_pools_frozen_network(runs):
                                                      template.state_dict().values(), strict=True))
 
 
+def test_a_snapshot_is_watched_alone_or_in_a_match(runs):
+    a, b = runs
+    alone = ListSink()
+    result = watch(f"{a}@snapshot:first", episodes=1, sink=alone, max_steps=5, **QUIET)
+    assert len(alone.frames) == result.lengths[0] + 1 == 6
+    in_match, lines = ListSink(), []
+    watch(f"{a}@snapshot:last", episodes=1, sink=in_match, opponent=str(b), max_steps=5, log=lines.append)
+    assert f"{a} snapshot of step 384 (left)" in in_match.titles[0] and f"{b} (right)" in in_match.titles[0]
+
+
 def test_a_match_between_snapshots_on_the_command_line(runs, capsys):
     a, _ = runs
     assert match.main([f"{a}@snapshot:last", f"{a}@snapshot:first", "--games", "4", "--json"]) == 0

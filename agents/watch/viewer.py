@@ -38,10 +38,11 @@ import torch
 
 from agents.arguments import OneLineParser
 from agents.config import ConfigError
+from agents.deploy.match import split_snapshot
 from agents.rollout.collector import import_env_modules
-from agents.rollout.multiagent_env import is_multiagent
+from agents.rollout.multiagent_env import SHARED_POLICY, is_multiagent
 from agents.rollout.previous_inputs import run_input_wrapper
-from agents.run.checkpoint import LATEST, CheckpointError, load_policies
+from agents.run.checkpoint import LATEST, CheckpointError, load_policies, load_snapshot
 from agents.trees import obs_to_tensor, tree_map
 from agents.watch.frames import (
     FrameSink,
@@ -287,7 +288,8 @@ def watch(
     its returns the team's.
 
     Args:
-        path: a run directory (its ``checkpoints/<which>`` is used) or a checkpoint file.
+        path: a run directory (its ``checkpoints/<which>`` is used) or a checkpoint file, or a self-play run's
+            pool snapshot, ``RUN@snapshot:STEP`` (``agents.deploy.match``: every agent plays it).
         episodes: episodes to play.
         deterministic: take the most likely action (else sample).
         fps: frames per second of the window and the recording (default: the env's ``render_fps``, else 30).
@@ -331,7 +333,12 @@ def watch(
                             scale=scale, log=log, agent=agent, side=side, sides=sides)
     if side is not None or sides is not None:
         raise WatchError("--side and --sides pick the sides of a match; add --opponent PLAYER (or drop them).")
-    policies, config = load_policies(path, which=which, need_env=True)
+    run, snapshot = split_snapshot(str(path))
+    if snapshot is None:
+        policies, config = load_policies(path, which=which, need_env=True)
+    else:  # every agent plays the self-play snapshot (self-play runs have one policy)
+        network, config, _ = load_snapshot(run, snapshot, which=which)
+        policies = {SHARED_POLICY: network}
     env_id = config.env.env_id
     if is_multiagent(env_id):
         from agents.watch.multiagent_viewer import watch_multiagent
@@ -421,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mnemo watch",
         description="Watch a trained agent play its env in a window, see its memory (--inspect), "
                     "or record a GIF / MP4 (--record).")
-    parser.add_argument("path", help="Run directory (uses checkpoints/latest.pt) or checkpoint file.")
+    parser.add_argument("path", help="Run directory (uses checkpoints/latest.pt) or checkpoint file, or "
+                                     "RUN@snapshot:STEP (a self-play run's pool snapshot; STEP, 'first' or 'last').")
     parser.add_argument("--episodes", type=int, default=3, help="Episodes to play (default: 3).")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
