@@ -28,7 +28,7 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.multiagent_env import make_multiagent_vector_env
 from agents.rollout.ray_collector import RowLayout
 from agents.train.trainer import ResumeWarning, Trainer
-from agents.trees import tree_map
+from agents.trees import tree_map, tree_map2
 
 TESTS = Path(__file__).resolve().parent
 RESPAWN = "toy_multiagent_envs:make_respawn"
@@ -38,11 +38,13 @@ ROLE_MAP = "hunter_*=hunter,prey_*=prey"
 SMALL = {"env_id": RESPAWN, "total_steps": 768, "num_envs": 2, "num_steps": 32, "bptt_len": 8,
          "num_minibatches": 2, "update_epochs": 1, "eval_episodes": 0, "progress": False, "checkpoint_every": 256,
          "seed": 3, "hidden_size": 8, "normalize_obs": True, "normalize_reward": True}
-# Each multi-agent feature the Ray workers must carry: one shared policy, a central critic, named policies.
+# Each multi-agent feature the Ray workers must carry: one shared policy, a central critic, named policies,
+# action masks (the toy env raises on an illegal action).
 FEATURES = {
     "shared": {},
     "central_critic": {"env_id": STATE_ENV, "central_critic": True, "agent_index_input": True},
     "policy_map": {"env_id": ROLES, "policy_map": ROLE_MAP},
+    "action_masks": {"env_id": "toy_multiagent_envs:make_masked_respawn"},
 }
 
 
@@ -121,6 +123,8 @@ def test_one_worker_trains_bitwise_as_the_local_run(ray_instance, tmp_path, feat
         (remote.global_step, remote.episodes, remote.agent_steps)
     assert list(local.recent_returns) == list(remote.recent_returns)
     assert local.agent_steps > 0
+    assert local.mask_count == remote.mask_count  # the workers' checked / illegal counts reach the learner
+    assert (local.mask_count.checked > 0) == (feature == "action_masks")
 
 
 # ------------------------------------------------------------------ two workers
@@ -166,7 +170,9 @@ def test_two_workers_seed_copy_i_as_the_local_run_and_keep_the_invariant(ray_ins
     for name, (obs, alive, actions, inputs) in local.items():
         r_obs, r_alive, r_actions, r_inputs = remote[name]
         assert r_alive.shape == alive.shape
-        assert torch.equal(obs, r_obs) and torch.equal(alive, r_alive), name
+        same_obs = tree_map2(torch.equal, obs, r_obs)  # a masked obs is a dict of leaves
+        assert all(same_obs.values()) if isinstance(same_obs, dict) else same_obs, name
+        assert torch.equal(alive, r_alive), name
         if inputs is not None:
             for key, value in inputs.items():
                 assert torch.equal(value, r_inputs[key]), key
