@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -41,8 +41,10 @@ from agents.watch.viewer import FileSink, FrameSink, WatchError, WindowSink
 from apps.versus_screen import VersusScreen
 from envs.games import flicker_pong
 from envs.games.flicker_pong import NOOP, FlickerPongEnv, PongParams, PongState
+
+if TYPE_CHECKING:  # the duel needs pettingzoo (the multiagent extra); single-agent versus does not
+    from envs.multiagent.pong_duel import PongDuelEnv
 from envs.games.window import PygameMissingError, import_pygame, invisible_video_driver
-from envs.multiagent.pong_duel import PongDuelEnv
 from envs.play import action_from_keys
 
 SUPPORTED_ENV_IDS = ("mnemo/FlickerPong-v0", "mnemo/FlickerPongPixels-v0", "mnemo/FlickerPongDuel-v0")
@@ -203,6 +205,8 @@ def _is_duel(env_id: str, env_import: tuple[str, ...] | list[str] = ()) -> bool:
     except ConfigError:
         return False
     env.close()
+    from envs.multiagent.pong_duel import PongDuelEnv  # pettingzoo is there: make_parallel_env needed it
+
     return isinstance(env, PongDuelEnv)
 
 

@@ -4,6 +4,7 @@ Checkpoints are written directly from an untrained policy (no training: fast), a
 matches are one point long; the suite's conftest makes SDL headless.
 """
 
+import importlib.util
 import subprocess
 import sys
 from collections import defaultdict
@@ -276,6 +277,9 @@ def test_keyboard_play_without_a_visible_window_is_refused(pong_run, capsys):
 
 # --------------------------------------------------------------------------- two-player FlickerPong
 DUEL = "mnemo/FlickerPongDuel-v0"
+# The duel is a PettingZoo env (the multiagent extra); these tests also run where only pygame-ce is added.
+needs_pettingzoo = pytest.mark.skipif(importlib.util.find_spec("pettingzoo") is None,
+                                      reason="the duel needs pettingzoo (pip install -e '.[multiagent]')")
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +297,7 @@ def duel_run(tmp_path_factory):
     return root
 
 
+@needs_pettingzoo
 def test_duel_agent_plays_right_and_sees_the_duels_right_observations(duel_run):
     from agents.deploy.runner import PolicyRunner
     from envs.multiagent.pong_duel import make_env
@@ -316,6 +321,7 @@ def test_duel_agent_plays_right_and_sees_the_duels_right_observations(duel_run):
     assert [int(runner.act(o)) for o in seen] == trace.agent
 
 
+@needs_pettingzoo
 def test_duel_command_records_a_gif(duel_run, tmp_path, capsys):
     out = tmp_path / "duel.gif"
     assert main([str(duel_run), "--record", str(out), "--pause", "0", "--fps", "20"]) == 0
@@ -325,6 +331,7 @@ def test_duel_command_records_a_gif(duel_run, tmp_path, capsys):
         assert im.size == (480, HUD_H + 480) and im.n_frames > 1
 
 
+@needs_pettingzoo
 def test_a_multiagent_run_of_another_game_is_refused(tmp_path):
     from envs.multiagent.fog_team import make_env
 
@@ -338,6 +345,7 @@ def test_a_multiagent_run_of_another_game_is_refused(tmp_path):
         versus(tmp_path, sink=ListSink(), log=_quiet)
 
 
+@needs_pettingzoo
 def test_duel_agent_with_an_agent_index_input_acts_as_right(tmp_path):
     from envs.multiagent.pong_duel import make_env
 
