@@ -303,6 +303,23 @@ def test_a_new_budget_on_resume_keeps_the_lr_schedule_continuous(tmp_path):
         "decay linearly from their current value to 0 over the remaining 7 iterations (no jump back up).")
 
 
+def test_a_finished_run_extended_goes_on_as_a_run_of_the_new_budget(tmp_path):
+    """4 iterations run to the end, then --total-steps doubled: the rate a finished run ended on is about 0, so
+    it goes on from what an 8-iteration run has at iteration 5 (0.5 lr) down to 0: 0.5, 0.375, 0.25, 0.125."""
+    lr = 1e-3
+    flags = {"total_steps": 512, "num_envs": 4, "num_steps": 32, "bptt_len": 8, "num_minibatches": 2,
+             "update_epochs": 1, "eval_episodes": 0, "progress": False, "learning_rate": lr, "anneal_lr": True,
+             "run_dir": str(tmp_path / "run")}
+    config = TrainConfig().with_overrides(flags).validate()
+    assert _lr_per_iteration(Trainer(config)) == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr], rel=1e-12)
+
+    resumed = Trainer(config.with_overrides({"total_steps": 1024}).validate(), resume=True)
+    assert _lr_per_iteration(resumed) == pytest.approx([lr * (8 - i) / 8 for i in range(4, 8)], rel=1e-12)
+    assert resumed.schedule_note == (
+        "The step budget changed (512 -> 1024) after the run finished: the learning rate (0.0005) decays linearly "
+        "from what a 1024-step run has at this step to 0 over the remaining 4 iterations.")
+
+
 def test_a_checkpoint_without_schedule_state_resumes_on_its_own_budget(tmp_path):
     """Checkpoints written before the schedule was saved: it ran from the start over their budget."""
     flags = {"total_steps": 512, "num_envs": 4, "num_steps": 32, "bptt_len": 8, "num_minibatches": 2,

@@ -15,9 +15,11 @@ def continue_schedule(saved: dict | None, saved_config: TrainConfig, config: Tra
                       iteration: int) -> tuple[tuple[int, float], str | None]:
     """Continue a checkpoint's lr / clip schedule; a changed --total-steps keeps it continuous.
 
-    With a new budget the schedule decays from the fraction the next iteration would have had (a finished
-    run's last one) to zero over the iterations that remain, instead of restarting over the new length,
-    which would make the rate jump.
+    With a new budget, an interrupted run's schedule decays from the fraction the next iteration would have
+    had to zero over the iterations that remain, instead of restarting over the new length, which would make
+    the rate jump. A finished run (its budget reached) has annealed to about zero, so continuing from there
+    would not train: it goes on from the fraction a run of the new budget has at this iteration (a jump up,
+    as SB3's ``learn(reset_num_timesteps=False)`` makes) down to zero at the new end.
 
     Args:
         saved: the checkpoint's ``counters["schedule"]`` (None before it was saved: the run's whole length).
@@ -32,7 +34,11 @@ def continue_schedule(saved: dict | None, saved_config: TrainConfig, config: Tra
     new_iterations = config.num_iterations
     if new_iterations == saved_iterations or new_iterations <= iteration:
         return (start, start_frac), None
-    frac = schedule_fraction(min(iteration + 1, saved_iterations), start, start_frac, saved_iterations)
+    finished = iteration >= saved_iterations
+    if finished:
+        frac = schedule_fraction(iteration + 1, 0, 1.0, new_iterations)
+    else:
+        frac = schedule_fraction(iteration + 1, start, start_frac, saved_iterations)
     ppo = config.ppo
     annealed = [f"the learning rate ({ppo.learning_rate * frac:.3g})" if ppo.anneal_lr else "",
                 f"the clip coefficient ({ppo.clip_coef * frac:.3g})" if ppo.anneal_clip else ""]
@@ -40,7 +46,12 @@ def continue_schedule(saved: dict | None, saved_config: TrainConfig, config: Tra
     note = None
     if annealed:
         verb, their = ("decays", "its") if len(annealed) == 1 else ("decay", "their")
-        note = (f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
-                f"{' and '.join(annealed)} {verb} linearly from {their} current value to 0 over the "
-                f"remaining {new_iterations - iteration} iterations (no jump back up).")
+        if finished:
+            note = (f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}) after the run "
+                    f"finished: {' and '.join(annealed)} {verb} linearly from what a {ppo.total_steps}-step run "
+                    f"has at this step to 0 over the remaining {new_iterations - iteration} iterations.")
+        else:
+            note = (f"The step budget changed ({saved_config.ppo.total_steps} -> {ppo.total_steps}): "
+                    f"{' and '.join(annealed)} {verb} linearly from {their} current value to 0 over the "
+                    f"remaining {new_iterations - iteration} iterations (no jump back up).")
     return (iteration, frac), note
