@@ -62,10 +62,15 @@ def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch
 
 
 def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None,
-                   normal: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample from softmax(logits) along the last dim (Gumbel-max: one uniform draw per logit)."""
+                   normal: torch.Tensor | None = None, legal: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample from softmax(logits) along the last dim (Gumbel-max: one uniform draw per logit); under a mask
+    ``legal`` (bool, the logits' shape) illegal entries are dropped after the noise: a uniform draw of exactly 1
+    (Phi of a large normal) gives +inf noise, which must not pick an illegal action."""
     u = _uniform(logits.shape, generator, logits.device, normal)
-    return torch.argmax(logits - torch.log(-torch.log(u.clamp_(1e-20, 1.0))), dim=-1)
+    perturbed = logits - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))
+    if legal is not None:
+        perturbed = torch.where(legal, perturbed, float("-inf"))
+    return torch.argmax(perturbed, dim=-1)
 
 
 class Categorical:
@@ -83,12 +88,7 @@ class Categorical:
         return self.logits.shape
 
     def sample(self, generator: torch.Generator | None = None, normal: torch.Tensor | None = None) -> torch.Tensor:
-        if self.legal is None:
-            return _gumbel_argmax(self.logits, generator, normal)
-        u = _uniform(self.logits.shape, generator, self.logits.device, normal)
-        perturbed = self.logits - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))
-        # A uniform draw of exactly 1 (Phi of a large normal) gives +inf noise: drop illegal entries after it.
-        return torch.where(self.legal, perturbed, float("-inf")).argmax(-1)
+        return _gumbel_argmax(self.logits, generator, normal, self.legal)
 
     def mode(self) -> torch.Tensor:
         if self.legal is None:
