@@ -43,19 +43,24 @@ class IllegalActionCount:
     checked: int = 0
     illegal: int = 0
 
+    def __iadd__(self, other: IllegalActionCount) -> IllegalActionCount:
+        self.checked += other.checked
+        self.illegal += other.illegal
+        return self
+
 
 def count_illegal_actions(policy: RecurrentActorCritic, obs: Tree, env_actions: np.ndarray,
-                          rows: np.ndarray | None = None, where: str = "env", first: int = 0) -> int:
-    """How many of the env actions (N, ...) the masks in ``obs`` (the numpy observations they answer, leaves
-    (N, ...)) forbid, over ``rows`` (bool (N,), default all: a multi-agent run checks its live rows only); 0 for
-    an unmasked policy. Vectorised numpy, once per step.
+                          rows: np.ndarray | None = None, where: str = "env", first: int = 0) -> IllegalActionCount:
+    """The env actions (N, ...) checked against the masks in ``obs`` (the numpy observations they answer, leaves
+    (N, ...)) over ``rows`` (bool (N,), default all: a multi-agent run checks its live rows only), and how many
+    the masks forbid; nothing checked for an unmasked policy. Vectorised numpy, once per step.
 
     Raises:
         ActionMaskError: some checked row's mask leaves an action dimension with no legal action (named as
             ``where`` and its index plus ``first``).
     """
     if not policy.masked:
-        return 0
+        return IllegalActionCount()
     mask = np.asarray(split_action_mask(obs)[1])
     actions = np.asarray(env_actions)
     index = np.arange(len(mask))
@@ -64,7 +69,8 @@ def count_illegal_actions(policy: RecurrentActorCritic, obs: Tree, env_actions: 
         mask, actions = mask[index], actions[index]
     sizes = policy.action_mask_sizes
     check_action_mask_rows(mask, sizes, where, index + first)
-    return int(illegal_action_rows(mask, actions, sizes, action_mask_start(policy.action_space)).sum())
+    illegal = int(illegal_action_rows(mask, actions, sizes, action_mask_start(policy.action_space)).sum())
+    return IllegalActionCount(checked=len(index), illegal=illegal)
 
 
 class NonFiniteError(RuntimeError):
@@ -177,7 +183,7 @@ class VectorCollector:
         """Run ``num_steps`` vector steps; leaves ``state`` at the rollout's end. The rollout's tensors are the
         buffer's: valid until the next ``collect``."""
         policy, buffer = self.policy, self.buffer
-        returns, lengths, skips, illegal, checked = [], [], 0, 0, 0
+        returns, lengths, skips, masks = [], [], 0, IllegalActionCount()
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
@@ -187,8 +193,7 @@ class VectorCollector:
 
             env_action = policy.env_action(out.action)
             if policy.masked:
-                illegal += count_illegal_actions(policy, self.next_obs, env_action, first=self.first_env)
-                checked += len(env_action)
+                masks += count_illegal_actions(policy, self.next_obs, env_action, first=self.first_env)
             next_obs, reward, terminated, truncated, infos = self.envs.step(env_action)
             done, cut = terminated | truncated, truncated & ~terminated
             bad = self._nonfinite(next_obs, reward, infos, cut)
@@ -225,7 +230,7 @@ class VectorCollector:
             self.next_obs = next_obs
             self.state = out.state
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
-        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, illegal, checked)
+        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, masks.illegal, masks.checked)
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor,
                            agent_inputs: dict | None = None) -> torch.Tensor:

@@ -36,7 +36,13 @@ from agents.config import ConfigError, TrainConfig
 from agents.model.noise import CorrelatedNoise
 from agents.model.policy import RecurrentActorCritic, StepOutput
 from agents.rollout.buffer import Rollout, RolloutBuffer
-from agents.rollout.collector import NonFiniteError, VectorCollector, _float_leaves, count_illegal_actions
+from agents.rollout.collector import (
+    IllegalActionCount,
+    NonFiniteError,
+    VectorCollector,
+    _float_leaves,
+    count_illegal_actions,
+)
 from agents.rollout.env_state import decode, encode
 from agents.rollout.multiagent_env import (
     MultiAgentVectorEnv,
@@ -90,15 +96,15 @@ def multiagent_collector(config: TrainConfig,
 @dataclass
 class BlockStep:
     """One policy's part of ``act_by_policy``: its observations (tensors), its rows' state before the step
-    (S, L, R_p, W, spawns zeroed), their episode starts (R_p,) and the policy's output; for a masked env, how
-    many of its live rows' env actions the env's masks forbade (``illegal``, 0 otherwise)."""
+    (S, L, R_p, W, spawns zeroed), their episode starts (R_p,) and the policy's output; for a masked env, its
+    live rows' env actions checked against the env's masks and the illegal ones (``mask_count``)."""
 
     block: PolicyRows
     obs: Any
     state: torch.Tensor
     start: torch.Tensor
     out: StepOutput
-    illegal: int = 0
+    mask_count: IllegalActionCount
 
 
 def act_by_policy(policies: dict[str, RecurrentActorCritic], envs: MultiAgentVectorEnv, obs: Any,
@@ -131,9 +137,8 @@ def act_by_policy(policies: dict[str, RecurrentActorCritic], envs: MultiAgentVec
         env_action = policy.env_action(out.action)
         actions.append(env_action)
         # Absent rows' (zero) masks are not the env's: only live rows are checked.
-        illegal = (count_illegal_actions(policy, block_obs, env_action, envs.alive[rows], "agent row")
-                   if policy.masked else 0)
-        steps.append(BlockStep(block, obs_t, block_state, block_start, out, illegal))
+        mask_count = count_illegal_actions(policy, block_obs, env_action, envs.alive[rows], "agent row")
+        steps.append(BlockStep(block, obs_t, block_state, block_start, out, mask_count))
     return actions if envs.per_policy else actions[0], torch.cat(next_states, dim=2), steps
 
 
@@ -202,7 +207,7 @@ class MultiAgentCollector(VectorCollector):
         """``num_steps`` steps of every env copy; returns the rollout with ``alive`` (T, R). Each agent's episode
         (spawn to its end) is one entry of ``episode_returns``."""
         policy, buffer = self.policy, self.buffer
-        returns, lengths, illegal, checked = [], [], 0, 0
+        returns, lengths, masks = [], [], IllegalActionCount()
         for t in range(self.num_steps):
             obs_t = obs_to_tensor(self.next_obs, self.device)
             inputs_t = self._agent_inputs()
@@ -217,8 +222,7 @@ class MultiAgentCollector(VectorCollector):
 
             env_action = policy.env_action(action)
             if policy.masked:  # live rows only: an absent row's zero mask is not the env's
-                illegal += count_illegal_actions(policy, self.next_obs, env_action, self.envs.alive, "agent row")
-                checked += int(self.envs.alive.sum())
+                masks += count_illegal_actions(policy, self.next_obs, env_action, self.envs.alive, "agent row")
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(env_action)
             self._check_obs(next_obs, t, reward)
             buffer.store_outcome(
@@ -246,7 +250,7 @@ class MultiAgentCollector(VectorCollector):
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
             self._after_step(reward, infos["env_done"])
         rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths,
-                                 illegal_actions=illegal, checked_actions=checked)
+                                 illegal_actions=masks.illegal, checked_actions=masks.checked)
         rollout.alive = self.alive_steps
         return rollout
 
@@ -377,8 +381,7 @@ class MultiPolicyCollector(MultiAgentCollector):
         with its ``alive`` (T, R_p) and its agents' episodes."""
         returns: dict[str, list[float]] = {block.name: [] for block in self.policy_rows}
         lengths: dict[str, list[int]] = {block.name: [] for block in self.policy_rows}
-        illegal = {block.name: 0 for block in self.policy_rows}
-        checked = dict.fromkeys(illegal, 0)
+        masks = {block.name: IllegalActionCount() for block in self.policy_rows}
         for t in range(self.num_steps):
             actions, outs, next_states = [], [], []
             for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
@@ -394,9 +397,8 @@ class MultiPolicyCollector(MultiAgentCollector):
                 buffer.store_step(t, obs_t, start, state, out.action, out.logprob, out.value)
                 env_action = policy.env_action(out.action)
                 if policy.masked:
-                    illegal[block.name] += count_illegal_actions(policy, obs, env_action, self.envs.alive[rows],
-                                                                 "agent row")
-                    checked[block.name] += int(self.envs.alive[rows].sum())
+                    masks[block.name] += count_illegal_actions(policy, obs, env_action, self.envs.alive[rows],
+                                                               "agent row")
                 actions.append(env_action)
                 outs.append(out)
             self.alive_steps[t] = self.alive
@@ -436,8 +438,8 @@ class MultiPolicyCollector(MultiAgentCollector):
                 bootstrap = policy.value(obs_to_tensor(obs, self.device), self.state[:, :, rows],
                                          self.next_episode_start[rows])
             rollout = self.buffers[block.name].rollout(bootstrap, returns[block.name], lengths[block.name],
-                                                       illegal_actions=illegal[block.name],
-                                                       checked_actions=checked[block.name])
+                                                       illegal_actions=masks[block.name].illegal,
+                                                       checked_actions=masks[block.name].checked)
             rollout.alive = self.alive_steps[:, rows]
             rollouts[block.name] = rollout
         return rollouts

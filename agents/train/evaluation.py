@@ -59,10 +59,9 @@ def evaluate_policy(
             out = policy.step(obs_to_tensor(obs, device), state, episode_start, deterministic, generator)
             env_action = policy.env_action(out.action)
             if policy.masked:
-                illegal = count_illegal_actions(policy, obs, env_action)
+                checked = count_illegal_actions(policy, obs, env_action)
                 if mask_count is not None:
-                    mask_count.checked += num_envs
-                    mask_count.illegal += illegal
+                    mask_count += checked
             obs, reward, terminated, truncated, _ = envs.step(env_action)
             running += reward
             done = terminated | truncated
@@ -108,10 +107,9 @@ def _whole_episode_returns(envs: MultiAgentVectorEnv, policies: dict[str, Recurr
     returns: dict[str, list[float]] = {name: [] for name in names}
     while (counts < targets).any() and not (should_stop is not None and should_stop()):
         actions, state, steps = act_by_policy(policies, envs, obs, state, spawn, deterministic, generator, device)
-        if mask_count is not None and any(policies[step.block.name].masked for step in steps):
-            mask_count.checked += int(sum(envs.alive[step.block.rows].sum() for step in steps
-                                          if policies[step.block.name].masked))
-            mask_count.illegal += sum(step.illegal for step in steps)
+        if mask_count is not None:
+            for step in steps:
+                mask_count += step.mask_count
         obs, reward, terminated, truncated, spawn, info = envs.step(actions)
         running += reward
         done = terminated | truncated
