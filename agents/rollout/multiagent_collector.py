@@ -50,7 +50,11 @@ from agents.rollout.multiagent_env import (
     is_multiagent,
     make_multiagent_vector_env,
 )
-from agents.trees import obs_to_tensor, tree_stack
+from agents.trees import obs_to_tensor, tree_map, tree_map2, tree_stack
+
+# What a carried pending step keeps besides its observation, inputs and state (``MultiAgentCollector._carry``).
+_CARRIED = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
+            "episode_starts")
 
 # The backends that collect multi-agent envs: this process, or Ray actors that each wrap this module's collectors
 # over their share of the env copies (agents.rollout.ray_collector).
@@ -79,6 +83,21 @@ def refuse_unsupported(config: TrainConfig) -> None:
                               f"(each policy already learns its own role; docs/multiagent.md).")
 
 
+def refuse_turn_based(config: TrainConfig, envs: MultiAgentVectorEnv) -> None:
+    """Raise ConfigError (one line) for settings a turn-based env (``envs.turn_based``) does not have yet."""
+    if not envs.turn_based:
+        return
+    refused = [
+        (config.env.policy_map is not None, "--policy-map"),
+        (config.policy.central_critic, "--central-critic"),
+        (config.run.backend != "local", f"--backend {config.run.backend}"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise ConfigError(f"{what} is not supported with the turn-based env {config.env.env_id} yet; drop it "
+                              f"(docs/multiagent.md, 'Turn-based games').")
+
+
 def multiagent_collector(config: TrainConfig,
                          num_copies: int | None = None) -> MultiAgentCollector | MultiPolicyCollector:
     """The local ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it), over
@@ -88,6 +107,11 @@ def multiagent_collector(config: TrainConfig,
     copies = env.num_envs if num_copies is None else num_copies
     envs = make_multiagent_vector_env(env.env_id, copies, env.env_kwargs, env.env_import, env.policy_map,
                                       with_state=config.policy.central_critic)
+    try:
+        refuse_turn_based(config, envs)
+    except ConfigError:
+        envs.close()
+        raise
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
@@ -160,6 +184,11 @@ class MultiAgentCollector(VectorCollector):
         self.first_env = 0
         self.env_id = envs.env_id
         self.agent_names, self.state_space = tuple(envs.agent_names), envs.state_space
+        # Turn-based envs: the buffer's step 0 holds the transitions carried from the last rollout (``_carry``).
+        self.turn_based = envs.turn_based
+        self._first = 1 if self.turn_based else 0
+        self._pending = np.full(self.num_envs, -1, dtype=np.int64)  # each row's last acting step, while waiting
+        self._carry: dict | None = None
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
         self.policy, self.device, self.seed = policy, device, env_seed
@@ -175,9 +204,11 @@ class MultiAgentCollector(VectorCollector):
                                  "with make_multiagent_vector_env(..., with_state=True)")
             inputs_space["global_state"] = policy.state_space
         self._inputs_space = spaces.Dict(inputs_space) if inputs_space else None
-        self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
+        slots = self._first + self.num_steps
+        self.buffer = RolloutBuffer(slots, self.num_envs, self.observation_space, policy.action_shape,
                                     policy.action_dtype, policy.state_shape, device, self._inputs_space)
-        self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
+        self.alive_steps = torch.zeros(slots, self.num_envs, device=device)
+        self.acting_steps = torch.zeros(slots, self.num_envs, device=device) if self.turn_based else None
         self._reset_envs(env_seed)
         self.state = policy.initial_state(self.num_envs, device)
 
@@ -189,6 +220,8 @@ class MultiAgentCollector(VectorCollector):
         self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self._pending[:] = -1  # a reset ends every episode: nothing is pending or carried
+        self._carry = None
 
     def _agent_inputs(self, global_state=None) -> dict | None:
         """The rows' multi-agent inputs the policy reads, leaves (R, ...): each row's slot and its env copy's
@@ -208,34 +241,43 @@ class MultiAgentCollector(VectorCollector):
         (spawn to its end) is one entry of ``episode_returns``."""
         policy, buffer = self.policy, self.buffer
         returns, lengths, masks = [], [], IllegalActionCount()
-        for t in range(self.num_steps):
+        if self.turn_based:
+            self._place_carry()
+        for step in range(self.num_steps):
+            t = step + self._first  # the buffer index (turn-based: after the carried step 0)
             obs_t = obs_to_tensor(self.next_obs, self.device)
             inputs_t = self._agent_inputs()
             alive = self.alive
+            acting = self.envs.alive.copy()  # the rows acting now, on the host
             with torch.inference_mode():
                 # A spawned agent starts from zero state, in carry mode too (the stored state is that zero).
                 state = self.state * (1.0 - self.next_episode_start).view(1, 1, -1, 1)
                 out, action, next_state = self._act(obs_t, state, inputs_t, alive)
             buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value, inputs_t)
             self.alive_steps[t] = self._training_steps(alive)
-            self._episode_length += self.envs.alive  # the rows acting now, on the host (no device copy)
+            if self.turn_based:
+                self.acting_steps[t] = alive
+            self._episode_length += acting  # (no device copy)
 
             env_action = policy.env_action(action)
             if policy.masked:  # live rows only: an absent row's zero mask is not the env's
-                masks += count_illegal_actions(policy, self.next_obs, env_action, self.envs.alive, "agent row")
+                masks += count_illegal_actions(policy, self.next_obs, env_action, acting, "agent row")
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(env_action)
-            self._check_obs(next_obs, t, reward)
-            buffer.store_outcome(
-                t,
-                torch.as_tensor(reward, dtype=torch.float32, device=self.device),
-                torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
-                torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
-            )
-            cut = truncated & ~terminated
-            if cut.any():
-                # A cut agent's value reads the global state at its end, before its env copy's autoreset.
-                final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
-                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state, final_inputs)
+            self._check_obs(next_obs, step, reward)
+            if self.turn_based:
+                self._store_turn_outcome(t, acting, reward, terminated, truncated, infos, next_state, inputs_t)
+            else:
+                buffer.store_outcome(
+                    t,
+                    torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
+                )
+                cut = truncated & ~terminated
+                if cut.any():
+                    # A cut agent's value reads the global state at its end, before its env copy's autoreset.
+                    final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
+                    buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state, final_inputs)
 
             self._episode_return += reward
             done = terminated | truncated
@@ -249,10 +291,104 @@ class MultiAgentCollector(VectorCollector):
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
             self._after_step(reward, infos["env_done"])
-        rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths,
-                                 illegal_actions=masks.illegal, checked_actions=masks.checked)
+        bootstrap = self._bootstrap_value(self._agent_inputs())
+        if self.turn_based:
+            bootstrap = self._hang_pending(bootstrap)
+        rollout = buffer.rollout(bootstrap, returns, lengths, illegal_actions=masks.illegal,
+                                 checked_actions=masks.checked)
         rollout.alive = self.alive_steps
+        rollout.acting = self.acting_steps
         return rollout
+
+    # ---------------------------------------------------------------- turn-based rows
+    def _store_turn_outcome(self, t: int, acting: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
+                            truncated: np.ndarray, infos: dict, next_state: torch.Tensor,
+                            inputs_t: dict | None) -> None:
+        """Step ``t``'s outcome for a turn-based env: the acting rows' rewards and ends go to step t; a waiting
+        row's go to its pending step (its last action, ``_pending``), as PettingZoo's cumulative rewards credit
+        them. A truncated row's value reads its final observation with its state now (``next_state`` (S, L, R,
+        W): an acting row's advanced state, a waiting row's held one). Rewards of a row that has not acted in
+        its episode yet credit no action (they count in its episode return only)."""
+        buffer, device = self.buffer, self.device
+        act = torch.as_tensor(acting, device=device)
+        zero = torch.zeros((), device=device)
+        as_f = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+        reward_t, term_t, trunc_t = as_f(reward), as_f(terminated), as_f(truncated)
+        buffer.store_outcome(t, torch.where(act, reward_t, zero), torch.where(act, term_t, zero),
+                             torch.where(act, trunc_t, zero))
+        credit = np.flatnonzero(~acting & (self._pending >= 0))
+        if credit.size:
+            at, rows = torch.as_tensor(self._pending[credit], device=device), torch.as_tensor(credit, device=device)
+            buffer.rewards[at, rows] += reward_t[rows]
+            buffer.terminated[at, rows] = term_t[rows]
+            buffer.truncated[at, rows] = trunc_t[rows]
+        cut = truncated & ~terminated
+        if cut.any():
+            final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
+            values = self._truncation_values(cut, infos, next_state, final_inputs)
+            buffer.truncation_values[t] = torch.where(act, values, zero)
+            if credit.size:
+                buffer.truncation_values[at, rows] = values[rows]
+        ended = terminated | truncated
+        self._pending[acting & ~ended] = t
+        self._pending[ended] = -1
+
+    def _hang_pending(self, bootstrap: torch.Tensor) -> torch.Tensor:
+        """At the rollout's end: the rows waiting with a pending step (its reward may still arrive) leave it out
+        of this rollout's training and GAE, and bootstrap from its stored value (V of the agent's next turn);
+        the step is carried into the next rollout's step 0 (``_carry``). Returns the bootstrap values (R,)."""
+        rows_np = np.flatnonzero(~self.envs.alive & (self._pending >= 0))
+        at_np = self._pending[rows_np]
+        self._pending[:] = -1  # an acting row's last transition is complete: its next value is the bootstrap
+        if rows_np.size == 0:
+            self._carry = None
+            return bootstrap
+        buffer, device = self.buffer, self.device
+        at, rows = torch.as_tensor(at_np, device=device), torch.as_tensor(rows_np, device=device)
+        take = lambda x: x[at, rows].clone()  # noqa: E731
+        self._carry = {
+            "rows": rows.clone(),
+            "obs": tree_map(take, buffer.obs),
+            "agent_inputs": None if buffer.agent_inputs is None else tree_map(take, buffer.agent_inputs),
+            "states": buffer.states[at, :, :, rows].clone(),  # (K, S, L, W)
+            **{name: take(getattr(buffer, name)) for name in _CARRIED},
+            "training": take(self.alive_steps),
+        }
+        self.alive_steps[at, rows] = 0.0
+        self.acting_steps[at, rows] = 0.0
+        self._pending[rows_np] = 0  # where the next rollout holds them
+        bootstrap = bootstrap.clone()
+        bootstrap[rows] = buffer.values[at, rows]
+        return bootstrap
+
+    def _place_carry(self) -> None:
+        """Write the carried pending steps (``_carry``) into the buffer's step 0; the other rows' step 0 is
+        empty (zero, not acting, not training)."""
+        buffer = self.buffer
+        tree_map(lambda x: x[0].zero_(), buffer.obs)
+        if buffer.agent_inputs is not None:
+            tree_map(lambda x: x[0].zero_(), buffer.agent_inputs)
+        buffer.states[0].zero_()
+        for name in _CARRIED:
+            getattr(buffer, name)[0].zero_()
+        self.alive_steps[0].zero_()
+        self.acting_steps[0].zero_()
+        carry = self._carry
+        if carry is None:
+            return
+        rows = carry["rows"]
+
+        def put(dst: torch.Tensor, src: torch.Tensor) -> None:
+            dst[0, rows] = src
+
+        tree_map2(put, buffer.obs, carry["obs"])
+        if buffer.agent_inputs is not None:
+            tree_map2(put, buffer.agent_inputs, carry["agent_inputs"])
+        buffer.states[0][:, :, rows] = carry["states"].permute(1, 2, 0, 3)
+        for name in _CARRIED:
+            put(getattr(buffer, name), carry[name])
+        self.alive_steps[0, rows] = carry["training"]
+        self.acting_steps[0, rows] = 1.0
 
     # ---------------------------------------------------------------- what a subclass changes (self-play)
     def _act(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
@@ -296,6 +432,8 @@ class MultiAgentCollector(VectorCollector):
     def state_dict(self, snapshot_envs: bool = True) -> dict:
         state = super().state_dict(snapshot_envs=False)
         state["tensors"]["alive"] = self.alive.clone()
+        if self.turn_based:  # the pending steps carried into the next rollout, for an exact resume
+            state["tensors"]["turns"] = {"pending": torch.as_tensor(self._pending.copy()), "carry": self._carry}
         if snapshot_envs:
             state["resume"] = self._resume_state()
         return state
@@ -325,6 +463,11 @@ class MultiAgentCollector(VectorCollector):
                 self._episode_length = decode(resume["episode_length"])
                 self.next_episode_start = data["next_episode_start"].to(self.device)
                 self.alive = data["alive"].to(self.device)
+                if self.turn_based:
+                    turns = data["turns"]
+                    self._pending = turns["pending"].numpy().copy()
+                    self._carry = None if turns["carry"] is None else tree_map(
+                        lambda x: None if x is None else x.to(self.device), turns["carry"])
                 return None
             reason = f"restoring the envs failed ({error})"
         self._reset_envs(self.seed)
