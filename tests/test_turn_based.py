@@ -180,6 +180,10 @@ def test_the_aec_adapter_on_tictactoe():
     rows = _rows_log("toy_multiagent_envs:make_tictactoe", {}, 4, choose)
     _same_log(hand, rows)
     assert any(entry[0] == "end" and entry[2] != 0 for entry in rows["player_1"])
+    # Its state is plain data under the adapter (the per-agent dicts of spaces are skipped): resumes are exact.
+    envs = make_multiagent_vector_env("toy_multiagent_envs:make_tictactoe", 1)
+    envs.reset(seed=0)
+    assert envs.snapshot().get("error") is None
 
 
 # --------------------------------------------------------------------------- GAE and sequences
@@ -444,3 +448,17 @@ def test_the_second_mover_learns_to_remember_the_first_movers_move_with_memory_a
         trainer.train()
         scores[core] = float(np.mean(list(trainer.recent_returns)))
     assert scores["lstm"] >= 0.95 and scores["none"] <= 0.85, scores
+
+
+def test_evaluation_counts_the_rewards_paid_while_an_agent_waits():
+    """TurnsDuelEnv pays the first mover -1 at the second mover's last turn, while the first waits: its episode
+    returns (its own rewards are 0 or 1) go below 0 only if that reward is counted."""
+    from agents.train.evaluation import evaluate_multiagent
+
+    envs = make_multiagent_vector_env(DUEL, 1)
+    torch.manual_seed(0)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space,
+                                  PolicyConfig(hidden_size=16))
+    returns = evaluate_multiagent(policy, DUEL, 40, seed=0, deterministic=False, num_envs=4,
+                                  generator=torch.Generator().manual_seed(0))
+    assert len(returns) == 80 and returns.min() == -1.0 and returns.max() == 1.0

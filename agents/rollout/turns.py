@@ -17,6 +17,7 @@ from typing import Any
 
 from pettingzoo import AECEnv, ParallelEnv
 
+from agents.rollout.env_state import _is_static as is_static
 from agents.rollout.env_state import decode, encode
 
 
@@ -26,6 +27,14 @@ def _aec_layers(env: AECEnv) -> list[AECEnv]:
     while isinstance(getattr(layers[-1], "env", None), AECEnv):
         layers.append(layers[-1].env)
     return layers
+
+
+def _static(value: Any) -> bool:
+    """What describes an AEC layer rather than its state: what ``env_state`` skips, and the per-agent dicts of
+    spaces PettingZoo envs keep (``observation_spaces``, ``action_spaces``)."""
+    if isinstance(value, dict) and value:
+        return all(is_static(v) for v in value.values())
+    return is_static(value)
 
 
 class AECTurns(ParallelEnv):
@@ -111,10 +120,8 @@ class AECTurns(ParallelEnv):
 
     # ---------------------------------------------------------------- snapshots (agents.rollout.env_state)
     def mnemo_get_state(self) -> dict:
-        from agents.rollout.env_state import _is_static
-
         layers = [{key: encode(value, f"{type(layer).__name__}.{key}") for key, value in vars(layer).items()
-                   if key != "env" and not _is_static(value)} for layer in _aec_layers(self.aec)]
+                   if key != "env" and not _static(value)} for layer in _aec_layers(self.aec)]
         return {"agents": list(self.agents), "ended": sorted(self._ended), "layers": layers}
 
     def mnemo_set_state(self, state: dict) -> None:
