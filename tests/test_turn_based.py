@@ -39,15 +39,18 @@ def snapshot(rollout):
             ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
              "episode_starts", "states", "bootstrap_value", "alive", "acting")}
     copy["obs"] = tree_map(lambda x: x.clone(), rollout.obs)
-    copy["agent_inputs"] = None
+    copy["agent_inputs"] = None if rollout.agent_inputs is None else tree_map(lambda x: x.clone(),
+                                                                              rollout.agent_inputs)
     return type("Snap", (), copy)
 
 
-def collect(core="lstm", carry=False, num_steps=11, rollouts=4, seed=0, env_id=TURNS, copies=3):
-    envs = make_multiagent_vector_env(env_id, copies)
+def collect(core="lstm", carry=False, num_steps=11, rollouts=4, seed=0, env_id=TURNS, copies=3, central=False):
+    envs = make_multiagent_vector_env(env_id, copies, with_state=central)
     torch.manual_seed(seed)
-    cfg = PolicyConfig(hidden_size=16, carry_across_episodes=carry, normalize_obs=False, core=core)
-    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
+    cfg = PolicyConfig(hidden_size=16, carry_across_episodes=carry, normalize_obs=False, core=core,
+                       central_critic=central, agent_index_input=central)
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg,
+                                  agents=envs.agent_names if central else (), state_space=envs.state_space)
     collector = MultiAgentCollector(envs, num_steps)
     collector.start(policy, torch.device("cpu"), seed, seed)
     return policy, collector, [snapshot(collector.collect()) for _ in range(rollouts)]
@@ -221,16 +224,21 @@ def test_sequences_compact_kept_steps_to_the_front_and_prefixes_stay_as_they_wer
 
 
 # --------------------------------------------------------------------------- the invariant and references
-@pytest.mark.parametrize(("core", "carry"), [("lstm", False), ("lstm", True), ("none", False), ("gru", True)])
-def test_invariant_with_turns(core, carry):
-    policy, _, bufs = collect(core, carry)
+@pytest.mark.parametrize(("core", "carry", "central"), [("lstm", False, False), ("lstm", True, False),
+                                                        ("none", False, False), ("gru", True, False),
+                                                        ("lstm", False, True)])
+def test_invariant_with_turns(core, carry, central):
+    """With ``central``: a central critic (the global state at each step, carried pending steps included) and
+    the agent-index input."""
+    policy, _, bufs = collect(core, carry, central=central)
     carried = 0
     for buf in bufs:
         seqs = sequences(buf)
         adv, ret = gae(buf)
         batch = gather_sequences(buf, seqs, adv, ret)
         with torch.no_grad():
-            logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions)
+            logprob, _, value = policy.evaluate(batch.obs, batch.start_states, batch.episode_starts, batch.actions,
+                                                agent_inputs=batch.agent_inputs)
         real = batch.mask.bool()
         assert int(real.sum()) == int(buf.alive.sum())
         assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
@@ -375,10 +383,13 @@ def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
     return Trainer(config, resume=resume)
 
 
-@pytest.mark.parametrize("self_play", [True, False], ids=["self-play", "shared"])
-def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, self_play):
-    shared = {"self_play": False, "env_id": TURNS, "snapshot_every": 10_000, "pool_size": 10}
-    overrides = {} if self_play else shared
+SHARED = {"self_play": False, "env_id": TURNS, "snapshot_every": 10_000, "pool_size": 10}
+
+
+@pytest.mark.parametrize("overrides", [{}, SHARED, {**SHARED, "central_critic": True, "agent_index_input": True,
+                                                    "carry_across_episodes": True}],
+                         ids=["self-play", "shared", "central-critic-agent-index-carry"])
+def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, overrides):
     straight = make(tmp_path / "straight", **overrides)
     straight.train()
     run = tmp_path / "run"
@@ -425,12 +436,17 @@ def test_self_play_with_turns_holds_opponents_state_while_waiting():
 
 
 def test_turn_based_refusals_are_one_line(tmp_path):
-    for overrides, what in [({"central_critic": True}, "--central-critic"),
-                            ({"policy_map": "first=a,second=b", "self_play": False, "snapshot_every": 10_000,
+    for overrides, what in [({"policy_map": "first=a,second=b", "self_play": False, "snapshot_every": 10_000,
                               "pool_size": 10}, "--policy-map")]:
         with pytest.raises(ConfigError, match=what) as info:
             make(tmp_path / what.strip("-"), **overrides).train()
         assert "\n" not in str(info.value) and "turn-based" in str(info.value)
+    from agents.rollout.multiagent_collector import refuse_turn_based
+
+    config = TrainConfig().with_overrides({"env_id": TURNS, "backend": "ray"})
+    with pytest.raises(ConfigError, match=r"^--backend ray is not supported with the turn-based env [^\n]*$"):
+        refuse_turn_based(config, make_multiagent_vector_env(TURNS, 1))
+    refuse_turn_based(config, make_multiagent_vector_env("toy_multiagent_envs:make_respawn", 1))  # not turn-based
 
 
 # --------------------------------------------------------------------------- learning

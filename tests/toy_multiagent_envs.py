@@ -415,6 +415,13 @@ class TurnsEnv(ParallelEnv):
         return np.array([self.noise[agent], idx / 3, self.turns[agent] / 10, float(self.turns[agent] == 0),
                          float(agent in self.next_actors)], dtype=np.float32)
 
+    state_space = spaces.Box(0.0, 3.0, (4,), np.float32)
+
+    def state(self) -> np.ndarray:
+        """The global state (PettingZoo's ``state()``): step, players in the episode, who acts next."""
+        acting = [float(a in self.next_actors) for a in self.possible_agents]
+        return np.array([self.t / self.episode_len, *acting], dtype=np.float32)
+
     def _draw_actors(self) -> None:
         live = list(self.agents)
         count = 1 if len(live) < 2 or self.np_random.random() < 0.7 else 2

@@ -89,7 +89,6 @@ def refuse_turn_based(config: TrainConfig, envs: MultiAgentVectorEnv) -> None:
         return
     refused = [
         (config.env.policy_map is not None, "--policy-map"),
-        (config.policy.central_critic, "--central-critic"),
         (config.run.backend != "local", f"--backend {config.run.backend}"),
     ]
     for bad, what in refused:
