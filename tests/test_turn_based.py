@@ -20,7 +20,7 @@ pytest.importorskip("pettingzoo")
 from agents.config import ConfigError, OpponentsConfig, PolicyConfig, TrainConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
-from agents.rollout.multiagent_collector import MultiAgentCollector
+from agents.rollout.multiagent_collector import MultiAgentCollector, MultiPolicyCollector
 from agents.rollout.multiagent_env import make_multiagent_vector_env
 from agents.rollout.self_play import SelfPlayCollector
 from agents.train.trainer import ResumeWarning, Trainer
@@ -387,8 +387,9 @@ SHARED = {"self_play": False, "env_id": TURNS, "snapshot_every": 10_000, "pool_s
 
 
 @pytest.mark.parametrize("overrides", [{}, SHARED, {**SHARED, "central_critic": True, "agent_index_input": True,
-                                                    "carry_across_episodes": True}],
-                         ids=["self-play", "shared", "central-critic-agent-index-carry"])
+                                                    "carry_across_episodes": True},
+                                       {**SHARED, "policy_map": "p0=solo,*=pair"}],
+                         ids=["self-play", "shared", "central-critic-agent-index-carry", "policy-map"])
 def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, overrides):
     straight = make(tmp_path / "straight", **overrides)
     straight.train()
@@ -435,12 +436,32 @@ def test_self_play_with_turns_holds_opponents_state_while_waiting():
     assert torch.equal(next_state[:, :, waiting], collector.state[:, :, waiting])
 
 
-def test_turn_based_refusals_are_one_line(tmp_path):
-    for overrides, what in [({"policy_map": "first=a,second=b", "self_play": False, "snapshot_every": 10_000,
-                              "pool_size": 10}, "--policy-map")]:
-        with pytest.raises(ConfigError, match=what) as info:
-            make(tmp_path / what.strip("-"), **overrides).train()
-        assert "\n" not in str(info.value) and "turn-based" in str(info.value)
+def test_several_policies_with_turns_keep_the_invariant_and_carry_pending_steps():
+    """``--policy-map``: each policy's rows act, wait and carry their pending steps in its own buffer."""
+    envs = make_multiagent_vector_env(TURNS, 3, policy_map="p0=solo,*=pair")
+    torch.manual_seed(0)
+    policies = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
+                                                 PolicyConfig(hidden_size=16)) for block in envs.policies}
+    collector = MultiPolicyCollector(envs, 11)
+    collector.start(policies, torch.device("cpu"), 0, 0)
+    carried = dict.fromkeys(policies, 0)
+    for _ in range(4):
+        for name, buf in collector.collect().items():
+            assert buf.rewards.shape[0] == 12 and buf.acting is not None
+            adv, ret = gae(buf)
+            batch = gather_sequences(buf, sequences(buf), adv, ret)
+            with torch.no_grad():
+                logprob, _, value = policies[name].evaluate(batch.obs, batch.start_states, batch.episode_starts,
+                                                            batch.actions)
+            real = batch.mask.bool()
+            assert int(real.sum()) == int(buf.alive.sum())
+            assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
+            assert (value[real] - batch.values[real]).abs().max() < 1e-5
+            carried[name] += int(buf.alive[0].sum())
+    assert min(carried.values()) > 0, carried
+
+
+def test_turn_based_refusals_are_one_line():
     from agents.rollout.multiagent_collector import refuse_turn_based
 
     config = TrainConfig().with_overrides({"env_id": TURNS, "backend": "ray"})
