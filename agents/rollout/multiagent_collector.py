@@ -14,6 +14,11 @@
   slot (``"agent_index"``) and, for a central critic, its env copy's global state (``"global_state"``); the
   truncation value of an agent whose episode is cut reads the state at its end, before the autoreset.
 
+For a turn-based env (``MultiAgentVectorEnv.turn_based``) it also credits each waiting row's rewards and ends to
+its last acting step (its *pending* step), stores ``Rollout.acting`` (the acting steps, for GAE over each agent's
+own turns), and carries the pending steps of rows still waiting at the rollout's end into the next rollout's
+extra leading step 0 (T + 1 steps; docs/architecture.md, "Agents that come and go").
+
 The single-agent ``VectorCollector.collect`` loop is untouched.
 
 ``MultiPolicyCollector`` is the same collection with several policies (``--policy-map``): each policy owns a

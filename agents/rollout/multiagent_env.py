@@ -19,6 +19,13 @@ Episodes are per agent:
   autoreset, as ``agents.rollout.vector_env``): the returned observations are the new episode's, whose agents
   spawn.
 
+Turn-based envs (``metadata["turn_based"] = True``; AEC envs through ``agents.rollout.turns.AECTurns``) observe
+only the agents that act next: a row whose agent is in ``env.agents`` without an observation is *waiting*
+(``waiting`` (R,)); ``alive`` means acting now. A waiting row gets a zero observation (its state is held, as an
+absent row's), but its rewards, terminations and truncations are reported at the step they arrive (a
+truncation with ``final_obs``); it spawns at its first acting step of an episode, not at reset. An env without
+the flag that leaves out a listed agent's observation is refused (``ConfigError``).
+
 With ``with_state`` (a central critic) the env copies' global states (PettingZoo's ``state()`` over
 ``state_space``) are read after every reset and step: ``global_state`` is each copy's state now (it goes with the
 next observations), and ``info["final_state"]`` each copy's state at the end of the step, before an autoreset (the
