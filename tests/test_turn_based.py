@@ -499,3 +499,11 @@ def test_evaluation_counts_the_rewards_paid_while_an_agent_waits():
     returns = evaluate_multiagent(policy, DUEL, 40, seed=0, deterministic=False, num_envs=4,
                                   generator=torch.Generator().manual_seed(0))
     assert len(returns) == 80 and returns.min() == -1.0 and returns.max() == 1.0
+
+
+def test_episode_lengths_count_an_agents_own_turns_and_returns_its_waiting_rewards():
+    """TurnsDuelEnv: each player has 2 turns in a 4-step game; the first mover's -1 arrives while it waits."""
+    _, collector, _ = collect(env_id=DUEL, rollouts=0, copies=2)
+    rollout = collector.collect()
+    assert rollout.episode_lengths and set(rollout.episode_lengths) == {2}
+    assert min(rollout.episode_returns) == -1.0
