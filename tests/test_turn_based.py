@@ -321,6 +321,30 @@ def test_gae_returns_match_a_per_agent_reference_over_its_own_turns():
     assert checked > 50
 
 
+def test_gae_with_lambda_matches_a_per_agent_reference_over_each_rollouts_turns():
+    """GAE(lambda) over each agent's own turns of a rollout, as a plain list per agent: one discount per turn,
+    the advantage cut at ends and at the rollout's last turn, whose next value is the bootstrap (the value of
+    the agent's next turn, or of its pending step)."""
+    gamma, lam = 0.9, 0.8
+    _, _, bufs = collect("lstm", rollouts=3)
+    checked = 0
+    for buf in bufs:
+        _, ret = gae(buf, gamma, lam)
+        for r in range(buf.alive.shape[1]):
+            steps = np.flatnonzero(buf.alive[:, r].numpy()).tolist()
+            advantage, next_value = 0.0, float(buf.bootstrap_value[r])
+            for t in reversed(steps):
+                term, trunc = float(buf.terminated[t, r]), float(buf.truncated[t, r])
+                done = max(term, trunc)
+                target = float(buf.truncation_values[t, r]) * (1 - term) if done else next_value
+                delta = float(buf.rewards[t, r]) + gamma * target - float(buf.values[t, r])
+                advantage = delta + gamma * lam * (1 - done) * advantage
+                assert float(ret[t, r]) == pytest.approx(advantage + float(buf.values[t, r]), abs=1e-5)
+                next_value = float(buf.values[t, r])
+                checked += 1
+    assert checked > 100
+
+
 def _reference_credit(rollouts, num_steps=11, copies=3, seed=0):
     """Per row, per own turn: (reward summed from that turn until its next turn or end, terminated, truncated),
     read straight from the env's step outputs of the same run (the collector's own actions, replayed)."""
@@ -507,3 +531,19 @@ def test_episode_lengths_count_an_agents_own_turns_and_returns_its_waiting_rewar
     rollout = collector.collect()
     assert rollout.episode_lengths and set(rollout.episode_lengths) == {2}
     assert min(rollout.episode_returns) == -1.0
+
+
+def test_reward_scalings_running_return_advances_per_own_turn():
+    from agents.train.reward_scale import RewardScaler
+
+    rewards = torch.tensor([[1.0], [0.0], [2.0], [0.0], [3.0]])
+    acting = torch.tensor([[1.0], [0.0], [1.0], [0.0], [1.0]])
+    dones = torch.zeros(5, 1)
+    scaler = RewardScaler(1, gamma=0.5)
+    scaler.scale_rollout(rewards, dones, acting, acting)
+    # Turns only: 1, then 0.5 * 1 + 2 = 2.5, then 0.5 * 2.5 + 3 = 4.25 (the waiting steps do not discount).
+    assert float(scaler.returns[0]) == 4.25
+    # Without turns (every step a turn), the same rewards discount at every step.
+    plain = RewardScaler(1, gamma=0.5)
+    plain.scale_rollout(rewards, dones)
+    assert float(plain.returns[0]) == 0.5 ** 4 * 1 + 0.5 ** 2 * 2 + 3
