@@ -286,16 +286,17 @@ def test_multiagent_masked_run_saves_loads_and_exports(tmp_path):
 def test_lstm_learns_a_memory_task_whose_legal_actions_change_every_step(tmp_path):
     """MaskedCue: the legal set is random every step, and on the last step only the cue (shown on the first step)
     and one other action are legal. Memory scores 1, memoryless play 0.5 (the mask alone halves the odds). With
-    --core none the same budget stays near 0.5 (measured: 0.46 over 100 episodes at seed 1)."""
+    --core none the same budget stays near 0.5 (measured: 0.46 over 100 episodes at seed 1). Seed 1 scores 1.0 at
+    15k, 20k and 30k steps."""
     from agents.train import cli as train
 
     run = tmp_path / "run"
-    assert train.main(["--env-id", "tests/MaskedCue-v0", "--env-import", "toy_envs", "--total-steps", "30000",
+    assert train.main(["--env-id", "tests/MaskedCue-v0", "--env-import", "toy_envs", "--total-steps", "20000",
                        "--seed", "1", "--no-progress", "--eval-episodes", "40", "--run-dir", str(run)]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["eval_return_mean"] >= 0.9
     training = summary["action_masks"]["training"]
-    assert training["illegal"] == 0 and training["checked"] >= 30000
+    assert training["illegal"] == 0 and training["checked"] >= 20000
     assert summary["action_masks"]["evaluation"]["illegal"] == 0
 
 

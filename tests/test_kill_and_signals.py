@@ -193,7 +193,8 @@ def test_sigkill_of_a_self_play_run_then_resume_matches_an_uninterrupted_run(tmp
     pytest.importorskip("pettingzoo")
     total = 3072
     straight_run = tmp_path / "straight"
-    assert _start([*SELF_PLAY_CLI, "--total-steps", str(total), "--run-dir", str(straight_run)]).wait(120) == 0
+    # The uninterrupted run in this process: only the killed run needs to be a process of its own.
+    assert train.main([*SELF_PLAY_CLI, "--total-steps", str(total), "--run-dir", str(straight_run)]) == 0
     run = tmp_path / "run"
     proc = _start([*SELF_PLAY_CLI, "--total-steps", str(total), "--run-dir", str(run)])
     _wait_for_step(proc, run, 1024)

@@ -2,7 +2,8 @@
 
 The T-maze shows its cue only on the first step, so a policy without memory
 turns the right way half of the time (mean return at most 1.5 of a possible 4).
-Budgets are the preset's (60k steps, about 10 s on 2 cores); seeds are fixed.
+The LSTM and memoryless runs get the preset's budget (100k steps); GRU and the defaults, which learn the task
+sooner, get less (60k and 30k; each still scores 4 on its seed, and LSTM at 60k does not yet). Seeds are fixed.
 """
 
 import json
@@ -28,7 +29,7 @@ def test_lstm_solves_tmaze(tmp_path, seed):
 
 @pytest.mark.slow
 def test_gru_solves_tmaze(tmp_path):
-    assert _eval_return(tmp_path, "--core", "gru", "--seed", "1") >= 3.5
+    assert _eval_return(tmp_path, "--core", "gru", "--total-steps", "60000", "--seed", "1") >= 3.5
 
 
 @pytest.mark.slow
@@ -38,11 +39,11 @@ def test_memoryless_baseline_fails_tmaze(tmp_path):
 
 @pytest.mark.slow
 def test_defaults_without_a_preset_solve_tmaze(tmp_path):
-    # What a user's env gets: no preset, the defaults and the derived settings alone (the preset's budget).
-    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "60000", "--seed", "1") >= 3.5
+    # What a user's env gets: no preset, the defaults and the derived settings alone (seed 1 scores 4 at 30k).
+    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "30000", "--seed", "1") >= 3.5
 
 
 @pytest.mark.slow
 def test_memoryless_baseline_fails_tmaze_with_the_defaults(tmp_path):
-    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "60000", "--core", "none",
+    assert _eval_return(tmp_path, "--preset", "none", "--total-steps", "30000", "--core", "none",
                         "--seed", "1") <= 2.0
