@@ -2,9 +2,11 @@
 
 Self-play (agents/rollout/self_play.py) makes, per step, the learning policy's one batched call over all R rows
 (as the plain multi-agent collector does) and then one batched call per pool snapshot in use over its opponent
-rows. The target: self-play collection at >= 0.8x the agent-steps/s of plain collection (one shared policy).
+rows; with ``--fuse-opponents`` the learner and the snapshots run as one fused forward (agents/model/fused.py).
+The target: self-play collection at >= 0.8x the agent-steps/s of plain collection (one shared policy).
 
-Per repeat, in this process, the two sides alternate (the order alternating too), each with a fresh collector
+Per repeat, in this process, the three sides (plain, self-play, self-play fused) take turns (the order rotating
+each repeat), each with a fresh collector
 and a fresh policy of the run's defaults (or ``--hidden-size``): one warm-up rollout, then ``--collects``
 timed rollouts; agent-steps are the rows alive at each step, every agent counted whichever policy drives it.
 The self-play side's pool is filled to ``--pool-size`` distinct snapshots before the warm-up, so the timed
@@ -14,8 +16,8 @@ play a snapshot, mostly distinct ones: up to 4 extra calls per step).
     python benchmarks/self_play_speed.py                                  # FogTeam-v0, 8 copies x 2 agents
     python benchmarks/self_play_speed.py --num-envs 16 --hidden-size 64 --repeats 5
 
-Prints one JSON line per repeat and a summary line with the medians and their ratio, and the 1-minute load
-average before and after.
+Prints one JSON line per measurement and a summary line with the medians, the ratios of the self-play medians
+to the plain one, and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.backends import make_collector
 
 
-def measure(config: TrainConfig, collects: int, seed: int) -> float:
-    """Agent-steps/s of ``collects`` rollouts of ``config``'s collector, after one warm-up rollout."""
+def measure(config: TrainConfig, collects: int, seed: int) -> tuple[float, float]:
+    """Agent-steps per wall-clock second and per CPU second of this process, of ``collects`` rollouts of
+    ``config``'s collector, after one warm-up rollout. Both run in this one thread (torch set to one); the CPU
+    time leaves out the time other jobs hold the cores, which on a shared machine swings the wall time by 2x."""
     collector = make_collector(config)
     policy = RecurrentActorCritic(collector.observation_space, collector.action_space, config.policy,
                                   agents=collector.agent_names)
@@ -53,12 +57,12 @@ def measure(config: TrainConfig, collects: int, seed: int) -> float:
     collector.envs.step = counting_step
     collector.collect()
     agent_steps[0] = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(collects):
         collector.collect()
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     collector.close()
-    return agent_steps[0] / elapsed
+    return agent_steps[0] / elapsed, agent_steps[0] / elapsed_cpu
 
 
 def main() -> None:
@@ -77,25 +81,31 @@ def main() -> None:
     if args.hidden_size is not None:
         overrides["hidden_size"] = args.hidden_size
     plain = TrainConfig().with_overrides(overrides).validate()
-    self_play = TrainConfig().with_overrides({**overrides, "self_play": True, "pool_size": args.pool_size,
-                                              "play_latest": args.play_latest}).validate()
+    self_play = {"self_play": True, "pool_size": args.pool_size, "play_latest": args.play_latest}
+    configs = {
+        "plain": plain,
+        "self_play": TrainConfig().with_overrides({**overrides, **self_play}).validate(),
+        "self_play_fused": TrainConfig().with_overrides({**overrides, **self_play,
+                                                         "fuse_opponents": True}).validate(),
+    }
+    sides = list(configs)
     load_before = os.getloadavg()[0]
-    results: dict[str, list[float]] = {"plain": [], "self_play": []}
+    results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     for repeat in range(args.repeats):
-        order = ["plain", "self_play"] if repeat % 2 == 0 else ["self_play", "plain"]
-        for side in order:
-            rate = measure(plain if side == "plain" else self_play, args.collects, seed=repeat)
-            results[side].append(rate)
-            print(json.dumps({"repeat": repeat, "side": side, "agent_steps_per_s": round(rate, 1)}), flush=True)
-    medians = {side: statistics.median(rates) for side, rates in results.items()}
-    print(json.dumps({
-        "env_id": args.env_id, "rows": plain.env.num_envs * len(make_collector(plain).agent_names),
-        "hidden_size": plain.policy.hidden_size, "pool_size": args.pool_size, "play_latest": args.play_latest,
-        "plain_agent_steps_per_s": round(medians["plain"], 1),
-        "self_play_agent_steps_per_s": round(medians["self_play"], 1),
-        "ratio": round(medians["self_play"] / medians["plain"], 3),
-        "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0],
-    }))
+        for side in sides[repeat % 3:] + sides[:repeat % 3]:
+            rate, cpu_rate = measure(configs[side], args.collects, seed=repeat)
+            results[side].append((rate, cpu_rate))
+            print(json.dumps({"repeat": repeat, "side": side, "agent_steps_per_s": round(rate, 1),
+                              "agent_steps_per_cpu_s": round(cpu_rate, 1)}), flush=True)
+    summary = {"env_id": args.env_id, "rows": plain.env.num_envs * len(make_collector(plain).agent_names),
+               "hidden_size": plain.policy.hidden_size, "pool_size": args.pool_size,
+               "play_latest": args.play_latest, "repeats": args.repeats}
+    for clock, column in (("s", 0), ("cpu_s", 1)):
+        medians = {side: statistics.median(r[column] for r in rates) for side, rates in results.items()}
+        summary.update({f"{side}_agent_steps_per_{clock}": round(median, 1) for side, median in medians.items()})
+        summary[f"ratio_{clock}"] = round(medians["self_play"] / medians["plain"], 3)
+        summary[f"ratio_fused_{clock}"] = round(medians["self_play_fused"] / medians["plain"], 3)
+    print(json.dumps({**summary, "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":

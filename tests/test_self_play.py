@@ -33,14 +33,18 @@ DUEL = "toy_multiagent_envs:make_cue_duel"
 BPTT = 6
 
 
-def make_collector(env_id=RESPAWN, num_copies=3, num_steps=40, seed=0, carry=False, **settings):
-    settings = {"self_play": True, "sides": "a0=x,*=y" if env_id == RESPAWN else None, "snapshot_every": 1,
+def make_collector(env_id=RESPAWN, num_copies=3, num_steps=40, seed=0, carry=False, policy_settings=None,
+                   env_kwargs=None, noise_correlation=0.0, **settings):
+    respawn_like = env_id == RESPAWN or "respawn" in env_id
+    settings = {"self_play": True, "sides": "a0=x,*=y" if respawn_like else None, "snapshot_every": 1,
                 "pool_size": 2, "play_latest": 0.3, **settings}
-    envs = make_multiagent_vector_env(env_id, num_copies)
+    envs = make_multiagent_vector_env(env_id, num_copies, env_kwargs)
     torch.manual_seed(seed)
-    cfg = PolicyConfig(hidden_size=16, carry_across_episodes=carry, normalize_obs=True)
-    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
-    collector = SelfPlayCollector(envs, num_steps, OpponentsConfig(**settings))
+    cfg = PolicyConfig(**{"hidden_size": 16, "carry_across_episodes": carry, "normalize_obs": True,
+                          **(policy_settings or {})})
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg,
+                                  agents=envs.agent_names)
+    collector = SelfPlayCollector(envs, num_steps, OpponentsConfig(**settings), noise_correlation)
     collector.start(policy, torch.device("cpu"), seed, seed)
     return policy, collector
 
@@ -281,6 +285,120 @@ def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cr
     assert min(counts.values()) > 0, counts
 
 
+# --------------------------------------------------------------------------- the fused forward
+FUSED_CASES = {
+    "lstm": {},
+    "lstm-2-layers-carry": {"policy_settings": {"num_layers": 2}, "carry": True},
+    "gru": {"policy_settings": {"core": "gru"}},
+    "none": {"policy_settings": {"core": "none"}},
+    "stack": {"policy_settings": {"core": "stack", "stack_len": 3}},
+    "agent-index-relu-no-head-mlp": {"policy_settings": {"agent_index_input": True, "activation": "relu",
+                                                         "encoder_sizes": (24, 16), "head_sizes": ()}},
+    "raw-obs": {"policy_settings": {"normalize_obs": False}},
+    "masked": {"env_id": "toy_multiagent_envs:make_masked_respawn"},
+    "box-correlated-noise": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                             "env_kwargs": {"action_kind": "box"}, "noise_correlation": 0.5},
+    "multi-discrete": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                       "env_kwargs": {"action_kind": "multi_discrete"}},
+    "multi-binary": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                     "env_kwargs": {"action_kind": "multi_binary"}},
+}
+
+
+def assert_same_rollout(a, b) -> None:
+    """Discrete actions, observations and every outcome equal; float outputs (Box actions too) equal to 1e-6."""
+    for name in ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
+                 "episode_starts", "states", "bootstrap_value", "alive"):
+        x, y = getattr(a, name), getattr(b, name)
+        if x.is_floating_point():
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=0, equal_nan=True, msg=name)
+        else:
+            assert torch.equal(x, y), name
+    leaves = [obs.values() if isinstance(obs, dict) else [obs] for obs in (a.obs, b.obs)]
+    assert all(torch.equal(x, y) for x, y in zip(*leaves, strict=True))
+    assert (a.episode_returns, a.episode_lengths) == (b.episode_returns, b.episode_lengths)
+
+
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+def test_fused_collection_equals_one_call_per_network(case):
+    """The fused forward (learner and snapshots in one batched call) collects what one call per network
+    collects: same actions, states, values and log-probs, same generator draws, rollout after rollout, with up to
+    3 snapshots in use at one step; the fused path really runs (several snapshots stacked at once)."""
+    kwargs = {"num_copies": 4, "pool_size": 3, "swap_every": 1, "play_latest": 0.3, **FUSED_CASES[case]}
+    runs = [make_collector(fuse_opponents=fuse, **kwargs) for fuse in (True, False)]
+    (_, fused), (_, unfused) = runs
+    assert fused.unfused_because is None and unfused.unfused_because == "--fuse-opponents is off"
+    most_stacked = 0
+    for k in range(4):
+        bufs = [collector.collect() for _, collector in runs]
+        assert_same_rollout(*bufs)
+        most_stacked = max(most_stacked, *(len(ids) for ids in fused._fused))
+        torch.testing.assert_close(fused.state, unfused.state, atol=1e-6, rtol=0)
+        for (policy, _), buf in zip(runs, bufs, strict=True):
+            learn_a_little(policy, buf, k)
+    assert most_stacked >= 2
+    assert torch.equal(fused.generator.get_state(), unfused.generator.get_state())
+    assert torch.equal(fused.opponent_generator.get_state(), unfused.opponent_generator.get_state())
+    assert np.array_equal(fused.opponent, unfused.opponent) and fused.pool.summary() == unfused.pool.summary()
+
+
+def _dist_tensor(dist):
+    return dist.mean if hasattr(dist, "mean") else dist.logits
+
+
+@pytest.mark.parametrize("case", ["lstm", "lstm-2-layers-carry", "gru", "stack", "masked", "box-correlated-noise"])
+def test_fused_block_equals_each_networks_own_step(case):
+    """Per row block: ``FusedNetworks.step`` gives network k's own ``_one_step`` on its rows (distribution, new
+    state; the value for the learner's block), for networks with different weights and normaliser statistics."""
+    from agents.model.fused import FusedNetworks
+
+    kwargs = {"num_copies": 4, "pool_size": 3, "fuse_opponents": True, **FUSED_CASES[case]}
+    policy, collector = make_collector(**kwargs)
+    networks = [policy]
+    for k in range(2):
+        learn_a_little(policy, collector.collect(), k)
+        networks.append(collector.pool.networks[collector.pool.add(policy, 0)])
+    learn_a_little(policy, collector.collect(), 9)
+    rows = collector.num_envs
+    gen = torch.Generator().manual_seed(5)
+    obs = obs_to_tensor(collector.next_obs, "cpu")
+    inputs = collector._agent_inputs()
+    state = torch.randn(policy.initial_state(rows).shape, generator=gen)
+    start = (torch.rand(rows, generator=gen) < 0.3).float()
+    blocks = [np.arange(rows), np.array([1, 3, 3, 3] + [3] * (rows - 4)), np.array([0, 2, 5] + [5] * (rows - 3))]
+    fused = FusedNetworks(networks)
+    with torch.inference_mode():
+        raw, value, block_state = fused.step(obs, state, start, torch.as_tensor(np.concatenate(blocks)), inputs)
+        legal = policy.legal_actions(obs)
+        for k, (network, block) in enumerate(zip(networks, blocks, strict=True)):
+            own = torch.as_tensor(block)
+            dist, own_value, own_state = network._one_step(
+                tree_map(lambda x, own=own: x.index_select(0, own), obs), state.index_select(2, own),
+                start.index_select(0, own), None if inputs is None else tree_map(lambda x, own=own: x[own], inputs))
+            fused_dist = network.action_head.distribution(raw[k], None if legal is None else legal[own])
+            torch.testing.assert_close(_dist_tensor(fused_dist), _dist_tensor(dist), atol=1e-6, rtol=0)
+            torch.testing.assert_close(block_state[:, :, k], own_state, atol=1e-6, rtol=0)
+            if k == 0:
+                torch.testing.assert_close(value, own_value, atol=1e-6, rtol=0)
+    # Each block has its own weights: the learner's block on the same rows gives other outputs.
+    assert not torch.allclose(raw[1], raw[0][torch.as_tensor(blocks[1])], atol=1e-3)
+
+
+def test_architectures_that_cannot_fuse_act_one_network_after_the_other():
+    """A critic core of its own is not fused: the collector says why and keeps one call per network, which
+    collects what it collects with --fuse-opponents off."""
+    runs = [make_collector(fuse_opponents=fuse, num_copies=4, policy_settings={"separate_critic": True})
+            for fuse in (True, False)]
+    fused = runs[0][1]
+    assert "critic has a recurrent core" in fused.unfused_because
+    for k in range(2):
+        bufs = [collector.collect() for _, collector in runs]
+        assert_same_rollout(*bufs)
+        for (policy, _), buf in zip(runs, bufs, strict=True):
+            learn_a_little(policy, buf, k)
+    assert not fused._fused  # nothing was stacked
+
+
 # --------------------------------------------------------------------------- training, resume, refusals
 SMALL = {"env_id": RESPAWN, "sides": "a0=x,*=y", "self_play": True, "snapshot_every": 256, "pool_size": 3,
          "total_steps": 1536, "num_envs": 2, "num_steps": 64, "bptt_len": 8, "num_minibatches": 2,
@@ -297,9 +415,11 @@ def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
     return Trainer(config, resume=resume)
 
 
-@pytest.mark.parametrize("inputs", [{}, {"env_id": "toy_multiagent_envs:make_respawn_state", "central_critic": True,
-                                         "agent_index_input": True, "carry_across_episodes": True}],
-                         ids=["plain", "central-critic-agent-index-carry"])
+@pytest.mark.parametrize("inputs", [{}, {"fuse_opponents": True},
+                                    {"env_id": "toy_multiagent_envs:make_respawn_state", "central_critic": True,
+                                     "agent_index_input": True, "carry_across_episodes": True,
+                                     "fuse_opponents": True}],
+                         ids=["plain", "fused", "central-critic-agent-index-carry"])
 def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path, inputs):
     """Snapshots act with the multi-agent inputs too (the slot one-hot, a central critic's global state)."""
     straight = make(tmp_path / "straight", **inputs)
@@ -317,6 +437,9 @@ def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path, i
         resumed = make(run, resume=True, **inputs)
     assert resumed.resume_note is None and resumed.global_step == 1024
     assert len(resumed.collector.pool.records) == 4  # snapshots at 0, 256, 512, 768
+    # --fuse-opponents: the plain policy acts fused with its snapshots; the central critic's (a core of its own)
+    # one network after the other.
+    assert (resumed.collector.unfused_because is None) == (inputs == {"fuse_opponents": True})
     resumed.train()
     for key, value in straight.policy.state_dict().items():
         assert torch.equal(value, resumed.policy.state_dict()[key]), key
