@@ -238,13 +238,15 @@ def test_only_learner_steps_train_and_only_learner_episodes_are_reported(both):
     assert self_games > 0
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("carry", [False, True])
-def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cross(carry):
+def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cross(carry, fuse):
     """Step by step: a learner row's next state is the learning policy's step from its own state; an opponent
     row's is its snapshot's step from its own; the learner itself as opponent acts with the learner's network;
     an absent row's state is held; and where a copy's env episode ends (its controllers are drawn again) every
     row of the copy is zero, in carry mode too."""
-    policy, collector = make_collector(num_steps=1, snapshot_every=10**9, play_latest=0.4, carry=carry)
+    policy, collector = make_collector(num_steps=1, snapshot_every=10**9, play_latest=0.4, carry=carry,
+                                       fuse_opponents=fuse)
     with torch.no_grad():  # the learner moves away from the first snapshot, the one every draw picks
         for p in policy.parameters():
             p.add_(0.1)
@@ -306,9 +308,18 @@ FUSED_CASES = {
 
 
 def assert_same_rollout(a, b) -> None:
-    """Discrete actions, observations and every outcome equal; float outputs (Box actions too) equal to 1e-6."""
-    for name in ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
-                 "episode_starts", "states", "bootstrap_value", "alive"):
+    """Observations, states and every outcome equal (so every row took the same action); float outputs equal to
+    1e-6; the learner's stored actions, log-probs and values (and truncation values) at its training steps, the
+    only ones read (an opponent row stores placeholders)."""
+    assert torch.equal(a.alive, b.alive)
+    training = a.alive > 0
+    for name in ("actions", "logprobs", "values", "truncation_values"):
+        x, y = getattr(a, name)[training], getattr(b, name)[training]
+        if x.is_floating_point():
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=0, msg=name)
+        else:
+            assert torch.equal(x, y), name
+    for name in ("rewards", "terminated", "truncated", "episode_starts", "states", "bootstrap_value"):
         x, y = getattr(a, name), getattr(b, name)
         if x.is_floating_point():
             torch.testing.assert_close(x, y, atol=1e-6, rtol=0, equal_nan=True, msg=name)
@@ -365,23 +376,36 @@ def test_fused_block_equals_each_networks_own_step(case):
     inputs = collector._agent_inputs()
     state = torch.randn(policy.initial_state(rows).shape, generator=gen)
     start = (torch.rand(rows, generator=gen) < 0.3).float()
-    blocks = [np.arange(rows), np.array([1, 3, 3, 3] + [3] * (rows - 4)), np.array([0, 2, 5] + [5] * (rows - 3))]
+    # Each row is one network's; the blocks are padded to the largest (5 rows) with their last row.
+    assert rows == 12
+    own_rows = [np.array([4, 6, 7, 8, 9]), np.array([1, 3, 10, 11]), np.array([0, 2, 5])]
+    blocks = [np.concatenate((block, np.full(5 - len(block), block[-1]))) for block in own_rows]
+    block_index = torch.as_tensor(np.concatenate(blocks))
+    source = np.zeros(rows, dtype=np.int64)
+    for k, block in enumerate(own_rows):
+        source[block] = 5 * k + np.arange(len(block))
     fused = FusedNetworks(networks)
     with torch.inference_mode():
-        raw, value, block_state = fused.step(obs, state, start, torch.as_tensor(np.concatenate(blocks)), inputs)
+        raw, raw_rows, value, new_state = fused.step(obs, state, start, block_index, torch.as_tensor(source), inputs)
         legal = policy.legal_actions(obs)
-        for k, (network, block) in enumerate(zip(networks, blocks, strict=True)):
-            own = torch.as_tensor(block)
+        for k, (network, block) in enumerate(zip(networks, own_rows, strict=True)):
+            own, n = torch.as_tensor(block), len(block)
             dist, own_value, own_state = network._one_step(
                 tree_map(lambda x, own=own: x.index_select(0, own), obs), state.index_select(2, own),
                 start.index_select(0, own), None if inputs is None else tree_map(lambda x, own=own: x[own], inputs))
-            fused_dist = network.action_head.distribution(raw[k], None if legal is None else legal[own])
+            fused_dist = network.action_head.distribution(raw[k, :n], None if legal is None else legal[own])
             torch.testing.assert_close(_dist_tensor(fused_dist), _dist_tensor(dist), atol=1e-6, rtol=0)
-            torch.testing.assert_close(block_state[:, :, k], own_state, atol=1e-6, rtol=0)
+            torch.testing.assert_close(new_state[:, :, own], own_state, atol=1e-6, rtol=0)
+            assert torch.equal(raw_rows[own], raw[k, :n])
             if k == 0:
-                torch.testing.assert_close(value, own_value, atol=1e-6, rtol=0)
-    # Each block has its own weights: the learner's block on the same rows gives other outputs.
-    assert not torch.allclose(raw[1], raw[0][torch.as_tensor(blocks[1])], atol=1e-3)
+                torch.testing.assert_close(value[own], own_value, atol=1e-6, rtol=0)
+    # Each block has its own weights: network 0 on the same rows gives other outputs.
+    other = own_rows[1]
+    with torch.inference_mode():
+        dist, _, _ = policy._one_step(tree_map(lambda x: x[torch.as_tensor(other)], obs), state[:, :, other],
+                                      start[other], None if inputs is None else tree_map(lambda x: x[other], inputs))
+    assert not torch.allclose(_dist_tensor(networks[1].action_head.distribution(raw[1, :len(other)])),
+                              _dist_tensor(dist), atol=1e-3)
 
 
 def test_architectures_that_cannot_fuse_act_one_network_after_the_other():

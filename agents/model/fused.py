@@ -6,7 +6,8 @@ forward pass of small-batch calls, whose cost at these sizes hardly depends on t
 stacks the K networks' weights once (K, out, in) and runs the K row blocks through one chain of calls: the
 observation rows are gathered into K blocks of P rows each (block 0: the learner's P = R rows, block k: network
 k's rows, padded to P by repeating its last row), and every linear layer and recurrent gate matmul is one
-``torch.baddbmm`` over the blocks, each block with its own weights.
+``torch.baddbmm`` over the blocks, each block with its own weights; the caller picks each row's outputs from its
+own network's block (``source``).
 
 It computes what each network's ``RecurrentActorCritic._one_step`` computes on its rows, op for op (the
 LSTM / GRU cells in ATen's own CPU order, ``baddbmm`` for ``linear``). Not bitwise: on the development machine
@@ -22,8 +23,8 @@ normaliser) or has no weights or statistics at all, an MLP encoder and actor MLP
 activations, an ``lstm`` or ``gru`` core (any layers, reset or carry mode) or a core without weights (``none``,
 ``stack``: run over the gathered blocks as one batch), no critic core of its own (``--separate-critic``,
 ``--central-critic`` fall back), any action head whose forward is its ``linear`` then its ``distribution``.
-Action masks and the agent-index input are supported. Only block 0 gets a value (the critic's head of network 0):
-the others are opponents, whose values nobody reads.
+Action masks and the agent-index input are supported. Only network 0's critic head runs (the others are
+opponents, whose values nobody reads).
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ class FusedNetworks:
         return x, torch.stack(new_states, dim=1)
 
     def step(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, block_index: torch.Tensor,
-             agent_inputs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             source: torch.Tensor, agent_inputs: dict | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of every network over its block of rows.
 
         Args:
@@ -209,12 +211,14 @@ class FusedNetworks:
             state: (S, L, R, W), the rows' state before ``obs``.
             episode_start: (R,), 1 where a row's episode starts (reset mode zeroes its state first).
             block_index: (K * P,) int64, the rows of block 0, then block 1, ... (P rows each).
+            source: (R,) int64, where each row's own outputs sit among the K * P block rows.
             agent_inputs: the rows' multi-agent inputs, leaves (R, ...), where the policy reads them.
 
         Returns:
-            The action heads' raw outputs (K, P, num_outputs) (``ActionHead.distribution`` of network k turns
-            block k's into its distribution), network 0's value of block 0 (P,), and the new state of every
-            block (S, L, K, P, W).
+            The action heads' raw outputs per block (K, P, num_outputs) (``ActionHead.distribution`` of network k
+            turns block k's into its distribution); per row, its own network's raw output (R, num_outputs), the
+            value network 0's critic gives its own network's core output (R,) (a value only where network 0 is
+            the row's own), and its own network's new state (S, L, R, W).
         """
         k = self.num_networks
         if self.core.reset_on_episode_start:
@@ -223,8 +227,9 @@ class FusedNetworks:
         block_state = block_state.view(*block_state.shape[:2], k, block_index.numel() // k, *block_state.shape[3:])
         hidden, new_state = self._core(self._features(obs, block_index, agent_inputs), block_state)
         raw = torch.baddbmm(self.head[1], self.actor_mlp(hidden), self.head[0])
-        value = self.policy.value_from(hidden[0])
-        return raw, value, new_state
+        value = self.policy.value_from(hidden.flatten(0, 1).index_select(0, source))
+        return (raw, raw.flatten(0, 1).index_select(0, source), value,
+                new_state.flatten(2, 3).index_select(2, source))
 
 
 __all__ = ["FusedNetworks", "fusable"]

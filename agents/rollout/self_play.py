@@ -305,16 +305,18 @@ class SelfPlayCollector(MultiAgentCollector):
         self.training_rows = torch.as_tensor(training, dtype=torch.float32, device=self.device)
         self.opponent_rows = [(int(sid), torch.as_tensor(np.flatnonzero(opponent_of_row == sid), device=self.device))
                               for sid in np.unique(opponent_of_row) if sid != PLAY_LATEST]
-        # The fused forward's row blocks (agents.model.fused): block 0 is the learner's, all R rows in order;
-        # block k the k-th snapshot's rows, padded to R with its last row. ``_block_source`` (R,) is where each
-        # row's output sits in the blocks flattened (K * R): its own network's.
-        rows = self.envs.num_envs
-        blocks, source = [np.arange(rows)], np.arange(rows)
-        for k, sid in enumerate((sid for sid, _ in self.opponent_rows), start=1):
-            own = np.flatnonzero(opponent_of_row == sid)
-            blocks.append(np.concatenate((own, np.full(rows - len(own), own[-1]))))
-            source[own] = k * rows + np.arange(len(own))
-        self._block_index = torch.as_tensor(np.concatenate(blocks), device=self.device)
+        # The fused forward's row blocks (agents.model.fused): block 0 holds the rows the learning policy drives
+        # (its own and, with --play-latest, opponent rows where it plays itself), block k the k-th snapshot's
+        # rows; each padded to the largest with its last row. ``_block_source`` (R,) is where each row's own
+        # outputs sit in the blocks flattened (K * P).
+        drivers = (PLAY_LATEST, *(sid for sid, _ in self.opponent_rows))
+        own_rows = [np.flatnonzero(opponent_of_row == driver) for driver in drivers]
+        size = max(len(rows) for rows in own_rows)
+        source = np.zeros(len(opponent_of_row), dtype=np.int64)
+        for k, rows in enumerate(own_rows):
+            source[rows] = k * size + np.arange(len(rows))
+        self._block_index = torch.as_tensor(np.concatenate([np.concatenate((rows, np.full(size - len(rows), rows[-1])))
+                                                            for rows in own_rows]), device=self.device)
         self._block_source = torch.as_tensor(source, device=self.device)
 
     def _reset_envs(self, seed: int) -> None:
@@ -359,30 +361,33 @@ class SelfPlayCollector(MultiAgentCollector):
 
     def _act_fused(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
                    alive: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor]:
-        """``_act`` as one fused forward of the learner and the snapshots in use (``FusedNetworks``); then each
-        network samples its own rows as its ``step`` does: the learner all R rows from the collector's generator
-        (and noise), each snapshot its rows from the opponents' generator, in the same order as unfused."""
+        """``_act`` as one fused forward of the learner and the snapshots in use (``FusedNetworks``), the learner
+        over the rows it drives only. Each network then samples as its ``step`` does and as the unfused path
+        does: the learner all R rows from the collector's generator (and noise), the same draws, each snapshot
+        its rows from the opponents' generator. An opponent row's stored log-prob and value are the learner's
+        heads over the opponent's outputs: placeholders, as it is no training row (and a row changes controller
+        only where its env episode ends, so no learner step bootstraps from an opponent step's value)."""
         snapshot_ids = tuple(sid for sid, _ in self.opponent_rows)
         fused = self._fused.get(snapshot_ids)
         if fused is None:
             fused = self._fused[snapshot_ids] = FusedNetworks(
                 [self.policy, *(self.pool.networks[sid] for sid in snapshot_ids)])
-        raw, value, block_state = fused.step(obs_t, state, self.next_episode_start, self._block_index, inputs_t)
-        policy, head = self.policy, self.policy.action_head
-        legal = policy.legal_actions(obs_t)
-        dist = head.distribution(raw[0], legal)
+        raw_blocks, raw, value, own_state = fused.step(obs_t, state, self.next_episode_start, self._block_index,
+                                                       self._block_source, inputs_t)
+        head = self.policy.action_head
+        legal = self.policy.legal_actions(obs_t)
+        dist = head.distribution(raw, legal)
         if self.noise is not None:
             sample = dist.sample(normal=self.noise.draw(dist.noise_shape, self.generator, value.device))
         else:
             sample = dist.sample(self.generator)
-        out = StepOutput(head.shape_actions(sample), dist.log_prob(sample), value, block_state[:, :, 0])
+        out = StepOutput(head.shape_actions(sample), dist.log_prob(sample), value, own_state)
         action = out.action.clone()  # out.action is what the rollout stores
         for k, (snapshot_id, rows) in enumerate(self.opponent_rows, start=1):
             opponent_head = self.pool.networks[snapshot_id].action_head
-            opponent_dist = opponent_head.distribution(raw[k, :len(rows)],
+            opponent_dist = opponent_head.distribution(raw_blocks[k, :len(rows)],
                                                        None if legal is None else legal.index_select(0, rows))
             action.index_copy_(0, rows, opponent_head.shape_actions(opponent_dist.sample(self.opponent_generator)))
-        own_state = block_state.flatten(2, 3).index_select(2, self._block_source)
         return out, action, torch.where(alive.view(1, 1, -1, 1) > 0, own_state, state)
 
     def _training_steps(self, alive: torch.Tensor) -> torch.Tensor:
