@@ -2,10 +2,11 @@
 
 Self-play (agents/rollout/self_play.py) has, per step, the learning policy acting on all R rows and every pool
 snapshot in use acting on its opponent rows. Called one network after the other, every snapshot adds a whole
-forward pass of small-batch calls, whose cost at these sizes hardly depends on the rows. ``FusedNetworks``
+forward pass of small-batch calls, each with a fixed cost (dispatch, reading its weights) that at these sizes
+is a large part of the call. ``FusedNetworks``
 stacks the K networks' weights once (K, out, in) and runs the K row blocks through one chain of calls: the
-observation rows are gathered into K blocks of P rows each (block 0: the learner's P = R rows, block k: network
-k's rows, padded to P by repeating its last row), and every linear layer and recurrent gate matmul is one
+observation rows are gathered into K blocks of P rows each (block k: the rows network k drives, padded to P by
+repeating its last row; the caller chooses them), and every linear layer and recurrent gate matmul is one
 ``torch.baddbmm`` over the blocks, each block with its own weights; the caller picks each row's outputs from its
 own network's block (``source``).
 

@@ -19,7 +19,8 @@ and per env episode:
   stacked weights (``FusedNetworks``: a batched matmul per layer, each row block with its own network's weights;
   benchmarks/self_play_speed.py times both). Either way each network samples its rows' actions from its own
   generator, so the two paths draw the same random numbers; their outputs agree to ~1e-7 (the batched matmul
-  rounds some shapes differently), so a fused run is a deterministic path of its own, resumed bitwise.
+  rounds some shapes differently), so a fused run is a deterministic path of its own, resumed bitwise; an
+  opponent row's stored action, log-prob and value are placeholders either way (no training row).
   Only learner rows are training rows: the rollout's ``alive`` is alive & learner, so opponent steps drop out
   of sequences, GAE, the losses and every statistic as absent steps do.
 - At each env episode's end the two sides' summed rewards decide the game (win / draw / loss) for the Elo
