@@ -512,6 +512,7 @@ FAST = ["--total-steps", "256", "--num-envs", "2", "--num-steps", "64", "--hidde
     (["--env-id", DUEL, "--self-play", "--policy-map", "*=p"], "--self-play with --policy-map is not supported"),
     (["--env-id", DUEL, "--self-play", "--backend", "ray"], "--self-play with --backend ray is not supported"),
     (["--env-id", DUEL, "--pool-size", "3"], "--pool-size only applies with --self-play"),
+    (["--env-id", DUEL, "--fuse-opponents"], "--fuse-opponents only applies with --self-play"),
     (["--env-id", DUEL, "--self-play", "--play-latest", "1.5"], "--play-latest is a probability"),
     (["--env-id", DUEL, "--self-play", "--pool-size", "0"], "--pool-size must be a positive integer"),
 ])

@@ -339,8 +339,8 @@ class SelfPlayCollector(MultiAgentCollector):
     def _act(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
              alive: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor]:
         """The learning policy over all rows and every snapshot in use over its rows, whose actions and states
-        replace the learner's there (the stored outputs stay the learner's: those rows are no training rows):
-        one fused forward (``_act_fused``), or one call per network."""
+        replace the learner's there: one fused forward (``_act_fused``), or one call per network (the stored
+        outputs at an opponent row are then the learner's own step there; either way no training row)."""
         if self.opponent_rows and self.unfused_because is None:
             return self._act_fused(obs_t, state, inputs_t, alive)
         out, action, next_state = super()._act(obs_t, state, inputs_t, alive)
