@@ -33,14 +33,18 @@ DUEL = "toy_multiagent_envs:make_cue_duel"
 BPTT = 6
 
 
-def make_collector(env_id=RESPAWN, num_copies=3, num_steps=40, seed=0, carry=False, **settings):
-    settings = {"self_play": True, "sides": "a0=x,*=y" if env_id == RESPAWN else None, "snapshot_every": 1,
+def make_collector(env_id=RESPAWN, num_copies=3, num_steps=40, seed=0, carry=False, policy_settings=None,
+                   env_kwargs=None, noise_correlation=0.0, **settings):
+    respawn_like = env_id == RESPAWN or "respawn" in env_id
+    settings = {"self_play": True, "sides": "a0=x,*=y" if respawn_like else None, "snapshot_every": 1,
                 "pool_size": 2, "play_latest": 0.3, **settings}
-    envs = make_multiagent_vector_env(env_id, num_copies)
+    envs = make_multiagent_vector_env(env_id, num_copies, env_kwargs)
     torch.manual_seed(seed)
-    cfg = PolicyConfig(hidden_size=16, carry_across_episodes=carry, normalize_obs=True)
-    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg)
-    collector = SelfPlayCollector(envs, num_steps, OpponentsConfig(**settings))
+    cfg = PolicyConfig(**{"hidden_size": 16, "carry_across_episodes": carry, "normalize_obs": True,
+                          **(policy_settings or {})})
+    policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg,
+                                  agents=envs.agent_names)
+    collector = SelfPlayCollector(envs, num_steps, OpponentsConfig(**settings), noise_correlation)
     collector.start(policy, torch.device("cpu"), seed, seed)
     return policy, collector
 
@@ -234,13 +238,15 @@ def test_only_learner_steps_train_and_only_learner_episodes_are_reported(both):
     assert self_games > 0
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("carry", [False, True])
-def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cross(carry):
+def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cross(carry, fuse):
     """Step by step: a learner row's next state is the learning policy's step from its own state; an opponent
     row's is its snapshot's step from its own; the learner itself as opponent acts with the learner's network;
     an absent row's state is held; and where a copy's env episode ends (its controllers are drawn again) every
     row of the copy is zero, in carry mode too."""
-    policy, collector = make_collector(num_steps=1, snapshot_every=10**9, play_latest=0.4, carry=carry)
+    policy, collector = make_collector(num_steps=1, snapshot_every=10**9, play_latest=0.4, carry=carry,
+                                       fuse_opponents=fuse)
     with torch.no_grad():  # the learner moves away from the first snapshot, the one every draw picks
         for p in policy.parameters():
             p.add_(0.1)
@@ -281,6 +287,142 @@ def test_each_controller_acts_with_its_own_network_and_state_and_states_never_cr
     assert min(counts.values()) > 0, counts
 
 
+# --------------------------------------------------------------------------- the fused forward
+FUSED_CASES = {
+    "lstm": {},
+    "lstm-2-layers-carry": {"policy_settings": {"num_layers": 2}, "carry": True},
+    "gru": {"policy_settings": {"core": "gru"}},
+    "none": {"policy_settings": {"core": "none"}},
+    "stack": {"policy_settings": {"core": "stack", "stack_len": 3}},
+    "agent-index-relu-no-head-mlp": {"policy_settings": {"agent_index_input": True, "activation": "relu",
+                                                         "encoder_sizes": (24, 16), "head_sizes": ()}},
+    "raw-obs": {"policy_settings": {"normalize_obs": False}},
+    "masked": {"env_id": "toy_multiagent_envs:make_masked_respawn"},
+    "box-correlated-noise": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                             "env_kwargs": {"action_kind": "box"}, "noise_correlation": 0.5},
+    "multi-discrete": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                       "env_kwargs": {"action_kind": "multi_discrete"}},
+    "multi-binary": {"env_id": "toy_multiagent_envs:make_action_kind_respawn",
+                     "env_kwargs": {"action_kind": "multi_binary"}},
+}
+
+
+def assert_same_rollout(a, b) -> None:
+    """Observations, states and every outcome equal (so every row took the same action); float outputs equal to
+    1e-6; the learner's stored actions, log-probs and values (and truncation values) at its training steps, the
+    only ones read (an opponent row stores placeholders)."""
+    assert torch.equal(a.alive, b.alive)
+    training = a.alive > 0
+    for name in ("actions", "logprobs", "values", "truncation_values"):
+        x, y = getattr(a, name)[training], getattr(b, name)[training]
+        if x.is_floating_point():
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=0, msg=name)
+        else:
+            assert torch.equal(x, y), name
+    for name in ("rewards", "terminated", "truncated", "episode_starts", "states", "bootstrap_value"):
+        x, y = getattr(a, name), getattr(b, name)
+        if x.is_floating_point():
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=0, equal_nan=True, msg=name)
+        else:
+            assert torch.equal(x, y), name
+    leaves = [obs.values() if isinstance(obs, dict) else [obs] for obs in (a.obs, b.obs)]
+    assert all(torch.equal(x, y) for x, y in zip(*leaves, strict=True))
+    assert (a.episode_returns, a.episode_lengths) == (b.episode_returns, b.episode_lengths)
+
+
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+def test_fused_collection_equals_one_call_per_network(case):
+    """The fused forward (learner and snapshots in one batched call) collects what one call per network
+    collects: same actions, states, values and log-probs, same generator draws, rollout after rollout, with up to
+    3 snapshots in use at one step; the fused path really runs (several snapshots stacked at once)."""
+    kwargs = {"num_copies": 4, "pool_size": 3, "swap_every": 1, "play_latest": 0.3, **FUSED_CASES[case]}
+    runs = [make_collector(fuse_opponents=fuse, **kwargs) for fuse in (True, False)]
+    (_, fused), (_, unfused) = runs
+    assert fused.unfused_because is None and unfused.unfused_because == "--fuse-opponents is off"
+    most_stacked = 0
+    for k in range(4):
+        bufs = [collector.collect() for _, collector in runs]
+        assert_same_rollout(*bufs)
+        most_stacked = max(most_stacked, *(len(ids) for ids in fused._fused))
+        torch.testing.assert_close(fused.state, unfused.state, atol=1e-6, rtol=0)
+        for (policy, _), buf in zip(runs, bufs, strict=True):
+            learn_a_little(policy, buf, k)
+    assert most_stacked >= 2
+    assert torch.equal(fused.generator.get_state(), unfused.generator.get_state())
+    assert torch.equal(fused.opponent_generator.get_state(), unfused.opponent_generator.get_state())
+    assert np.array_equal(fused.opponent, unfused.opponent) and fused.pool.summary() == unfused.pool.summary()
+
+
+def _dist_tensor(dist):
+    return dist.mean if hasattr(dist, "mean") else dist.logits
+
+
+@pytest.mark.parametrize("case", ["lstm", "lstm-2-layers-carry", "gru", "stack", "masked", "box-correlated-noise"])
+def test_fused_block_equals_each_networks_own_step(case):
+    """Per row block: ``FusedNetworks.step`` gives network k's own ``_one_step`` on its rows (distribution, new
+    state; the value for the learner's block), for networks with different weights and normaliser statistics."""
+    from agents.model.fused import FusedNetworks
+
+    kwargs = {"num_copies": 4, "pool_size": 3, "fuse_opponents": True, **FUSED_CASES[case]}
+    policy, collector = make_collector(**kwargs)
+    networks = [policy]
+    for k in range(2):
+        learn_a_little(policy, collector.collect(), k)
+        networks.append(collector.pool.networks[collector.pool.add(policy, 0)])
+    learn_a_little(policy, collector.collect(), 9)
+    rows = collector.num_envs
+    gen = torch.Generator().manual_seed(5)
+    obs = obs_to_tensor(collector.next_obs, "cpu")
+    inputs = collector._agent_inputs()
+    state = torch.randn(policy.initial_state(rows).shape, generator=gen)
+    start = (torch.rand(rows, generator=gen) < 0.3).float()
+    # Each row is one network's; the blocks are padded to the largest (5 rows) with their last row.
+    assert rows == 12
+    own_rows = [np.array([4, 6, 7, 8, 9]), np.array([1, 3, 10, 11]), np.array([0, 2, 5])]
+    blocks = [np.concatenate((block, np.full(5 - len(block), block[-1]))) for block in own_rows]
+    block_index = torch.as_tensor(np.concatenate(blocks))
+    source = np.zeros(rows, dtype=np.int64)
+    for k, block in enumerate(own_rows):
+        source[block] = 5 * k + np.arange(len(block))
+    fused = FusedNetworks(networks)
+    with torch.inference_mode():
+        raw, raw_rows, value, new_state = fused.step(obs, state, start, block_index, torch.as_tensor(source), inputs)
+        legal = policy.legal_actions(obs)
+        for k, (network, block) in enumerate(zip(networks, own_rows, strict=True)):
+            own, n = torch.as_tensor(block), len(block)
+            dist, own_value, own_state = network._one_step(
+                tree_map(lambda x, own=own: x.index_select(0, own), obs), state.index_select(2, own),
+                start.index_select(0, own), None if inputs is None else tree_map(lambda x, own=own: x[own], inputs))
+            fused_dist = network.action_head.distribution(raw[k, :n], None if legal is None else legal[own])
+            torch.testing.assert_close(_dist_tensor(fused_dist), _dist_tensor(dist), atol=1e-6, rtol=0)
+            torch.testing.assert_close(new_state[:, :, own], own_state, atol=1e-6, rtol=0)
+            assert torch.equal(raw_rows[own], raw[k, :n])
+            if k == 0:
+                torch.testing.assert_close(value[own], own_value, atol=1e-6, rtol=0)
+    # Each block has its own weights: network 0 on the same rows gives other outputs.
+    other = own_rows[1]
+    with torch.inference_mode():
+        dist, _, _ = policy._one_step(tree_map(lambda x: x[torch.as_tensor(other)], obs), state[:, :, other],
+                                      start[other], None if inputs is None else tree_map(lambda x: x[other], inputs))
+    assert not torch.allclose(_dist_tensor(networks[1].action_head.distribution(raw[1, :len(other)])),
+                              _dist_tensor(dist), atol=1e-3)
+
+
+def test_architectures_that_cannot_fuse_act_one_network_after_the_other():
+    """A critic core of its own is not fused: the collector says why and keeps one call per network, which
+    collects what it collects with --fuse-opponents off."""
+    runs = [make_collector(fuse_opponents=fuse, num_copies=4, policy_settings={"separate_critic": True})
+            for fuse in (True, False)]
+    fused = runs[0][1]
+    assert "critic has a recurrent core" in fused.unfused_because
+    for k in range(2):
+        bufs = [collector.collect() for _, collector in runs]
+        assert_same_rollout(*bufs)
+        for (policy, _), buf in zip(runs, bufs, strict=True):
+            learn_a_little(policy, buf, k)
+    assert not fused._fused  # nothing was stacked
+
+
 # --------------------------------------------------------------------------- training, resume, refusals
 SMALL = {"env_id": RESPAWN, "sides": "a0=x,*=y", "self_play": True, "snapshot_every": 256, "pool_size": 3,
          "total_steps": 1536, "num_envs": 2, "num_steps": 64, "bptt_len": 8, "num_minibatches": 2,
@@ -297,9 +439,11 @@ def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
     return Trainer(config, resume=resume)
 
 
-@pytest.mark.parametrize("inputs", [{}, {"env_id": "toy_multiagent_envs:make_respawn_state", "central_critic": True,
-                                         "agent_index_input": True, "carry_across_episodes": True}],
-                         ids=["plain", "central-critic-agent-index-carry"])
+@pytest.mark.parametrize("inputs", [{}, {"fuse_opponents": True},
+                                    {"env_id": "toy_multiagent_envs:make_respawn_state", "central_critic": True,
+                                     "agent_index_input": True, "carry_across_episodes": True,
+                                     "fuse_opponents": True}],
+                         ids=["plain", "fused", "central-critic-agent-index-carry"])
 def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path, inputs):
     """Snapshots act with the multi-agent inputs too (the slot one-hot, a central critic's global state)."""
     straight = make(tmp_path / "straight", **inputs)
@@ -317,6 +461,9 @@ def test_crash_and_resume_is_bitwise_exact_pool_and_ratings_included(tmp_path, i
         resumed = make(run, resume=True, **inputs)
     assert resumed.resume_note is None and resumed.global_step == 1024
     assert len(resumed.collector.pool.records) == 4  # snapshots at 0, 256, 512, 768
+    # --fuse-opponents: the plain policy acts fused with its snapshots; the central critic's (a core of its own)
+    # one network after the other.
+    assert (resumed.collector.unfused_because is None) == (inputs == {"fuse_opponents": True})
     resumed.train()
     for key, value in straight.policy.state_dict().items():
         assert torch.equal(value, resumed.policy.state_dict()[key]), key
@@ -365,6 +512,7 @@ FAST = ["--total-steps", "256", "--num-envs", "2", "--num-steps", "64", "--hidde
     (["--env-id", DUEL, "--self-play", "--policy-map", "*=p"], "--self-play with --policy-map is not supported"),
     (["--env-id", DUEL, "--self-play", "--backend", "ray"], "--self-play with --backend ray is not supported"),
     (["--env-id", DUEL, "--pool-size", "3"], "--pool-size only applies with --self-play"),
+    (["--env-id", DUEL, "--fuse-opponents"], "--fuse-opponents only applies with --self-play"),
     (["--env-id", DUEL, "--self-play", "--play-latest", "1.5"], "--play-latest is a probability"),
     (["--env-id", DUEL, "--self-play", "--pool-size", "0"], "--pool-size must be a positive integer"),
 ])

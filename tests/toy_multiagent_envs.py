@@ -225,6 +225,21 @@ class MaskedRespawnEnv(RespawnEnv):
         return super().step(actions)
 
 
+class ActionKindRespawnEnv(RespawnEnv):
+    """``RespawnEnv`` acting in another action space (``action_kind``): "box" Box(-1, 1, (2,)), "multi_discrete"
+    MultiDiscrete([2, 3]) or "multi_binary" MultiBinary(2); an action's first entry plays RespawnEnv's Discrete(2)
+    (a Box entry as 1 where it is positive)."""
+
+    def __init__(self, action_kind: str = "box", **kwargs):
+        super().__init__(**kwargs)
+        self._act_space = {"box": spaces.Box(-1.0, 1.0, (2,), np.float32),
+                           "multi_discrete": spaces.MultiDiscrete([2, 3]),
+                           "multi_binary": spaces.MultiBinary(2)}[action_kind]
+
+    def step(self, actions):
+        return super().step({a: int(np.asarray(action).ravel()[0] > 0) for a, action in actions.items()})
+
+
 class NotParallel:
     """What a wrong callable returns: not a ParallelEnv."""
 
@@ -242,6 +257,10 @@ def make_respawn(**kwargs) -> RespawnEnv:
 
 def make_masked_respawn(**kwargs) -> MaskedRespawnEnv:
     return MaskedRespawnEnv(**kwargs)
+
+
+def make_action_kind_respawn(**kwargs) -> ActionKindRespawnEnv:
+    return ActionKindRespawnEnv(**kwargs)
 
 
 def make_respawn_state(**kwargs) -> StateRespawnEnv:

@@ -11,12 +11,18 @@ and per env episode:
   ``--swap-every`` env steps a seeded generator draws the pool's current opponent, a snapshot, uniformly from
   the pool; at each env copy's episode start it draws which side learns (``--swap-sides``) and who plays the
   other: the learning policy itself with probability ``--play-latest``, else the current snapshot. Each step
-  the learning policy makes its one batched call over all R rows (as without self-play), then every snapshot
-  in use (one, or two for the episodes that began before a swap) makes one batched call over its opponent rows,
-  whose actions and recurrent states replace the learner's outputs there. One snapshot at a time, not one per
-  copy, keeps the cost near one extra call per step (benchmarks/self_play_speed.py). Only learner rows are
-  training rows: the rollout's ``alive`` is alive & learner, so opponent steps drop out of sequences, GAE, the
-  losses and every statistic as absent steps do.
+  the learning policy acts on all R rows (as without self-play) and every snapshot in use (one, or more for
+  the episodes that began before a swap) on its opponent rows, whose actions and recurrent states replace the
+  learner's outputs there: the learner makes its batched call and every snapshot one more over its rows, or,
+  with ``--fuse-opponents`` where the architecture allows (``agents.model.fused.fusable``: LSTM, GRU, none and
+  stack cores without a critic core of their own), the learner and the snapshots run as ONE fused forward over
+  stacked weights (``FusedNetworks``: a batched matmul per layer, each row block with its own network's weights;
+  benchmarks/self_play_speed.py times both). Either way each network samples its rows' actions from its own
+  generator, so the two paths draw the same random numbers; their outputs agree to ~1e-7 (the batched matmul
+  rounds some shapes differently), so a fused run is a deterministic path of its own, resumed bitwise; an
+  opponent row's stored action, log-prob and value are placeholders either way (no training row).
+  Only learner rows are training rows: the rollout's ``alive`` is alive & learner, so opponent steps drop out
+  of sequences, GAE, the losses and every statistic as absent steps do.
 - At each env episode's end the two sides' summed rewards decide the game (win / draw / loss) for the Elo
   ratings of the learner and the snapshot it played (a game against itself rates nobody).
 
@@ -42,6 +48,7 @@ import torch
 
 from agents import ratings
 from agents.config import ConfigError, OpponentsConfig, TrainConfig, parse_sides
+from agents.model.fused import FusedNetworks, fusable
 from agents.model.policy import RecurrentActorCritic, StepOutput
 from agents.rollout.buffer import Rollout
 from agents.rollout.multiagent_collector import MultiAgentCollector, refuse_turn_based, refuse_unsupported
@@ -221,12 +228,15 @@ class SelfPlayCollector(MultiAgentCollector):
         envs: the rows (``MultiAgentVectorEnv``, one policy).
         num_steps: steps per rollout.
         settings: ``--self-play`` and its settings (``OpponentsConfig``).
+        noise_correlation: the learner's sampling noise correlation (``--noise-correlation``).
     """
 
     def __init__(self, envs: MultiAgentVectorEnv, num_steps: int, settings: OpponentsConfig,
                  noise_correlation: float = 0.0):
         super().__init__(envs, num_steps, noise_correlation)
         self.settings = settings
+        self.unfused_because: str | None = None  # why the run acts one network after the other (None: fused)
+        self._fused: dict[tuple[int, ...], FusedNetworks] = {}  # this rollout's, by the snapshots in use
         self.side_names, self.side_of_slot = assign_sides(list(envs.agent_names), settings.sides, envs.env_id)
         self.side_of_row = self.side_of_slot[envs.agent_index]  # (R,)
         self._copy_side = envs.copy_of_row * 2 + self.side_of_row  # (R,) each row's entry of side_returns, flat
@@ -245,6 +255,7 @@ class SelfPlayCollector(MultiAgentCollector):
         self.draw_generator = torch.Generator().manual_seed(draw_seed)
         self.opponent_generator = torch.Generator(device).manual_seed(opponent_seed)
         self.policy, self.device, self.state = policy, device, None
+        self.unfused_because = fusable(policy) if self.settings.fuse_opponents else "--fuse-opponents is off"
         self._take_snapshot()  # the first snapshot is the initial policy: the pool is never empty
         self._swap()
         super().start(policy, device, sample_seed, env_seed)
@@ -296,6 +307,19 @@ class SelfPlayCollector(MultiAgentCollector):
         self.training_rows = torch.as_tensor(training, dtype=torch.float32, device=self.device)
         self.opponent_rows = [(int(sid), torch.as_tensor(np.flatnonzero(opponent_of_row == sid), device=self.device))
                               for sid in np.unique(opponent_of_row) if sid != PLAY_LATEST]
+        # The fused forward's row blocks (agents.model.fused): block 0 holds the rows the learning policy drives
+        # (its own and, with --play-latest, opponent rows where it plays itself), block k the k-th snapshot's
+        # rows; each padded to the largest with its last row. ``_block_source`` (R,) is where each row's own
+        # outputs sit in the blocks flattened (K * P).
+        drivers = (PLAY_LATEST, *(sid for sid, _ in self.opponent_rows))
+        own_rows = [np.flatnonzero(opponent_of_row == driver) for driver in drivers]
+        size = max(len(rows) for rows in own_rows)
+        source = np.zeros(len(opponent_of_row), dtype=np.int64)
+        for k, rows in enumerate(own_rows):
+            source[rows] = k * size + np.arange(len(rows))
+        self._block_index = torch.as_tensor(np.concatenate([np.concatenate((rows, np.full(size - len(rows), rows[-1])))
+                                                            for rows in own_rows]), device=self.device)
+        self._block_source = torch.as_tensor(source, device=self.device)
 
     def _reset_envs(self, seed: int) -> None:
         super()._reset_envs(seed)
@@ -308,15 +332,18 @@ class SelfPlayCollector(MultiAgentCollector):
         if self.steps_done >= self.next_swap:
             self._swap()
         self.games = 0
+        self._fused = {}  # the learner's weights changed since the last rollout: stack them anew
         rollout = super().collect()
         self.steps_done += self.num_steps * self.envs.num_copies
         return rollout
 
     def _act(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
              alive: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor]:
-        """The learning policy's batched call over all rows, then one call per snapshot in use over its rows,
-        whose actions and states replace the learner's there (the stored outputs stay the learner's: those
-        rows are no training rows)."""
+        """The learning policy over all rows and every snapshot in use over its rows, whose actions and states
+        replace the learner's there: one fused forward (``_act_fused``), or one call per network (the stored
+        outputs at an opponent row are then the learner's own step there; either way no training row)."""
+        if self.opponent_rows and self.unfused_because is None:
+            return self._act_fused(obs_t, state, inputs_t, alive)
         out, action, next_state = super()._act(obs_t, state, inputs_t, alive)
         if not self.opponent_rows:
             return out, action, next_state
@@ -333,6 +360,37 @@ class SelfPlayCollector(MultiAgentCollector):
             live = alive.index_select(0, rows).view(1, 1, -1, 1) > 0
             next_state.index_copy_(2, rows, torch.where(live, opponent.state, rows_state))
         return out, action, next_state
+
+    def _act_fused(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
+                   alive: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor]:
+        """``_act`` as one fused forward of the learner and the snapshots in use (``FusedNetworks``), the learner
+        over the rows it drives only. Each network then samples as its ``step`` does and as the unfused path
+        does: the learner all R rows from the collector's generator (and noise), the same draws, each snapshot
+        its rows from the opponents' generator. An opponent row's stored log-prob and value are the learner's
+        heads over the opponent's outputs: placeholders, as it is no training row (and a row changes controller
+        only where its env episode ends, so no learner step bootstraps from an opponent step's value)."""
+        snapshot_ids = tuple(sid for sid, _ in self.opponent_rows)
+        fused = self._fused.get(snapshot_ids)
+        if fused is None:
+            fused = self._fused[snapshot_ids] = FusedNetworks(
+                [self.policy, *(self.pool.networks[sid] for sid in snapshot_ids)])
+        raw_blocks, raw, value, own_state = fused.step(obs_t, state, self.next_episode_start, self._block_index,
+                                                       self._block_source, inputs_t)
+        head = self.policy.action_head
+        legal = self.policy.legal_actions(obs_t)
+        dist = head.distribution(raw, legal)
+        if self.noise is not None:
+            sample = dist.sample(normal=self.noise.draw(dist.noise_shape, self.generator, value.device))
+        else:
+            sample = dist.sample(self.generator)
+        out = StepOutput(head.shape_actions(sample), dist.log_prob(sample), value, own_state)
+        action = out.action.clone()  # out.action is what the rollout stores
+        for k, (snapshot_id, rows) in enumerate(self.opponent_rows, start=1):
+            opponent_head = self.pool.networks[snapshot_id].action_head
+            opponent_dist = opponent_head.distribution(raw_blocks[k, :len(rows)],
+                                                       None if legal is None else legal.index_select(0, rows))
+            action.index_copy_(0, rows, opponent_head.shape_actions(opponent_dist.sample(self.opponent_generator)))
+        return out, action, torch.where(alive.view(1, 1, -1, 1) > 0, own_state, state)
 
     def _training_steps(self, alive: torch.Tensor) -> torch.Tensor:
         """Only the learning side's live rows train (and, with --train-both-sides, the other side's where the
