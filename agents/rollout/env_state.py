@@ -60,7 +60,7 @@ class EnvStateError(ValueError):
     """The env's state cannot be captured or does not fit the env it is restored into."""
 
 
-def _is_static(value: Any) -> bool:
+def is_static(value: Any) -> bool:
     """Values that describe the env rather than its state: never captured, never restored."""
     return isinstance(value, (gym.Space, gym.envs.registration.EnvSpec, types.FunctionType, types.MethodType,
                               types.BuiltinFunctionType, types.ModuleType, type, staticmethod, classmethod,
@@ -137,12 +137,12 @@ def encode(value: Any, where: str = "value", depth: int = 0) -> Any:
                                        for k, v in value.items()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: encode(getattr(value, f.name), f"{where}.{f.name}", depth + 1)
-                  for f in dataclasses.fields(value) if not _is_static(getattr(value, f.name))}
+                  for f in dataclasses.fields(value) if not is_static(getattr(value, f.name))}
         return {"$": "dataclass", "class": _qualname(value), "fields": fields}
     if _is_plain_object(value):
         if _own_slots(value):
             raise EnvStateError(f"{where} ({_qualname(value)}) keeps attributes in __slots__")
-        attrs = {k: encode(v, f"{where}.{k}", depth + 1) for k, v in vars(value).items() if not _is_static(v)}
+        attrs = {k: encode(v, f"{where}.{k}", depth + 1) for k, v in vars(value).items() if not is_static(v)}
         return {"$": "object", "class": _qualname(value), "attrs": attrs}
     raise EnvStateError(f"{where} is a {_qualname(value)}, which is not plain data")
 
@@ -286,7 +286,7 @@ def snapshot_env(env: gym.Env) -> dict:
         for key, value in vars(layer).items():
             if key == "env" and isinstance(layer, gym.Wrapper):
                 continue
-            if _is_static(value):
+            if is_static(value):
                 continue
             if isinstance(value, gym.Env):
                 raise EnvStateError(f"{name}.{key} holds another env; give the layer mnemo_get_state/mnemo_set_state")

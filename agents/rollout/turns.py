@@ -17,8 +17,7 @@ from typing import Any
 
 from pettingzoo import AECEnv, ParallelEnv
 
-from agents.rollout.env_state import _is_static as is_static
-from agents.rollout.env_state import decode, encode
+from agents.rollout.env_state import decode, encode, is_static
 
 
 def _aec_layers(env: AECEnv) -> list[AECEnv]:
