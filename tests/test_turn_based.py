@@ -410,10 +410,17 @@ def make(run_dir: Path, resume: bool = False, **overrides) -> Trainer:
 SHARED = {"self_play": False, "env_id": TURNS, "snapshot_every": 10_000, "pool_size": 10}
 
 
-@pytest.mark.parametrize("overrides", [{}, SHARED, {**SHARED, "central_critic": True, "agent_index_input": True,
-                                                    "carry_across_episodes": True},
-                                       {**SHARED, "policy_map": "p0=solo,*=pair"}],
-                         ids=["self-play", "shared", "central-critic-agent-index-carry", "policy-map"])
+TRAINING_CASES = {
+    "self-play": {},
+    "self-play-fused": {"fuse_opponents": True},
+    "shared": SHARED,
+    "central-critic-agent-index-carry": {**SHARED, "central_critic": True, "agent_index_input": True,
+                                         "carry_across_episodes": True},
+    "policy-map": {**SHARED, "policy_map": "p0=solo,*=pair"},
+}
+
+
+@pytest.mark.parametrize("overrides", list(TRAINING_CASES.values()), ids=list(TRAINING_CASES))
 def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, overrides):
     straight = make(tmp_path / "straight", **overrides)
     straight.train()
@@ -439,13 +446,14 @@ def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, overrides):
     assert (straight.agent_steps, list(straight.recent_returns)) == (resumed.agent_steps, list(resumed.recent_returns))
 
 
-def test_self_play_with_turns_holds_opponents_state_while_waiting():
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+def test_self_play_with_turns_holds_opponents_state_while_waiting(fuse):
     envs = make_multiagent_vector_env(DUEL, 4)
     torch.manual_seed(0)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space,
                                   PolicyConfig(hidden_size=16))
     collector = SelfPlayCollector(envs, 9, OpponentsConfig(self_play=True, snapshot_every=1, pool_size=2,
-                                                           play_latest=0.0))
+                                                           play_latest=0.0, fuse_opponents=fuse))
     collector.start(policy, torch.device("cpu"), 0, 0)
     opponent_turns = 0
     for _ in range(3):
@@ -456,6 +464,7 @@ def test_self_play_with_turns_holds_opponents_state_while_waiting():
         opponent_turns += int(((buf.acting > 0) & (buf.alive == 0)).sum())
         assert before.shape == collector.state.shape
     assert opponent_turns > 0
+    assert (collector.unfused_because is None) == fuse  # the fused path acts where it is on
     waiting = torch.as_tensor(collector.envs.waiting)
     obs_t = obs_to_tensor(collector.next_obs, "cpu")
     with torch.no_grad():
