@@ -15,4 +15,5 @@ MULTIAGENT_ENVS: dict[str, str] = {
     "mnemo/FogTeam-v0": "envs.multiagent.fog_team:make_env",
     "mnemo/StormHarvest-v0": "envs.multiagent.storm_harvest:make_env",
     "mnemo/FlickerPongDuel-v0": "envs.multiagent.pong_duel:make_env",
+    "mnemo/Pairs-v0": "envs.multiagent.pairs:make_env",
 }
