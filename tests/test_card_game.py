@@ -27,7 +27,7 @@ from envs.multiagent.pairs import (
     play_game,
     random_policy,
     reset_state,
-    scripted_policy,
+    scripted_player,
     step_state,
 )
 
@@ -362,4 +362,4 @@ def test_the_heuristic_uses_this_turns_view_only_and_memory_uses_everything():
     state, _, _ = step_state(state, 3)  # player_1 turns 3 (value 3): its partner 8 is in this turn's view
     assert picks(game.heuristic_policy, state, 1) == {8} and picks(perfect_memory_policy, state, 1) == {8}
     obs = {"observation": observe(state, 1, params), "action_mask": action_mask(state)}
-    assert scripted_policy(P1, obs, np.random.default_rng(0)) == 8  # mnemo match's scripted player is it
+    assert scripted_player(P1, obs, np.random.default_rng(0)) == 8  # mnemo match's scripted player is it

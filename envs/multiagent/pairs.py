@@ -459,7 +459,7 @@ def _choose(mask: np.ndarray, known: dict[int, int], face_up: int, face_value: i
     return int(rng.choice(unknown if unknown else np.flatnonzero(mask)))
 
 
-def scripted_policy(agent: str, obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
+def scripted_player(agent: str, obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
     """The memoryless heuristic (``mnemo match``'s ``scripted`` player): it reads only the observation it is
     given, this turn's view. It takes a pair whose two cards the view shows, or on its second flip the partner
     of its face-up card if the view shows it; otherwise it turns a card the view does not show."""
@@ -469,8 +469,8 @@ def scripted_policy(agent: str, obs: dict[str, np.ndarray], rng: np.random.Gener
 
 
 def heuristic_policy(env: PairsEnv, agent: str, obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
-    """``scripted_policy`` as a baseline policy (reads only ``obs``)."""
-    return scripted_policy(agent, obs, rng)
+    """``scripted_player`` as a baseline policy (reads only ``obs``)."""
+    return scripted_player(agent, obs, rng)
 
 
 def random_policy(env: PairsEnv, agent: str, obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
