@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
 from toy_envs import check_legal, random_mask
 
 
@@ -373,3 +373,291 @@ class RolesEnv(ParallelEnv):
 
 def make_roles(**kwargs) -> RolesEnv:
     return RolesEnv(**kwargs)
+
+
+class TurnsEnv(ParallelEnv):
+    """A turn-based ParallelEnv (``metadata["turn_based"]``) with every case of the convention.
+
+    Players ``p0``, ``p1``, ``p2``; ``p2`` joins (waiting) at step 2. Each step a seeded draw picks who acts next:
+    one player, or two at once, among those in the episode. Observation: Box(5,) float32 ``[noise, player / 3,
+    own turns / 10, 1 on the agent's first turn, acted-last flag]``; action Discrete(2). An acting player gets 1
+    when its action equals ``noise > 0``; every step each waiting player is paid ``bonus`` with probability 0.3
+    (rewards between its turns). Any player in the episode may be terminated (probability ``p_die``, waiting or
+    not), a player is truncated after ``max_age`` env steps in the episode (waiting or not, with its final
+    observation), and an ended player comes back (waiting) 1-2 steps later. The env's episode ends after
+    ``episode_len`` steps, every player truncated. Dynamics never depend on actions (only rewards do).
+    """
+
+    metadata = {"name": "toy_turns_v0", "render_modes": [], "turn_based": True}
+
+    def __init__(self, p_die: float = 0.08, max_age: int = 9, episode_len: int = 23, bonus: float = 0.25):
+        self.possible_agents = ["p0", "p1", "p2"]
+        self.p_die, self.max_age, self.episode_len, self.bonus = p_die, max_age, episode_len, bonus
+        self._obs_space = spaces.Box(-2.0, 2.0, (5,), np.float32)
+        self._act_space = spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.agents: list[str] = []
+        self.t = 0
+        self.age: dict[str, int] = {}
+        self.turns: dict[str, int] = {}
+        self.away: dict[str, int] = {}
+        self.noise: dict[str, float] = {}
+        self.next_actors: list[str] = []
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def _obs(self, agent: str) -> np.ndarray:
+        idx = self.possible_agents.index(agent)
+        return np.array([self.noise[agent], idx / 3, self.turns[agent] / 10, float(self.turns[agent] == 0),
+                         float(agent in self.next_actors)], dtype=np.float32)
+
+    state_space = spaces.Box(0.0, 3.0, (4,), np.float32)
+
+    def state(self) -> np.ndarray:
+        """The global state (PettingZoo's ``state()``): step, players in the episode, who acts next."""
+        acting = [float(a in self.next_actors) for a in self.possible_agents]
+        return np.array([self.t / self.episode_len, *acting], dtype=np.float32)
+
+    def _draw_actors(self) -> None:
+        live = list(self.agents)
+        count = 1 if len(live) < 2 or self.np_random.random() < 0.7 else 2
+        picked = self.np_random.choice(len(live), size=count, replace=False)
+        self.next_actors = [live[i] for i in sorted(picked)]
+        for a in self.next_actors:
+            self.noise[a] = float(self.np_random.normal())
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.t = 0
+        self.agents = ["p0", "p1"]
+        self.age = {a: 0 for a in self.possible_agents}
+        self.turns = {a: 0 for a in self.possible_agents}
+        self.noise = {a: 0.0 for a in self.possible_agents}
+        self.away = {"p2": 2}
+        self._draw_actors()
+        return {a: self._obs(a) for a in self.next_actors}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        assert set(actions) == set(self.next_actors), (sorted(actions), self.next_actors)
+        rewards = {a: 0.0 for a in self.agents}
+        for a, action in actions.items():
+            rewards[a] = float(int(action) == int(self.noise[a] > 0))
+            self.turns[a] += 1
+        for a in self.agents:
+            if a not in actions and self.np_random.random() < 0.3:
+                rewards[a] += self.bonus
+        self.t += 1
+        last = self.t >= self.episode_len
+        returning = []
+        if not last:
+            for a in list(self.away):
+                self.away[a] -= 1
+                if self.away[a] <= 0:
+                    del self.away[a]
+                    returning.append(a)
+        terms, truncs, final = {}, {}, {}
+        for a in list(self.agents):
+            self.age[a] += 1
+            term = self.np_random.random() < self.p_die
+            trunc = last or self.age[a] >= self.max_age
+            if term or trunc:
+                terms[a], truncs[a] = term, trunc and not term
+                self.next_actors = [x for x in self.next_actors if x != a]
+                final[a] = self._obs(a)
+                self.agents.remove(a)
+                self.away[a] = 1 + int(self.np_random.integers(0, 2))
+        for a in returning:  # an agent that ended at this step is away for at least the next one
+            self.agents.append(a)
+            self.age[a], self.turns[a] = 0, 0
+        self.agents.sort()
+        obs = dict(final)
+        if self.agents:
+            self._draw_actors()
+            obs.update({a: self._obs(a) for a in self.next_actors})
+        return obs, rewards, terms, truncs, {a: {} for a in self.agents}
+
+
+class TurnsAEC(AECEnv):
+    """A small AEC env (PettingZoo's agent-by-agent API) for the AEC adapter.
+
+    Players ``first`` and ``second`` move in turn (``first`` starts). Observation: Box(3,) float32 ``[noise,
+    player, moves / 10]`` (the noise drawn for the next move); action Discrete(2). A move that equals
+    ``noise > 0`` pays the mover 1 and the other player -0.5 (a reward that arrives while it waits). After
+    ``moves`` moves both are terminated; with ``truncate_second`` the second player is truncated after its second
+    move instead, and ``first`` plays on alone (its dead step then comes from the adapter).
+    """
+
+    metadata = {"name": "toy_turns_aec_v0", "render_modes": [], "is_parallelizable": False}
+
+    def __init__(self, moves: int = 7, truncate_second: bool = False):
+        super().__init__()
+        self.possible_agents = ["first", "second"]
+        self.moves_per_game, self.truncate_second = moves, truncate_second
+        self._obs_space = spaces.Box(-2.0, 2.0, (3,), np.float32)
+        self._act_space = spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.moves = 0
+        self.noise = 0.0
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def observe(self, agent):
+        return np.array([self.noise, float(self.possible_agents.index(agent)), self.moves / 10], dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: {} for a in self.agents}
+        self.agent_selection = "first"
+        self.moves = 0
+        self.noise = float(self.np_random.normal())
+
+    def step(self, action):
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        self._cumulative_rewards[agent] = 0.0
+        self.rewards = {a: 0.0 for a in self.agents}
+        if int(action) == int(self.noise > 0):
+            self.rewards[agent] = 1.0
+            for other in self.agents:
+                if other != agent:
+                    self.rewards[other] = -0.5
+        self.moves += 1
+        if self.truncate_second and agent == "second" and self.moves >= 4:
+            self.truncations["second"] = True
+        if self.moves >= self.moves_per_game:
+            self.terminations = {a: True for a in self.agents}
+        live = [a for a in self.agents if not (self.terminations[a] or self.truncations[a])]
+        others = [a for a in self.agents if a != agent]
+        dead = [a for a in self.agents if self.terminations[a] or self.truncations[a]]
+        if dead:
+            self.agent_selection = dead[0]  # dead steps first, as PettingZoo's _deads_step_first
+            self._skip_agent_selection = live[0] if live else None
+        else:
+            self.agent_selection = others[0] if others and others[0] in live else agent
+        self.noise = float(self.np_random.normal())
+        self._accumulate_rewards()
+
+
+class FirstMoveEnv(ParallelEnv):
+    """A turn-based memory game: the second mover must remember the first mover's earlier move.
+
+    Turn 0: ``first`` sees a cue bit and moves (reward 1 to it when its move equals the cue). Turn 1: ``second``
+    sees that move (the only time it sees it). Turn 2: ``first`` moves on a blank observation. Turn 3:
+    ``second`` moves on a blank observation and is paid 1 when its move equals the first's turn-0 move; both are
+    terminated. Observation: Box(4,) float32 ``[cue or seen move (+1 / -1, else 0), is second, turn / 3, 1]``;
+    action Discrete(2). A memoryless second mover scores 0.5 at turn 3, one that remembers 1.
+    """
+
+    metadata = {"name": "toy_first_move_v0", "render_modes": [], "turn_based": True}
+
+    def __init__(self):
+        self.possible_agents = ["first", "second"]
+        self._obs_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self._act_space = spaces.Discrete(2)
+        self.np_random = np.random.default_rng()
+        self.agents: list[str] = []
+        self.turn = 0
+        self.cue = 0
+        self.move = 0  # the first mover's turn-0 move
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def _obs(self, signal: float) -> np.ndarray:
+        return np.array([signal, float(self.turn % 2), self.turn / 3, 1.0], dtype=np.float32)
+
+    state_space = spaces.Box(0.0, 1.0, (3,), np.float32)
+
+    def state(self) -> np.ndarray:
+        return np.array([self.cue, self.move, self.turn / 3], dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.turn = 0
+        self.cue = int(self.np_random.integers(0, 2))
+        return {"first": self._obs(2.0 * self.cue - 1)}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        rewards = {a: 0.0 for a in self.agents}
+        action = int(next(iter(actions.values())))
+        if self.turn == 0:
+            self.move = action
+            rewards["first"] = float(action == self.cue)
+        if self.turn == 3:
+            rewards["second"] = float(action == self.move)
+            terms = {a: True for a in self.agents}
+            final = {"first": self._obs(0.0), "second": self._obs(0.0)}
+            self.agents = []
+            return final, rewards, terms, {a: False for a in terms}, {}
+        self.turn += 1
+        mover = self.possible_agents[self.turn % 2]
+        signal = 2.0 * self.move - 1 if self.turn == 1 else 0.0
+        return ({mover: self._obs(signal)}, rewards, {a: False for a in self.agents},
+                {a: False for a in self.agents}, {a: {} for a in self.agents})
+
+
+class TurnsDuelEnv(FirstMoveEnv):
+    """``FirstMoveEnv`` as a zero-sum two-sided game for self-play: at turn 3 the second mover gets +1 for
+    matching the first's turn-0 move, and the first gets -1 for it (paid while it waits)."""
+
+    metadata = {"name": "toy_turns_duel_v0", "render_modes": [], "turn_based": True}
+
+    def step(self, actions):
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        if "second" in rewards and rewards["second"] > 0:
+            rewards["first"] = rewards.get("first", 0.0) - rewards["second"]
+        return obs, rewards, terms, truncs, infos
+
+
+class ForgotFlagEnv(FirstMoveEnv):
+    """``FirstMoveEnv`` without ``metadata["turn_based"]``: it omits a listed agent's observation."""
+
+    metadata = {"name": "toy_forgot_flag_v0", "render_modes": []}
+
+
+def make_turns(**kwargs) -> TurnsEnv:
+    return TurnsEnv(**kwargs)
+
+
+def make_turns_aec(**kwargs) -> TurnsAEC:
+    return TurnsAEC(**kwargs)
+
+
+def make_first_move(**kwargs) -> FirstMoveEnv:
+    return FirstMoveEnv(**kwargs)
+
+
+def make_turns_duel(**kwargs) -> TurnsDuelEnv:
+    return TurnsDuelEnv(**kwargs)
+
+
+def make_forgot_flag() -> ForgotFlagEnv:
+    return ForgotFlagEnv()
+
+
+def make_tictactoe():
+    from pettingzoo.classic import tictactoe_v3
+
+    return tictactoe_v3.env()

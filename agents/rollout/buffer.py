@@ -53,6 +53,10 @@ class Rollout:
             the env gave forbade (each checked on the host before the env saw it); 0 otherwise.
         checked_actions: how many env actions were checked against masks (every live row's, opponents' included
             with --self-play); 0 for an unmasked env.
+        acting: (T, N) float for turn-based envs, 1 at each row's own turns whose transition is complete (its
+            reward and next value known: GAE runs over these steps, ``compute_gae``); None otherwise. A
+            turn-based rollout has T = num_steps + 1: step 0 holds the transitions carried from the previous
+            rollout, whose reward was still arriving when it ended (docs/architecture.md).
     """
 
     obs: Tree
@@ -73,6 +77,7 @@ class Rollout:
     agent_inputs: Tree | None = None
     illegal_actions: int = 0
     checked_actions: int = 0
+    acting: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
@@ -82,7 +87,8 @@ class Rollout:
         return Rollout(obs=tree_map(lambda x: x.to(device), self.obs), **tensors,
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
                        nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs,
-                       illegal_actions=self.illegal_actions, checked_actions=self.checked_actions)
+                       illegal_actions=self.illegal_actions, checked_actions=self.checked_actions,
+                       acting=None if self.acting is None else self.acting.to(device))
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -177,6 +183,7 @@ def compute_gae(
     last_value: torch.Tensor,
     gamma: float,
     gae_lambda: float,
+    alive: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation that tells terminations from truncations.
 
@@ -188,10 +195,19 @@ def compute_gae(
     Args:
         rewards, values, terminated, truncated, truncation_values: (T, N).
         last_value: (N,), V(obs_T) for the observation after the rollout.
+        alive: (T, N) 1 at the steps where row n acted (turn-based rows: its own turns), or None (every step).
+            Given, each row's sequence is its acting steps alone: the next value of an acting step is the
+            value of the row's next acting step (carried back across the steps between, or ``last_value``),
+            the advantage flows only between acting steps, and the discount is one per own turn. Steps not
+            acting get advantage 0. Where every step before a non-acting one is an episode end (agents that
+            only come and go), the result is bitwise the one without ``alive``, masked.
 
     Returns:
         advantages (T, N) and returns = advantages + values (T, N).
     """
+    if alive is not None:
+        return _gae_over_turns(rewards, values, terminated, truncated, truncation_values, last_value, gamma,
+                               gae_lambda, alive)
     t_len = rewards.shape[0]
     done = torch.maximum(terminated, truncated)
     next_values = torch.cat((values[1:], last_value.unsqueeze(0)))
@@ -203,6 +219,25 @@ def compute_gae(
     for t in reversed(range(t_len)):
         last_gae = deltas[t] + gamma * gae_lambda * (1.0 - done[t]) * last_gae
         advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def _gae_over_turns(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+                    truncation_values: torch.Tensor, last_value: torch.Tensor, gamma: float, gae_lambda: float,
+                    alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``compute_gae`` over each row's acting steps (``alive`` (T, N)); the same arithmetic per acting step."""
+    done = torch.maximum(terminated, truncated)
+    acting = alive > 0
+    advantages = torch.zeros_like(rewards)
+    next_value = last_value  # (N,) the value of each row's next acting step
+    last_gae = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        target = torch.where(done[t] > 0, truncation_values[t] * (1.0 - terminated[t]), next_value)
+        delta = rewards[t] + gamma * target - values[t]
+        gae = delta + gamma * gae_lambda * (1.0 - done[t]) * last_gae
+        advantages[t] = torch.where(acting[t], gae, torch.zeros_like(gae))
+        last_gae = torch.where(acting[t], gae, last_gae)
+        next_value = torch.where(acting[t], values[t], next_value)
     return advantages, advantages + values
 
 
@@ -238,10 +273,11 @@ def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_sta
 
     Args:
         episode_starts: (T, N) bool/0-1.
-        alive: (T, N) bool/0-1 for multi-agent rows, or None (every step real). Absent steps are dropped:
-            with cuts at every episode start (a spawn), they lie only at the tail of a sequence (after the
-            agent's end) or fill whole sequences, so each sequence keeps a prefix of its steps and no absent
-            step becomes a training row.
+        alive: (T, N) bool/0-1 for multi-agent rows, or None (every step real). Steps not alive are dropped
+            and each sequence's kept steps move to its front in time order (``_drop_absent``): an absent
+            step lies at the tail of a sequence (after the agent's end) or fills whole sequences, a turn-based
+            row's waiting steps lie between its turns, where its state is held, so the kept steps run as the
+            collector ran them.
     """
     if alive is not None:
         return _drop_absent(make_sequences(episode_starts, bptt_len, cut_at_episode_starts), alive)
@@ -279,22 +315,28 @@ def make_sequences(episode_starts: np.ndarray, bptt_len: int, cut_at_episode_sta
 
 
 def _drop_absent(seqs: Sequences, alive: np.ndarray) -> Sequences:
-    """``seqs`` without the steps where ``alive`` (T, N) is 0; sequences left empty are removed.
+    """``seqs`` without the steps where ``alive`` (T, N) is 0, each sequence's kept steps moved to its front
+    (stable, so in time order); sequences left empty are removed, and each sequence starts at its first kept step.
 
-    Raises:
-        ValueError: an absent step precedes an alive one inside a sequence (a spawn that was not a cut).
+    Where the kept steps of every sequence are a prefix of it (agents that come and go), the result is the
+    prefix itself. The recurrent state is held across the dropped steps (absent or waiting), so the stored state
+    of the first kept step is the state the sequence starts from.
     """
     keep = alive.astype(bool)[seqs.time_index.numpy(), seqs.env_index.numpy()] & (seqs.mask.numpy() > 0)
-    if (keep[1:] & ~keep[:-1]).any():
-        raise ValueError("an agent's alive steps follow absent ones inside a sequence; cut sequences at every "
-                         "spawn (cut_at_episode_starts=True) for multi-agent rollouts")
-    kept = keep[0]
+    kept = keep.any(axis=0)
+    keep = keep[:, kept]
+    # Stable sort of "not kept" puts each column's kept steps first, in their order.
+    order = np.argsort(~keep, axis=0, kind="stable")
+    time_index = np.take_along_axis(seqs.time_index.numpy()[:, kept], order, axis=0)
+    env_index = np.take_along_axis(seqs.env_index.numpy()[:, kept], order, axis=0)
+    front = np.take_along_axis(keep, order, axis=0)
+    time_index, env_index = time_index * front, env_index * front  # padding points at step (0, 0), as before
     return Sequences(
-        time_index=seqs.time_index[:, kept] * torch.from_numpy(keep[:, kept]),
-        env_index=seqs.env_index[:, kept] * torch.from_numpy(keep[:, kept]),
-        mask=torch.from_numpy(keep[:, kept].astype(np.float32)),
-        start_time=seqs.start_time[kept],
-        start_env=seqs.start_env[kept],
+        time_index=torch.from_numpy(np.ascontiguousarray(time_index)),
+        env_index=torch.from_numpy(np.ascontiguousarray(env_index)),
+        mask=torch.from_numpy(front.astype(np.float32)),
+        start_time=torch.from_numpy(np.ascontiguousarray(time_index[0])),
+        start_env=torch.from_numpy(np.ascontiguousarray(env_index[0])),
     )
 
 

@@ -14,6 +14,11 @@
   slot (``"agent_index"``) and, for a central critic, its env copy's global state (``"global_state"``); the
   truncation value of an agent whose episode is cut reads the state at its end, before the autoreset.
 
+For a turn-based env (``MultiAgentVectorEnv.turn_based``) it also credits each waiting row's rewards and ends to
+its last acting step (its *pending* step), stores ``Rollout.acting`` (the acting steps, for GAE over each agent's
+own turns), and carries the pending steps of rows still waiting at the rollout's end into the next rollout's
+extra leading step 0 (T + 1 steps; docs/architecture.md, "Agents that come and go").
+
 The single-agent ``VectorCollector.collect`` loop is untouched.
 
 ``MultiPolicyCollector`` is the same collection with several policies (``--policy-map``): each policy owns a
@@ -24,8 +29,9 @@ per policy; ``collect`` returns one ``Rollout`` per policy.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -50,7 +56,11 @@ from agents.rollout.multiagent_env import (
     is_multiagent,
     make_multiagent_vector_env,
 )
-from agents.trees import obs_to_tensor, tree_stack
+from agents.trees import obs_to_tensor, tree_map, tree_map2, tree_stack
+
+# What a carried pending step keeps besides its observation, inputs and state (``MultiAgentCollector._carry``).
+_CARRIED = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
+            "episode_starts")
 
 # The backends that collect multi-agent envs: this process, or Ray actors that each wrap this module's collectors
 # over their share of the env copies (agents.rollout.ray_collector).
@@ -79,6 +89,19 @@ def refuse_unsupported(config: TrainConfig) -> None:
                               f"(each policy already learns its own role; docs/multiagent.md).")
 
 
+def refuse_turn_based(config: TrainConfig, envs: MultiAgentVectorEnv) -> None:
+    """Raise ConfigError (one line) for settings a turn-based env (``envs.turn_based``) does not have yet."""
+    if not envs.turn_based:
+        return
+    refused = [
+        (config.run.backend != "local", f"--backend {config.run.backend}"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise ConfigError(f"{what} is not supported with the turn-based env {config.env.env_id} yet; drop it "
+                              f"(docs/multiagent.md, 'Turn-based games').")
+
+
 def multiagent_collector(config: TrainConfig,
                          num_copies: int | None = None) -> MultiAgentCollector | MultiPolicyCollector:
     """The local ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it), over
@@ -88,6 +111,11 @@ def multiagent_collector(config: TrainConfig,
     copies = env.num_envs if num_copies is None else num_copies
     envs = make_multiagent_vector_env(env.env_id, copies, env.env_kwargs, env.env_import, env.policy_map,
                                       with_state=config.policy.central_critic)
+    try:
+        refuse_turn_based(config, envs)
+    except ConfigError:
+        envs.close()
+        raise
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
@@ -160,6 +188,11 @@ class MultiAgentCollector(VectorCollector):
         self.first_env = 0
         self.env_id = envs.env_id
         self.agent_names, self.state_space = tuple(envs.agent_names), envs.state_space
+        # Turn-based envs: the buffer's step 0 holds the transitions carried from the last rollout (``_carry``).
+        self.turn_based = envs.turn_based
+        self._first = 1 if self.turn_based else 0
+        self._pending = np.full(self.num_envs, -1, dtype=np.int64)  # each row's last acting step, while waiting
+        self._carry: dict | None = None
 
     def start(self, policy: RecurrentActorCritic, device: torch.device, sample_seed: int, env_seed: int) -> None:
         self.policy, self.device, self.seed = policy, device, env_seed
@@ -175,9 +208,11 @@ class MultiAgentCollector(VectorCollector):
                                  "with make_multiagent_vector_env(..., with_state=True)")
             inputs_space["global_state"] = policy.state_space
         self._inputs_space = spaces.Dict(inputs_space) if inputs_space else None
-        self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
+        slots = self._first + self.num_steps
+        self.buffer = RolloutBuffer(slots, self.num_envs, self.observation_space, policy.action_shape,
                                     policy.action_dtype, policy.state_shape, device, self._inputs_space)
-        self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
+        self.alive_steps = torch.zeros(slots, self.num_envs, device=device)
+        self.acting_steps = torch.zeros(slots, self.num_envs, device=device) if self.turn_based else None
         self._reset_envs(env_seed)
         self.state = policy.initial_state(self.num_envs, device)
 
@@ -189,6 +224,8 @@ class MultiAgentCollector(VectorCollector):
         self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self._pending[:] = -1  # a reset ends every episode: nothing is pending or carried
+        self._carry = None
 
     def _agent_inputs(self, global_state=None) -> dict | None:
         """The rows' multi-agent inputs the policy reads, leaves (R, ...): each row's slot and its env copy's
@@ -208,34 +245,43 @@ class MultiAgentCollector(VectorCollector):
         (spawn to its end) is one entry of ``episode_returns``."""
         policy, buffer = self.policy, self.buffer
         returns, lengths, masks = [], [], IllegalActionCount()
-        for t in range(self.num_steps):
+        if self.turn_based:
+            self._place_carry(buffer, slice(0, self.num_envs), self._carry)
+        for step in range(self.num_steps):
+            t = step + self._first  # the buffer index (turn-based: after the carried step 0)
             obs_t = obs_to_tensor(self.next_obs, self.device)
             inputs_t = self._agent_inputs()
             alive = self.alive
+            acting = self.envs.alive.copy()  # the rows acting now, on the host
             with torch.inference_mode():
                 # A spawned agent starts from zero state, in carry mode too (the stored state is that zero).
                 state = self.state * (1.0 - self.next_episode_start).view(1, 1, -1, 1)
                 out, action, next_state = self._act(obs_t, state, inputs_t, alive)
             buffer.store_step(t, obs_t, self.next_episode_start, state, out.action, out.logprob, out.value, inputs_t)
             self.alive_steps[t] = self._training_steps(alive)
-            self._episode_length += self.envs.alive  # the rows acting now, on the host (no device copy)
+            if self.turn_based:
+                self.acting_steps[t] = alive
+            self._episode_length += acting  # (no device copy)
 
             env_action = policy.env_action(action)
             if policy.masked:  # live rows only: an absent row's zero mask is not the env's
-                masks += count_illegal_actions(policy, self.next_obs, env_action, self.envs.alive, "agent row")
+                masks += count_illegal_actions(policy, self.next_obs, env_action, acting, "agent row")
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(env_action)
-            self._check_obs(next_obs, t, reward)
-            buffer.store_outcome(
-                t,
-                torch.as_tensor(reward, dtype=torch.float32, device=self.device),
-                torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
-                torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
-            )
-            cut = truncated & ~terminated
-            if cut.any():
-                # A cut agent's value reads the global state at its end, before its env copy's autoreset.
-                final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
-                buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state, final_inputs)
+            self._check_obs(next_obs, step, reward)
+            if self.turn_based:
+                self._store_turn_outcome(t, acting, reward, terminated, truncated, infos, next_state, inputs_t)
+            else:
+                buffer.store_outcome(
+                    t,
+                    torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(truncated, dtype=torch.float32, device=self.device),
+                )
+                cut = truncated & ~terminated
+                if cut.any():
+                    # A cut agent's value reads the global state at its end, before its env copy's autoreset.
+                    final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
+                    buffer.truncation_values[t] = self._truncation_values(cut, infos, out.state, final_inputs)
 
             self._episode_return += reward
             done = terminated | truncated
@@ -249,10 +295,128 @@ class MultiAgentCollector(VectorCollector):
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
             self._after_step(reward, infos["env_done"])
-        rollout = buffer.rollout(self._bootstrap_value(self._agent_inputs()), returns, lengths,
-                                 illegal_actions=masks.illegal, checked_actions=masks.checked)
+        bootstrap = self._bootstrap_value(self._agent_inputs())
+        if self.turn_based:
+            bootstrap, self._carry = self._hang_pending(buffer, slice(0, self.num_envs), bootstrap)
+        rollout = buffer.rollout(bootstrap, returns, lengths, illegal_actions=masks.illegal,
+                                 checked_actions=masks.checked)
         rollout.alive = self.alive_steps
+        rollout.acting = self.acting_steps
         return rollout
+
+    # ---------------------------------------------------------------- turn-based rows
+    def _store_turn_outcome(self, t: int, acting: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
+                            truncated: np.ndarray, infos: dict, next_state: torch.Tensor,
+                            inputs_t: dict | None) -> None:
+        """Step ``t``'s outcome for a turn-based env over all rows (``_credit_turns``). A truncated row's value
+        reads its final observation with its state now (``next_state`` (S, L, R, W): an acting row's advanced
+        state, a waiting row's held one) and its env copy's global state at its end."""
+
+        def truncation_values(cut: np.ndarray) -> torch.Tensor:
+            final_inputs = None if inputs_t is None else self._agent_inputs(infos.get("final_state"))
+            return self._truncation_values(cut, infos, next_state, final_inputs)
+
+        self._credit_turns(self.buffer, slice(0, self.num_envs), t, acting, reward, terminated, truncated,
+                           truncation_values)
+
+    def _credit_turns(self, buffer: RolloutBuffer, block: slice, t: int, acting: np.ndarray, reward: np.ndarray,
+                      terminated: np.ndarray, truncated: np.ndarray,
+                      truncation_values: Callable[[np.ndarray], torch.Tensor]) -> None:
+        """Step ``t``'s outcome for the rows ``block`` of a turn-based env (arrays (R_b,), ``buffer`` over those
+        rows): the acting rows' rewards and ends go to step t; a waiting row's go to its pending step (its last
+        action, ``_pending``), as PettingZoo's cumulative rewards credit them. ``truncation_values(cut)`` gives
+        V(final obs) (R_b,) of the rows in ``cut``. Rewards of a row that has not acted in its episode yet credit
+        no action (they count in its episode return only)."""
+        device, pending = self.device, self._pending[block]  # a view: the updates below are the collector's
+        act = torch.as_tensor(acting, device=device)
+        zero = torch.zeros((), device=device)
+
+        def as_f(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+        reward_t, term_t, trunc_t = as_f(reward), as_f(terminated), as_f(truncated)
+        buffer.store_outcome(t, torch.where(act, reward_t, zero), torch.where(act, term_t, zero),
+                             torch.where(act, trunc_t, zero))
+        credit = np.flatnonzero(~acting & (pending >= 0))
+        if credit.size:
+            at, rows = torch.as_tensor(pending[credit], device=device), torch.as_tensor(credit, device=device)
+            buffer.rewards[at, rows] += reward_t[rows]
+            buffer.terminated[at, rows] = term_t[rows]
+            buffer.truncated[at, rows] = trunc_t[rows]
+        cut = truncated & ~terminated
+        if cut.any():
+            values = truncation_values(cut)
+            buffer.truncation_values[t] = torch.where(act, values, zero)
+            if credit.size:
+                buffer.truncation_values[at, rows] = values[rows]
+        ended = terminated | truncated
+        pending[acting & ~ended] = t
+        pending[ended] = -1
+
+    def _hang_pending(self, buffer: RolloutBuffer, block: slice, bootstrap: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict | None]:
+        """At the rollout's end, for the rows ``block`` (``buffer`` over them): the rows waiting with a pending step
+        (its reward may still arrive) leave it out of this rollout's training and GAE, and bootstrap from its
+        stored value (V of the agent's next turn); the step is carried into the next rollout's step 0.
+
+        Returns:
+            The bootstrap values (R_b,), and the carried steps (``_place_carry`` writes them back), or None.
+        """
+        pending, acting_now = self._pending[block], self.envs.alive[block]
+        rows_np = np.flatnonzero(~acting_now & (pending >= 0))
+        at_np = pending[rows_np]
+        pending[:] = -1  # an acting row's last transition is complete: its next value is the bootstrap
+        if rows_np.size == 0:
+            return bootstrap, None
+        device = self.device
+        at, rows = torch.as_tensor(at_np, device=device), torch.as_tensor(rows_np, device=device)
+        alive_steps, acting_steps = self.alive_steps[:, block], self.acting_steps[:, block]  # views
+
+        def take(x: torch.Tensor) -> torch.Tensor:
+            return x[at, rows].clone()
+
+        carry = {
+            "rows": rows.clone(),
+            "obs": tree_map(take, buffer.obs),
+            "agent_inputs": None if buffer.agent_inputs is None else tree_map(take, buffer.agent_inputs),
+            "states": buffer.states[at, :, :, rows].clone(),  # (K, S, L, W)
+            **{name: take(getattr(buffer, name)) for name in _CARRIED},
+            "training": take(alive_steps),
+        }
+        alive_steps[at, rows] = 0.0
+        acting_steps[at, rows] = 0.0
+        pending[rows_np] = 0  # where the next rollout holds them
+        bootstrap = bootstrap.clone()
+        bootstrap[rows] = buffer.values[at, rows]
+        return bootstrap, carry
+
+    def _place_carry(self, buffer: RolloutBuffer, block: slice, carry: dict | None) -> None:
+        """Write the carried pending steps of the rows ``block`` (``_hang_pending``) into ``buffer``'s step 0;
+        the other rows' step 0 is empty (zero, not acting, not training)."""
+        tree_map(lambda x: x[0].zero_(), buffer.obs)
+        if buffer.agent_inputs is not None:
+            tree_map(lambda x: x[0].zero_(), buffer.agent_inputs)
+        buffer.states[0].zero_()
+        for name in _CARRIED:
+            getattr(buffer, name)[0].zero_()
+        alive_steps, acting_steps = self.alive_steps[:, block], self.acting_steps[:, block]
+        alive_steps[0] = 0.0
+        acting_steps[0] = 0.0
+        if carry is None:
+            return
+        rows = carry["rows"]
+
+        def put(dst: torch.Tensor, src: torch.Tensor) -> None:
+            dst[0, rows] = src
+
+        tree_map2(put, buffer.obs, carry["obs"])
+        if buffer.agent_inputs is not None:
+            tree_map2(put, buffer.agent_inputs, carry["agent_inputs"])
+        buffer.states[0][:, :, rows] = carry["states"].permute(1, 2, 0, 3)
+        for name in _CARRIED:
+            put(getattr(buffer, name), carry[name])
+        alive_steps[0, rows] = carry["training"]
+        acting_steps[0, rows] = 1.0
 
     # ---------------------------------------------------------------- what a subclass changes (self-play)
     def _act(self, obs_t: Any, state: torch.Tensor, inputs_t: dict | None,
@@ -296,6 +460,8 @@ class MultiAgentCollector(VectorCollector):
     def state_dict(self, snapshot_envs: bool = True) -> dict:
         state = super().state_dict(snapshot_envs=False)
         state["tensors"]["alive"] = self.alive.clone()
+        if self.turn_based:  # the pending steps carried into the next rollout, for an exact resume
+            state["tensors"]["turns"] = {"pending": torch.as_tensor(self._pending.copy()), "carry": self._carry}
         if snapshot_envs:
             state["resume"] = self._resume_state()
         return state
@@ -325,6 +491,11 @@ class MultiAgentCollector(VectorCollector):
                 self._episode_length = decode(resume["episode_length"])
                 self.next_episode_start = data["next_episode_start"].to(self.device)
                 self.alive = data["alive"].to(self.device)
+                if self.turn_based:
+                    turns = data["turns"]
+                    self._pending = turns["pending"].numpy().copy()
+                    self._carry = None if turns["carry"] is None else tree_map(
+                        lambda x: None if x is None else x.to(self.device), turns["carry"])
                 return None
             reason = f"restoring the envs failed ({error})"
         self._reset_envs(self.seed)
@@ -360,11 +531,13 @@ class MultiPolicyCollector(MultiAgentCollector):
         self.policies, self.device, self.seed = policies, device, env_seed
         self.policy = next(iter(policies.values()))  # the shared state's shape and dtype
         self.generator = torch.Generator(device).manual_seed(sample_seed)
-        self.buffers = {block.name: RolloutBuffer(self.num_steps, block.num_rows, block.observation_space,
+        slots = self._first + self.num_steps  # turn-based: step 0 holds the carried pending steps
+        self.buffers = {block.name: RolloutBuffer(slots, block.num_rows, block.observation_space,
                                                   policies[block.name].action_shape, policies[block.name].action_dtype,
                                                   policies[block.name].state_shape, device)
                         for block in self.policy_rows}
-        self.alive_steps = torch.zeros(self.num_steps, self.num_envs, device=device)
+        self.alive_steps = torch.zeros(slots, self.num_envs, device=device)
+        self.acting_steps = torch.zeros(slots, self.num_envs, device=device) if self.turn_based else None
         self._reset_envs(env_seed)
         self.state = self.policy.initial_state(self.num_envs, device)
 
@@ -382,7 +555,13 @@ class MultiPolicyCollector(MultiAgentCollector):
         returns: dict[str, list[float]] = {block.name: [] for block in self.policy_rows}
         lengths: dict[str, list[int]] = {block.name: [] for block in self.policy_rows}
         masks = {block.name: IllegalActionCount() for block in self.policy_rows}
-        for t in range(self.num_steps):
+        if self.turn_based:
+            carries = self._carry or {}
+            for block in self.policy_rows:
+                self._place_carry(self.buffers[block.name], block.rows, carries.get(block.name))
+        for step in range(self.num_steps):
+            t = step + self._first  # the buffer index (turn-based: after the carried step 0)
+            acting = self.envs.alive.copy()  # the rows acting now, on the host
             actions, outs, next_states = [], [], []
             for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
                 policy, buffer, rows = self.policies[block.name], self.buffers[block.name], block.rows
@@ -397,18 +576,26 @@ class MultiPolicyCollector(MultiAgentCollector):
                 buffer.store_step(t, obs_t, start, state, out.action, out.logprob, out.value)
                 env_action = policy.env_action(out.action)
                 if policy.masked:
-                    masks[block.name] += count_illegal_actions(policy, obs, env_action, self.envs.alive[rows],
-                                                               "agent row")
+                    masks[block.name] += count_illegal_actions(policy, obs, env_action, acting[rows], "agent row")
                 actions.append(env_action)
                 outs.append(out)
             self.alive_steps[t] = self.alive
-            self._episode_length += self.envs.alive
+            if self.turn_based:
+                self.acting_steps[t] = self.alive
+            self._episode_length += acting
 
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(actions)
-            self._check_obs(next_obs, t, reward)
+            self._check_obs(next_obs, step, reward)
             cut = truncated & ~terminated
-            for block, out in zip(self.policy_rows, outs, strict=True):
+            for block, out, next_state in zip(self.policy_rows, outs, next_states, strict=True):
                 buffer, rows = self.buffers[block.name], block.rows
+                if self.turn_based:
+                    # A waiting row's truncation value reads its held state (next_state), as with one policy.
+                    truncation_values = partial(self._policy_truncation_values, block,
+                                                final_obs=infos["final_obs"][rows], state=next_state)
+                    self._credit_turns(buffer, rows, t, acting[rows], reward[rows], terminated[rows],
+                                       truncated[rows], truncation_values)
+                    continue
                 buffer.store_outcome(
                     t,
                     torch.as_tensor(reward[rows], dtype=torch.float32, device=self.device),
@@ -431,17 +618,22 @@ class MultiPolicyCollector(MultiAgentCollector):
             self.state = torch.cat(next_states, dim=2)
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
-        rollouts = {}
+        rollouts, carries = {}, {}
         for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
             policy, rows = self.policies[block.name], block.rows
             with torch.inference_mode():  # V(obs_T) with state_T, as _bootstrap_value
                 bootstrap = policy.value(obs_to_tensor(obs, self.device), self.state[:, :, rows],
                                          self.next_episode_start[rows])
+            if self.turn_based:
+                bootstrap, carries[block.name] = self._hang_pending(self.buffers[block.name], rows, bootstrap)
             rollout = self.buffers[block.name].rollout(bootstrap, returns[block.name], lengths[block.name],
                                                        illegal_actions=masks[block.name].illegal,
                                                        checked_actions=masks[block.name].checked)
             rollout.alive = self.alive_steps[:, rows]
+            rollout.acting = None if self.acting_steps is None else self.acting_steps[:, rows]
             rollouts[block.name] = rollout
+        if self.turn_based:
+            self._carry = carries
         return rollouts
 
     def _policy_truncation_values(self, block: PolicyRows, cut: np.ndarray, final_obs: list,

@@ -19,6 +19,13 @@ Episodes are per agent:
   autoreset, as ``agents.rollout.vector_env``): the returned observations are the new episode's, whose agents
   spawn.
 
+Turn-based envs (``metadata["turn_based"] = True``; AEC envs through ``agents.rollout.turns.AECTurns``) observe
+only the agents that act next: a row whose agent is in ``env.agents`` without an observation is *waiting*
+(``waiting`` (R,)); ``alive`` means acting now. A waiting row gets a zero observation (its state is held, as an
+absent row's), but its rewards, terminations and truncations are reported at the step they arrive (a
+truncation with ``final_obs``); it spawns at its first acting step of an episode, not at reset. An env without
+the flag that leaves out a listed agent's observation is refused (``ConfigError``).
+
 With ``with_state`` (a central critic) the env copies' global states (PettingZoo's ``state()`` over
 ``state_space``) are read after every reset and step: ``global_state`` is each copy's state now (it goes with the
 next observations), and ``info["final_state"]`` each copy's state at the end of the step, before an autoreset (the
@@ -115,7 +122,9 @@ def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: t
             policy have different spaces.
     """
     factory = resolve_factory(env_id, env_import)  # first: it says how to install pettingzoo when it is missing
-    from pettingzoo import ParallelEnv
+    from pettingzoo import AECEnv, ParallelEnv
+
+    from agents.rollout.turns import AECTurns
 
     kwargs = dict(env_kwargs or {})
     try:
@@ -123,9 +132,11 @@ def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: t
     except Exception as exc:
         raise ConfigError(f"Making {env_id} with --env-kwargs {json.dumps(kwargs)} failed: {type(exc).__name__}: "
                           f"{exc}. Check the env's arguments (its docstring lists them).") from exc
+    if isinstance(env, AECEnv):
+        env = AECTurns(env)  # turn by turn: only agent_selection acts (docs/multiagent.md, "Turn-based games")
     if not isinstance(env, ParallelEnv):
-        raise ConfigError(f"--env-id {env_id} returned a {type(env).__name__}, not a pettingzoo ParallelEnv; make the "
-                          f"callable return a ParallelEnv (an AEC env converts with pettingzoo.utils.aec_to_parallel).")
+        raise ConfigError(f"--env-id {env_id} returned a {type(env).__name__}, not a pettingzoo ParallelEnv or "
+                          f"AECEnv; make the callable return one of them.")
     agents = list(env.possible_agents)
     if not agents:
         raise ConfigError(f"--env-id {env_id}: the env lists no possible_agents; set possible_agents to every "
@@ -198,6 +209,11 @@ def assign_policies(env, policy_map: str | None, env_id: str = "") -> list[tuple
     return list(groups.items())
 
 
+def is_turn_based(env) -> bool:
+    """Whether ``env`` declares the turn-based convention (``metadata["turn_based"]``, docs/multiagent.md)."""
+    return bool((getattr(env, "metadata", None) or {}).get("turn_based", False))
+
+
 def _zeros_like_space(space: gym.Space) -> Any:
     """A zero observation of ``space`` (the observation an absent row gets)."""
     if isinstance(space, gym.spaces.Dict):
@@ -253,6 +269,11 @@ class MultiAgentVectorEnv:
         self.single_action_space = None if self.per_policy else self.policies[0].action_space
         self._zero_obs = [_zeros_like_space(block.observation_space) for block in self.policies]
         self.alive = np.zeros(self.num_envs, dtype=bool)
+        # Turn-based envs (``metadata["turn_based"]``): rows in their episode that do not act now, and rows that
+        # acted in their running episode (a waiting agent spawns at its first acting step, not at reset).
+        self.turn_based = is_turn_based(envs[0])
+        self.waiting = np.zeros(self.num_envs, dtype=bool)
+        self._started = np.zeros(self.num_envs, dtype=bool)
         # Each row's slot k (its agent is possible_agents[k]; the agent-index input) and env copy i.
         self.agent_index = np.zeros(self.num_envs, dtype=np.int64)
         self.copy_of_row = np.zeros(self.num_envs, dtype=np.int64)
@@ -317,10 +338,26 @@ class MultiAgentVectorEnv:
 
     def _reset_one(self, i: int, env, seed: int | None, per_row: list) -> None:
         obs, _ = env.reset(seed=seed)
-        self.alive[self.env_rows(i)] = False
-        for agent in env.agents:
+        rows = self.env_rows(i)
+        self.alive[rows] = False
+        self.waiting[rows] = False
+        self._started[rows] = False
+        self._place(i, env.agents, obs, per_row)
+        if self.turn_based:
+            self._started[rows] = self.alive[rows]
+
+    def _place(self, i: int, agents: list[str], obs: dict, per_row: list) -> None:
+        """Mark env ``i``'s listed ``agents`` acting (they have an observation, put in ``per_row``) or waiting."""
+        for agent in agents:
             row = self._row(i, agent)
-            per_row[row], self.alive[row] = obs[agent], True
+            if agent in obs:
+                per_row[row], self.alive[row] = obs[agent], True
+            elif self.turn_based:
+                self.waiting[row] = True
+            else:
+                raise ConfigError(f"{self.env_id or 'the env'} lists agent {agent!r} in env.agents but gave it no "
+                                  f"observation; an env where only some agents act each step sets "
+                                  f"metadata['turn_based'] = True (docs/multiagent.md, 'Turn-based games').")
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Act for every alive row (the actions of absent rows are ignored).
@@ -333,6 +370,8 @@ class MultiAgentVectorEnv:
             before its autoreset. ``self.alive`` is the rows alive after the step (``self.global_state`` each
             copy's state after it).
         """
+        if self.turn_based:
+            return self._step_turns(actions)
         r = self.num_envs
         reward = np.zeros(r, dtype=np.float64)
         terminated, truncated = np.zeros(r, dtype=bool), np.zeros(r, dtype=bool)
@@ -369,10 +408,58 @@ class MultiAgentVectorEnv:
                 env_done[i] = True
                 spawn[rows] = self.alive[rows]
                 continue
+            self._place(i, env.agents, obs, per_row)
             for agent in env.agents:
                 row = self._row(i, agent)
-                per_row[row], self.alive[row] = obs[agent], True
                 spawn[row] = not was_alive[row] or terminated[row] or truncated[row]
+        infos: dict = {"final_obs": final_obs, "env_done": env_done}
+        if self.with_state:
+            infos["final_state"] = tree_stack(final_states)
+            self.global_state = tree_stack([self.envs[i].state() if env_done[i] else final_states[i]
+                                            for i in range(self.num_copies)])
+        return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
+
+    def _step_turns(self, actions) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """``step`` for a turn-based env: the acting rows act; rewards and ends are reported for every row in
+        its episode, acting or waiting; a row spawns at its first acting step of an episode."""
+        r = self.num_envs
+        reward = np.zeros(r, dtype=np.float64)
+        terminated, truncated = np.zeros(r, dtype=bool), np.zeros(r, dtype=bool)
+        spawn = np.zeros(r, dtype=bool)
+        final_obs: list = [None] * r
+        env_done = np.zeros(self.num_copies, dtype=bool)
+        per_row: list = [None] * r
+        was_alive, was_in = self.alive.copy(), self.alive | self.waiting
+        action_of = self._action_of_row(actions)
+        final_states = []
+        for i, env in enumerate(self.envs):
+            rows = self.env_rows(i)
+            listed = [(a, row) for a, row in zip(self.agent_names, rows, strict=True) if was_in[row]]
+            obs, rewards, terms, truncs, _ = env.step({a: action_of(row) for a, row in listed if was_alive[row]})
+            if self.with_state:
+                final_states.append(env.state())
+            present = set(env.agents)
+            ended = set()
+            for agent, row in listed:
+                reward[row] = float(rewards.get(agent, 0.0))
+                term, trunc = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
+                if term or trunc or agent not in present:
+                    terminated[row], truncated[row] = term or not trunc, trunc and not term
+                    final_obs[row] = obs.get(agent)
+                    if truncated[row] and final_obs[row] is None:
+                        raise RuntimeError(f"turn-based env {self.env_id} truncated agent {agent!r} without its "
+                                           f"final observation; return it in the step's observations.")
+                    ended.add(agent)
+            self.alive[rows], self.waiting[rows] = False, False
+            if not present or (ended and present <= ended):
+                self._reset_one(i, env, None, per_row)
+                env_done[i] = True
+                spawn[rows] = self.alive[rows]
+                continue
+            self._started[rows] &= ~(terminated[rows] | truncated[rows])
+            self._place(i, env.agents, obs, per_row)
+            spawn[rows] = self.alive[rows] & ~self._started[rows]
+            self._started[rows] |= self.alive[rows]
         infos: dict = {"final_obs": final_obs, "env_done": env_done}
         if self.with_state:
             infos["final_state"] = tree_stack(final_states)
@@ -385,7 +472,10 @@ class MultiAgentVectorEnv:
         """``{"snapshots": [...]}`` of every env's plain attributes (``agents.rollout.env_state``, one layer, or
         its ``mnemo_get_state``), or ``{"error": why not}``."""
         try:
-            return {"snapshots": [snapshot_env(env) for env in self.envs], "alive": self.alive.tolist()}
+            snap = {"snapshots": [snapshot_env(env) for env in self.envs], "alive": self.alive.tolist()}
+            if self.turn_based:
+                snap.update(waiting=self.waiting.tolist(), started=self._started.tolist())
+            return snap
         except Exception as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -395,6 +485,9 @@ class MultiAgentVectorEnv:
             for env, snap in zip(self.envs, state["snapshots"], strict=True):
                 restore_env(env, snap)
             self.alive[:] = np.asarray(state["alive"], dtype=bool)
+            if self.turn_based:
+                self.waiting[:] = np.asarray(state["waiting"], dtype=bool)
+                self._started[:] = np.asarray(state["started"], dtype=bool)
             if self.with_state:
                 self.global_state = self._read_states()  # a function of the restored envs
             return None

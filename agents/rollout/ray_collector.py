@@ -52,7 +52,7 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import _ROLLOUT_TENSORS, Rollout
 from agents.rollout.collector import EnvError, NonFiniteError, VectorCollector
 from agents.rollout.env_state import decode, encode
-from agents.rollout.multiagent_collector import multiagent_collector
+from agents.rollout.multiagent_collector import multiagent_collector, refuse_turn_based
 from agents.rollout.multiagent_env import SHARED_POLICY, PolicyRows, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
@@ -207,6 +207,7 @@ class RayCollector:
         probe = make_multiagent_vector_env(env.env_id, 1, env.env_kwargs, env.env_import, env.policy_map,
                                            with_state=config.policy.central_critic)
         try:
+            refuse_turn_based(config, probe)
             self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
             self.agent_names, self.state_space = tuple(probe.agent_names), probe.state_space
             self.num_envs = env.num_envs * probe.slots

@@ -38,8 +38,8 @@ class RewardScaler:
         self.return_rms = RunningMeanStd(1).to(device)
 
     @torch.no_grad()
-    def scale_rollout(self, rewards: torch.Tensor, dones: torch.Tensor, alive: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+    def scale_rollout(self, rewards: torch.Tensor, dones: torch.Tensor, alive: torch.Tensor | None = None,
+                      acting: torch.Tensor | None = None) -> torch.Tensor:
         """Advance the discounted sums over a rollout, update the statistics, return the scaled rewards.
 
         Args:
@@ -47,6 +47,8 @@ class RewardScaler:
             dones: (T, N) 1.0 where the episode ended at that step (terminated or truncated).
             alive: (T, N) 1.0 where a multi-agent row's agent acted, or None (all): the sums of absent steps
                 (0: an absent row follows an ended episode and gets reward 0) stay out of the statistics.
+            acting: (T, N) 1.0 at a turn-based row's own turns (``Rollout.acting``), or None (every step): the
+                sums advance only there, one discount per own turn (a waiting step carries reward 0).
 
         Returns:
             (T, N) float32 rewards divided by sqrt(var + eps) and clipped.
@@ -54,10 +56,17 @@ class RewardScaler:
         sums = torch.empty(rewards.shape, dtype=torch.float64, device=rewards.device)
         running = self.returns
         keep = 1.0 - dones.double()
-        for t in range(rewards.shape[0]):
-            running = running * self.gamma + rewards[t].double()
-            sums[t] = running
-            running = running * keep[t]  # the next episode's sum starts at 0
+        if acting is None:
+            for t in range(rewards.shape[0]):
+                running = running * self.gamma + rewards[t].double()
+                sums[t] = running
+                running = running * keep[t]  # the next episode's sum starts at 0
+        else:
+            turn = acting > 0
+            for t in range(rewards.shape[0]):
+                running = torch.where(turn[t], running * self.gamma + rewards[t].double(), running)
+                sums[t] = running
+                running = running * keep[t]
         self.returns = running
         seen = sums.reshape(-1, 1) if alive is None else sums[alive > 0].reshape(-1, 1)
         if seen.numel() > 0:

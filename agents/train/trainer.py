@@ -569,10 +569,11 @@ class Trainer:
         rewards, alive = rollout.rewards, rollout.alive
         if reward_scaler is not None:
             rewards = reward_scaler.scale_rollout(rewards, torch.maximum(rollout.terminated, rollout.truncated),
-                                                  alive)
+                                                  alive, rollout.acting)
+        # Turn-based rows (rollout.acting): GAE over each row's own turns (docs/multiagent.md, "Turn-based games").
         advantages, returns = compute_gae(rewards, rollout.values, rollout.terminated, rollout.truncated,
                                           rollout.truncation_values, rollout.bootstrap_value, cfg.ppo.gamma,
-                                          cfg.ppo.gae_lambda)
+                                          cfg.ppo.gae_lambda, rollout.acting)
         if alive is None:
             seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len,
                                   cut_at_episode_starts=not cfg.policy.carry_across_episodes)
