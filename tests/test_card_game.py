@@ -363,3 +363,28 @@ def test_the_heuristic_uses_this_turns_view_only_and_memory_uses_everything():
     assert picks(game.heuristic_policy, state, 1) == {8} and picks(perfect_memory_policy, state, 1) == {8}
     obs = {"observation": observe(state, 1, params), "action_mask": action_mask(state)}
     assert scripted_player(P1, obs, np.random.default_rng(0)) == 8  # mnemo match's scripted player is it
+
+
+# --------------------------------------------------------------------------- training and matches
+
+
+def test_a_self_play_run_trains_with_legal_cards_only_and_plays_matches(tmp_path):
+    """A tiny --self-play run on Pairs (the turn-based core: only the mover's row acts): every action it took
+    was legal, and its policy plays `mnemo match` against the random and the scripted players."""
+    import json
+
+    from agents.deploy import match
+    from agents.train import cli as train
+
+    run = tmp_path / "pairs"
+    assert train.main(["--env-id", "mnemo/Pairs-v0", "--env-kwargs", json.dumps({"pairs": 4}), "--self-play",
+                       "--total-steps", "512", "--num-envs", "2", "--num-steps", "64", "--hidden-size", "16",
+                       "--bptt-len", "8", "--update-epochs", "1", "--eval-episodes", "2", "--progress", "false",
+                       "--torch-threads", "1", "--run-dir", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    masks = summary["action_masks"]
+    assert masks["training"]["checked"] > 0 and masks["training"]["illegal"] == 0
+    assert masks["evaluation"]["illegal"] == 0
+    for opponent in ("random", "scripted"):
+        stats, about = match.play_match(match.load_player(str(run)), match.load_player(opponent), 4, seed=1)
+        assert stats.games == 4 and stats.points_for is not None and about["env_id"] == "mnemo/Pairs-v0"
