@@ -17,11 +17,14 @@ from agents.config import TrainConfig
 from agents.deploy import match
 from agents.deploy.match import MatchStats, elo_from_score, format_elo, load_player, play_match, wilson_interval
 from agents.model.policy import RecurrentActorCritic
+from agents.rollout.multiagent_env import is_multiagent, make_parallel_env
 from agents.run.checkpoint import atomic_torch_save, build_payload, load_policy
 from agents.train import cli as train
 from agents.train.evaluation import evaluate_multiagent
+from agents.trees import obs_to_tensor, tree_map
 
 DUEL = "mnemo/FlickerPongDuel-v0"
+PAIRS = "mnemo/Pairs-v0"
 SHORT = {"points_to_win": 1, "max_steps": 300}
 FAST = ["--total-steps", "256", "--num-envs", "2", "--num-steps", "64", "--hidden-size", "16", "--bptt-len", "8",
         "--update-epochs", "1", "--eval-episodes", "2", "--progress", "false", "--torch-threads", "1"]
@@ -108,11 +111,10 @@ def _untrained_run(root, env_id, env_kwargs=None, carry=False):
     config = TrainConfig()
     config.env.env_id, config.env.env_kwargs = env_id, dict(env_kwargs or {})
     config.policy.hidden_size, config.policy.carry_across_episodes = 8, carry
-    if env_id == DUEL:
-        from envs.multiagent.pong_duel import make_env
-
-        env = make_env(**config.env.env_kwargs)
-        spaces = env.observation_space("left"), env.action_space("left")
+    if is_multiagent(env_id):
+        env = make_parallel_env(env_id, config.env.env_kwargs)
+        first = env.possible_agents[0]
+        spaces = env.observation_space(first), env.action_space(first)
     else:
         import envs  # noqa: F401
 
@@ -186,3 +188,72 @@ def test_each_game_starts_from_zero_state_unless_the_run_carries_memory(tmp_path
     assert seen[carry.label][0] == {"left": None}  # the first game starts fresh in both modes
     (agent, state), = seen[carry.label][starts[2]].items()
     assert agent == "left" and state.abs().sum() > 0 and torch.equal(state, ends[0]["left"])
+
+
+# --------------------------------------------------------------------------- a turn-based game (mnemo/Pairs-v0)
+
+
+def test_pairs_bots_play_legal_cards_and_the_heuristic_beats_random(capsys):
+    """The random bot draws from the mask (the env raises on an illegal card), the scripted bot is the env's
+    memoryless heuristic (``scripted_player``), played from each observation in the plain env; a scripted
+    player on both sides is allowed there, since the env does not play it itself."""
+    assert match.main(["scripted", "random", "--env-id", PAIRS, "--games", "40", "--json"]) == 0
+    bots = json.loads(capsys.readouterr().out)
+    assert bots["score"] > 0.75 and bots["points_for"] + bots["points_against"] > 40 * 5, bots
+    again = []
+    play_match(load_player("random"), load_player("random"), 3, seed=2, env_id=PAIRS,
+               on_game=lambda g, r: again.append(r))
+    first = []
+    play_match(load_player("random"), load_player("random"), 3, seed=2, env_id=PAIRS,
+               on_game=lambda g, r: first.append(r))
+    assert first == again  # seeded
+    stats, _ = play_match(load_player("scripted"), load_player("scripted"), 4, env_id=PAIRS)
+    assert stats.games == 4
+
+
+def test_random_bot_draws_uniformly_from_the_mask():
+    env = make_parallel_env(PAIRS, {"pairs": 3})
+    obs, _ = env.reset(seed=0)
+    env.step({"player_0": 0})
+    obs, *_ = env.step({"player_0": 1})
+    rng = np.random.default_rng(0)
+    mask = obs["player_1"]["action_mask"]
+    draws = [match._act(load_player("random"), env, ["player_1"], obs, rng)["player_1"] for _ in range(600)]
+    counts = np.bincount(draws, minlength=6)
+    assert np.array_equal(counts > 0, mask.astype(bool)) and counts[mask > 0].min() > 60
+
+
+def test_a_run_acts_only_on_its_turns_and_holds_its_state_while_it_waits(tmp_path):
+    """A run against itself: one runner holds both players. Each step it acts for the mover alone; the waiting
+    player's state stays bit for bit what its own last act left, and each player's states are those of the
+    policy stepped over that player's observations only, as if the other's steps had not happened."""
+    run = load_player(str(_untrained_run(tmp_path / "pairs", PAIRS)))
+    runner = run.runner
+    calls, after = [], {}
+    act = runner.act
+
+    def spy(obs, agent_ids=None, **kwargs):
+        held = {a: runner.get_state(a).clone() for a in runner.agent_ids}
+        for a, state in held.items():
+            assert torch.equal(state, after[a]), a  # nobody touched it since its own last act
+        out = act(obs, agent_ids=agent_ids, **kwargs)
+        calls.append((list(agent_ids), obs[0]))
+        after[agent_ids[0]] = runner.get_state(agent_ids[0]).clone()
+        return out
+
+    runner.act = spy
+    results = []
+    play_match(run, run, 1, seed=4, on_game=lambda g, r: results.append(r))
+    assert len(calls) == results[0]["steps"] and all(len(ids) == 1 for ids, _ in calls)
+    movers = [ids[0] for ids, _ in calls]
+    assert movers[:4] == ["player_0", "player_0", "player_1", "player_1"]
+    policy = runner.policy
+    for agent in ("player_0", "player_1"):
+        state, first = policy.initial_state(1), 1.0
+        for (ids, obs) in calls:
+            if ids[0] == agent:
+                obs_t = tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(obs, torch.device("cpu")))
+                with torch.inference_mode():
+                    state = policy.step(obs_t, state, torch.tensor([first]), deterministic=True).state
+                first = 0.0
+        torch.testing.assert_close(after[agent], state[:, :, 0], atol=1e-5, rtol=0)

@@ -145,6 +145,36 @@ def test_agents_keep_separate_states_and_can_join_and_leave():
     assert runner.agent_ids == (3, 7, 11, 9)  # in the order they (re)joined
 
 
+@pytest.mark.parametrize("kwargs", RUNNER_CASES)
+def test_stepping_some_agents_leaves_the_others_state_untouched(kwargs):
+    """A turn-based game: one agent (or a few) acts per step while the others wait. The waiting agents' states
+    stay bit for bit as their own last act left them, and each agent's actions and states are those of
+    policy.step over its own observations only."""
+    policy = make_policy(**kwargs)
+    runner = PolicyRunner(policy)
+    ids = ["a", "b", "c", "d"]
+    runner.act(np.stack(random_obs(BOX, 4, seed=6)), agent_ids=ids)  # all four join (slots 0-3)
+    refs = {agent: Reference(policy) for agent in ids}
+    for i, agent in enumerate(ids):
+        refs[agent].step(np.stack(random_obs(BOX, 4, seed=6))[i:i + 1], [1.0])
+    rng = np.random.default_rng(0)
+    obs_stream = iter(random_obs(BOX, 200, seed=7))
+    for _ in range(40):
+        movers = [ids[k] for k in sorted(rng.choice(4, size=int(rng.integers(1, 3)), replace=False))]
+        if rng.random() < 0.3:
+            movers = movers[::-1]  # scattered slots: the gather / scatter path
+        before = {agent: runner.get_state(agent).clone() for agent in ids}
+        batch = np.stack([next(obs_stream) for _ in movers])
+        actions = runner.act(batch, agent_ids=movers)
+        for i, agent in enumerate(movers):
+            assert actions[i] == refs[agent].step(batch[i:i + 1], [0.0])[0][0]
+        for agent in ids:
+            if agent in movers:
+                torch.testing.assert_close(runner.get_state(agent), refs[agent].state[:, :, 0], atol=ATOL, rtol=0)
+            else:
+                assert torch.equal(runner.get_state(agent), before[agent]), agent
+
+
 def test_episode_start_flags_and_numpy_or_string_ids():
     runner = PolicyRunner(make_policy())
     obs = np.stack(random_obs(BOX, 2, seed=4))

@@ -218,3 +218,79 @@ def test_refusals_are_one_line_exit_2(runs, tmp_path, capsys, command, expected)
     assert main([*argv[1:], "--record", str(tmp_path / "x.gif")] if argv[0] == "watch" else argv[1:]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and expected in err, err
+
+
+# --------------------------------------------------------------------------- a turn-based game (mnemo/Pairs-v0)
+
+
+def _untrained_pairs_run(root):
+    """A run directory holding an untrained policy of mnemo/Pairs-v0 (4 pairs)."""
+    from agents.config import TrainConfig
+    from agents.model.policy import RecurrentActorCritic
+    from agents.run.checkpoint import atomic_torch_save, build_payload
+    from envs.multiagent.pairs import make_env as make_pairs
+
+    config = TrainConfig()
+    config.env.env_id, config.env.env_kwargs = "mnemo/Pairs-v0", {"pairs": 4}
+    config.policy.hidden_size = 8
+    env = make_pairs(pairs=4)
+    torch.manual_seed(0)
+    policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"), config.policy)
+    atomic_torch_save(build_payload(config, policy, None, {}), root / "checkpoints" / "latest.pt")
+    return root
+
+
+@torch.no_grad()
+def test_a_turn_based_match_shows_the_waiting_players_memory_held(tmp_path, monkeypatch):
+    """Watching player_1 of Pairs: a frame per step, a panel column per step it acts (none while it waits,
+    which the caption says), each column's reward summing what its action earned until its next one, and
+    its memory that of its policy stepped over its own observations only."""
+    run = _untrained_pairs_run(tmp_path)
+    pushed = []
+    push = MemoryPanel.push
+    monkeypatch.setattr(MemoryPanel, "push", lambda self, readout: (pushed.append(readout), push(self, readout))[1])
+    captions = []
+    compose = MemoryPanel.compose
+    monkeypatch.setattr(MemoryPanel, "compose",
+                        lambda self, frame, caption: (captions.append(caption[-1]), compose(self, frame, caption))[1])
+    turns_seen, outcome = [], {}
+    turns = match_viewer.game_turns
+
+    def spy(*args, **kwargs):
+        game = turns(*args, **kwargs)
+        try:
+            while True:
+                turn = next(game)
+                turns_seen.append(turn)
+                yield turn
+        except StopIteration as end:
+            outcome.update(end.value)
+            return end.value
+
+    monkeypatch.setattr(match_viewer, "game_turns", spy)
+    sink = ListSink()
+    result = watch(run, episodes=1, seed=2, sink=sink, opponent="random", side="player_1", inspect=True,
+                   agent="player_1", **QUIET)
+    steps = result.lengths[0]
+    assert len(sink.frames) == steps + 1 and len(turns_seen) == steps
+    acting = [k for k, turn in enumerate(turns_seen) if "player_1" in turn.actions]
+    assert len(pushed) == len(acting) and 0 < len(acting) < steps
+    assert all(list(turn.actions) == ["player_1"] for turn in turns_seen if "player_1" in turn.actions)
+    assert captions[:-1] == ["memory: player_1" if k in acting else "memory: player_1 (waiting)"
+                             for k in range(steps)]
+    # Each column's reward: the rewards of its step and of every step until player_1 acts again.
+    step_rewards = [turns_seen[k + 1].rewards.get("player_1", 0.0) for k in range(steps - 1)]
+    step_rewards.append(outcome["rewards"].get("player_1", 0.0))
+    bounds = [*acting, steps]
+    expected = [sum(step_rewards[bounds[i]:bounds[i + 1]]) for i in range(len(acting))]
+    assert [readout.reward for readout in pushed] == pytest.approx(expected)
+    assert sum(step_rewards[acting[0]:]) == pytest.approx(sum(expected))
+    assert any(step_rewards[k] != 0 for k in range(steps) if k not in acting)  # a reward paid while it waited
+    # Its memory: the policy over player_1's own observations, from the zero state at its first act.
+    policy = load_policy(run)[0]
+    h = policy.actor_core.state_names.index("h")
+    state = policy.initial_state(1)
+    for i, k in enumerate(acting):
+        obs_t = tree_map(lambda x: x.unsqueeze(0), obs_to_tensor(turns_seen[k].obs["player_1"], torch.device("cpu")))
+        state = policy.step(obs_t, state, torch.tensor([float(i == 0)]), deterministic=True).state
+        assert np.allclose(pushed[i].layers[0]["h"], state[h, 0, 0].numpy(), atol=1e-5)

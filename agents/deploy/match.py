@@ -7,15 +7,19 @@
     mnemo match runs/sp@snapshot:last runs/sp@snapshot:first --games 200       # a self-play run's snapshots
 
 A player is a run directory (``--which``, and ``--policy NAME`` for a run with ``--policy-map``), ``scripted``
-(the env's own scripted bot, where the env's module defines ``scripted_env_kwargs``), ``random`` (uniform
-random actions), or ``RUN@snapshot:STEP`` (a ``--self-play`` run's opponent-pool snapshot taken at env step
-STEP exactly, or ``first`` / ``last``: the oldest / newest its checkpoint holds, which are only the last
-``--pool-size`` taken; ``agents.run.checkpoint.load_snapshot``), played with the run's architecture and the
-snapshot's own weights and normaliser statistics, as the pool played it.
+(the env's own scripted bot: the env module's ``scripted_player(agent, obs, rng)`` acting from each
+observation, else the env playing that side itself under the module's ``scripted_env_kwargs``), ``random``
+(uniform random actions, legal ones where the observation holds an ``"action_mask"``), or
+``RUN@snapshot:STEP`` (a ``--self-play`` run's opponent-pool snapshot taken at env step STEP exactly, or
+``first`` / ``last``: the oldest / newest its checkpoint holds, which are only the last ``--pool-size`` taken;
+``agents.run.checkpoint.load_snapshot``), played with the run's architecture and the snapshot's own weights
+and normaliser statistics, as the pool played it.
 The env is the run's (id, ``env_kwargs``, ``--env-import``); two runs must share it. The two
 sides are by default the env's two agents, else ``--sides``; A takes side 1 in even games and side 2 in odd
 ones, so neither player keeps the side that serves or sees first. Game g is seeded ``--seed`` + g.
 
+The agents that act at a step are the live ones with an observation: in a turn-based env
+(``metadata["turn_based"]``) the player to move, while the others wait with their memory held.
 A run's agents act through one ``PolicyRunner`` per run, by agent id, with training's hidden-state rules: an
 agent's first step in a game (and after it left and came back) starts from the zero state, and a run trained
 with ``carry_across_episodes`` keeps each agent's memory from one game to the next game it plays that agent.
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from agents.arguments import OneLineParser
 from agents.config import ConfigError
@@ -140,6 +145,11 @@ class Player:
         return env.env_id, dict(env.env_kwargs or {}), tuple(env.env_import)
 
 
+ScriptedPlayer = Callable[[str, Any, np.random.Generator], Any]
+"""an env module's ``scripted_player(agent, obs, rng) -> action``: the ``scripted`` player, one observation at a
+time"""
+
+
 SNAPSHOT_MARK = "@snapshot:"
 """``RUN@snapshot:STEP`` (or ``first`` / ``last``): a self-play run's pool snapshot as a player"""
 
@@ -229,6 +239,11 @@ class MatchEnvs:
         self.env_id, self.env_kwargs, self.env_import = env_id, env_kwargs, env_import
         self.plain = make_parallel_env(env_id, env_kwargs, env_import)
         self._scripted: dict[int, Any] = {}
+        module = sys.modules.get(resolve_factory(env_id, env_import).__module__)
+        self.scripted_player: ScriptedPlayer | None = getattr(module, "scripted_player", None)
+        """the env module's ``scripted_player(agent, obs, rng) -> action``, which plays the ``scripted`` player
+        from each observation in the plain env; None: the module has none (the env may play it itself, through
+        ``scripted_env_kwargs``)"""
 
     def scripted_env(self, side: int, agents: list[str]) -> Any:
         """The env with ``agents`` (one side) played by the env's scripted bot.
@@ -250,14 +265,16 @@ class MatchEnvs:
         return self._scripted[side]
 
     def for_players(self, players: tuple[Player, Player], side_agents: list[list[str]]) -> Any:
-        """The env in which ``players[s]`` plays side ``s``: the plain one, or the one where the env plays the
-        scripted bot's side; each run's spaces checked against it.
+        """The env in which ``players[s]`` plays side ``s``: the plain one (where a ``scripted_player`` plays the
+        scripted bot's side), or the one where the env plays that side itself; each run's spaces checked
+        against it.
 
         Raises:
             ConfigError: a scripted bot the env does not have, or spaces that differ from a run's.
         """
         scripted = [s for s in (0, 1) if players[s].bot == "scripted"]
-        env = self.scripted_env(scripted[0], side_agents[scripted[0]]) if scripted else self.plain
+        env_plays_it = scripted and self.scripted_player is None
+        env = self.scripted_env(scripted[0], side_agents[scripted[0]]) if env_plays_it else self.plain
         for s in (0, 1):
             _check_spaces(players[s], env, side_agents[s], self.env_id)
         return env
@@ -267,17 +284,29 @@ class MatchEnvs:
             env.close()
 
 
-def _act(player: Player, env: Any, agents: list[str], obs: dict, rng: np.random.Generator) -> dict[str, Any]:
-    """Actions of ``player``'s live ``agents`` this step."""
+def _act(player: Player, env: Any, agents: list[str], obs: dict, rng: np.random.Generator,
+         scripted: ScriptedPlayer | None = None) -> dict[str, Any]:
+    """Actions of ``player``'s acting ``agents`` this step (those with an observation).
+
+    The random bot draws uniformly from the legal actions where the observation holds an ``"action_mask"``
+    (a Discrete space), else from the whole action space; the scripted bot, where the env does not play it
+    itself, is the env module's ``scripted`` policy.
+    """
     if not agents:
         return {}
     if player.runner is not None:
         actions = player.runner.act([obs[a] for a in agents], agent_ids=list(agents))
         return {a: (int(x) if np.ndim(x) == 0 else x) for a, x in zip(agents, actions, strict=True)}
+    if player.bot == "scripted" and scripted is not None:
+        return {a: scripted(a, obs[a], rng) for a in agents}
     out = {}
     for a in agents:
         space = env.action_space(a)
-        out[a] = int(rng.integers(space.n)) if hasattr(space, "n") and space.shape == () else space.sample()
+        mask = obs[a].get("action_mask") if isinstance(obs[a], dict) else None
+        if mask is not None and isinstance(space, spaces.Discrete):
+            out[a] = int(space.start + rng.choice(np.flatnonzero(np.asarray(mask))))
+        else:
+            out[a] = int(rng.integers(space.n)) if hasattr(space, "n") and space.shape == () else space.sample()
     return out
 
 
@@ -306,19 +335,19 @@ def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | Non
     """
     if games < 1:
         raise ConfigError(f"--games must be at least 1, got {games}.")
-    if a.bot == b.bot == "scripted":
-        raise ConfigError("Both players are the env's scripted bot, which the env plays itself; make one of them "
-                          "a run or 'random'.")
     env_id, env_kwargs, env_import = match_env_config(a, b, env_id, env_kwargs)
     game = MatchEnvs(env_id, env_kwargs, env_import)
     try:
+        if a.bot == b.bot == "scripted" and game.scripted_player is None:
+            raise ConfigError("Both players are the env's scripted bot, which the env plays itself; make one of "
+                              "them a run or 'random'.")
         side_agents = parse_sides(sides, list(game.plain.possible_agents), env_id)
         stats = MatchStats()
         rng = np.random.default_rng(seed)
         for g in range(games):
             players = (a, b) if g % 2 == 0 else (b, a)  # players[s] plays side s
             env = game.for_players(players, side_agents)
-            result = _play_game(env, players, side_agents, seed + g, rng)
+            result = _play_game(env, players, side_agents, seed + g, rng, game.scripted_player)
             a_side = 0 if g % 2 == 0 else 1
             _count(stats, result, a_side)
             if on_game is not None:
@@ -333,11 +362,11 @@ class Turn:
     """One step of a game, before the env takes it: what the live agents see and do, and the game so far."""
 
     obs: dict[str, Any]
-    """every live agent's observation"""
+    """every acting agent's observation"""
     actions: dict[str, Any]
-    """every live agent's action"""
+    """every acting agent's action"""
     live: list[list[str]]
-    """each side's live agents"""
+    """each side's live agents (in ``env.agents``): the acting ones, and in a turn-based env the waiting ones"""
     steps: int
     """env steps taken before this one"""
     returns: list[float]
@@ -350,15 +379,20 @@ class Turn:
 
 def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
                rng: np.random.Generator, before_act: Callable[[], None] | None = None,
-               ) -> Generator[Turn, None, dict[str, Any]]:
+               scripted: ScriptedPlayer | None = None) -> Generator[Turn, None, dict[str, Any]]:
     """Play one episode, yielding each ``Turn`` before the env steps it (``agents.watch`` draws it there);
     returns each side's summed return, its points (None where the env reports none), the episode's length and
     the last step's rewards by agent.
 
+    The agents that act at a step are the live ones (``env.agents``) the env gave an observation. In a
+    turn-based env (``metadata["turn_based"]``) that is the player to move; a live agent without an
+    observation is waiting, and its runner state is held, untouched, until its next turn.
+
     Hidden state: every run's agents start the game from the zero state (a run trained with
-    ``carry_across_episodes`` keeps them), and an agent that left is forgotten, so it starts from zero if it
-    comes back. ``before_act`` is called at each step once those rules have been applied, just before the
-    players act (the inspector reads an agent's state there).
+    ``carry_across_episodes`` keeps them), and an agent that left (out of ``env.agents``) is forgotten, so it
+    starts from zero if it comes back. ``before_act`` is called at each step once those rules have been
+    applied, just before the players act (the inspector reads an agent's state there). ``scripted`` is the env
+    module's ``scripted_player`` for a scripted player the env does not play itself (``MatchEnvs``).
     """
     for player in players:
         if player.runner is not None and not player.runner.carry_across_episodes:
@@ -379,7 +413,8 @@ def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[
             before_act()
         actions: dict[str, Any] = {}
         for s in (0, 1):
-            actions.update(_act(players[s], env, live[s], obs, rng))
+            acting = [x for x in live[s] if x in obs]  # the others wait (a turn-based env): their state is held
+            actions.update(_act(players[s], env, acting, obs, rng, scripted))
         yield Turn(obs, actions, live, steps, list(returns), side_points(last_info, side_agents), rewards)
         obs, rewards, _, _, infos = env.step(actions)
         steps += 1
@@ -391,9 +426,9 @@ def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[
 
 
 def _play_game(env: Any, players: tuple[Player, Player], side_agents: list[list[str]], seed: int,
-               rng: np.random.Generator) -> dict[str, Any]:
+               rng: np.random.Generator, scripted: ScriptedPlayer | None = None) -> dict[str, Any]:
     """One episode, start to end (``game_turns``)."""
-    turns = game_turns(env, players, side_agents, seed, rng)
+    turns = game_turns(env, players, side_agents, seed, rng, scripted=scripted)
     while True:
         try:
             next(turns)

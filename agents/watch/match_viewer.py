@@ -16,6 +16,11 @@ reports them (``infos[agent]["score"]``), else summed returns.
 ``--inspect --agent NAME`` shows that agent's memory, whichever run drives it (default: A's first agent); the
 panel reads its player's policy, and recomputes each step from the state the runner held before it, so it
 shows exactly what the runner did. A bot's agent has no memory to show: that is refused.
+
+A turn-based env (``metadata["turn_based"]``, e.g. mnemo/Pairs-v0) is played as ``game_turns`` plays it: only
+the agents the env gave an observation act, the others wait with their state held. The panel gets a column
+for each step its agent acts (none while it waits: its memory does not move), and that column's reward sums
+what the action earned until the agent's next action, the rewards paid while it waited included.
 """
 
 from __future__ import annotations
@@ -162,8 +167,12 @@ def watch_match(
         try:
             for episode in range(1, episodes + 1):
                 turns = game_turns(env, players, side_agents, seed + episode - 1, rng,
-                                   None if inspected is None else inspected.before_act)
-                acted = False  # whether the inspected agent acted at the step drawn last (its column has a reward)
+                                   None if inspected is None else inspected.before_act, envs.scripted_player)
+                # Whether the inspected agent's newest column is its last action, still earning rewards: from its
+                # action until its next one, through the steps it waits in a turn-based env (rewards paid while
+                # it waits are credited to its last action, as in training), or until it leaves.
+                acted = False
+                credit = 0.0  # the rewards that action has earned so far
                 while True:
                     try:
                         turn = next(turns)
@@ -175,19 +184,23 @@ def watch_match(
                         outcome, how = {"returns": turn.returns, "points": turn.points, "steps": turn.steps,
                                         "rewards": turn.rewards}, "stopped"
                         break
+                    waiting = agent not in turn.actions and any(agent in live for live in turn.live)
                     if panel is not None and inspected is not None:
                         if acted:  # the previous step's reward, for the column pushed last
-                            panel.set_reward(float(turn.rewards.get(agent, 0.0)))
-                        panel.push(inspected.readout(turn.obs, turn.actions))
-                        acted = agent in turn.actions
+                            credit += float(turn.rewards.get(agent, 0.0))
+                            panel.set_reward(credit)
+                        if not waiting:  # a waiting agent's memory does not move: no column for it
+                            panel.push(inspected.readout(turn.obs, turn.actions))
+                            acted, credit = agent in turn.actions, 0.0
                     caption = [env_id, f"game {episode}  step {turn.steps}",
                                _score_line(players_shown, turn.points, turn.returns)]
                     if panel is not None:
-                        caption.append(f"memory: {agent}{'' if agent in turn.actions else ' (absent)'}")
+                        state = " (waiting)" if waiting else ("" if agent in turn.actions else " (absent)")
+                        caption.append(f"memory: {agent}{state}")
                     if not emit(sink, env, panel, caption, scale, result):
                         return result
                 if panel is not None and acted:
-                    panel.set_reward(float(outcome["rewards"].get(agent, 0.0)))
+                    panel.set_reward(credit + float(outcome["rewards"].get(agent, 0.0)))
                 caption = [env_id, f"game {episode}  step {outcome['steps']}  ({how})",
                            _score_line(players_shown, outcome["points"], outcome["returns"])]
                 if not emit(sink, env, panel, caption, scale, result):

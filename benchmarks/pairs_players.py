@@ -1,0 +1,200 @@
+"""Pairs (mnemo/Pairs-v0): the design measurements and the probes of a trained run in docs/multiagent_games.md.
+
+    python -m benchmarks.pairs_players --games 1000                  # the baseline players against each other
+    python -m benchmarks.pairs_players --games 1000 --pairs 5 --max-steps 200
+    python -m benchmarks.pairs_players --run runs/pairs              # what a run's policy does (sampled)
+    python -m benchmarks.pairs_players --imitate                     # can the default network fit the heuristic?
+
+Players: random legal cards, the memoryless heuristic (``mnemo match``'s ``scripted``) and perfect memory, each a
+baseline policy of ``envs/multiagent/pairs.py``; sides alternate, game g is seeded g (``play_game``). For each
+pairing the first player's score rate (win 1, draw 1/2), the draws, and the flips a game lasts.
+
+``--run``: the run's policy, sampled (seeded), in 150 games against random play (sides alternating): how often
+it takes a pair the turn's view shows (at second flips: the face-up card's partner; at first flips: both cards
+of a value), beside the chance of a random legal card; then in 100 games against itself: how often it turns a
+card never turned before, beside that chance, and how long its games last.
+
+``--imitate``: the default policy network (memoryless: ``PolicyConfig(core="none")``) trained by cross-entropy
+on the heuristic's cards (its side of 1500 games against random play, 80% to train, seed 0, Adam 1e-3,
+batches of 256, 30 epochs); the greedy card's accuracy on the held-out second flips whose turn's view shows
+the face-up card's partner, every 5 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from envs.multiagent.pairs import (
+    NONE,
+    _decode,
+    heuristic_policy,
+    make_env,
+    perfect_memory_policy,
+    play_game,
+    random_policy,
+)
+
+PLAYERS = {"random": random_policy, "heuristic": heuristic_policy, "memory": perfect_memory_policy}
+PAIRINGS = (("memory", "random"), ("memory", "heuristic"), ("heuristic", "random"), ("memory", "memory"),
+            ("random", "random"))
+
+
+def score_rate(env, first: str, second: str, games: int) -> tuple[float, float, float, float]:
+    """``first``'s score rate over ``games`` (sides alternating), the draws, the mean and 95th-percentile flips."""
+    total = draws = 0.0
+    flips = []
+    for g in range(games):
+        if g % 2 == 0:
+            mine, theirs = play_game(env, (PLAYERS[first], PLAYERS[second]), g)
+        else:
+            theirs, mine = play_game(env, (PLAYERS[second], PLAYERS[first]), g)
+        total += 1.0 if mine > theirs else 0.5 if mine == theirs else 0.0
+        draws += mine == theirs
+        flips.append(env.game.t)
+    return total / games, draws / games, float(np.mean(flips)), float(np.percentile(flips, 95))
+
+
+def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, float, float]]:
+    """At the run's flips where the turn's view shows a pair it can take: (such flips, the fraction where it
+    took it, a random legal card's chance), for second and first flips; the run plays one side (alternating)
+    against random play."""
+    rng = np.random.default_rng(0)
+    counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0]}
+    for seed in range(games):
+        obs, _ = env.reset(seed=seed)
+        runner.remove()
+        learner = "player_0" if seed % 2 == 0 else "player_1"
+        while env.agents:
+            (agent,) = obs
+            if agent != learner:
+                obs, *_ = env.step({agent: random_policy(env, agent, obs[agent], rng)})
+                continue
+            mask, shown, face_up = _decode(obs[agent])
+            if face_up != NONE:
+                kind = "second"
+                targets = {c for c, v in shown.items() if v == shown.get(face_up) and c != face_up and mask[c]}
+            else:
+                kind = "first"
+                by_value: dict[int, list[int]] = {}
+                for c, v in shown.items():
+                    by_value.setdefault(v, []).append(c)
+                targets = {c for cards in by_value.values() if len(cards) == 2 for c in cards}
+            card = int(runner.act(obs[agent], agent_ids=agent))
+            if targets:
+                counts[kind][0] += 1
+                counts[kind][1] += card in targets
+                counts[kind][2] += len(targets) / mask.sum()
+            obs, *_ = env.step({agent: card})
+    return {k: (n, took / max(n, 1), chance / max(n, 1)) for k, (n, took, chance) in counts.items()}
+
+
+def new_cards_in_self_play(runner, env, games: int = 100) -> tuple[float, float, float, float]:
+    """The run against itself: the fraction of its flips (while an unturned card is left) that turn a card never
+    turned before, a random legal card's chance of that, the mean flips a game, the fraction cut at the limit."""
+    new = chance = n = 0.0
+    flips, cut = [], []
+    for seed in range(games):
+        obs, _ = env.reset(seed=seed)
+        runner.remove()
+        while env.agents:
+            (agent,) = obs
+            legal = obs[agent]["action_mask"].astype(bool)
+            unseen = legal & ~env.game.seen
+            card = int(runner.act(obs[agent], agent_ids=agent))
+            if unseen.any():
+                new += bool(unseen[card])
+                chance += unseen.sum() / legal.sum()
+                n += 1
+            obs, *_ = env.step({agent: card})
+        flips.append(env.game.t)
+        cut.append(bool(env.game.on_table.any()))
+    return new / n, chance / n, float(np.mean(flips)), float(np.mean(cut))
+
+
+def imitation_accuracy(epochs: int = 30, games: int = 1500) -> list[float]:
+    """See the module docstring (``--imitate``); the accuracy after every 5th epoch."""
+    import torch
+
+    from agents.config import PolicyConfig
+    from agents.model.policy import RecurrentActorCritic
+
+    env = make_env()
+    rng = np.random.default_rng(0)
+    observations, masks, actions, partner_shown = [], [], [], []
+    for seed in range(games):
+        obs, _ = env.reset(seed=seed)
+        heuristic = "player_0" if seed % 2 == 0 else "player_1"
+        while env.agents:
+            (agent,) = obs
+            if agent == heuristic:
+                card = heuristic_policy(env, agent, obs[agent], rng)
+                _, shown, face_up = _decode(obs[agent])
+                observations.append(obs[agent]["observation"])
+                masks.append(obs[agent]["action_mask"])
+                actions.append(card)
+                partner_shown.append(face_up != NONE and any(
+                    v == shown.get(face_up) and c != face_up for c, v in shown.items()))
+            else:
+                card = random_policy(env, agent, obs[agent], rng)
+            obs, *_ = env.step({agent: card})
+    torch.manual_seed(0)
+    policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"),
+                                  PolicyConfig(core="none"))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    obs_t = {"observation": torch.as_tensor(np.array(observations)), "action_mask": torch.as_tensor(np.array(masks))}
+    legal, target = obs_t["action_mask"].bool(), torch.as_tensor(actions)
+    split = int(0.8 * len(actions))
+    test = np.arange(split, len(actions))[np.array(partner_shown)[split:]]
+
+    def loss_and_accuracy(rows: np.ndarray) -> tuple[torch.Tensor, float]:
+        dist = policy.action_distribution(policy.encode({k: v[rows] for k, v in obs_t.items()}), legal[rows])
+        return -dist.log_prob(target[rows]).mean(), float((dist.mode() == target[rows]).float().mean())
+
+    accuracy = []
+    for epoch in range(epochs):
+        order = np.random.default_rng(epoch).permutation(split)
+        for start in range(0, split, 256):
+            loss, _ = loss_and_accuracy(order[start:start + 256])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if epoch % 5 == 4:
+            with torch.no_grad():
+                accuracy.append(loss_and_accuracy(test)[1])
+    return accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=1000)
+    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--max-steps", type=int, default=100)
+    parser.add_argument("--run", default=None, help="A run directory of mnemo/Pairs-v0 to probe instead.")
+    parser.add_argument("--imitate", action="store_true", help="Fit the default network to the heuristic instead.")
+    args = parser.parse_args()
+    if args.imitate:
+        for k, acc in enumerate(imitation_accuracy()):
+            print(f"epoch {5 * (k + 1)}: accuracy at second flips with the partner in view {acc:.3f}")
+        return
+    if args.run is None:
+        env = make_env(pairs=args.pairs, max_steps=args.max_steps)
+        for first, second in PAIRINGS:
+            score, draws, mean, p95 = score_rate(env, first, second, args.games)
+            print(f"pairs {args.pairs}: {first} vs {second}: score {score:.3f}, draws {draws:.3f}, flips a game "
+                  f"{mean:.1f} (95th percentile {p95:.0f})")
+        return
+    from agents.deploy.runner import PolicyRunner
+
+    runner = PolicyRunner.load(args.run, deterministic=False, seed=0)
+    env = make_env(**runner.config.env.env_kwargs)
+    for kind, (n, took, chance) in visible_pairs_taken(runner, env).items():
+        print(f"{kind} flips with a pair in view: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
+    new, chance, mean, cut = new_cards_in_self_play(runner, env)
+    print(f"self-play: turns a never-turned card {new:.3f} of the time (a random legal card {chance:.3f}); games "
+          f"{mean:.1f} flips, {cut:.2f} of them cut at the time limit")
+
+
+if __name__ == "__main__":
+    main()
