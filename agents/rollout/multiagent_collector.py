@@ -11,8 +11,9 @@
 - stores ``alive`` (T, R) in the rollout, which the trainer uses to drop absent steps from every loss term
   and statistic;
 - where the policy reads them, passes and stores each row's multi-agent inputs (``Rollout.agent_inputs``): its
-  slot (``"agent_index"``) and, for a central critic, its env copy's global state (``"global_state"``); the
-  truncation value of an agent whose episode is cut reads the state at its end, before the autoreset.
+  slot among its policy's agents (``"agent_index"``; ``MultiAgentVectorEnv.policy_slot``) and, for a central
+  critic, its env copy's global state (``"global_state"``); the truncation value of an agent whose episode is
+  cut reads the state at its end, before the autoreset.
 
 For a turn-based env (``MultiAgentVectorEnv.turn_based``) it also credits each waiting row's rewards and ends to
 its last acting step (its *pending* step), stores ``Rollout.acting`` (the acting steps, for GAE over each agent's
@@ -23,7 +24,8 @@ The single-agent ``VectorCollector.collect`` loop is untouched.
 
 ``MultiPolicyCollector`` is the same collection with several policies (``--policy-map``): each policy owns a
 block of rows (``PolicyRows``), and each step makes one batched call per policy over its rows, into one buffer
-per policy; ``collect`` returns one ``Rollout`` per policy.
+per policy; ``collect`` returns one ``Rollout`` per policy. Each policy reads its own multi-agent inputs (its
+agents' slots among its own agents; with a central critic, the same global states as every other policy).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ the flag that leaves out a listed agent's observation is refused (``ConfigError`
 With ``with_state`` (a central critic) the env copies' global states (PettingZoo's ``state()`` over
 ``state_space``) are read after every reset and step: ``global_state`` is each copy's state now (it goes with the
 next observations), and ``info["final_state"]`` each copy's state at the end of the step, before an autoreset (the
-state a truncated agent's bootstrap value reads). ``rows`` spreads a per-copy array over the copy's rows.
+state a truncated agent's bootstrap value reads). ``copies_to_rows`` spreads a per-copy array over the copy's
+rows, whatever policy owns them.
 
 PettingZoo is the optional extra ``[multiagent]``; it is imported only here, only when a multi-agent env is made.
 """
