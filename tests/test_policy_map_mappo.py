@@ -348,3 +348,18 @@ def test_watch_plays_each_policy_with_its_agents_slots(mappo_run):
         for value in returns:
             played.remove(float(value))  # raises when watch did not play that episode
     assert not played
+
+
+def test_each_role_learns_its_own_action_with_central_critics(tmp_path):
+    """The hunter is paid for action 2 of 3, the prey for action 0 of 2: with central critics and the agent index
+    each policy learns its own (as tests/test_multiagent_policies.py checks without them)."""
+    trainer = make(tmp_path / "run", total_steps=3072, eval_episodes=8, noise_correlation=0.0)
+    summary = trainer.train()
+    assert summary["policies"]["hunter"]["eval_return_mean"] == 12.0  # 12 steps, paid each step (random play: 4)
+    prey = trainer.learners["prey"].policy
+    obs = torch.tensor([[x, 0.5] for x in np.linspace(-1, 1, 9)], dtype=torch.float32)
+    with torch.no_grad():
+        for slot in (0, 1):
+            out = prey.step(obs, prey.initial_state(9, "cpu"), torch.ones(9), deterministic=True,
+                            agent_inputs={"agent_index": torch.full((9,), slot)})
+            assert (out.action == 0).all(), slot
