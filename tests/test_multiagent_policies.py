@@ -1,6 +1,6 @@
 """Named policies in one multi-agent run (``--policy-map``): the mapping's refusals, the rows each policy owns,
 the rollout invariant per policy, isolation between policies, exact resume, the summary and curves by name, and
-learning.
+learning. With ``--central-critic`` / ``--agent-index-input``: tests/test_policy_map_mappo.py.
 
 Toy env: tests/toy_multiagent_envs.py ``RolesEnv`` (a hunter with Box(3,) / Discrete(3), two prey with
 Box(2,) / Discrete(2) that die and come back). Bounds: the invariant to 1e-5; everything else bitwise.
@@ -65,12 +65,12 @@ def test_bad_policy_maps_are_one_line_exit_2_and_write_nothing(tmp_path, capsys,
     assert not run.exists()
 
 
-@pytest.mark.parametrize("flag", ["--central-critic", "--agent-index-input"])
-def test_inputs_beside_the_observation_are_refused_with_named_policies(tmp_path, capsys, flag):
+def test_a_central_critic_with_named_policies_needs_the_envs_global_state(tmp_path, capsys):
+    """--central-critic with --policy-map (tests/test_policy_map_mappo.py) on an env without state(): refused."""
     run = tmp_path / "run"
-    code = train.main(["--env-id", ROLES, "--policy-map", ROLE_MAP, "--run-dir", str(run), *FAST, flag])
+    code = train.main(["--env-id", ROLES, "--policy-map", ROLE_MAP, "--run-dir", str(run), *FAST, "--central-critic"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and f"{flag} with --policy-map is not supported yet" in err[0], err
+    assert code == 2 and len(err) == 1 and "has no state() and state_space" in err[0], err
     assert not run.exists()
 
 

@@ -38,12 +38,14 @@ ROLE_MAP = "hunter_*=hunter,prey_*=prey"
 SMALL = {"env_id": RESPAWN, "total_steps": 768, "num_envs": 2, "num_steps": 32, "bptt_len": 8,
          "num_minibatches": 2, "update_epochs": 1, "eval_episodes": 0, "progress": False, "checkpoint_every": 256,
          "seed": 3, "hidden_size": 8, "normalize_obs": True, "normalize_reward": True}
-# Each multi-agent feature the Ray workers must carry: one shared policy, a central critic, named policies,
-# action masks (the toy env raises on an illegal action).
+# Each multi-agent feature the Ray workers must carry: one shared policy, a central critic, named policies (with
+# and without central critics and the agent index), action masks (the toy env raises on an illegal action).
 FEATURES = {
     "shared": {},
     "central_critic": {"env_id": STATE_ENV, "central_critic": True, "agent_index_input": True},
     "policy_map": {"env_id": ROLES, "policy_map": ROLE_MAP},
+    "policy_map_central_critic": {"env_id": "toy_multiagent_envs:make_roles_state", "policy_map": ROLE_MAP,
+                                  "central_critic": True, "agent_index_input": True},
     "action_masks": {"env_id": "toy_multiagent_envs:make_masked_respawn"},
 }
 
@@ -151,7 +153,8 @@ def test_two_workers_seed_copy_i_as_the_local_run_and_keep_the_invariant(ray_ins
                                                            state_space=collector.state_space)}
                 collector.start(policies["policy"], torch.device("cpu"), 7, 11)
             else:
-                policies = {b.name: RecurrentActorCritic(b.observation_space, b.action_space, cfg.policy)
+                policies = {b.name: RecurrentActorCritic(b.observation_space, b.action_space, cfg.policy,
+                                                         agents=b.agents, state_space=collector.state_space)
                             for b in blocks}
                 collector.start(policies, torch.device("cpu"), 7, 11)
 
@@ -193,7 +196,7 @@ def test_two_workers_seed_copy_i_as_the_local_run_and_keep_the_invariant(ray_ins
 
 
 # ------------------------------------------------------------------ resume
-@pytest.mark.parametrize("feature", ["shared", "policy_map"])
+@pytest.mark.parametrize("feature", ["shared", "policy_map", "policy_map_central_critic"])
 def test_crash_and_resume_with_two_workers_mid_episode_is_bitwise_exact(ray_instance, tmp_path, feature):
     overrides = {"backend": "ray", "num_workers": 2, "num_envs": 4, **FEATURES[feature]}
     ends = []  # the collector's state after the last iteration (the run's end closes the actors)

@@ -417,6 +417,8 @@ TRAINING_CASES = {
     "central-critic-agent-index-carry": {**SHARED, "central_critic": True, "agent_index_input": True,
                                          "carry_across_episodes": True},
     "policy-map": {**SHARED, "policy_map": "p0=solo,*=pair"},
+    "policy-map-central-critic-agent-index": {**SHARED, "policy_map": "p0=solo,*=pair", "central_critic": True,
+                                              "agent_index_input": True},
 }
 
 
@@ -441,8 +443,9 @@ def test_training_with_turns_crashes_and_resumes_bitwise(tmp_path, overrides):
     assert resumed.resume_note is None
     assert pending[resumed.global_step]  # a pending step crossed the checkpoint the run resumed from
     resumed.train()
-    for key, value in straight.policy.state_dict().items():
-        assert torch.equal(value, resumed.policy.state_dict()[key]), key
+    for name, learner in straight.learners.items():
+        for key, value in learner.policy.state_dict().items():
+            assert torch.equal(value, resumed.learners[name].policy.state_dict()[key]), (name, key)
     assert (straight.agent_steps, list(straight.recent_returns)) == (resumed.agent_steps, list(resumed.recent_returns))
 
 
@@ -472,29 +475,62 @@ def test_self_play_with_turns_holds_opponents_state_while_waiting(fuse):
     assert torch.equal(next_state[:, :, waiting], collector.state[:, :, waiting])
 
 
-def test_several_policies_with_turns_keep_the_invariant_and_carry_pending_steps():
-    """``--policy-map``: each policy's rows act, wait and carry their pending steps in its own buffer."""
-    envs = make_multiagent_vector_env(TURNS, 3, policy_map="p0=solo,*=pair")
+@pytest.mark.parametrize("central", [False, True])
+def test_several_policies_with_turns_keep_the_invariant_and_carry_pending_steps(central):
+    """``--policy-map``: each policy's rows act, wait and carry their pending steps in its own buffer; with
+    ``central``, each policy's central critic and agent-index input (carried steps keep their global state)."""
+    envs = make_multiagent_vector_env(TURNS, 3, policy_map="p0=solo,*=pair", with_state=central)
     torch.manual_seed(0)
-    policies = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
-                                                 PolicyConfig(hidden_size=16)) for block in envs.policies}
+    cfg = PolicyConfig(hidden_size=16, central_critic=central, agent_index_input=central)
+    policies = {block.name: RecurrentActorCritic(block.observation_space, block.action_space, cfg,
+                                                 agents=block.agents, state_space=envs.state_space)
+                for block in envs.policies}
     collector = MultiPolicyCollector(envs, 11)
     collector.start(policies, torch.device("cpu"), 0, 0)
     carried = dict.fromkeys(policies, 0)
     for _ in range(4):
         for name, buf in collector.collect().items():
             assert buf.rewards.shape[0] == 12 and buf.acting is not None
+            assert (buf.agent_inputs is not None) == central
             adv, ret = gae(buf)
             batch = gather_sequences(buf, sequences(buf), adv, ret)
             with torch.no_grad():
                 logprob, _, value = policies[name].evaluate(batch.obs, batch.start_states, batch.episode_starts,
-                                                            batch.actions)
+                                                            batch.actions, batch.agent_inputs)
             real = batch.mask.bool()
             assert int(real.sum()) == int(buf.alive.sum())
             assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
             assert (value[real] - batch.values[real]).abs().max() < 1e-5
             carried[name] += int(buf.alive[0].sum())
     assert min(carried.values()) > 0, carried
+
+
+def test_one_named_policy_with_turns_and_a_central_critic_collects_bitwise_as_the_shared_policy():
+    """``--policy-map '*=all'`` with a central critic and the agent index on a turn-based env: every rollout
+    tensor is the shared path's (waiting rows' truncation values, carried pending steps and their global states
+    included; ``test_invariant_with_turns`` checks that path)."""
+
+    def run(named: bool):
+        envs = make_multiagent_vector_env(TURNS, 3, policy_map="*=all" if named else None, with_state=True)
+        torch.manual_seed(0)
+        cfg = PolicyConfig(hidden_size=16, central_critic=True, agent_index_input=True)
+        block = envs.policies[0]
+        policy = RecurrentActorCritic(block.observation_space, block.action_space, cfg, agents=block.agents,
+                                      state_space=envs.state_space)
+        collector = (MultiPolicyCollector if named else MultiAgentCollector)(envs, 11)
+        collector.start({"all": policy} if named else policy, torch.device("cpu"), 1, 2)
+        return [snapshot(rollout["all"] if named else rollout) for rollout in (collector.collect() for _ in range(4))]
+
+    cut_at_env_end = 0
+    for shared, named in zip(run(False), run(True), strict=True):
+        for field in ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
+                      "episode_starts", "states", "bootstrap_value", "alive", "acting", "obs"):
+            assert torch.equal(getattr(shared, field), getattr(named, field)), field
+        for key in ("agent_index", "global_state"):
+            assert torch.equal(shared.agent_inputs[key], named.agent_inputs[key]), key
+        # The env's end (t = 23) truncates every player and resets: their values read the state before it.
+        cut_at_env_end += int(((shared.truncated > 0) & (shared.agent_inputs["global_state"][..., 0] > 0.9)).sum())
+    assert cut_at_env_end > 0
 
 
 def test_turn_based_refusals_are_one_line():

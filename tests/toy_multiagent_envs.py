@@ -9,6 +9,7 @@
 - ``CueTeamEnv``: a cooperative memory task: each agent sees a cue on the first step only, then blanks; on the
   last step the team is rewarded for every agent whose action equals its cue. Memoryless play scores 0.5.
 - ``CueDuelEnv``: the same task as a zero-sum duel between ``left`` and ``right``, for self-play.
+- ``RolesEnv``: two roles with different spaces, for named policies; ``StateRolesEnv`` adds a global state.
 """
 
 from __future__ import annotations
@@ -392,6 +393,26 @@ class RolesEnv(ParallelEnv):
 
 def make_roles(**kwargs) -> RolesEnv:
     return RolesEnv(**kwargs)
+
+
+class StateRolesEnv(RolesEnv):
+    """``RolesEnv`` with a global state: ``state()`` is Box(7,) float32 ``[t / episode_len, each agent's noise
+    (3), each agent's age / 10 while it is there, else -1 (3)]``, a function of the env's attributes (so a
+    restored env gives it again). At the env's end (t = episode_len) it reads 1 in its first entry, after the
+    reset 0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.state_space = spaces.Box(-1.0, 10.0, (7,), np.float32)
+
+    def state(self) -> np.ndarray:
+        ages = [self.age[a] / 10 if a in self.agents else -1.0 for a in self.possible_agents]
+        noise = [self.noise[a] for a in self.possible_agents]
+        return np.array([self.t / self.episode_len, *noise, *ages], dtype=np.float32)
+
+
+def make_roles_state(**kwargs) -> StateRolesEnv:
+    return StateRolesEnv(**kwargs)
 
 
 class TurnsEnv(ParallelEnv):

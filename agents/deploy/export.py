@@ -17,7 +17,8 @@ Inputs, in this order:
 - ``h_critic``, ``c_critic`` (L, B, H): only with a separate critic core (not a central one, below).
 - ``episode_start`` (B,) float32: 1.0 where ``obs`` is the first observation of an episode.
 - ``agent_index`` (B,) int64: only for a policy trained with ``--agent-index-input``: each agent's slot among the
-  env's ``possible_agents`` (listed in the metadata's ``multiagent.agents``); the one-hot is built in the graph.
+  env's ``possible_agents``, or for a named policy (``--policy-map``) among its own agents (listed in the
+  metadata's ``multiagent.agents``); the one-hot is built in the graph.
 
 A masked env's ``observation["action_mask"]`` (docs/action_masks.md) is the observation input named
 ``action_mask`` (role ``action_mask``, path ``["action_mask"]``, in the observation's place among the leaves):

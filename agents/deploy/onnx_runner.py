@@ -247,7 +247,7 @@ class OnnxRunner:
             bad = ids[slots.index(None)]
             raise UnknownAgentError(f"agent id {bad!r} is not an agent of this run ({', '.join(self._agent_slots)}); "
                                     f"a policy with an agent-index input takes the names in the env's "
-                                    f"possible_agents.")
+                                    f"possible_agents (with --policy-map, those of its own agents).")
         return np.asarray(slots, dtype=np.int64)
 
     def _join(self, agent_id: Hashable) -> None:

@@ -29,9 +29,10 @@ still gives a fresh zero state (the start of a new series, as at the start of
 training).
 
 Multi-agent runs: a policy trained with ``--agent-index-input`` takes the one-hot of the agent's slot among
-the env's ``possible_agents``; the runner builds it from the agent's id, which must then be its name there
-(``act(obs, agent_ids=["agent_0", ...])``). A policy trained with ``--central-critic`` runs actor-only here: its
-critic needs the env's global state, so ``ActInfo.value`` is NaN and ``get_state`` holds the actor's state.
+the env's ``possible_agents`` (a named policy of ``--policy-map``: among its own agents); the runner builds it
+from the agent's id, which must then be its name there (``act(obs, agent_ids=["agent_0", ...])``). A policy
+trained with ``--central-critic`` runs actor-only here: its critic needs the env's global state, so
+``ActInfo.value`` is NaN and ``get_state`` holds the actor's state.
 
 Speed: ``act()`` calls the network's pieces directly (each core's
 ``step_in_place``: ``torch.lstm_cell`` / ``torch.gru_cell`` per layer instead of
@@ -288,7 +289,7 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ internals
     def _agent_index(self, ids: list[Hashable]) -> torch.Tensor:
-        """The agents' slots (B,) among the run's ``possible_agents``, from their names."""
+        """The agents' slots (B,) among the policy's agents (``policy.agents``), from their names."""
         try:
             return torch.as_tensor([self.policy.slot_of(i) for i in ids], device=self.device)
         except KeyError as exc:

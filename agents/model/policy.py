@@ -17,7 +17,8 @@ runtime free of per-core special cases.
 Multi-agent inputs beside the observation (docs/multiagent.md) travel as one dict, ``agent_inputs``, whose
 leaves have the same leading dims as the observation's:
 
-- ``"agent_index"`` (int64): the agent's slot among the env's ``possible_agents``. With
+- ``"agent_index"`` (int64): the agent's slot among the env's ``possible_agents`` (with ``--policy-map``, among
+  its own policy's agents: ``agents``). With
   ``--agent-index-input`` its one-hot joins the preprocessed observation before the encoder MLP (so it works for
   every observation space, images included, and the MLP mixes it with the observation); the central critic
   always gets it.
@@ -109,8 +110,9 @@ class RecurrentActorCritic(nn.Module):
         observation_space: the env's (single, not batched) observation space.
         action_space: the env's (single) action space.
         config: network settings (core, sizes, reset or carry mode).
-        agents: a multi-agent env's ``possible_agents`` (the slots of the agent-index one-hot); kept only when
-            ``config.agent_index_input`` or ``config.central_critic`` reads them.
+        agents: a multi-agent env's ``possible_agents``, or a named policy's own agents (the slots of the
+            agent-index one-hot); kept only when ``config.agent_index_input`` or ``config.central_critic`` reads
+            them.
         state_space: a multi-agent env's ``state_space`` (the central critic's input; needs
             ``config.central_critic``).
     """
@@ -200,7 +202,8 @@ class RecurrentActorCritic(nn.Module):
         return F.one_hot(agent_index.long(), len(self.agents)).float()
 
     def slot_of(self, agent: object) -> int:
-        """An agent's slot among ``agents`` (its name, as the env's ``possible_agents`` spell it).
+        """An agent's slot among ``agents`` (its name, as the env's ``possible_agents`` spell it; a named policy's
+        ``agents`` are its own agents only).
 
         Raises:
             KeyError: ``agent`` is not one of the run's agents.
@@ -209,7 +212,8 @@ class RecurrentActorCritic(nn.Module):
             return self.agents.index(str(agent))
         except ValueError:
             raise KeyError(f"agent id {agent!r} is not an agent of this run ({', '.join(self.agents)}); a policy "
-                           f"with an agent-index input takes the names in the env's possible_agents.") from None
+                           f"with an agent-index input takes the names in the env's possible_agents (with "
+                           f"--policy-map, those of its own agents).") from None
 
     # ------------------------------------------------------------------ action masks
     @property

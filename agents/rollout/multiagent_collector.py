@@ -11,8 +11,9 @@
 - stores ``alive`` (T, R) in the rollout, which the trainer uses to drop absent steps from every loss term
   and statistic;
 - where the policy reads them, passes and stores each row's multi-agent inputs (``Rollout.agent_inputs``): its
-  slot (``"agent_index"``) and, for a central critic, its env copy's global state (``"global_state"``); the
-  truncation value of an agent whose episode is cut reads the state at its end, before the autoreset.
+  slot among its policy's agents (``"agent_index"``; ``MultiAgentVectorEnv.policy_slot``) and, for a central
+  critic, its env copy's global state (``"global_state"``); the truncation value of an agent whose episode is
+  cut reads the state at its end, before the autoreset.
 
 For a turn-based env (``MultiAgentVectorEnv.turn_based``) it also credits each waiting row's rewards and ends to
 its last acting step (its *pending* step), stores ``Rollout.acting`` (the acting steps, for GAE over each agent's
@@ -23,7 +24,8 @@ The single-agent ``VectorCollector.collect`` loop is untouched.
 
 ``MultiPolicyCollector`` is the same collection with several policies (``--policy-map``): each policy owns a
 block of rows (``PolicyRows``), and each step makes one batched call per policy over its rows, into one buffer
-per policy; ``collect`` returns one ``Rollout`` per policy.
+per policy; ``collect`` returns one ``Rollout`` per policy. Each policy reads its own multi-agent inputs (its
+agents' slots among its own agents; with a central critic, the same global states as every other policy).
 """
 
 from __future__ import annotations
@@ -81,12 +83,6 @@ def refuse_unsupported(config: TrainConfig) -> None:
         if bad:
             raise ConfigError(f"{what} is not supported with the multi-agent env {env.env_id}; multi-agent runs "
                               f"support {supported} (docs/multiagent.md).")
-    if env.policy_map is not None:
-        with_map = [flag for on, flag in ((pol.central_critic, "--central-critic"),
-                                          (pol.agent_index_input, "--agent-index-input")) if on]
-        if with_map:
-            raise ConfigError(f"{' and '.join(with_map)} with --policy-map is not supported yet; drop one of them "
-                              f"(each policy already learns its own role; docs/multiagent.md).")
 
 
 def refuse_turn_based(config: TrainConfig, envs: MultiAgentVectorEnv) -> None:
@@ -121,6 +117,19 @@ def multiagent_collector(config: TrainConfig,
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
 
 
+class _Once:
+    """A value computed at its first call and kept (a step's global states before the autoreset, read only where
+    some agent is cut)."""
+
+    def __init__(self, compute: Callable[[], Any]):
+        self._compute, self._done, self._value = compute, False, None
+
+    def __call__(self) -> Any:
+        if not self._done:
+            self._value, self._done = self._compute(), True
+        return self._value
+
+
 @dataclass
 class BlockStep:
     """One policy's part of ``act_by_policy``: its observations (tensors), its rows' state before the step
@@ -153,13 +162,14 @@ def act_by_policy(policies: dict[str, RecurrentActorCritic], envs: MultiAgentVec
     start = torch.as_tensor(spawn, dtype=torch.float32, device=device)
     alive = torch.as_tensor(envs.alive, device=device)
     state = state * (1.0 - start).view(1, 1, -1, 1)
-    # Each row's slot, for a policy with an agent-index input (one policy only).
-    agent_inputs = None if envs.per_policy else {"agent_index": torch.as_tensor(envs.agent_index, device=device)}
+    # Each row's slot among its policy's agents, for a policy with an agent-index input.
+    slots = torch.as_tensor(envs.policy_slot, device=device)
     actions, next_states, steps = [], [], []
     for block, block_obs in zip(envs.policies, obs if envs.per_policy else [obs], strict=True):
         policy, rows = policies[block.name], block.rows
         obs_t = obs_to_tensor(block_obs, device)
         block_state, block_start = state[:, :, rows], start[rows]
+        agent_inputs = {"agent_index": slots[rows]}
         out = policy.step(obs_t, block_state, block_start, deterministic, generator, agent_inputs=agent_inputs)
         next_states.append(torch.where(alive[rows].view(1, 1, -1, 1), out.state, block_state))
         env_action = policy.env_action(out.action)
@@ -198,16 +208,8 @@ class MultiAgentCollector(VectorCollector):
         self.policy, self.device, self.seed = policy, device, env_seed
         self.generator = torch.Generator(device).manual_seed(sample_seed)
         # The multi-agent inputs the policy reads (None: none, and the buffer stores none).
-        inputs_space = {}
-        if policy.agents:
-            inputs_space["agent_index"] = spaces.Discrete(len(policy.agents))
-            self._agent_index = torch.as_tensor(self.envs.agent_index, device=device)
-        if policy.central_critic:
-            if not self.envs.with_state:
-                raise ValueError("a policy with a central critic needs envs that read the global state: make them "
-                                 "with make_multiagent_vector_env(..., with_state=True)")
-            inputs_space["global_state"] = policy.state_space
-        self._inputs_space = spaces.Dict(inputs_space) if inputs_space else None
+        self._inputs_space = self._inputs_space_of(policy)
+        self._agent_index = torch.as_tensor(self.envs.policy_slot, device=device)
         slots = self._first + self.num_steps
         self.buffer = RolloutBuffer(slots, self.num_envs, self.observation_space, policy.action_shape,
                                     policy.action_dtype, policy.state_shape, device, self._inputs_space)
@@ -226,6 +228,19 @@ class MultiAgentCollector(VectorCollector):
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
         self._pending[:] = -1  # a reset ends every episode: nothing is pending or carried
         self._carry = None
+
+    def _inputs_space_of(self, policy: RecurrentActorCritic) -> spaces.Dict | None:
+        """The multi-agent inputs ``policy`` reads, as a space (None: none): its agent's slot among the policy's
+        agents where it has them, the global state where it has a central critic."""
+        inputs_space = {}
+        if policy.agents:
+            inputs_space["agent_index"] = spaces.Discrete(len(policy.agents))
+        if policy.central_critic:
+            if not self.envs.with_state:
+                raise ValueError("a policy with a central critic needs envs that read the global state: make them "
+                                 "with make_multiagent_vector_env(..., with_state=True)")
+            inputs_space["global_state"] = policy.state_space
+        return spaces.Dict(inputs_space) if inputs_space else None
 
     def _agent_inputs(self, global_state=None) -> dict | None:
         """The rows' multi-agent inputs the policy reads, leaves (R, ...): each row's slot and its env copy's
@@ -528,18 +543,52 @@ class MultiPolicyCollector(MultiAgentCollector):
         if len(set(shapes.values())) > 1:
             raise ConfigError(f"The policies' recurrent states differ in shape ({shapes}): with --core stack and no "
                               f"--encoder-sizes the state holds raw observations; give --encoder-sizes.")
+        for block in self.policy_rows:
+            agents = policies[block.name].agents
+            if agents and tuple(agents) != block.agents:
+                raise ValueError(f"policy {block.name!r} reads the slots of the agents {agents}, but drives "
+                                 f"{block.agents}; build it with agents=block.agents")
         self.policies, self.device, self.seed = policies, device, env_seed
         self.policy = next(iter(policies.values()))  # the shared state's shape and dtype
         self.generator = torch.Generator(device).manual_seed(sample_seed)
+        # Each policy's multi-agent inputs (``_block_inputs``): its agents' slots among its own agents, and with a
+        # central critic the global state of each row's env copy.
+        self._inputs_spaces = {block.name: self._inputs_space_of(policies[block.name]) for block in self.policy_rows}
+        self._agent_index = torch.as_tensor(self.envs.policy_slot, device=device)
+        self._reads_state = any(space is not None and "global_state" in space.spaces
+                                for space in self._inputs_spaces.values())
         slots = self._first + self.num_steps  # turn-based: step 0 holds the carried pending steps
         self.buffers = {block.name: RolloutBuffer(slots, block.num_rows, block.observation_space,
                                                   policies[block.name].action_shape, policies[block.name].action_dtype,
-                                                  policies[block.name].state_shape, device)
+                                                  policies[block.name].state_shape, device,
+                                                  self._inputs_spaces[block.name])
                         for block in self.policy_rows}
         self.alive_steps = torch.zeros(slots, self.num_envs, device=device)
         self.acting_steps = torch.zeros(slots, self.num_envs, device=device) if self.turn_based else None
         self._reset_envs(env_seed)
         self.state = self.policy.initial_state(self.num_envs, device)
+
+    def _rows_state(self, global_state=None) -> Any:
+        """Every row's env copy's global state, leaves (R, ...) (``global_state`` (N, ...), default: the copies'
+        state now); None when no policy reads it."""
+        if not self._reads_state:
+            return None
+        per_copy = self.envs.global_state if global_state is None else global_state
+        return obs_to_tensor(self.envs.copies_to_rows(per_copy), self.device)
+
+    def _block_inputs(self, block: PolicyRows, rows_state: Any) -> dict | None:
+        """The multi-agent inputs policy ``block.name`` reads over its rows, leaves (R_p, ...): each row's slot among
+        the policy's agents and (``rows_state``, leaves (R, ...), from ``_rows_state``) its copy's global state;
+        None when it reads none."""
+        space = self._inputs_spaces[block.name]
+        if space is None:
+            return None
+        inputs = {}
+        if "agent_index" in space.spaces:
+            inputs["agent_index"] = self._agent_index[block.rows]
+        if "global_state" in space.spaces:
+            inputs["global_state"] = tree_map(lambda x: x[block.rows], rows_state)
+        return inputs
 
     def set_weights(self, weights: dict[str, Mapping[str, torch.Tensor]]) -> None:
         """Act with these weights from now on, by policy name (``{name: policy.state_dict()}``); the trainer's own
@@ -563,17 +612,20 @@ class MultiPolicyCollector(MultiAgentCollector):
             t = step + self._first  # the buffer index (turn-based: after the carried step 0)
             acting = self.envs.alive.copy()  # the rows acting now, on the host
             actions, outs, next_states = [], [], []
+            rows_state = self._rows_state()
             for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
                 policy, buffer, rows = self.policies[block.name], self.buffers[block.name], block.rows
                 obs_t = obs_to_tensor(obs, self.device)
+                inputs_t = self._block_inputs(block, rows_state)
                 start, alive = self.next_episode_start[rows], self.alive[rows]
                 with torch.inference_mode():
                     # The rules of MultiAgentCollector.collect, on this policy's rows: a spawn starts from zero
                     # state, in carry mode too; an absent row's state is held.
                     state = self.state[:, :, rows] * (1.0 - start).view(1, 1, -1, 1)
-                    out = policy.step(obs_t, state, start, generator=self.generator, noise=self.noises[block.name])
+                    out = policy.step(obs_t, state, start, generator=self.generator, noise=self.noises[block.name],
+                                      agent_inputs=inputs_t)
                     next_states.append(torch.where(alive.view(1, 1, -1, 1) > 0, out.state, state))
-                buffer.store_step(t, obs_t, start, state, out.action, out.logprob, out.value)
+                buffer.store_step(t, obs_t, start, state, out.action, out.logprob, out.value, inputs_t)
                 env_action = policy.env_action(out.action)
                 if policy.masked:
                     masks[block.name] += count_illegal_actions(policy, obs, env_action, acting[rows], "agent row")
@@ -587,12 +639,16 @@ class MultiPolicyCollector(MultiAgentCollector):
             next_obs, reward, terminated, truncated, spawn, infos = self.envs.step(actions)
             self._check_obs(next_obs, step, reward)
             cut = truncated & ~terminated
+            # A cut agent's value reads the global state at its end, before its env copy's autoreset (read once,
+            # for every policy, where some row is cut).
+            final_state = _Once(partial(self._rows_state, infos.get("final_state")))
             for block, out, next_state in zip(self.policy_rows, outs, next_states, strict=True):
                 buffer, rows = self.buffers[block.name], block.rows
                 if self.turn_based:
                     # A waiting row's truncation value reads its held state (next_state), as with one policy.
                     truncation_values = partial(self._policy_truncation_values, block,
-                                                final_obs=infos["final_obs"][rows], state=next_state)
+                                                final_obs=infos["final_obs"][rows], state=next_state,
+                                                final_state=final_state)
                     self._credit_turns(buffer, rows, t, acting[rows], reward[rows], terminated[rows],
                                        truncated[rows], truncation_values)
                     continue
@@ -604,7 +660,7 @@ class MultiPolicyCollector(MultiAgentCollector):
                 )
                 if cut[rows].any():
                     buffer.truncation_values[t] = self._policy_truncation_values(
-                        block, cut[rows], infos["final_obs"][rows], out.state)
+                        block, cut[rows], infos["final_obs"][rows], out.state, final_state)
 
             self._episode_return += reward
             done = terminated | truncated
@@ -619,11 +675,12 @@ class MultiPolicyCollector(MultiAgentCollector):
             self.next_episode_start = torch.as_tensor(spawn, dtype=torch.float32, device=self.device)
             self.alive = torch.as_tensor(self.envs.alive, dtype=torch.float32, device=self.device)
         rollouts, carries = {}, {}
+        rows_state = self._rows_state()
         for block, obs in zip(self.policy_rows, self.next_obs, strict=True):
             policy, rows = self.policies[block.name], block.rows
             with torch.inference_mode():  # V(obs_T) with state_T, as _bootstrap_value
                 bootstrap = policy.value(obs_to_tensor(obs, self.device), self.state[:, :, rows],
-                                         self.next_episode_start[rows])
+                                         self.next_episode_start[rows], self._block_inputs(block, rows_state))
             if self.turn_based:
                 bootstrap, carries[block.name] = self._hang_pending(self.buffers[block.name], rows, bootstrap)
             rollout = self.buffers[block.name].rollout(bootstrap, returns[block.name], lengths[block.name],
@@ -637,16 +694,19 @@ class MultiPolicyCollector(MultiAgentCollector):
         return rollouts
 
     def _policy_truncation_values(self, block: PolicyRows, cut: np.ndarray, final_obs: list,
-                                  state: torch.Tensor) -> torch.Tensor:
+                                  state: torch.Tensor, final_state: _Once) -> torch.Tensor:
         """V(final obs) for ``block``'s rows in ``cut`` (R_p,), with the state their episode reached ``state``
-        (S, L, R_p, W); 0 elsewhere: (R_p,)."""
+        (S, L, R_p, W) and the multi-agent inputs at their end (``final_state()``: every row's copy's global state
+        before its autoreset, leaves (R, ...), or None); 0 elsewhere: (R_p,)."""
         out = torch.zeros(block.num_rows, device=self.device)
         idx = np.flatnonzero(cut)
         obs = obs_to_tensor(tree_stack([final_obs[i] for i in idx]), self.device)
         idx_t = torch.as_tensor(idx, device=self.device)
+        inputs = self._block_inputs(block, final_state() if self._reads_state else None)
+        inputs = None if inputs is None else tree_map(lambda x: x[idx_t], inputs)
         with torch.inference_mode():
             out[idx_t] = self.policies[block.name].value(obs, state[:, :, idx_t],
-                                                         torch.zeros(len(idx), device=self.device))
+                                                         torch.zeros(len(idx), device=self.device), inputs)
         return out
 
     def _check_obs(self, obs, t: int, reward: np.ndarray | None = None) -> None:

@@ -29,7 +29,8 @@ the flag that leaves out a listed agent's observation is refused (``ConfigError`
 With ``with_state`` (a central critic) the env copies' global states (PettingZoo's ``state()`` over
 ``state_space``) are read after every reset and step: ``global_state`` is each copy's state now (it goes with the
 next observations), and ``info["final_state"]`` each copy's state at the end of the step, before an autoreset (the
-state a truncated agent's bootstrap value reads). ``rows`` spreads a per-copy array over the copy's rows.
+state a truncated agent's bootstrap value reads). ``copies_to_rows`` spreads a per-copy array over the copy's
+rows, whatever policy owns them.
 
 PettingZoo is the optional extra ``[multiagent]``; it is imported only here, only when a multi-agent env is made.
 """
@@ -238,7 +239,7 @@ class MultiAgentVectorEnv:
         envs: N ParallelEnvs made the same way (``make_parallel_env``); closed by ``close``.
         policy_map: ``--policy-map`` (``assign_policies``); None: one policy for every agent.
         with_state: read every copy's global state (``state()``) after each reset and step (see the module
-            docstring); one policy only (without ``policy_map``).
+            docstring); each copy's state goes to all its rows, whatever their policy.
 
     Raises:
         ConfigError: ``with_state`` and the env has no ``state()`` or ``state_space``.
@@ -274,11 +275,15 @@ class MultiAgentVectorEnv:
         self.turn_based = is_turn_based(envs[0])
         self.waiting = np.zeros(self.num_envs, dtype=bool)
         self._started = np.zeros(self.num_envs, dtype=bool)
-        # Each row's slot k (its agent is possible_agents[k]; the agent-index input) and env copy i.
+        # Each row's slot k (its agent is possible_agents[k]) and env copy i.
         self.agent_index = np.zeros(self.num_envs, dtype=np.int64)
         self.copy_of_row = np.zeros(self.num_envs, dtype=np.int64)
         for i, rows in enumerate(self._env_rows):
             self.agent_index[rows], self.copy_of_row[rows] = np.arange(self.slots), i
+        # Each row's slot j among its own policy's agents (its agent is block.agents[j]): the agent-index input and
+        # the central critic's slot one-hot. With one policy its agents are possible_agents, so j is k.
+        self.policy_slot = np.concatenate([np.tile(np.arange(len(block.agents)), self.num_copies)
+                                           for block in self.policies])
         self.state_space = None
         if with_state:
             env = envs[0]

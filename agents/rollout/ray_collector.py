@@ -126,8 +126,9 @@ class RolloutWorker:
                     agents=self.collector.agent_names, state_space=self.collector.state_space)}
             else:
                 self.named_policies = True
-                self.policies = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
-                                                                  cfg.policy) for block in blocks}
+                self.policies = {block.name: RecurrentActorCritic(
+                    block.observation_space, block.action_space, cfg.policy, agents=block.agents,
+                    state_space=self.collector.state_space) for block in blocks}
             return
         envs = make_vector_env(env.env_id, envs_per_worker, env.env_kwargs, env.async_envs, env.env_import,
                                wrapper=run_input_wrapper(cfg.policy), first_index=first_env)

@@ -15,7 +15,8 @@ A checkpoint file holds one dict, saved with ``torch.save``:
 | ``digest`` | BLAKE2b of everything above (version 2 on) |
 
 A multi-agent policy that reads an agent-index one-hot or a global state also has ``agents`` (the slots'
-names) and ``state_space`` (the central critic's input) in ``meta``.
+names) and ``state_space`` (the central critic's input) in ``meta``; a named policy (``--policy-map``) has its
+own in ``meta["policies"][name]`` (its agents only).
 
 Safety: loading uses ``torch.load(weights_only=True)``, which refuses any
 pickled object other than tensors and plain containers, so a crafted file
@@ -219,7 +220,7 @@ def build_payload(
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
-    # One policy only: --agent-index-input and --central-critic are refused with named policies.
+    # Named policies record theirs under "policies" (below).
     if policy is not None and policy.agents:  # the slots of the agent-index one-hot (multi-agent runs that read it)
         meta["agents"] = list(policy.agents)
     if policy is not None and policy.state_space is not None:  # the central critic's input
@@ -231,9 +232,7 @@ def build_payload(
     if collector is not None:
         meta["collector"] = collector
     if policies is not None:
-        meta["policies"] = {name: {"observation_space": space_to_json(net.observation_space),
-                                   "action_space": space_to_json(net.action_space)}
-                            for name, (net, _, _) in policies.items()}
+        meta["policies"] = {name: _policy_meta(net) for name, (net, _, _) in policies.items()}
     payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta)}
     if policies is None:
         payload["policy"] = policy.state_dict()
@@ -254,6 +253,18 @@ def build_payload(
         payload["reward_scaler"] = reward_scaler_state
     payload["digest"] = payload_digest(payload)
     return payload
+
+
+def _policy_meta(policy: RecurrentActorCritic) -> dict:
+    """One named policy's entry of ``meta["policies"]``: its spaces, and where it reads them its agents (the
+    agent-index one-hot's slots, among its own agents) and the central critic's ``state_space``."""
+    entry = {"observation_space": space_to_json(policy.observation_space),
+             "action_space": space_to_json(policy.action_space)}
+    if policy.agents:
+        entry["agents"] = list(policy.agents)
+    if policy.state_space is not None:
+        entry["state_space"] = space_to_json(policy.state_space)
+    return entry
 
 
 # --------------------------------------------------------------------------- reading
@@ -555,11 +566,12 @@ def _build_policy(payload: dict, meta: dict, path: Path, config: TrainConfig,
             raise CheckpointError(f"{path} holds the policies {names} (--policy-map), and {asked}; name one of "
                                   f"them (e.g. policy={names[0]!r}, --policy {names[0]}).")
         spaces_meta, state = meta["policies"][name], payload["policies"][name]
-    # The agent-index slots and the central critic's state space (multi-agent runs with them; one policy only).
-    state_space = space_from_json(meta["state_space"]) if "state_space" in meta else None
+    # The agent-index slots and the central critic's state space (multi-agent runs with them): the run's, or with
+    # named policies the policy's own.
+    state_space = space_from_json(spaces_meta["state_space"]) if "state_space" in spaces_meta else None
     policy = RecurrentActorCritic(
         space_from_json(spaces_meta["observation_space"]), space_from_json(spaces_meta["action_space"]),
-        config.policy, agents=meta.get("agents", ()), state_space=state_space)
+        config.policy, agents=spaces_meta.get("agents", ()), state_space=state_space)
     try:
         policy.load_state_dict(state)
     except RuntimeError as exc:

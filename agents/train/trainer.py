@@ -217,8 +217,10 @@ class Trainer:
                     obs_space, act_space, cfg.policy, agents=getattr(self.collector, "agent_names", ()),
                     state_space=getattr(self.collector, "state_space", None)).to(self.device)}
             else:
-                networks = {block.name: RecurrentActorCritic(block.observation_space, block.action_space,
-                                                             cfg.policy).to(self.device) for block in blocks}
+                # Each policy reads the slots of its own agents and (a central critic) the same global state.
+                networks = {block.name: RecurrentActorCritic(
+                    block.observation_space, block.action_space, cfg.policy, agents=block.agents,
+                    state_space=self.collector.state_space).to(self.device) for block in blocks}
         rows = {SHARED_POLICY: self.collector.num_envs} if blocks is None else {b.name: b.num_rows for b in blocks}
         # Every policy trains with the same PPO settings, each with its own optimizer and reward scaler. fused:
         # one kernel for all parameters instead of a dozen small ops per tensor (the update's minibatches are

@@ -88,7 +88,7 @@ def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
 def _readout(probe: MemoryProbe, row: int, slot: int, alive: np.ndarray, obs: Any, state: torch.Tensor,
              start: torch.Tensor, out: Any) -> StepReadout:
     """The panel's readout of row ``row`` of one policy's rows at this step (``StepReadout.away`` while it is
-    absent); ``slot`` is its agent's index in possible_agents (the agent-index input); ``alive``, ``obs``,
+    absent); ``slot`` is its agent's index among its policy's agents (the agent-index input); ``alive``, ``obs``,
     ``state``, ``start`` and ``out`` are that policy's."""
     if not alive[row]:
         return StepReadout.away()
@@ -161,7 +161,7 @@ def watch_multiagent(
                                                                generator)
                     if panel is not None:
                         mine = next(step for step in block_steps if step.block is watched)
-                        panel.push(_readout(panel.probe, row - watched.first_row, names.index(agent),
+                        panel.push(_readout(panel.probe, row - watched.first_row, watched.agents.index(agent),
                                             alive[watched.rows], mine.obs, mine.state, mine.start, mine.out))
                     live = [name for name, r in zip(names, rows, strict=True) if alive[r]]
                     caption = [env_id, f"episode {episode}  step {steps}", f"team return {team:+.2f}  ({mode})",
