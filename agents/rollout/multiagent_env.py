@@ -394,15 +394,8 @@ class MultiAgentVectorEnv:
             if self.with_state:
                 final_states.append(env.state())
             present = set(env.agents)
-            ended = set()
-            for agent, row in acting:
-                reward[row] = float(rewards.get(agent, 0.0))
-                term, trunc = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
-                if term or trunc or agent not in present:
-                    # Leaving without a flag is an end the env did not announce: no bootstrap.
-                    terminated[row], truncated[row] = term or not trunc, trunc and not term
-                    final_obs[row] = obs.get(agent)
-                    ended.add(agent)
+            ended = self._read_outcomes(acting, (obs, rewards, terms, truncs), present,
+                                        (reward, terminated, truncated, final_obs))
             self.alive[rows] = False
             if not present or (ended and present <= ended):
                 # The env's episode is over: agents still listed end with it (bootstrapped), then reset.
@@ -424,6 +417,31 @@ class MultiAgentVectorEnv:
                                             for i in range(self.num_copies)])
         return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
 
+    def _read_outcomes(self, listed: list[tuple[str, int]], answer: tuple[dict, dict, dict, dict], present: set[str],
+                       out: tuple[np.ndarray, np.ndarray, np.ndarray, list]) -> set[str]:
+        """Write one env copy's step ``answer`` (obs, rewards, terminations, truncations by agent) for its
+        ``listed`` (agent, row) pairs into ``out`` (reward, terminated, truncated (R,), final_obs [R]); returns
+        the agents whose episode ended (a flag, or leaving ``present`` = ``env.agents``).
+
+        Raises:
+            RuntimeError: a truncated agent without its final observation (its bootstrap value needs it).
+        """
+        obs, rewards, terms, truncs = answer
+        reward, terminated, truncated, final_obs = out
+        ended = set()
+        for agent, row in listed:
+            reward[row] = float(rewards.get(agent, 0.0))
+            term, trunc = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
+            if term or trunc or agent not in present:
+                # Leaving without a flag is an end the env did not announce: no bootstrap.
+                terminated[row], truncated[row] = term or not trunc, trunc and not term
+                final_obs[row] = obs.get(agent)
+                if truncated[row] and final_obs[row] is None:
+                    raise RuntimeError(f"{self.env_id or 'the env'} truncated agent {agent!r} without its final "
+                                       f"observation; return it in the step's observations.")
+                ended.add(agent)
+        return ended
+
     def _step_turns(self, actions) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """``step`` for a turn-based env: the acting rows act; rewards and ends are reported for every row in
         its episode, acting or waiting; a row spawns at its first acting step of an episode."""
@@ -444,17 +462,8 @@ class MultiAgentVectorEnv:
             if self.with_state:
                 final_states.append(env.state())
             present = set(env.agents)
-            ended = set()
-            for agent, row in listed:
-                reward[row] = float(rewards.get(agent, 0.0))
-                term, trunc = bool(terms.get(agent, False)), bool(truncs.get(agent, False))
-                if term or trunc or agent not in present:
-                    terminated[row], truncated[row] = term or not trunc, trunc and not term
-                    final_obs[row] = obs.get(agent)
-                    if truncated[row] and final_obs[row] is None:
-                        raise RuntimeError(f"turn-based env {self.env_id} truncated agent {agent!r} without its "
-                                           f"final observation; return it in the step's observations.")
-                    ended.add(agent)
+            ended = self._read_outcomes(listed, (obs, rewards, terms, truncs), present,
+                                        (reward, terminated, truncated, final_obs))
             self.alive[rows], self.waiting[rows] = False, False
             if not present or (ended and present <= ended):
                 self._reset_one(i, env, None, per_row)
