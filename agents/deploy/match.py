@@ -3,8 +3,9 @@
     mnemo match runs/duel scripted --games 200               # a run against the env's scripted bot
     mnemo match runs/a runs/b --games 100 --json             # two runs of one env, machine-readable
     mnemo match scripted random --env-id mnemo/FlickerPongDuel-v0 --games 200   # two bots need --env-id
-    mnemo match runs/team random --sides 'red=red_*,blue=blue_*'                # sides of several agents
+    mnemo match runs/team random --sides 'red_*=red,blue_*=blue'                # sides of several agents
     mnemo match runs/sp@snapshot:last runs/sp@snapshot:first --games 200       # a self-play run's snapshots
+    mnemo match runs/roles runs/roles_old --sides 'hunter_0=hunt,prey_*=lone'  # --policy-map runs, agent by agent
 
 A player is a run directory (``--which``; a run trained with ``--policy-map`` plays each agent of its side with
 the policy its map gives that agent, or every one with the policy ``--policy NAME`` names), ``scripted``
