@@ -3,10 +3,12 @@
     mnemo match runs/duel scripted --games 200               # a run against the env's scripted bot
     mnemo match runs/a runs/b --games 100 --json             # two runs of one env, machine-readable
     mnemo match scripted random --env-id mnemo/FlickerPongDuel-v0 --games 200   # two bots need --env-id
-    mnemo match runs/team random --sides 'red=red_*,blue=blue_*'                # sides of several agents
+    mnemo match runs/team random --sides 'red_*=red,blue_*=blue'                # sides of several agents
     mnemo match runs/sp@snapshot:last runs/sp@snapshot:first --games 200       # a self-play run's snapshots
+    mnemo match runs/roles runs/roles_old --sides 'hunter_0=hunt,prey_*=lone'  # --policy-map runs, agent by agent
 
-A player is a run directory (``--which``, and ``--policy NAME`` for a run with ``--policy-map``), ``scripted``
+A player is a run directory (``--which``; a run trained with ``--policy-map`` plays each agent of its side with
+the policy its map gives that agent, or every one with the policy ``--policy NAME`` names), ``scripted``
 (the env's own scripted bot: the env module's ``scripted_player(agent, obs, rng)`` acting from each
 observation, else the env playing that side itself under the module's ``scripted_env_kwargs``), ``random``
 (uniform random actions, legal ones where the observation holds an ``"action_mask"``), or
@@ -20,8 +22,8 @@ ones, so neither player keeps the side that serves or sees first. Game g is seed
 
 The agents that act at a step are the live ones with an observation: in a turn-based env
 (``metadata["turn_based"]``) the player to move, while the others wait with their memory held.
-A run's agents act through one ``PolicyRunner`` per run, by agent id, with training's hidden-state rules: an
-agent's first step in a game (and after it left and came back) starts from the zero state, and a run trained
+A run's agents act through one ``PolicyRunner`` per policy that plays, by agent id, with training's hidden-state
+rules: an agent's first step in a game (and after it left and came back) starts from the zero state, and a run trained
 with ``carry_across_episodes`` keeps each agent's memory from one game to the next game it plays that agent.
 
 A game is won by the side with more points where the env reports them (``infos[agent]["score"]``, a dict of
@@ -35,6 +37,7 @@ independent trials, which they are only roughly: a match's points share its play
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import sys
@@ -47,12 +50,12 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.arguments import OneLineParser
-from agents.config import ConfigError
+from agents.config import ConfigError, parse_policy_map
 from agents.deploy.runner import PolicyRunner
 from agents.ratings import elo_from_score
-from agents.rollout.multiagent_env import is_multiagent, make_parallel_env, resolve_factory
+from agents.rollout.multiagent_env import SHARED_POLICY, is_multiagent, make_parallel_env, resolve_factory
 from agents.rollout.self_play import assign_sides
-from agents.run.checkpoint import LATEST, CheckpointError, load_snapshot
+from agents.run.checkpoint import LATEST, CheckpointError, load_policies, load_snapshot
 
 BOTS = ("scripted", "random")
 Z95 = 1.959963984540054
@@ -130,18 +133,68 @@ def format_elo(x: float | str) -> str:
 # --------------------------------------------------------------------------- players
 @dataclass
 class Player:
-    """One of the two players: a run (``runner``) or a bot (``bot`` is ``"scripted"`` or ``"random"``)."""
+    """One of the two players: a run (its ``runners``) or a bot (``bot`` is ``"scripted"`` or ``"random"``).
+
+    A run plays with one ``PolicyRunner`` per policy that plays: its only policy, the one ``--policy NAME``
+    names, or, for a run trained with ``--policy-map`` and no ``--policy``, every policy of its checkpoint,
+    each driving the agents of its side that the run's map gives it (``runner_for``).
+    """
 
     label: str
-    runner: PolicyRunner | None = None
+    runners: dict[str, PolicyRunner] = field(default_factory=dict)
+    """the run's runners by policy name (empty for a bot)"""
     bot: str | None = None
+    policy_map: str | None = None
+    """the run's ``--policy-map``, which picks each agent's runner; None: the one runner drives every agent"""
+
+    @property
+    def config(self) -> Any:
+        """The run's ``TrainConfig`` (every policy of a run shares it); None for a bot."""
+        return next(iter(self.runners.values())).config if self.runners else None
+
+    @property
+    def runner(self) -> PolicyRunner | None:
+        """The runner of a run played with one policy; None for a bot.
+
+        Raises:
+            ValueError: the player plays several policies by its map (ask ``runner_for(agent)``).
+        """
+        if len(self.runners) > 1:
+            raise ValueError(f"{self.label} plays {len(self.runners)} policies by its --policy-map; ask "
+                             f"runner_for(agent) for the one that drives an agent.")
+        return next(iter(self.runners.values()), None)
+
+    def policy_for(self, agent: str) -> str:
+        """The name of the policy that drives ``agent``: the run's map's first matching pattern, or the one
+        policy that plays.
+
+        Raises:
+            ConfigError: the run's map covers no such agent (the fix: ``--policy NAME`` plays it with one policy).
+        """
+        if self.policy_map is None:
+            return next(iter(self.runners))
+        name = next((name for pattern, name in parse_policy_map(self.policy_map)
+                     if fnmatch.fnmatchcase(agent, pattern)), None)
+        if name is None or name not in self.runners:
+            raise ConfigError(f"{self.label}: its --policy-map {self.policy_map!r} gives agent {agent!r} no policy; "
+                              f"play its side with one of its policies ({', '.join(self.runners)}) with --policy "
+                              f"NAME, or pick sides it covers (--sides).")
+        return name
+
+    def runner_for(self, agent: str) -> PolicyRunner:
+        """The runner that drives ``agent`` (``policy_for``); a bot has none.
+
+        Raises:
+            ConfigError: the run's map covers no such agent.
+        """
+        return self.runners[self.policy_for(agent)]
 
     @property
     def env_config(self) -> tuple[str, dict, tuple[str, ...]] | None:
         """The run's (env_id, env_kwargs, env_import); None for a bot."""
-        if self.runner is None:
+        if self.config is None:
             return None
-        env = self.runner.config.env  # type: ignore[union-attr]
+        env = self.config.env
         return env.env_id, dict(env.env_kwargs or {}), tuple(env.env_import)
 
 
@@ -166,6 +219,10 @@ def load_player(spec: str, which: str = LATEST, policy: str | None = None, deter
     self-play run's snapshot, ``RUN@snapshot:STEP`` (``first`` / ``last``: the oldest / newest it holds; see
     ``agents.run.checkpoint.load_snapshot``).
 
+    A run trained with ``--policy-map`` plays its side with its own map, each agent with the policy the map
+    gives it (one runner per policy, each seeded ``seed``), unless ``policy`` names the one policy that plays
+    every agent of its side. ``mnemo match`` and ``mnemo watch --opponent`` both load their players here.
+
     Raises:
         ConfigError: ``spec`` is neither a bot nor an existing path, or the run is single-agent.
         CheckpointError: the run cannot be loaded (or ``policy`` is not one of its policies, or the snapshot is
@@ -177,20 +234,38 @@ def load_player(spec: str, which: str = LATEST, policy: str | None = None, deter
     if not Path(path).exists():
         raise ConfigError(f"{path!r} is neither a run directory nor a bot; a player is a run directory, a checkpoint "
                           f"file, RUN{SNAPSHOT_MARK}STEP (a self-play snapshot), or one of: {', '.join(BOTS)}.")
-    if snapshot is None:
-        runner = PolicyRunner.load(path, which=which, deterministic=deterministic, seed=seed, policy=policy)
-        label = spec if policy is None else f"{spec} (policy {policy})"
-    else:
+    policy_map = None
+    if snapshot is not None:
         if policy is not None:
             raise ConfigError(f"{spec}: a self-play run has one policy; drop --policy for a snapshot player.")
         network, config, step = load_snapshot(path, snapshot, which=which)
-        runner = PolicyRunner(network, config, deterministic=deterministic, seed=seed)
+        runners = {SHARED_POLICY: PolicyRunner(network, config, deterministic=deterministic, seed=seed)}
         label = f"{path} snapshot of step {step}"
-    env_id = runner.config.env.env_id  # type: ignore[union-attr]
+    elif policy is not None:
+        runners = {policy: PolicyRunner.load(path, which=which, deterministic=deterministic, seed=seed,
+                                             policy=policy)}
+        label = f"{spec} (policy {policy})"
+    else:  # a run of one policy, or every policy of a --policy-map run, each on the agents its map gives it
+        networks, config = load_policies(path, which=which)
+        runners = {name: PolicyRunner(network, config, deterministic=deterministic, seed=seed)
+                   for name, network in networks.items()}
+        policy_map = config.env.policy_map
+        label = spec if policy_map is None else f"{spec} (policies {', '.join(networks)} by its --policy-map)"
+    env_id = next(iter(runners.values())).config.env.env_id  # type: ignore[union-attr]
     if not is_multiagent(env_id):
         raise ConfigError(f"{path} was trained on the single-agent env {env_id}; {needed_by} plays multi-agent "
                           f"envs (train on one such as mnemo/FlickerPongDuel-v0).")
-    return Player(label if which == LATEST else f"{label} [{which}]", runner=runner)
+    return Player(label if which == LATEST else f"{label} [{which}]", runners=runners, policy_map=policy_map)
+
+
+def load_players(a: str, b: str, which: str = LATEST, which_b: str | None = None, policy: str | None = None,
+                 policy_b: str | None = None, deterministic: bool = True, seed: int = 0,
+                 needed_by: str = "mnemo match") -> tuple[Player, Player]:
+    """The two players of ``mnemo match`` and ``mnemo watch --opponent`` (``load_player``): B takes A's
+    ``which`` and ``policy`` where ``which_b`` / ``policy_b`` are None; A's runners are seeded ``seed``, B's
+    ``seed + 1``."""
+    return (load_player(a, which, policy, deterministic, seed, needed_by=needed_by),
+            load_player(b, which_b or which, policy_b or policy, deterministic, seed + 1, needed_by=needed_by))
 
 
 def match_env_config(a: Player, b: Player, env_id: str | None = None, env_kwargs: dict | None = None,
@@ -237,7 +312,9 @@ class MatchEnvs:
 
     def __init__(self, env_id: str, env_kwargs: dict, env_import: tuple[str, ...]):
         self.env_id, self.env_kwargs, self.env_import = env_id, env_kwargs, env_import
-        self.plain = make_parallel_env(env_id, env_kwargs, env_import)
+        # Each agent's spaces are checked against the policy that plays it (``for_players``), not against its side's
+        # or the env's other agents': a run with --policy-map plays agents of different spaces.
+        self.plain = make_parallel_env(env_id, env_kwargs, env_import, check_policies=False)
         self._scripted: dict[int, Any] = {}
         module = sys.modules.get(resolve_factory(env_id, env_import).__module__)
         self.scripted_player: ScriptedPlayer | None = getattr(module, "scripted_player", None)
@@ -261,7 +338,8 @@ class MatchEnvs:
                 extra = hook(list(agents))
             except ValueError as exc:
                 raise ConfigError(f"{self.env_id}'s scripted bot cannot play the side {agents}: {exc}.") from exc
-            self._scripted[side] = make_parallel_env(self.env_id, {**self.env_kwargs, **extra}, self.env_import)
+            self._scripted[side] = make_parallel_env(self.env_id, {**self.env_kwargs, **extra}, self.env_import,
+                                                     check_policies=False)
         return self._scripted[side]
 
     def for_players(self, players: tuple[Player, Player], side_agents: list[list[str]]) -> Any:
@@ -294,9 +372,15 @@ def _act(player: Player, env: Any, agents: list[str], obs: dict, rng: np.random.
     """
     if not agents:
         return {}
-    if player.runner is not None:
-        actions = player.runner.act([obs[a] for a in agents], agent_ids=list(agents))
-        return {a: (int(x) if np.ndim(x) == 0 else x) for a, x in zip(agents, actions, strict=True)}
+    if player.runners:
+        by_policy: dict[str, list[str]] = {}
+        for a in agents:  # each agent with the policy that drives it, one batched act per policy
+            by_policy.setdefault(player.policy_for(a), []).append(a)
+        out = {}
+        for name, members in by_policy.items():
+            actions = player.runners[name].act([obs[a] for a in members], agent_ids=members)
+            out.update({a: (int(x) if np.ndim(x) == 0 else x) for a, x in zip(members, actions, strict=True)})
+        return {a: out[a] for a in agents}
     if player.bot == "scripted" and scripted is not None:
         return {a: scripted(a, obs[a], rng) for a in agents}
     out = {}
@@ -311,14 +395,23 @@ def _act(player: Player, env: Any, agents: list[str], obs: dict, rng: np.random.
 
 
 def _check_spaces(player: Player, env: Any, agents: list[str], env_id: str) -> None:
-    runner = player.runner
-    if runner is None:
-        return
-    for a in agents:
+    """Refuse, in one line, an agent of ``player``'s side that no policy of it can drive: one its run's map does
+    not cover, one whose spaces differ from its policy's, or one outside the agents of a policy that reads an
+    agent-index input (``--agent-index-input``: its one-hot has a slot for its own agents only)."""
+    for a in agents if player.runners else ():
+        name = player.policy_for(a)
+        runner = player.runners[name]
+        policy = "the policy" if name == SHARED_POLICY else f"the policy {name!r}"
         if env.observation_space(a) != runner.observation_space or env.action_space(a) != runner.action_space:
             raise ConfigError(f"{player.label}: agent {a} of {env_id} has observation space {env.observation_space(a)}"
-                              f" and action space {env.action_space(a)}, but the policy was trained on "
-                              f"{runner.observation_space} and {runner.action_space}; was the env changed since?")
+                              f" and action space {env.action_space(a)}, but {policy} was trained on "
+                              f"{runner.observation_space} and {runner.action_space}; play that side with a policy "
+                              f"of its spaces (--policy NAME, or --sides), or was the env changed since?")
+        if runner.policy.agents and a not in runner.policy.agents:
+            raise ConfigError(f"{player.label}: {policy} reads an agent-index input over its agents "
+                              f"({', '.join(runner.policy.agents)}), and agent {a} is not one of them; play "
+                              f"{a} with the policy its run's --policy-map gives it (drop --policy), or pick other "
+                              f"--sides.")
 
 
 def play_match(a: Player, b: Player, games: int, seed: int = 0, sides: str | None = None,
@@ -395,8 +488,9 @@ def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[
     module's ``scripted_player`` for a scripted player the env does not play itself (``MatchEnvs``).
     """
     for player in players:
-        if player.runner is not None and not player.runner.carry_across_episodes:
-            player.runner.remove()  # every agent starts the game from the zero state
+        for runner in player.runners.values():
+            if not runner.carry_across_episodes:
+                runner.remove()  # every agent starts the game from the zero state
     obs, infos = env.reset(seed=seed)
     returns = [0.0, 0.0]
     last_info = dict(infos)
@@ -404,8 +498,7 @@ def game_turns(env: Any, players: tuple[Player, Player], side_agents: list[list[
     while env.agents:
         live = [[x for x in env.agents if x in members] for members in side_agents]
         for s in (0, 1):
-            runner = players[s].runner
-            if runner is not None:  # an agent that left is forgotten: if it comes back, it starts from zero
+            for runner in players[s].runners.values():  # an agent that left is forgotten: it comes back from zero
                 gone = [x for x in runner.agent_ids if x in side_agents[s] and x not in live[s]]
                 if gone:
                     runner.remove(gone)
@@ -506,7 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(for both players; --which-b sets B's).")
     parser.add_argument("--which-b", default=None, help="B's checkpoint, when it differs from --which.")
     parser.add_argument("--policy", default=None, metavar="NAME",
-                        help="For a run with --policy-map: the policy that plays (A's; --policy-b sets B's).")
+                        help="For a run with --policy-map: the one policy that plays every agent of its side (A's; "
+                             "--policy-b sets B's); without it such a run plays each agent with the policy its "
+                             "map gives it.")
     parser.add_argument("--policy-b", default=None, metavar="NAME", help="B's policy name (default: --policy).")
     parser.add_argument("--stochastic", action="store_true",
                         help="Runs sample their actions (seeded) instead of taking the most likely one.")
@@ -528,8 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(env_kwargs, dict):
                 raise ConfigError("--env-kwargs must be a JSON object, e.g. '{\"flicker_p\": 0.3}'.")
         det = not args.stochastic
-        a = load_player(args.a, args.which, args.policy, det, args.seed)
-        b = load_player(args.b, args.which_b or args.which, args.policy_b or args.policy, det, args.seed + 1)
+        a, b = load_players(args.a, args.b, args.which, args.which_b, args.policy, args.policy_b, det, args.seed)
         stats, about = play_match(a, b, args.games, args.seed, args.sides, args.env_id, env_kwargs)
     except (ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -114,9 +114,11 @@ def _require_pettingzoo(env_id: str) -> None:
 
 
 def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: tuple[str, ...] | list[str] = (),
-                      policy_map: str | None = None):
+                      policy_map: str | None = None, check_policies: bool = True):
     """One ParallelEnv of ``env_id`` made with ``env_kwargs``, checked: a ParallelEnv whose agents of one policy
     (``policy_map``, ``assign_policies``; None: one policy for all) share one observation and one action space.
+    ``check_policies=False`` skips that last check, for a caller that checks each agent's spaces against the
+    policy that plays it itself (``mnemo match``: two players, each of its own policies).
 
     Raises:
         ConfigError: making it failed, it is not a ParallelEnv, an agent has no policy, or the agents of one
@@ -142,7 +144,8 @@ def make_parallel_env(env_id: str, env_kwargs: dict | None = None, env_import: t
     if not agents:
         raise ConfigError(f"--env-id {env_id}: the env lists no possible_agents; set possible_agents to every "
                           f"agent name that can ever act.")
-    assign_policies(env, policy_map, env_id)  # agents of one policy share its spaces
+    if check_policies:
+        assign_policies(env, policy_map, env_id)  # agents of one policy share its spaces
     return env
 
 

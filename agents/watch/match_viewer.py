@@ -6,15 +6,17 @@
 
 The players, the envs and the games are ``mnemo match``'s (``agents.deploy.match``: ``load_player``,
 ``MatchEnvs``, ``game_turns``): the opponent is a run directory / checkpoint, ``RUN@snapshot:STEP``, ``scripted``
-(the env plays that side itself) or ``random``; each run acts through its own ``PolicyRunner`` by agent id, by
+(the env plays that side itself) or ``random``; each run acts through a ``PolicyRunner`` per policy, by agent id, by
 training's hidden-state rules (every agent starts each game from the zero state unless the run carries memory
 across episodes; an agent that left starts from zero when it comes back). The sides are the env's two agents,
 or the run's self-play ``--sides``, or ``--sides``; A plays ``--side`` (default: the first) in every game, and
 game g is seeded ``--seed`` + g. The caption names each side's player and its score: points where the env
 reports them (``infos[agent]["score"]``), else summed returns.
 
-``--inspect --agent NAME`` shows that agent's memory, whichever run drives it (default: A's first agent); the
-panel reads its player's policy, and recomputes each step from the state the runner held before it, so it
+A run trained with ``--policy-map`` plays its side agent by agent with the policy its map gives each agent, or
+with the one policy ``--policy NAME`` (B's: ``--policy-b``) names, as ``mnemo match`` plays it.
+``--inspect --agent NAME`` shows that agent's memory, whichever player drives it (default: A's first agent);
+the panel reads the policy that drives it, and recomputes each step from the state the runner held before it, so it
 shows exactly what the runner did. A bot's agent has no memory to show: that is refused.
 
 A turn-based env (``metadata["turn_based"]``, e.g. mnemo/Pairs-v0) is played as ``game_turns`` plays it: only
@@ -49,8 +51,8 @@ NEEDED_BY = "mnemo watch --opponent"
 def match_sides(a: Player, agents: list[str], env_id: str, sides: str | None) -> tuple[list[str], list[list[str]]]:
     """The two sides' names and agents: from ``sides`` (``--sides``), else the self-play ``--sides`` A was trained
     with, else each of the env's two agents alone (``assign_sides``)."""
-    if sides is None and a.runner is not None:
-        sides = a.runner.config.opponents.sides  # type: ignore[union-attr]
+    if sides is None and a.config is not None:
+        sides = a.config.opponents.sides
     names, side_of = assign_sides(agents, sides, env_id, needed_by=NEEDED_BY)
     return names, [[agent for agent, s in zip(agents, side_of, strict=True) if s == k] for k in (0, 1)]
 
@@ -124,7 +126,8 @@ def watch_match(
         env_id, env_kwargs, env_import = match_env_config(a, b)
     except ConfigError as exc:
         raise WatchError(str(exc)) from exc
-    make_render_parallel_env(env_id, env_kwargs, env_import).close()  # refuses an env that cannot draw itself
+    # Refuses an env that cannot draw itself; each agent's spaces are checked against its player's policy below.
+    make_render_parallel_env(env_id, env_kwargs, env_import, check_policies=False).close()
     envs = MatchEnvs(env_id, {**env_kwargs, "render_mode": "rgb_array"}, env_import)
     result = WatchResult()
     try:
@@ -148,10 +151,11 @@ def watch_match(
         inspected = None
         panel = None
         if inspect:
-            if owner.runner is None:
+            if not owner.runners:
                 raise WatchError(f"--inspect --agent {agent}: {agent} is played by the {owner.bot} bot, which has no "
                                  f"memory to show; inspect an agent of a run (A's: {', '.join(side_agents[a_side])}).")
-            policy = owner.runner.policy
+            runner = owner.runner_for(agent)  # the policy that drives it (for_players checked its side's agents)
+            policy = runner.policy
             if policy.central_critic:  # the runner keeps the actor's state alone; the panel reads the whole policy
                 raise WatchError(f"--inspect --agent {agent} in a match: {owner.label} was trained with "
                                  f"--central-critic, which the panel cannot follow there; watch the run alone "
@@ -160,7 +164,7 @@ def watch_match(
             probe = MemoryProbe(policy, labels)
             panel = MemoryPanel(probe, history=history, agent=agent)
             slot = policy.slot_of(agent) if policy.agents else agents.index(agent)  # the agent-index input's slot
-            inspected = _Inspected(owner.runner, agent, slot, probe, env.action_space(agent))
+            inspected = _Inspected(runner, agent, slot, probe, env.action_space(agent))
         sink = open_sink(env.metadata.get("render_fps"))
         rng = np.random.default_rng(seed)
         players_shown = [f"{players[s].label} ({names[s]})" for s in (0, 1)]

@@ -63,11 +63,13 @@ class _FrameBeforeReset:
 
 
 def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
-                             env_import: tuple[str, ...] | list[str] = (), policy_map: str | None = None) -> Any:
+                             env_import: tuple[str, ...] | list[str] = (), policy_map: str | None = None,
+                             check_policies: bool = True) -> Any:
     """The ParallelEnv of ``env_id`` made with ``render_mode="rgb_array"`` (its agents checked against the run's
-    ``policy_map``), or a WatchError saying why it cannot."""
+    ``policy_map``, unless ``check_policies`` is False: a match checks each agent against its player's policy),
+    or a WatchError saying why it cannot."""
     try:
-        probe = make_parallel_env(env_id, env_kwargs, env_import, policy_map)
+        probe = make_parallel_env(env_id, env_kwargs, env_import, policy_map, check_policies)
     except (ModuleNotFoundError, ConfigError) as exc:
         raise WatchError(f"{exc} (the run was trained on {env_id})") from exc
     modes = list(getattr(probe, "metadata", {}).get("render_modes", []))
@@ -76,7 +78,7 @@ def make_render_parallel_env(env_id: str, env_kwargs: dict | None = None,
         raise WatchError(cannot_render_message(env_id, modes))
     try:
         env = make_parallel_env(env_id, {**dict(env_kwargs or {}), "render_mode": "rgb_array"}, env_import,
-                                policy_map)
+                                policy_map, check_policies)
     except ConfigError as exc:
         raise WatchError(f"{cannot_render_message(env_id, modes)} ({exc})") from exc
     if getattr(env, "render_mode", None) != "rgb_array":

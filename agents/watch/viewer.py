@@ -280,6 +280,8 @@ def watch(
     opponent: str | None = None,
     side: str | None = None,
     sides: str | None = None,
+    policy: str | None = None,
+    policy_b: str | None = None,
 ) -> WatchResult:
     """Play ``episodes`` episodes of the agent at ``path`` (run directory or checkpoint file).
 
@@ -312,6 +314,9 @@ def watch(
         side: with ``opponent``, the side ``path`` plays (default: the first).
         sides: with ``opponent``, the two sides as ``mnemo match --sides`` reads them (default: the run's
             self-play ``--sides``, else each of the env's two agents).
+        policy: with ``opponent``, the one policy of a ``--policy-map`` run ``path`` that plays every agent of its
+            side (None: each agent plays with the policy the run's map gives it), as ``mnemo match --policy``.
+        policy_b: the opponent's, as ``mnemo match --policy-b`` (None: ``policy``).
 
     Returns:
         Returns and lengths of the episodes played and the number of frames drawn.
@@ -330,9 +335,11 @@ def watch(
     if opponent is not None:
         return _watch_match(str(path), opponent, sink_opener, episodes=episodes, deterministic=deterministic, seed=seed,
                             record=record, inspect=inspect, history=history, which=which, max_steps=max_steps,
-                            scale=scale, log=log, agent=agent, side=side, sides=sides)
-    if side is not None or sides is not None:
-        raise WatchError("--side and --sides pick the sides of a match; add --opponent PLAYER (or drop them).")
+                            scale=scale, log=log, agent=agent, side=side, sides=sides, policy=policy,
+                            policy_b=policy_b)
+    if side is not None or sides is not None or policy is not None or policy_b is not None:
+        raise WatchError("--side, --sides, --policy and --policy-b pick the sides of a match and their policies; add "
+                         "--opponent PLAYER (or drop them: alone, a --policy-map run plays every agent by its map).")
     run, snapshot = split_snapshot(str(path))
     if snapshot is None:
         policies, config = load_policies(path, which=which, need_env=True)
@@ -405,20 +412,20 @@ def watch(
 
 
 def _watch_match(path: str, opponent: str, sink_opener: Callable[[str], Callable[[float | None], FrameSink]],
-                 deterministic: bool, seed: int, which: str, **kwargs: Any) -> WatchResult:
-    """``watch`` with an opponent: load both players as ``mnemo match`` does (A's runner seeded ``seed``, B's
-    ``seed + 1``) and play them (``agents.watch.match_viewer.watch_match``)."""
-    from agents.deploy.match import load_player
+                 deterministic: bool, seed: int, which: str, policy: str | None, policy_b: str | None,
+                 **kwargs: Any) -> WatchResult:
+    """``watch`` with an opponent: load both players as ``mnemo match`` does (``load_players``: A's runners seeded
+    ``seed``, B's ``seed + 1``) and play them (``agents.watch.match_viewer.watch_match``)."""
+    from agents.deploy.match import load_players
     from agents.watch.match_viewer import NEEDED_BY, watch_match
 
     try:
-        a = load_player(path, which, None, deterministic, seed, needed_by=NEEDED_BY)
-        if a.runner is None:
+        a, b = load_players(path, opponent, which, None, policy, policy_b, deterministic, seed, needed_by=NEEDED_BY)
+        if a.bot is not None:
             raise ConfigError(f"mnemo watch watches a run, not the {a.bot} bot; give the bot as --opponent.")
-        b = load_player(opponent, which, None, deterministic, seed + 1, needed_by=NEEDED_BY)
     except ConfigError as exc:
         raise WatchError(str(exc)) from exc
-    open_sink = sink_opener(a.runner.config.env.env_id)  # type: ignore[union-attr]
+    open_sink = sink_opener(a.config.env.env_id)
     return watch_match(a, b, open_sink, seed=seed, **kwargs)
 
 
@@ -459,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sides", default=None, metavar="PATTERN=SIDE,...",
                         help="With --opponent: the two sides, as mnemo match reads them (default: the run's "
                              "self-play --sides, else each of the env's two agents).")
+    parser.add_argument("--policy", default=None, metavar="NAME",
+                        help="With --opponent, for a run with --policy-map: the one policy that plays every agent "
+                             "of its side (default: each agent plays with the policy the run's map gives it), as "
+                             "mnemo match --policy.")
+    parser.add_argument("--policy-b", default=None, metavar="NAME",
+                        help="With --opponent: the opponent's policy, as mnemo match --policy-b (default: --policy).")
     return parser
 
 
@@ -468,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         watch(args.path, episodes=args.episodes, deterministic=args.deterministic, fps=args.fps, seed=args.seed,
               record=args.record, inspect=args.inspect, history=args.history, which=args.which,
               max_steps=args.max_steps, scale=args.scale, require_display=True, agent=args.agent,
-              opponent=args.opponent, side=args.side, sides=args.sides)
+              opponent=args.opponent, side=args.side, sides=args.sides, policy=args.policy, policy_b=args.policy_b)
     except (CheckpointError, WatchError, PygameMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
