@@ -199,3 +199,15 @@ def test_an_agent_its_runs_map_does_not_cover_is_refused(runs):
                                           r"\(hunter, prey\) with --policy NAME") as err:
         play_match(a, load_player("random"), 1, sides=SIDES)
     assert "\n" not in str(err.value)
+
+
+def test_a_sampling_players_policies_draw_from_streams_of_their_own(runs):
+    """With ``--stochastic`` each policy of a mapped run samples from its own stream: the first keeps the
+    player's seed (a run of one policy samples as before), the others never repeat its draws."""
+    mapped, _, _ = runs
+    player = load_player(str(mapped), deterministic=False, seed=7)
+    draws = {name: torch.rand(8, generator=runner.generator) for name, runner in player.runners.items()}
+    assert len(draws) == 2
+    first, second = draws.values()
+    assert not torch.equal(first, second)
+    assert torch.equal(first, torch.rand(8, generator=torch.Generator().manual_seed(7)))

@@ -220,8 +220,9 @@ def load_player(spec: str, which: str = LATEST, policy: str | None = None, deter
     ``agents.run.checkpoint.load_snapshot``).
 
     A run trained with ``--policy-map`` plays its side with its own map, each agent with the policy the map
-    gives it (one runner per policy, each seeded ``seed``), unless ``policy`` names the one policy that plays
-    every agent of its side. ``mnemo match`` and ``mnemo watch --opponent`` both load their players here.
+    gives it (one runner per policy, each with its own sampling stream, ``_policy_seed``), unless ``policy``
+    names the one policy that plays every agent of its side. ``mnemo match`` and ``mnemo watch --opponent``
+    both load their players here.
 
     Raises:
         ConfigError: ``spec`` is neither a bot nor an existing path, or the run is single-agent.
@@ -247,8 +248,8 @@ def load_player(spec: str, which: str = LATEST, policy: str | None = None, deter
         label = f"{spec} (policy {policy})"
     else:  # a run of one policy, or every policy of a --policy-map run, each on the agents its map gives it
         networks, config = load_policies(path, which=which)
-        runners = {name: PolicyRunner(network, config, deterministic=deterministic, seed=seed)
-                   for name, network in networks.items()}
+        runners = {name: PolicyRunner(network, config, deterministic=deterministic, seed=_policy_seed(seed, k))
+                   for k, (name, network) in enumerate(networks.items())}
         policy_map = config.env.policy_map
         label = spec if policy_map is None else f"{spec} (policies {', '.join(networks)} by its --policy-map)"
     env_id = next(iter(runners.values())).config.env.env_id  # type: ignore[union-attr]
@@ -256,6 +257,15 @@ def load_player(spec: str, which: str = LATEST, policy: str | None = None, deter
         raise ConfigError(f"{path} was trained on the single-agent env {env_id}; {needed_by} plays multi-agent "
                           f"envs (train on one such as mnemo/FlickerPongDuel-v0).")
     return Player(label if which == LATEST else f"{label} [{which}]", runners=runners, policy_map=policy_map)
+
+
+def _policy_seed(seed: int | None, k: int) -> int | None:
+    """The sampling seed of a run's k-th policy: ``seed`` for the first (a run of one policy samples as it
+    always did), an independent stream derived from (``seed``, k) for the others, so that two policies of one
+    player never draw the same numbers."""
+    if seed is None or k == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
 def load_players(a: str, b: str, which: str = LATEST, which_b: str | None = None, policy: str | None = None,
