@@ -48,6 +48,13 @@ FEATURES = {
                                   "central_critic": True, "agent_index_input": True},
     "action_masks": {"env_id": "toy_multiagent_envs:make_masked_respawn"},
 }
+# A turn-based env (only some agents act each step, rewards paid while waiting, pending steps carried into the next
+# rollout's extra leading step), with one shared policy and with named policies.
+TURNS = "toy_multiagent_envs:make_turns"
+TURN_FEATURES = {
+    "turns": {"env_id": TURNS},
+    "turns_policy_map": {"env_id": TURNS, "policy_map": "p0=solo,*=pair"},
+}
 
 
 class Crash(Exception):
@@ -114,11 +121,12 @@ def test_row_layout_puts_each_workers_rows_where_the_local_env_has_them(env_id, 
 
 
 # ------------------------------------------------------------------ one worker is the local run
-@pytest.mark.parametrize("feature", list(FEATURES))
+@pytest.mark.parametrize("feature", [*FEATURES, *TURN_FEATURES])
 def test_one_worker_trains_bitwise_as_the_local_run(ray_instance, tmp_path, feature):
-    local = make(tmp_path / "local", **FEATURES[feature])
+    overrides = {**FEATURES, **TURN_FEATURES}[feature]
+    local = make(tmp_path / "local", **overrides)
     local.train()
-    remote = make(tmp_path / "ray", backend="ray", num_workers=1, **FEATURES[feature])
+    remote = make(tmp_path / "ray", backend="ray", num_workers=1, **overrides)
     remote.train()
     assert_same_learners(local, remote)
     assert (local.global_step, local.episodes, local.agent_steps) == \
@@ -195,6 +203,55 @@ def test_two_workers_seed_copy_i_as_the_local_run_and_keep_the_invariant(ray_ins
         assert (value[real] - batch.values[real]).abs().max() < 1e-5, name
 
 
+@pytest.mark.parametrize("feature", list(TURN_FEATURES))
+def test_two_workers_join_turn_based_rollouts_that_keep_the_invariant(ray_instance, feature):
+    """Each worker's rollouts have T + 1 steps (step 0: the pending steps carried from its last rollout); the
+    joined rollout keeps them, with ``acting``, in the local layout: GAE over each row's own turns and the
+    sequence path replay it to 1e-5 (per policy), and carried steps are trained there."""
+    from agents.rollout.backends import make_collector
+    from agents.rollout.buffer import compute_gae, gather_sequences, make_sequences
+
+    cfg = TrainConfig().with_overrides({**SMALL, "num_envs": 4, "num_steps": 13, **TURN_FEATURES[feature],
+                                        "backend": "ray", "num_workers": 2}).validate()
+    collector = make_collector(cfg)
+    try:
+        torch.manual_seed(0)
+        blocks = getattr(collector, "policy_rows", None)
+        if blocks is None:
+            policies = {"policy": RecurrentActorCritic(collector.observation_space, collector.action_space,
+                                                       cfg.policy, agents=collector.agent_names)}
+            collector.start(policies["policy"], torch.device("cpu"), 7, 11)
+        else:
+            policies = {b.name: RecurrentActorCritic(b.observation_space, b.action_space, cfg.policy,
+                                                     agents=b.agents) for b in blocks}
+            collector.start(policies, torch.device("cpu"), 7, 11)
+        carried = {(name, w): 0 for name in policies for w in range(2)}  # carried steps per policy and worker
+        for _ in range(5):
+            rollouts = collector.collect()
+            for name, buf in ({"policy": rollouts} if blocks is None else rollouts).items():
+                rows = buf.alive.shape[1]
+                assert buf.rewards.shape == buf.acting.shape == (14, rows) and buf.states.shape[-2] == rows
+                assert rows == (collector.num_envs if blocks is None else
+                                next(b.num_rows for b in blocks if b.name == name))
+                adv, ret = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated,
+                                       buf.truncation_values, buf.bootstrap_value, 0.9, 0.8, buf.acting)
+                seqs = make_sequences(buf.episode_starts.numpy(), 5, True, alive=buf.alive.numpy())
+                batch = gather_sequences(buf, seqs, adv, ret)
+                with torch.no_grad():
+                    logprob, _, value = policies[name].evaluate(batch.obs, batch.start_states,
+                                                                batch.episode_starts, batch.actions,
+                                                                batch.agent_inputs)
+                real = batch.mask.bool()
+                assert int(real.sum()) == int(buf.alive.sum())
+                assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5, name
+                assert (value[real] - batch.values[real]).abs().max() < 1e-5, name
+                for w, half in enumerate(buf.alive[0].chunk(2)):  # a block's rows: worker 0's, then 1's
+                    carried[name, w] += int(half.sum())
+    finally:
+        collector.close()
+    assert min(carried.values()) > 0, carried  # pending steps crossed rollouts, in both workers' rows
+
+
 # ------------------------------------------------------------------ resume
 @pytest.mark.parametrize("feature", ["shared", "policy_map", "policy_map_central_critic"])
 def test_crash_and_resume_with_two_workers_mid_episode_is_bitwise_exact(ray_instance, tmp_path, feature):
@@ -233,14 +290,73 @@ def test_crash_and_resume_with_two_workers_mid_episode_is_bitwise_exact(ray_inst
     assert a["resume"] == b["resume"]
 
 
-@pytest.mark.parametrize("feature", ["central_critic", "policy_map"])
-def test_a_checkpoint_resumes_bitwise_on_the_other_backend(ray_instance, tmp_path, feature):
-    """One Ray worker's checkpoint resumed locally, and a local checkpoint resumed on one Ray worker, each end
-    as the straight local run."""
-    straight = make(tmp_path / "straight", **FEATURES[feature])
-    straight.train()
+def same_tree(a, b) -> bool:
+    """Two trees (dicts / tuples of tensors, None allowed) of one structure with bitwise equal tensors."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(map(same_tree, a, b))
+    if a is None or b is None:
+        return a is b
+    return torch.equal(a, b)
+
+
+def carrying(trainer: Trainer) -> bool:
+    """Whether some row's pending step is carried into the collector's next rollout."""
+    return bool((trainer.collector.state_dict(snapshot_envs=False)["tensors"]["turns"]["pending"] >= 0).any())
+
+
+@pytest.mark.parametrize("feature", list(TURN_FEATURES))
+def test_turn_based_crash_and_resume_with_two_workers_and_a_pending_step_at_the_checkpoint(ray_instance, tmp_path,
+                                                                                          feature):
+    """Two workers, a crash after a checkpoint at which pending steps were carried into the next rollout: the
+    resumed run ends bitwise as the straight one (each worker got its rows' pending and carried steps back)."""
+    overrides = {"backend": "ray", "num_workers": 2, "num_envs": 4, "num_steps": 31, "checkpoint_every": 248,
+                 "total_steps": 496, **TURN_FEATURES[feature]}
+    ends = []
+
+    def record_end(trainer: Trainer) -> None:
+        if trainer.global_step == 496:
+            ends.append(trainer.collector.state_dict(snapshot_envs=False)["tensors"])
+
+    straight = make(tmp_path / "straight", **overrides)
+    straight.train(record_end)
+    run, pending = tmp_path / "run", {}
 
     def crash(trainer: Trainer) -> None:
+        pending[trainer.global_step] = carrying(trainer)
+        if trainer.global_step == 372:
+            raise Crash
+
+    with pytest.raises(Crash):
+        make(run, **overrides).train(crash)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)
+        resumed = make(run, resume=True, **overrides)
+    assert resumed.resume_note is None and resumed.global_step == 248
+    assert pending[248]  # a pending step crossed the checkpoint the run resumed from
+    resumed.train(record_end)
+    assert_same_learners(straight, resumed)
+    assert (straight.agent_steps, list(straight.recent_returns)) == (resumed.agent_steps,
+                                                                    list(resumed.recent_returns))
+    a, b = ends
+    assert a["turns"]["carry"] is not None  # the run ends carrying pending steps, the same in both
+    for key, value in a.items():
+        assert same_tree(value, b[key]), key
+
+
+@pytest.mark.parametrize("feature", ["central_critic", "policy_map", "turns_policy_map"])
+def test_a_checkpoint_resumes_bitwise_on_the_other_backend(ray_instance, tmp_path, feature):
+    """One Ray worker's checkpoint resumed locally, and a local checkpoint resumed on one Ray worker, each end
+    as the straight local run (turn-based: with a pending step carried across the checkpoint)."""
+    overrides = {**FEATURES, **TURN_FEATURES}[feature]
+    straight = make(tmp_path / "straight", **overrides)
+    straight.train()
+    pending = {}
+
+    def crash(trainer: Trainer) -> None:
+        if "env_id" in overrides and overrides["env_id"] == TURNS:
+            pending[trainer.global_step] = carrying(trainer)
         if trainer.global_step == 512:
             raise Crash
 
@@ -248,11 +364,12 @@ def test_a_checkpoint_resumes_bitwise_on_the_other_backend(ray_instance, tmp_pat
     for first, then in ((ray_one, {}), ({}, ray_one)):
         run = tmp_path / f"run-{first.get('backend', 'local')}"
         with pytest.raises(Crash):
-            make(run, **FEATURES[feature], **first).train(crash)
+            make(run, **overrides, **first).train(crash)
         with warnings.catch_warnings():
             warnings.simplefilter("error", ResumeWarning)
-            resumed = make(run, resume=True, **FEATURES[feature], **then)
+            resumed = make(run, resume=True, **overrides, **then)
         assert resumed.resume_note is None
+        assert pending.get(resumed.global_step, True)  # turn-based: a pending step crossed the checkpoint
         resumed.train()
         assert_same_learners(straight, resumed)
         assert list(straight.recent_returns) == list(resumed.recent_returns)

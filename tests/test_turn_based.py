@@ -533,15 +533,6 @@ def test_one_named_policy_with_turns_and_a_central_critic_collects_bitwise_as_th
     assert cut_at_env_end > 0
 
 
-def test_turn_based_refusals_are_one_line():
-    from agents.rollout.multiagent_collector import refuse_turn_based
-
-    config = TrainConfig().with_overrides({"env_id": TURNS, "backend": "ray"})
-    with pytest.raises(ConfigError, match=r"^--backend ray is not supported with the turn-based env [^\n]*$"):
-        refuse_turn_based(config, make_multiagent_vector_env(TURNS, 1))
-    refuse_turn_based(config, make_multiagent_vector_env("toy_multiagent_envs:make_respawn", 1))  # not turn-based
-
-
 # --------------------------------------------------------------------------- learning
 def test_the_second_mover_learns_to_remember_the_first_movers_move_with_memory_and_not_without(tmp_path):
     """FirstMoveEnv: the second mover is paid for repeating, at its second turn, the move it saw at its first.

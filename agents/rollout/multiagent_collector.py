@@ -85,19 +85,6 @@ def refuse_unsupported(config: TrainConfig) -> None:
                               f"support {supported} (docs/multiagent.md).")
 
 
-def refuse_turn_based(config: TrainConfig, envs: MultiAgentVectorEnv) -> None:
-    """Raise ConfigError (one line) for settings a turn-based env (``envs.turn_based``) does not have yet."""
-    if not envs.turn_based:
-        return
-    refused = [
-        (config.run.backend != "local", f"--backend {config.run.backend}"),
-    ]
-    for bad, what in refused:
-        if bad:
-            raise ConfigError(f"{what} is not supported with the turn-based env {config.env.env_id} yet; drop it "
-                              f"(docs/multiagent.md, 'Turn-based games').")
-
-
 def multiagent_collector(config: TrainConfig,
                          num_copies: int | None = None) -> MultiAgentCollector | MultiPolicyCollector:
     """The local ``CollectorFactory`` for a multi-agent ``config.env.env_id`` (``make_collector`` picks it), over
@@ -107,11 +94,6 @@ def multiagent_collector(config: TrainConfig,
     copies = env.num_envs if num_copies is None else num_copies
     envs = make_multiagent_vector_env(env.env_id, copies, env.env_kwargs, env.env_import, env.policy_map,
                                       with_state=config.policy.central_critic)
-    try:
-        refuse_turn_based(config, envs)
-    except ConfigError:
-        envs.close()
-        raise
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)

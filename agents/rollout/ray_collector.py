@@ -30,6 +30,10 @@ states across rollouts exactly as the local backend does (reset and carry mode a
   local one; what is laid out over all R rows (recurrent state, episode starts, ``alive``, episode
   accumulators) is reordered by ``RowLayout``, which places each worker's rows of each policy block where the
   local ``MultiAgentVectorEnv`` has them.
+- turn-based envs: each actor's collector credits and carries its rows' pending steps, so a fragment has T + 1
+  steps and ``acting``, joined as the other tensors; the checkpoint's ``tensors["turns"]`` (each row's pending
+  index, the carried steps with their row indices) is merged and split by ``RowLayout`` (``_merge_turns``), and
+  the env snapshots' per-row ``waiting`` / ``started`` flags as ``alive``, so a resume is exact on either backend.
 
 Ray is imported only here, and this module only when ``--backend ray`` asks for it.
 """
@@ -52,7 +56,7 @@ from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import _ROLLOUT_TENSORS, Rollout
 from agents.rollout.collector import EnvError, NonFiniteError, VectorCollector
 from agents.rollout.env_state import decode, encode
-from agents.rollout.multiagent_collector import multiagent_collector, refuse_turn_based
+from agents.rollout.multiagent_collector import multiagent_collector
 from agents.rollout.multiagent_env import SHARED_POLICY, PolicyRows, is_multiagent, make_multiagent_vector_env
 from agents.rollout.previous_inputs import run_input_wrapper
 from agents.rollout.vector_env import import_env_modules, make_vector_env
@@ -60,6 +64,8 @@ from agents.rollout.vector_env import import_env_modules, make_vector_env
 RAY_MISSING = '--backend ray needs Ray, which is not installed: pip install -e ".[ray]" (or pip install "ray>=2.30").'
 MAX_RESTARTS_PER_ITERATION = 3
 START_TIMEOUT = 120.0  # seconds an actor gets at least to start, resume or close
+# The per-row flags of a ``MultiAgentVectorEnv.snapshot`` (lists over its R rows), placed by ``RowLayout``.
+_ROW_FLAGS = ("alive", "waiting", "started")
 
 
 class WorkerRestarted(UserWarning):
@@ -186,6 +192,7 @@ class RayCollector:
         env = config.env
         import_env_modules(env.env_import)
         self.multiagent = is_multiagent(env.env_id)
+        self.turn_based = False  # a turn-based multi-agent env: rollouts of T + 1 steps, carried pending steps
         self.per_policy = env.policy_map is not None
         if self.multiagent:
             self._probe_multiagent(config)
@@ -208,7 +215,7 @@ class RayCollector:
         probe = make_multiagent_vector_env(env.env_id, 1, env.env_kwargs, env.env_import, env.policy_map,
                                            with_state=config.policy.central_critic)
         try:
-            refuse_turn_based(config, probe)
+            self.turn_based = probe.turn_based
             self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
             self.agent_names, self.state_space = tuple(probe.agent_names), probe.state_space
             self.num_envs = env.num_envs * probe.slots
@@ -351,13 +358,15 @@ class RayCollector:
         obs = _tree_cat([f.obs for f in fragments], 1)
         first = fragments[0]
         alive = None if first.alive is None else torch.cat([f.alive for f in fragments], 1)
+        acting = None if first.acting is None else torch.cat([f.acting for f in fragments], 1)
         inputs = None if first.agent_inputs is None else _tree_cat([f.agent_inputs for f in fragments], 1)
         return Rollout(obs=obs, **tensors,
                        episode_returns=[r for f in fragments for r in f.episode_returns],
                        episode_lengths=[n for f in fragments for n in f.episode_lengths],
                        nonfinite_skips=sum(f.nonfinite_skips for f in fragments),
                        illegal_actions=sum(f.illegal_actions for f in fragments),
-                       checked_actions=sum(f.checked_actions for f in fragments), alive=alive, agent_inputs=inputs)
+                       checked_actions=sum(f.checked_actions for f in fragments), alive=alive, agent_inputs=inputs,
+                       acting=acting)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self, snapshot_envs: bool = True) -> dict:
@@ -368,6 +377,8 @@ class RayCollector:
         tensors = {"state": layout.merge([t["state"] for t in saved], self._env_dim),
                    "next_episode_start": layout.merge([t["next_episode_start"] for t in saved]),
                    "worker_generators": torch.stack([p["generator"] for p in parts])}
+        if "turns" in saved[0]:
+            tensors["turns"] = self._merge_turns([t["turns"] for t in saved])
         # The rest: ``sampling_noise`` and ``alive`` over all rows, ``sampling_noise/<policy>`` over a block's.
         for key in saved[0]:
             if key not in tensors and all(key in t for t in saved):
@@ -400,6 +411,8 @@ class RayCollector:
             raise ValueError(f"Saved recurrent state holds {tensors['state'].shape[self._env_dim]} envs, this run "
                              f"needs {self.num_envs}; were --num-envs or the core changed?")
         pieces = {"state": layout.split(tensors["state"], self._env_dim)}
+        if "turns" in tensors:
+            pieces["turns"] = self._split_turns(tensors["turns"])
         for key, value in tensors.items():
             if key == "worker_generators" or key in pieces:
                 continue
@@ -423,6 +436,63 @@ class RayCollector:
                              f"{names}; was --policy-map changed?")
         return names.index(name)
 
+    def _merge_turns(self, parts: list[dict]) -> dict:
+        """The actors' turn-based state (``tensors["turns"]``: each row's pending step (R_w,) and the pending steps
+        carried into the next rollout) as the local collector's over all rows: ``pending`` by ``RowLayout``, the
+        carried steps' row indices shifted into the run's rows of their block (``_merge_carry``)."""
+        pending = self.layout.merge([t["pending"] for t in parts])
+        carries = [t["carry"] for t in parts]
+        if self.per_policy:  # {policy: carry or None} per worker (None before its first rollout)
+            carry = None if all(c is None for c in carries) else {
+                block.name: self._merge_carry([None if c is None else c.get(block.name) for c in carries], k)
+                for k, block in enumerate(self.policy_rows)}
+        else:
+            carry = self._merge_carry(carries, 0)
+        return {"pending": pending, "carry": carry}
+
+    def _merge_carry(self, parts: list[dict | None], block: int) -> dict | None:
+        """One policy block's carried steps (``MultiAgentCollector._hang_pending``: ``rows`` (K_w,) among the
+        worker's rows of the block, every other entry (K_w, ...)) of every worker as the run's: worker w's row i
+        of the block is the run's row ``w * E * width + i`` of it, so the rows stay ascending as locally."""
+        rows_per_worker = self.envs_per_worker * self.layout.widths[block]
+        shifted = [{**carry, "rows": carry["rows"] + w * rows_per_worker}
+                   for w, carry in enumerate(parts) if carry is not None]
+        if not shifted:
+            return None
+        return {key: None if value is None else _tree_cat([c[key] for c in shifted], 0)
+                for key, value in shifted[0].items()}
+
+    def _split_turns(self, turns: dict) -> list[dict]:
+        """``_merge_turns``'s inverse: each worker's pending steps and carried steps, its rows renumbered."""
+        pending = self.layout.split(turns["pending"])
+        carry = turns["carry"]
+        if carry is None:
+            carries = [None] * self.num_workers
+        elif self.per_policy:
+            names = [block.name for block in self.policy_rows]
+            split = {name: self._split_carry(carry.get(name), k) for k, name in enumerate(names)}
+            carries = [{name: split[name][w] for name in names} for w in range(self.num_workers)]
+        else:
+            carries = self._split_carry(carry, 0)
+        return [{"pending": pending[w], "carry": carries[w]} for w in range(self.num_workers)]
+
+    def _split_carry(self, carry: dict | None, block: int) -> list[dict | None]:
+        """``_merge_carry``'s inverse: each worker's carried steps of the block (None: it carries none)."""
+        if carry is None:
+            return [None] * self.num_workers
+        rows_per_worker = self.envs_per_worker * self.layout.widths[block]
+        worker_of = (carry["rows"] // rows_per_worker).cpu().numpy()  # a local checkpoint may hold them on a GPU
+        carries = []
+        for w in range(self.num_workers):
+            index = np.flatnonzero(worker_of == w)
+            if index.size == 0:
+                carries.append(None)
+                continue
+            mine = {key: None if value is None else _tree_take(value, index, 0) for key, value in carry.items()}
+            mine["rows"] = mine["rows"] - w * rows_per_worker
+            carries.append(mine)
+        return carries
+
     def _merge_resume(self, parts: list[dict]) -> dict:
         """The actors' ``resume`` parts as the local collector's one over all rows (``RowLayout``)."""
         layout = self.layout
@@ -434,8 +504,10 @@ class RayCollector:
             next_obs = layout.merge(obs)
         envs = None
         if not reasons and self.multiagent:
-            envs = {"snapshots": [snap for p in parts for snap in p["envs"]["snapshots"]],
-                    "alive": layout.merge([np.asarray(p["envs"]["alive"], dtype=bool) for p in parts]).tolist()}
+            envs = {"snapshots": [snap for p in parts for snap in p["envs"]["snapshots"]]}
+            for key in _ROW_FLAGS:  # (R_w,) bool each; ``waiting`` and ``started`` only for a turn-based env
+                if key in parts[0]["envs"]:
+                    envs[key] = layout.merge([np.asarray(p["envs"][key], dtype=bool) for p in parts]).tolist()
         elif not reasons:
             envs = [snapshot for p in parts for snapshot in p["envs"]]
         return {
@@ -461,9 +533,9 @@ class RayCollector:
         if envs is None:
             worker_envs = [None] * count
         elif self.multiagent:
-            alive = layout.split(np.asarray(envs["alive"], dtype=bool))
-            worker_envs = [{"snapshots": envs["snapshots"][w * size:(w + 1) * size], "alive": alive[w].tolist()}
-                           for w in range(count)]
+            flags = {key: layout.split(np.asarray(envs[key], dtype=bool)) for key in _ROW_FLAGS if key in envs}
+            worker_envs = [{"snapshots": envs["snapshots"][w * size:(w + 1) * size],
+                            **{key: split[w].tolist() for key, split in flags.items()}} for w in range(count)]
         else:
             worker_envs = [envs[w * size:(w + 1) * size] for w in range(count)]
         return [{"next_obs": encode(next_obs[w], "next_obs"), "episode_return": encode(returns[w]),

@@ -51,7 +51,7 @@ from agents.config import ConfigError, OpponentsConfig, TrainConfig, parse_sides
 from agents.model.fused import FusedNetworks, fusable
 from agents.model.policy import RecurrentActorCritic, StepOutput
 from agents.rollout.buffer import Rollout
-from agents.rollout.multiagent_collector import MultiAgentCollector, refuse_turn_based, refuse_unsupported
+from agents.rollout.multiagent_collector import MultiAgentCollector, refuse_unsupported
 from agents.rollout.multiagent_env import MultiAgentVectorEnv, make_multiagent_vector_env
 from agents.trees import tree_map
 
@@ -210,7 +210,6 @@ def self_play_collector(config: TrainConfig) -> SelfPlayCollector:
     envs = make_multiagent_vector_env(env.env_id, env.num_envs, env.env_kwargs, env.env_import,
                                       with_state=config.policy.central_critic)
     try:
-        refuse_turn_based(config, envs)
         return SelfPlayCollector(envs, config.ppo.num_steps, config.opponents, config.ppo.noise_correlation)
     except BaseException:
         envs.close()
