@@ -220,11 +220,8 @@ def build_payload(
         "numpy_rng": numpy_rng_state,
         "resume": resume,
     }
-    # Named policies record theirs under "policies" (below).
-    if policy is not None and policy.agents:  # the slots of the agent-index one-hot (multi-agent runs that read it)
-        meta["agents"] = list(policy.agents)
-    if policy is not None and policy.state_space is not None:  # the central critic's input
-        meta["state_space"] = space_to_json(policy.state_space)
+    if policy is not None:  # one policy: its agents and state space beside its spaces (named ones: "policies")
+        meta.update(_policy_meta(policy))
     if first.masked:
         # Informational: the saved observation space's "action_mask" entry is what makes a loaded policy masked
         # (agents/model/policy.py), so load, watch and export need nothing else.
@@ -256,8 +253,9 @@ def build_payload(
 
 
 def _policy_meta(policy: RecurrentActorCritic) -> dict:
-    """One named policy's entry of ``meta["policies"]``: its spaces, and where it reads them its agents (the
-    agent-index one-hot's slots, among its own agents) and the central critic's ``state_space``."""
+    """A policy's spaces, and where it reads them its agents (the agent-index one-hot's slots, among its own
+    agents) and the central critic's ``state_space``: a named policy's entry of ``meta["policies"]``, and for a
+    run of one policy the top level of ``meta``."""
     entry = {"observation_space": space_to_json(policy.observation_space),
              "action_space": space_to_json(policy.action_space)}
     if policy.agents:
