@@ -10,6 +10,7 @@ properties, never written back into it.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 import types
@@ -498,6 +499,12 @@ def parse_policy_map(text: str) -> list[tuple[str, str]]:
                               f"files and TensorBoard tags); write e.g. {POLICY_MAP_EXAMPLE}.")
         mapping.append((pattern, name))
     return mapping
+
+
+def first_match(mapping: list[tuple[str, str]], agent: str) -> str | None:
+    """The name the first ``(fnmatch pattern, name)`` entry matching ``agent`` gives it (``parse_policy_map``'s and
+    ``--sides``' order rule), or None when no pattern matches."""
+    return next((name for pattern, name in mapping if fnmatch.fnmatchcase(agent, pattern)), None)
 
 
 SIDES_EXAMPLE = "--sides 'left_*=left,right_*=right'"

@@ -37,7 +37,6 @@ independent trials, which they are only roughly: a match's points share its play
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import math
 import sys
@@ -50,7 +49,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.arguments import OneLineParser
-from agents.config import ConfigError, parse_policy_map
+from agents.config import ConfigError, first_match, parse_policy_map
 from agents.deploy.runner import PolicyRunner
 from agents.ratings import elo_from_score
 from agents.rollout.multiagent_env import SHARED_POLICY, is_multiagent, make_parallel_env, resolve_factory
@@ -173,8 +172,7 @@ class Player:
         """
         if self.policy_map is None:
             return next(iter(self.runners))
-        name = next((name for pattern, name in parse_policy_map(self.policy_map)
-                     if fnmatch.fnmatchcase(agent, pattern)), None)
+        name = first_match(parse_policy_map(self.policy_map), agent)
         if name is None or name not in self.runners:
             raise ConfigError(f"{self.label}: its --policy-map {self.policy_map!r} gives agent {agent!r} no policy; "
                               f"play its side with one of its policies ({', '.join(self.runners)}) with --policy "

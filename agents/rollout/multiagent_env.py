@@ -37,7 +37,6 @@ PettingZoo is the optional extra ``[multiagent]``; it is imported only here, onl
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -47,7 +46,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.config import ConfigError, parse_policy_map
+from agents.config import ConfigError, first_match, parse_policy_map
 from agents.rollout.env_state import restore_env, snapshot_env
 from agents.rollout.vector_env import import_env_modules
 from agents.trees import tree_map, tree_stack
@@ -193,7 +192,7 @@ def assign_policies(env, policy_map: str | None, env_id: str = "") -> list[tuple
         mapping = parse_policy_map(policy_map)
         groups = {name: [] for _, name in mapping}
         for agent in agents:
-            name = next((name for pattern, name in mapping if fnmatch.fnmatchcase(agent, pattern)), None)
+            name = first_match(mapping, agent)
             if name is None:
                 raise ConfigError(f"--env-id {env_id}: no --policy-map pattern matches agent {agent!r}; add a "
                                   f"pattern for it (e.g. '{agent}={mapping[0][1]}' or '*=NAME' last).")

@@ -39,7 +39,6 @@ state, so a resume is exact.
 from __future__ import annotations
 
 import copy
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +46,7 @@ import numpy as np
 import torch
 
 from agents import ratings
-from agents.config import ConfigError, OpponentsConfig, TrainConfig, parse_sides
+from agents.config import ConfigError, OpponentsConfig, TrainConfig, first_match, parse_sides
 from agents.model.fused import FusedNetworks, fusable
 from agents.model.policy import RecurrentActorCritic, StepOutput
 from agents.rollout.buffer import Rollout
@@ -77,7 +76,7 @@ def assign_sides(agent_names: list[str], sides: str | None, env_id: str = "",
     names = list(dict.fromkeys(name for _, name in mapping))
     side_of = np.zeros(len(agent_names), dtype=np.int64)
     for k, agent in enumerate(agent_names):
-        side = next((name for pattern, name in mapping if fnmatch.fnmatchcase(agent, pattern)), None)
+        side = first_match(mapping, agent)
         if side is None:
             raise ConfigError(f"--sides: no pattern matches agent {agent!r} of {env_id}; add one (e.g. "
                               f"'{agent}={names[0]}' or '*=SIDE' last).")
