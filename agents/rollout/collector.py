@@ -12,7 +12,7 @@ implements the same methods, so the PPO math never changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -131,6 +131,23 @@ def local_collector(config: TrainConfig) -> VectorCollector:
     return VectorCollector(envs, config.ppo.num_steps, config.run.on_nonfinite, config.ppo.noise_correlation)
 
 
+def final_values(policy: RecurrentActorCritic, cut: np.ndarray, final_obs: Sequence, state: torch.Tensor,
+                 agent_inputs: dict | None, device: torch.device) -> torch.Tensor:
+    """V(final obs) of the rows in ``cut`` ((R,) bool; ``final_obs[i]`` the last observation of row i) with the
+    state their episode reached (``state`` (S, L, R, W)) and their multi-agent inputs as at their end (leaves
+    (R, ...), or None); 0 elsewhere: (R,). A truncation's bootstrap value."""
+    out = torch.zeros(len(cut), device=device)
+    idx = np.flatnonzero(cut)
+    if idx.size == 0:
+        return out
+    obs = obs_to_tensor(tree_stack([final_obs[i] for i in idx]), device)
+    idx_t = torch.as_tensor(idx, device=device)
+    inputs = None if agent_inputs is None else tree_map(lambda x: x[idx_t], agent_inputs)
+    with torch.inference_mode():
+        out[idx_t] = policy.value(obs, state[:, :, idx_t], torch.zeros(len(idx), device=device), inputs)
+    return out
+
+
 class VectorCollector:
     """The local ``Collector``: steps a vector env with the policy, carrying obs, episode starts and recurrent
     state across rollouts, into its own RolloutBuffer.
@@ -236,18 +253,7 @@ class VectorCollector:
                            agent_inputs: dict | None = None) -> torch.Tensor:
         """V(final obs) for the envs in ``cut``, with the state their episode reached (and multi-agent inputs
         ``agent_inputs``, leaves (N, ...), as at their end); 0 elsewhere: (N,)."""
-        out = torch.zeros(self.num_envs, device=self.device)
-        idx = np.flatnonzero(cut)
-        if idx.size == 0:
-            return out
-        final_obs = tree_stack([infos["final_obs"][i] for i in idx])
-        obs = obs_to_tensor(final_obs, self.device)
-        idx_t = torch.as_tensor(idx, device=self.device)
-        inputs = None if agent_inputs is None else tree_map(lambda x: x[idx_t], agent_inputs)
-        with torch.inference_mode():
-            values = self.policy.value(obs, state[:, :, idx_t], torch.zeros(len(idx), device=self.device), inputs)
-        out[idx_t] = values
-        return out
+        return final_values(self.policy, cut, infos["final_obs"], state, agent_inputs, self.device)
 
     def _bootstrap_value(self, agent_inputs: dict | None = None) -> torch.Tensor:
         """V(obs_T) for the observation after the rollout, with state_T (and multi-agent inputs, leaves (N, ...)):

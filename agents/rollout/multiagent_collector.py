@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ from agents.rollout.collector import (
     VectorCollector,
     _float_leaves,
     count_illegal_actions,
+    final_values,
 )
 from agents.rollout.env_state import decode, encode
 from agents.rollout.multiagent_env import (
@@ -58,7 +59,7 @@ from agents.rollout.multiagent_env import (
     is_multiagent,
     make_multiagent_vector_env,
 )
-from agents.trees import obs_to_tensor, tree_map, tree_map2, tree_stack
+from agents.trees import obs_to_tensor, tree_map, tree_map2
 
 # What a carried pending step keeps besides its observation, inputs and state (``MultiAgentCollector._carry``).
 _CARRIED = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -97,19 +98,6 @@ def multiagent_collector(config: TrainConfig,
     if env.policy_map is not None:
         return MultiPolicyCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
     return MultiAgentCollector(envs, config.ppo.num_steps, config.ppo.noise_correlation)
-
-
-class _Once:
-    """A value computed at its first call and kept (a step's global states before the autoreset, read only where
-    some agent is cut)."""
-
-    def __init__(self, compute: Callable[[], Any]):
-        self._compute, self._done, self._value = compute, False, None
-
-    def __call__(self) -> Any:
-        if not self._done:
-            self._value, self._done = self._compute(), True
-        return self._value
 
 
 @dataclass
@@ -623,7 +611,7 @@ class MultiPolicyCollector(MultiAgentCollector):
             cut = truncated & ~terminated
             # A cut agent's value reads the global state at its end, before its env copy's autoreset (read once,
             # for every policy, where some row is cut).
-            final_state = _Once(partial(self._rows_state, infos.get("final_state")))
+            final_state = cache(partial(self._rows_state, infos.get("final_state")))
             for block, out, next_state in zip(self.policy_rows, outs, next_states, strict=True):
                 buffer, rows = self.buffers[block.name], block.rows
                 if self.turn_based:
@@ -676,20 +664,12 @@ class MultiPolicyCollector(MultiAgentCollector):
         return rollouts
 
     def _policy_truncation_values(self, block: PolicyRows, cut: np.ndarray, final_obs: list,
-                                  state: torch.Tensor, final_state: _Once) -> torch.Tensor:
-        """V(final obs) for ``block``'s rows in ``cut`` (R_p,), with the state their episode reached ``state``
+                                  state: torch.Tensor, final_state: Callable[[], Any]) -> torch.Tensor:
+        """``final_values`` for ``block``'s rows in ``cut`` (R_p,), with the state their episode reached ``state``
         (S, L, R_p, W) and the multi-agent inputs at their end (``final_state()``: every row's copy's global state
-        before its autoreset, leaves (R, ...), or None); 0 elsewhere: (R_p,)."""
-        out = torch.zeros(block.num_rows, device=self.device)
-        idx = np.flatnonzero(cut)
-        obs = obs_to_tensor(tree_stack([final_obs[i] for i in idx]), self.device)
-        idx_t = torch.as_tensor(idx, device=self.device)
-        inputs = self._block_inputs(block, final_state() if self._reads_state else None)
-        inputs = None if inputs is None else tree_map(lambda x: x[idx_t], inputs)
-        with torch.inference_mode():
-            out[idx_t] = self.policies[block.name].value(obs, state[:, :, idx_t],
-                                                         torch.zeros(len(idx), device=self.device), inputs)
-        return out
+        before its autoreset, leaves (R, ...), or None): (R_p,)."""
+        return final_values(self.policies[block.name], cut, final_obs, state,
+                            self._block_inputs(block, final_state()), self.device)
 
     def _check_obs(self, obs, t: int, reward: np.ndarray | None = None) -> None:
         """``MultiAgentCollector._check_obs`` over every policy's observations."""
