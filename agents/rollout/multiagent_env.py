@@ -412,12 +412,18 @@ class MultiAgentVectorEnv:
             for agent in env.agents:
                 row = self._row(i, agent)
                 spawn[row] = not was_alive[row] or terminated[row] or truncated[row]
+        infos = self._step_infos(final_obs, env_done, final_states)
+        return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
+
+    def _step_infos(self, final_obs: list, env_done: np.ndarray, final_states: list) -> dict:
+        """``step``'s infos (``final_obs``, ``env_done``, and with ``with_state`` each copy's ``final_state``,
+        ``final_states``: its state at the end of the step); sets ``global_state`` (a reset copy's new state)."""
         infos: dict = {"final_obs": final_obs, "env_done": env_done}
         if self.with_state:
             infos["final_state"] = tree_stack(final_states)
             self.global_state = tree_stack([self.envs[i].state() if env_done[i] else final_states[i]
                                             for i in range(self.num_copies)])
-        return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
+        return infos
 
     def _read_outcomes(self, listed: list[tuple[str, int]], answer: tuple[dict, dict, dict, dict], present: set[str],
                        out: tuple[np.ndarray, np.ndarray, np.ndarray, list]) -> set[str]:
@@ -476,11 +482,7 @@ class MultiAgentVectorEnv:
             self._place(i, env.agents, obs, per_row)
             spawn[rows] = self.alive[rows] & ~self._started[rows]
             self._started[rows] |= self.alive[rows]
-        infos: dict = {"final_obs": final_obs, "env_done": env_done}
-        if self.with_state:
-            infos["final_state"] = tree_stack(final_states)
-            self.global_state = tree_stack([self.envs[i].state() if env_done[i] else final_states[i]
-                                            for i in range(self.num_copies)])
+        infos = self._step_infos(final_obs, env_done, final_states)
         return self._rows_obs(per_row), reward, terminated, truncated, spawn, infos
 
     # ---------------------------------------------------------------- snapshots
