@@ -253,7 +253,8 @@ class VectorCollector:
                            agent_inputs: dict | None = None) -> torch.Tensor:
         """V(final obs) for the envs in ``cut``, with the state their episode reached (and multi-agent inputs
         ``agent_inputs``, leaves (N, ...), as at their end); 0 elsewhere: (N,)."""
-        return final_values(self.policy, cut, infos["final_obs"], state, agent_inputs, self.device)
+        # A step where no env ended may have no "final_obs" at all; final_values reads it only for rows in cut.
+        return final_values(self.policy, cut, infos.get("final_obs", ()), state, agent_inputs, self.device)
 
     def _bootstrap_value(self, agent_inputs: dict | None = None) -> torch.Tensor:
         """V(obs_T) for the observation after the rollout, with state_T (and multi-agent inputs, leaves (N, ...)):
