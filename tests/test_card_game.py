@@ -42,14 +42,24 @@ def table(values: list[int]):
     return state, params
 
 
-def slots_of(obs: np.ndarray, params: PairsParams) -> list[tuple[int, int] | None]:
-    """(card, face value) in each of an observation's slots, None where empty."""
+def view_of(obs: np.ndarray, params: PairsParams) -> dict[int, int]:
+    """card -> face value for each card an observation's rows show a value of (checking the layout on the way)."""
     cards, pairs = params.cards, params.pairs
-    out = []
-    for slot in obs[cards + 1:].reshape(game.SLOTS, cards + pairs):
-        assert slot[:cards].sum() in (0, 1) and slot[cards:].sum() == slot[:cards].sum()
-        out.append((int(slot[:cards].argmax()), int(slot[cards:].argmax())) if slot.any() else None)
-    return out
+    rows = obs[:cards * (game.CARD_FEATURES + pairs)].reshape(cards, game.CARD_FEATURES + pairs)
+    faces = rows[:, game.CARD_FEATURES:]
+    assert set(faces.sum(axis=1).tolist()) <= {0.0, 1.0}
+    return {int(c): int(faces[c].argmax()) for c in np.flatnonzero(faces.any(axis=1))}
+
+
+def turn_of(obs: np.ndarray, params: PairsParams) -> tuple[float, int | None, int | None, list[int]]:
+    """(the second-flip flag, the face-up card's row, the face-up value, the rows marked as its partner)."""
+    cards, pairs = params.cards, params.pairs
+    rows = obs[:cards * (game.CARD_FEATURES + pairs)].reshape(cards, game.CARD_FEATURES + pairs)
+    second, value = obs[cards * (game.CARD_FEATURES + pairs)], obs[-pairs:]
+    face_up = np.flatnonzero(rows[:, 1]).tolist()
+    assert len(face_up) <= 1 and value.sum() == len(face_up) == second
+    return (float(second), face_up[0] if face_up else None, int(value.argmax()) if value.any() else None,
+            np.flatnonzero(rows[:, 2]).tolist())
 
 
 # --------------------------------------------------------------------------- rules
@@ -141,34 +151,32 @@ def test_time_limit_truncates_both():
 
 
 def test_each_turned_card_is_shown_to_each_player_during_one_turn_only():
-    """Every flip's (card, value) is shown to each player during exactly one of its turns (the one after it; the
-    final observations count as one more), in the slot that says who turned it; nothing else is ever shown."""
+    """Every flip's (card, value) is shown to each player during one of its turns (the one after it; the final
+    observations count as one more), never in more views than it was turned; nothing else is ever shown."""
     env = make_env(pairs=6)
     rng = np.random.default_rng(2)
     for seed in range(10):
         obs, _ = env.reset(seed=seed)
-        flips: list[tuple[int, int, int, int]] = []  # (player, first or second flip, card, value)
-        views: dict[int, dict[int, set]] = {0: {}, 1: {}}  # player -> turn -> (slot, card, value) shown in it
+        flips: list[tuple[int, int]] = []  # (card, value), both players' flips
+        views: dict[int, dict[int, set]] = {0: {}, 1: {}}  # player -> turn -> (card, value) shown in it
         turns = [0, 0]
         while True:
             for agent, o in obs.items():
                 player = PLAYERS.index(agent)
                 if not env.agents or env.game.face_up == NONE:  # a turn begins (or the final observation)
                     turns[player] += 1
-                view = views[player].setdefault(turns[player], set())
-                view.update((slot, *item) for slot, item in enumerate(slots_of(o["observation"], env.params))
-                            if item is not None)
+                views[player].setdefault(turns[player], set()).update(view_of(o["observation"], env.params).items())
             if not env.agents:
                 break
             (agent,) = obs
             card = random_policy(env, agent, obs[agent], rng)
-            flips.append((PLAYERS.index(agent), int(env.game.face_up != NONE), card, int(env.game.values[card])))
+            flips.append((card, int(env.game.values[card])))
             obs, *_ = env.step({agent: card})
+        flipped = Counter(flips)
         for player in (0, 1):
-            # the mover sees its first card in slot 0, its second in slot 1; the other sees them in slots 2, 3
-            expected = Counter((which if flipper == player else 2 + which, card, value)
-                               for flipper, which, card, value in flips)
-            assert Counter(item for view in views[player].values() for item in view) == expected
+            shown = Counter(item for view in views[player].values() for item in view)
+            # each flip shows in one view; a card turned twice within one turn's view shows once there
+            assert set(shown) == set(flipped) and all(shown[item] <= flipped[item] for item in shown)
 
 
 def test_face_down_values_never_reach_an_observation():
@@ -195,18 +203,32 @@ def test_a_turns_view_is_what_was_turned_since_the_players_last_turn():
     value = env.game.values
     env.step({P0: 0})
     obs, *_ = env.step({P0: 1})  # player_1's first observation: both of player_0's cards, not before
-    assert slots_of(obs[P1]["observation"], env.params) == [None, None, (0, value[0]), (1, value[1])]
-    assert obs[P1]["observation"][env.params.cards] == 0.0  # a first flip
+    assert view_of(obs[P1]["observation"], env.params) == {0: value[0], 1: value[1]}
+    assert turn_of(obs[P1]["observation"], env.params) == (0.0, None, None, [])  # a first flip
     obs, *_ = env.step({P1: 2})  # its second flip: its face-up card, and the turn's view still
-    assert slots_of(obs[P1]["observation"], env.params) == [(2, value[2]), None, (0, value[0]), (1, value[1])]
-    assert obs[P1]["observation"][env.params.cards] == 1.0
+    assert view_of(obs[P1]["observation"], env.params) == {2: value[2], 0: value[0], 1: value[1]}
+    partners = [c for c in (0, 1) if value[c] == value[2]]
+    assert turn_of(obs[P1]["observation"], env.params) == (1.0, 2, value[2], partners)
     if value[2] == value[3] or value[0] == value[1]:
         pytest.skip("this deal pairs cards the test turns")
     obs, *_ = env.step({P1: 3})
-    assert slots_of(obs[P0]["observation"], env.params) == [None, (1, value[1]), (2, value[2]), (3, value[3])]
+    assert view_of(obs[P0]["observation"], env.params) == {1: value[1], 2: value[2], 3: value[3]}
     env.step({P0: 4})
     obs, *_ = env.step({P0: 5})  # player_1's next turn: its own last card, then player_0's; 0, 1, 2 are gone
-    assert slots_of(obs[P1]["observation"], env.params) == [None, (3, value[3]), (4, value[4]), (5, value[5])]
+    assert view_of(obs[P1]["observation"], env.params) == {3: value[3], 4: value[4], 5: value[5]}
+
+
+def test_the_partner_in_view_is_marked_only_at_a_second_flip():
+    state, params = table([0, 1, 2, 0, 1, 2])
+    state, _, _ = step_state(state, 0)  # player_0: 0 then 1, a miss
+    state, _, _ = step_state(state, 1)
+    obs = observe(state, 1, params)  # player_1 sees both at its first flip, no partner marked yet
+    assert view_of(obs, params) == {0: 0, 1: 1} and turn_of(obs, params) == (0.0, None, None, [])
+    assert observe(state, 0, params)[-params.pairs - 1:].sum() == 0  # the waiting player has no face-up card
+    state, _, _ = step_state(state, 4)  # player_1 turns card 4 (value 1): card 1 is its partner in view
+    obs = observe(state, 1, params)
+    assert turn_of(obs, params) == (1.0, 4, 1, [1])
+    assert turn_of(observe(state, 0, params), params)[1:] == (None, None, [])  # only the mover has a face-up card
 
 
 def test_spaces_hold_observations_and_state():

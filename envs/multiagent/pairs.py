@@ -26,8 +26,8 @@ from envs.multiagent.grid_team_env import GridTeamEnv
 
 PLAYERS = ("player_0", "player_1")
 SLOTS = 4
-"""the observation's card slots: 0 own face-up card (second flip), 1 own previous second card, 2 and 3 the
-other player's last turn"""
+"""the cards of a turn's view (``PairsState.pending``): 0 own face-up card (second flip), 1 own previous second
+card, 2 and 3 the other player's last turn"""
 MAX_PAIRS = 12
 """the most pairs a table holds (one colour per face value when drawn)"""
 NONE = -1
@@ -138,31 +138,39 @@ def step_state(state: PairsState, card: int) -> tuple[PairsState, tuple[float, f
 # --------------------------------------------------------------- observation
 
 
+CARD_FEATURES = 3
+"""per card, beside its face value one-hot: on the table, face up this turn, the face-up card's partner in view"""
+
+
 def observation_size(params: PairsParams) -> int:
-    """cards (on the table) + 1 (second flip) + SLOTS x (cards + pairs) (each slot's card and face value)."""
-    return params.cards + 1 + SLOTS * (params.cards + params.pairs)
+    """cards x (CARD_FEATURES + pairs) (one row per card) + 1 (second flip) + pairs (the face-up card's value)."""
+    return params.cards * (CARD_FEATURES + params.pairs) + 1 + params.pairs
 
 
 def observe(state: PairsState, player: int, params: PairsParams) -> np.ndarray:
-    """What ``player`` sees, ``(observation_size,)`` float32 in {0, 1}:
+    """What ``player`` sees, ``(observation_size,)`` float32 in {0, 1}: one row per card, then the turn.
 
-    ``[on_table (cards), second_flip (1), then per slot: card one-hot (cards), face value one-hot (pairs)]``.
-    The slots are this turn's view (``PairsState.pending``): slot 0 the player's own first card of this turn
-    (at its second flip), slot 1 its own second card of its previous turn, slots 2-3 the other player's turn
-    since then. Empty slots are zeros. A card leaves the view when the turn ends; its value is not shown again
-    unless it is turned again.
+    Row ``c`` (``CARD_FEATURES + pairs`` values): ``[on table, face up this turn, partner in view, face value
+    one-hot]``. The face value is given only while the card is in this turn's view (``PairsState.pending``: the
+    player's own first card at its second flip, its own second card of its previous turn, the other player's
+    cards since then); *partner in view* marks, at a second flip, a card in view with the face-up card's value.
+    After the rows: ``[second flip (1), the face-up card's value one-hot (pairs)]``. A card leaves the view when
+    the turn ends; its value is not shown again unless it is turned again, so only a memory can find it later.
     """
     cards, pairs = params.cards, params.pairs
-    out = np.zeros(observation_size(params), dtype=np.float32)
-    out[:cards] = state.on_table
-    out[cards] = float(state.turn == player and state.face_up != NONE)
-    base = cards + 1
-    for slot, card in enumerate(state.pending[player]):
+    rows = np.zeros((cards, CARD_FEATURES + pairs), dtype=np.float32)
+    rows[:, 0] = state.on_table
+    turn_value = np.zeros(pairs, dtype=np.float32)
+    face_up = state.face_up if state.turn == player else NONE
+    if face_up != NONE:
+        rows[face_up, 1] = 1.0
+        turn_value[state.values[face_up]] = 1.0
+    for card in state.pending[player]:
         if card != NONE:
-            start = base + slot * (cards + pairs)
-            out[start + card] = 1.0
-            out[start + cards + state.values[card]] = 1.0
-    return out
+            rows[card, CARD_FEATURES + state.values[card]] = 1.0
+            if face_up != NONE and card != face_up and state.values[card] == state.values[face_up]:
+                rows[card, 2] = 1.0
+    return np.concatenate([rows.ravel(), [float(face_up != NONE)], turn_value]).astype(np.float32)
 
 
 def global_state(state: PairsState, params: PairsParams) -> np.ndarray:
@@ -270,18 +278,19 @@ class PairsEnv(GridTeamEnv):
 
     ## Observation Space
 
-    ``Dict(observation=Box(0, 1, (cards + 1 + 4 (cards + pairs),), float32), action_mask=Box(0, 1, (cards,),
+    ``Dict(observation=Box(0, 1, (cards (3 + pairs) + 1 + pairs,), float32), action_mask=Box(0, 1, (cards,),
     int8))``, PettingZoo's masked layout (``observe``):
 
-    | Part                | Size            | Meaning                                                     |
-    |---------------------|-----------------|-------------------------------------------------------------|
-    | on table            | cards           | 1 for each card not yet taken                               |
-    | second flip         | 1               | 1 when the player's first card of this turn is face up      |
-    | slot 0              | cards + pairs   | that face-up card: its position one-hot, its value one-hot  |
-    | slot 1              | cards + pairs   | the player's own second card of its previous turn           |
-    | slots 2, 3          | cards + pairs   | the two cards the other player turned since                 |
+    | Part          | Size                | Meaning                                                   |
+    |---------------|---------------------|-----------------------------------------------------------|
+    | card rows     | cards x (3 + pairs) | per card: on table, face up this turn, partner in view,   |
+    |               |                     | face value one-hot (while in view)                        |
+    | second flip   | 1                   | 1 when the player's first card of this turn is face up    |
+    | face-up value | pairs               | the face-up card's value one-hot (second flip)            |
 
-    Slots 1-3 are the same at both flips of a turn (the turn's view) and empty after it.
+    *Partner in view* marks, at a second flip, a card in view with the face-up card's value.
+    The view (the face values shown) is the same at both flips of a turn and empty after it: the player's own
+    face-up card, its own second card of its previous turn, the two cards the other player turned since.
 
     ``action_mask`` is 1 for each card on the table except the one face up. ``state()`` is the whole table
     (``global_state``), ``Box(0, 1, (3 cards + cards x pairs + 3,), float32)``.
@@ -419,23 +428,15 @@ def make_env(**kwargs: Any) -> PairsEnv:
 
 
 def _decode(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[int, int], int]:
-    """From one observation: the legal cards' mask (bool), the cards its slots show with their face values,
-    and the card face up this turn (NONE at a first flip)."""
+    """From one observation: the legal cards' mask (bool), the cards on the table its view shows with their face
+    values, and the card face up this turn (NONE at a first flip)."""
     mask = np.asarray(obs["action_mask"]).astype(bool)
     cards = mask.size
     pairs = cards // 2
-    vec = np.asarray(obs["observation"])
-    on_table = vec[:cards] > 0.5
-    slots = vec[cards + 1:].reshape(SLOTS, cards + pairs)
-    shown: dict[int, int] = {}
-    for slot in slots:
-        if slot[:cards].any():
-            card = int(slot[:cards].argmax())
-            if on_table[card]:
-                shown[card] = int(slot[cards:].argmax())
-    face_up = NONE
-    if vec[cards] > 0.5 and slots[0, :cards].any():
-        face_up = int(slots[0, :cards].argmax())
+    rows = np.asarray(obs["observation"])[:cards * (CARD_FEATURES + pairs)].reshape(cards, CARD_FEATURES + pairs)
+    faces = rows[:, CARD_FEATURES:]
+    shown = {int(c): int(faces[c].argmax()) for c in np.flatnonzero(faces.any(axis=1) & (rows[:, 0] > 0.5))}
+    face_up = int(rows[:, 1].argmax()) if rows[:, 1].any() else NONE
     return mask, shown, face_up
 
 
