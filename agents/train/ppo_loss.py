@@ -41,7 +41,8 @@ class Minibatch:
             without padding (every step real: no gather needed).
         actions: (R, *action_shape) over the R real steps, group by group.
         old_logprob, old_value, advantages, returns: (R,).
-        returns_int: (R,) the intrinsic value targets with ``--exploration``; None without it.
+        returns_int, old_value_int: (R,) the intrinsic value targets and the stored intrinsic values with
+            ``--exploration``; None without it.
     """
 
     groups: list[SequenceBatch]
@@ -52,6 +53,7 @@ class Minibatch:
     advantages: torch.Tensor
     returns: torch.Tensor
     returns_int: torch.Tensor | None = None
+    old_value_int: torch.Tensor | None = None
 
 
 def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -> Minibatch:
@@ -68,7 +70,8 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
         return real_steps([getattr(sub, name) for sub in groups], real)
 
     return Minibatch(groups, real, gather("actions"), gather("logprobs"), gather("values"), gather("advantages"),
-                     gather("returns"), None if batch.returns_int is None else gather("returns_int"))
+                     gather("returns"), *((None, None) if batch.returns_int is None
+                                          else (gather("returns_int"), gather("values_int"))))
 
 
 def real_steps(parts: list[torch.Tensor], real: list[torch.Tensor | None]) -> torch.Tensor:
