@@ -33,12 +33,14 @@ an embedding per cell for grids of codes, one-hots, a flat vector), then an MLP.
 first by a running mean and std of their own (clipped to +-5, as in RND); integer leaves (frames, codes) are not.
 
 NovelD's first visit is counted per env by hashing a coarse discretisation of the observation: float leaves cut
-into cells ``--episodic-bin`` running stds wide (``floor(normalised / bin)``), integer leaves taken exactly. Its
-limits: a continuous observation that drifts by less than a cell counts as one state however long the agent
-stays, and one that carries noise larger than a cell is new at every step (its first-visit test passes always,
-and NovelD then falls back to the novelty difference alone); the cells move a little when the running statistics
-do, between rollouts, so a state seen early in a long episode may count once more; frames are compared pixel for
-pixel, so a frame with any moving part is new.
+into cells ``--episodic-bin`` stds wide (``floor((x - mean) / std / bin)``, clipped to +-5 stds), integer leaves
+taken exactly. The mean and std are those of the run's first rollout, then fixed, so an observation falls in the
+same cell in every rollout (with running statistics a state seen early in an episode could count once more after
+the statistics moved). Its limits: a continuous observation that drifts by less than a cell counts as one state
+however long the agent stays; one that carries noise larger than a cell is new at every step (its first-visit
+test passes always, and NovelD falls back to the novelty difference alone); a dimension that did not vary in
+the first rollout splits into below, at and beyond its first value; frames are compared pixel for pixel, so a
+frame with any moving part is new.
 """
 
 from __future__ import annotations
@@ -129,8 +131,11 @@ class IntrinsicBonus:
             self.target = RNDNetwork(self.space, config.policy.obs_encoder, 1).to(device)
             self.predictor = RNDNetwork(self.space, config.policy.obs_encoder, 2).to(device)
         self.target.requires_grad_(False)
-        self.normalizers = nn.ModuleList(RunningMeanStd(int(np.prod(box.shape)) if box.shape else 1, clip=OBS_CLIP)
-                                         for box in _float_boxes(self.space)).to(device)
+        sizes = [int(np.prod(box.shape)) if box.shape else 1 for box in _float_boxes(self.space)]
+        self.normalizers = nn.ModuleList(RunningMeanStd(size, clip=OBS_CLIP) for size in sizes).to(device)
+        # NovelD's cells: the first rollout's statistics, then fixed (``cells_fixed``; module docstring).
+        self.cell_normalizers = nn.ModuleList(RunningMeanStd(size, clip=OBS_CLIP) for size in sizes).to(device)
+        self.cells_fixed = False
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=config.ppo.intrinsic_lr)
         self.generator = torch.Generator(device).manual_seed(seed + 1)
         # The intrinsic return never ends (dones are 0), so one discounted sum per env runs over the whole run.
@@ -145,9 +150,10 @@ class IntrinsicBonus:
         obs = split_action_mask(obs)[0] if self.masked else obs
         return flatten_leading(obs, self.space, n_leading)
 
-    def _normalise(self, obs: Tree) -> Tree:
-        """Float Box leaves (N, *shape) -> normalised and clipped, in their shape; other leaves unchanged."""
-        boxes = iter(self.normalizers)
+    def _normalise(self, obs: Tree, normalizers: nn.ModuleList | None = None) -> Tree:
+        """Float Box leaves (N, *shape) -> normalised and clipped, in their shape; other leaves unchanged.
+        ``normalizers``: whose statistics (default: the networks' running ones)."""
+        boxes = iter(self.normalizers if normalizers is None else normalizers)
 
         def walk(space: spaces.Space, x: Tree) -> Tree:
             if isinstance(space, spaces.Dict):
@@ -162,11 +168,11 @@ class IntrinsicBonus:
         return walk(self.space, obs)
 
     @torch.no_grad()
-    def _update_normalizers(self, obs: Tree) -> None:
-        """Float Box leaves (N, *shape) join the running statistics."""
+    def _update_normalizers(self, obs: Tree, normalizers: nn.ModuleList) -> None:
+        """Float Box leaves (N, *shape) join the statistics of ``normalizers``."""
         leaves = [x for space, x in zip(leaf_spaces(self.space), _leaves(self.space, obs), strict=True)
                   if _is_float_box(space)]
-        for rms, x in zip(self.normalizers, leaves, strict=True):
+        for rms, x in zip(normalizers, leaves, strict=True):
             rms.update(x.reshape(x.shape[0], -1))
 
     @torch.no_grad()
@@ -195,9 +201,14 @@ class IntrinsicBonus:
                 seen.add(cell)
         return first
 
-    def cells(self, normalised: Tree, lead: tuple[int, int]) -> np.ndarray:
-        """Hashes of the discretised observations (floats cut into ``episodic_bin``-wide cells, integers exact):
-        normalised leaves (T * N, *shape) -> (T, N) int64, the same in every process (no Python ``hash``)."""
+    def cells(self, obs: Tree, lead: tuple[int, int]) -> np.ndarray:
+        """Hashes of the discretised observations (floats cut into ``episodic_bin``-std-wide cells of the first
+        rollout's statistics, integers exact): leaves (T * N, *shape) -> (T, N) int64, the same in every process (no
+        Python ``hash``). The first call fixes the statistics, from its own observations."""
+        if not self.cells_fixed:
+            self._update_normalizers(obs, self.cell_normalizers)
+            self.cells_fixed = True
+        normalised = self._normalise(obs, self.cell_normalizers)
         parts = []  # (B, k) arrays, integer leaves in their own dtype (a uint8 frame stays one byte a pixel)
         for space, x in zip(leaf_spaces(self.space), _leaves(self.space, normalised), strict=True):
             x = x.reshape(x.shape[0], -1)
@@ -228,13 +239,13 @@ class IntrinsicBonus:
         """
         t_len, n_envs = rollout.episode_starts.shape
         obs = self._encoder_obs(rollout.obs, 2)
-        self._update_normalizers(obs)
+        self._update_normalizers(obs, self.normalizers)
         inputs = self._normalise(obs)
         novelty = self.novelty(inputs).view(t_len, n_envs)
         starts = rollout.episode_starts > 0
         if self.method == "noveld":
             previous = torch.cat((self.prev_novelty.unsqueeze(0), novelty[:-1]))
-            first = self.first_visits(self.cells(inputs, (t_len, n_envs)), starts.cpu().numpy())
+            first = self.first_visits(self.cells(obs, (t_len, n_envs)), starts.cpu().numpy())
             raw = (novelty - self.ppo.noveld_alpha * previous).clamp(min=0.0)
             raw = raw * torch.as_tensor(first, device=raw.device)
             self.prev_novelty = novelty[-1].clone()
@@ -272,6 +283,7 @@ class IntrinsicBonus:
         subset sampler, the intrinsic return's statistics and each env's episodic memory."""
         return {"target": self.target.state_dict(), "predictor": self.predictor.state_dict(),
                 "normalizers": self.normalizers.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "cell_normalizers": self.cell_normalizers.state_dict(), "cells_fixed": self.cells_fixed,
                 "generator": self.generator.get_state(), "return_scaler": self.return_scaler.state_dict(),
                 "prev_novelty": self.prev_novelty.clone(),
                 "visited": [torch.tensor(sorted(seen), dtype=torch.int64) for seen in self.visited]}
@@ -284,6 +296,8 @@ class IntrinsicBonus:
         self.target.load_state_dict(state["target"])
         self.predictor.load_state_dict(state["predictor"])
         self.normalizers.load_state_dict(state["normalizers"])
+        self.cell_normalizers.load_state_dict(state["cell_normalizers"])
+        self.cells_fixed = bool(state["cells_fixed"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.return_scaler.load_state_dict(state["return_scaler"])
