@@ -17,6 +17,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from agents import PolicyRunner
 from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import Rollout
@@ -197,13 +198,14 @@ def onnx_graph(path: Path) -> tuple:
 
 def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_path):
     """The intrinsic head is made after every other layer, so the same seed gives the same other weights; the
-    ONNX graph (inputs, outputs, initialisers, ops) and its outputs are then those of the policy without it."""
+    ONNX graph (inputs, outputs, initialisers, ops) and its outputs, and a PolicyRunner's actions and values, are
+    then those of the policy without it."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from agents.deploy.export import export_onnx
     from agents.deploy.export_check import onnx_step_fn
 
-    graphs, outputs = {}, {}
+    graphs, outputs, runs = {}, {}, {}
     for exploration in ("none", "rnd"):
         torch.manual_seed(0)
         cfg = PolicyConfig(hidden_size=16, exploration=exploration)
@@ -219,7 +221,11 @@ def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_pa
             elif name != "episode_start":  # a state input (S, L, B, W) -> (L, B, W) per named tensor
                 feed[name] = np.full((policy.state_shape[1], 4, policy.state_shape[2]), 0.1, np.float32)
         outputs[exploration] = onnx_step_fn(path)(feed)
+        runner = PolicyRunner(policy, TrainConfig(), seed=0)
+        infos = [runner.act(np.eye(CHAIN.shape[0], dtype=np.float32)[t % 3], return_info=True) for t in range(6)]
+        runs[exploration] = [(int(action), info.value) for action, info in infos]
     assert graphs["none"] == graphs["rnd"]
+    assert runs["none"] == runs["rnd"]
     assert outputs["none"].keys() == outputs["rnd"].keys()
     for name, value in outputs["none"].items():
         np.testing.assert_array_equal(value, outputs["rnd"][name])
