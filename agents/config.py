@@ -172,9 +172,9 @@ class PPOConfig:
     noveld_alpha: float = _f(0.5, "With --exploration noveld: the bonus is max(novelty(s_t) - alpha * "
                              "novelty(s_t-1), 0) (NovelD's alpha).")
     episodic_bin: float = _f(
-        0.5, "With --exploration noveld: the width, in running standard deviations, of the cells float "
-        "observations are cut into to count a state's first visit in an episode (integer observations count "
-        "exactly).")
+        0.5, "With --exploration noveld: the width, in standard deviations of the first rollout's observations, of "
+        "the cells float observations are cut into to count a state's first visit in an episode (integer "
+        "observations count exactly).")
 
 
 @dataclass
