@@ -357,7 +357,7 @@ class RecurrentActorCritic(nn.Module):
 
     def intrinsic_value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
         """V_int(obs) for B envs without advancing anyone's state: (B,) (requires ``has_intrinsic_value``)."""
-        return self.intrinsic_value_from(self._one_step(obs, state, episode_start)[3])
+        return self.intrinsic_value_from(self._step_parts(obs, state, episode_start)[3])
 
     @property
     def value_scale(self) -> torch.Tensor | None:
@@ -440,7 +440,7 @@ class RecurrentActorCritic(nn.Module):
         ``agent_inputs``: multi-agent inputs, leaves (B, ...); with a central critic and no ``"global_state"``
         the step is actor-only: value NaN, the critic's state returned as it came.
         """
-        dist, value, new_state, critic_hidden = self._one_step(obs, state, episode_start, agent_inputs)
+        dist, value, new_state, critic_hidden = self._step_parts(obs, state, episode_start, agent_inputs)
         value_int = None if self.value_int_head is None else self.intrinsic_value_from(critic_hidden)
         if deterministic:
             raw = dist.mode()
@@ -457,9 +457,15 @@ class RecurrentActorCritic(nn.Module):
 
     def _one_step(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
+    ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
+        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W)."""
+        return self._step_parts(obs, state, episode_start, agent_inputs)[:3]
+
+    def _step_parts(
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W), and
-        the critic's core outputs (B, F) (None for an actor-only step), which the intrinsic value head reads.
+        """``_one_step``'s dist, value and new state, and the critic's core outputs (B, F) (None for an actor-only
+        step), which the intrinsic value head reads.
 
         Called every rollout step, so it skips the sequence path's reshapes and segment checks.
         """
