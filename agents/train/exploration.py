@@ -33,19 +33,20 @@ an embedding per cell for grids of codes, one-hots, a flat vector), then an MLP.
 first by a running mean and std of their own (clipped to +-5, as in RND); integer leaves (frames, codes) are not.
 
 NovelD's first visit is counted per env by hashing a coarse discretisation of the observation: float leaves cut
-into cells ``--episodic-bin`` stds wide (``floor((x - mean) / std / bin)``, clipped to +-5 stds), integer leaves
-taken exactly. The mean and std are those of the run's first rollout, then fixed, so an observation falls in the
+into cells ``--episodic-bin`` stds wide (``floor((x - mean) / std / bin)``, not clipped), integer leaves taken
+exactly. The mean and std are those of the run's first rollout, then fixed, so an observation falls in the
 same cell in every rollout (with running statistics a state seen early in an episode could count once more after
 the statistics moved). Its limits: a continuous observation that drifts by less than a cell counts as one state
 however long the agent stays; one that carries noise larger than a cell is new at every step (its first-visit
 test passes always, and NovelD falls back to the novelty difference alone); a dimension that did not vary in
-the first rollout splits into below, at and beyond its first value; frames are compared pixel for pixel, so a
-frame with any moving part is new.
+the first rollout (std 0) is cut into cells of 1e-4 x bin, so any later change in it makes a new cell; frames
+are compared pixel for pixel, so a frame with any moving part is new.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
@@ -133,8 +134,9 @@ class IntrinsicBonus:
         self.target.requires_grad_(False)
         sizes = [int(np.prod(box.shape)) if box.shape else 1 for box in _float_boxes(self.space)]
         self.normalizers = nn.ModuleList(RunningMeanStd(size, clip=OBS_CLIP) for size in sizes).to(device)
-        # NovelD's cells: the first rollout's statistics, then fixed (``cells_fixed``; module docstring).
-        self.cell_normalizers = nn.ModuleList(RunningMeanStd(size, clip=OBS_CLIP) for size in sizes).to(device)
+        # NovelD's cells: the first rollout's statistics, then fixed (``cells_fixed``; module docstring), and not
+        # clipped: the first rollout covers a small part of the space, and states far beyond it must stay apart.
+        self.cell_normalizers = nn.ModuleList(RunningMeanStd(size, clip=math.inf) for size in sizes).to(device)
         self.cells_fixed = False
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=config.ppo.intrinsic_lr)
         self.generator = torch.Generator(device).manual_seed(seed + 1)
@@ -212,7 +214,8 @@ class IntrinsicBonus:
         parts = []  # (B, k) arrays, integer leaves in their own dtype (a uint8 frame stays one byte a pixel)
         for space, x in zip(leaf_spaces(self.space), _leaves(self.space, normalised), strict=True):
             x = x.reshape(x.shape[0], -1)
-            x = torch.floor(x / self.ppo.episodic_bin).to(torch.int32) if _is_float_box(space) else x
+            # int64: unclipped cells of a dimension that barely moved in the first rollout can be far from 0.
+            x = torch.floor(x / self.ppo.episodic_bin).to(torch.int64) if _is_float_box(space) else x
             parts.append(np.ascontiguousarray(x.cpu().numpy()))
         hashes = np.empty(parts[0].shape[0], dtype=np.int64)
         for i in range(hashes.shape[0]):
