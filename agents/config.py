@@ -117,6 +117,11 @@ class PolicyConfig:
     chrono_fraction: float = _f(
         0.5, "The share of each LSTM layer's units that --chrono-init sets (0 < F <= 1); the rest keep "
         "--forget-bias, so with F below 1 some units start out with long memory spans and the others fast.")
+    exploration: Literal["none", "rnd", "noveld"] = _f(
+        "none", "An intrinsic reward for sparse-reward tasks, with its own value head and return stream "
+        "(agents/train/exploration.py): 'rnd' random network distillation (Burda et al. 2018), 'noveld' its "
+        "novelty difference paid at the first visit of an observation in an episode (Zhang et al. 2021); "
+        "training only: evaluation, runners, watch and exports never see it.")
 
 
 @dataclass
@@ -154,6 +159,22 @@ class PPOConfig:
     adam_eps: float = _f(1e-5, "Adam epsilon.")
     refresh_start_states: bool = _f(
         False, "Recompute the sequences' stored start states with the current network before each epoch.")
+    intrinsic_coef: float = _f(
+        0.5, "With --exploration: the weight of the intrinsic advantage, adv = adv_ext + coef * adv_int (RND's "
+        "2:1 ratio of extrinsic to intrinsic).")
+    intrinsic_gamma: float = _f(0.99, "With --exploration: the discount of the intrinsic return stream, which "
+                                "runs on across episode ends (non-episodic, as in RND).")
+    intrinsic_lr: float = _f(1e-4, "With --exploration: Adam learning rate of the RND predictor (its own "
+                             "optimizer); a faster predictor makes the bonus fade sooner.")
+    intrinsic_update_fraction: float = _f(
+        0.25, "With --exploration: the share of each rollout's steps (drawn anew per epoch) the predictor trains "
+        "on, RND's recipe to keep the bonus from fading too fast (0 < F <= 1).")
+    noveld_alpha: float = _f(0.5, "With --exploration noveld: the bonus is max(novelty(s_t) - alpha * "
+                             "novelty(s_t-1), 0) (NovelD's alpha).")
+    episodic_bin: float = _f(
+        0.5, "With --exploration noveld: the width, in standard deviations of the first rollout's observations, of "
+        "the cells float observations are cut into to count a state's first visit in an episode (integer "
+        "observations count exactly).")
 
 
 @dataclass
@@ -350,6 +371,7 @@ class TrainConfig:
                               f"{ppo.noise_correlation}.")
         if ppo.target_kl is not None and not ppo.target_kl > 0:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
+        self._check_exploration()
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
         if env.policy_map is not None:
@@ -384,6 +406,39 @@ class TrainConfig:
         if self.run.backend != "local":
             raise ConfigError(f"--self-play with --backend {self.run.backend} is not supported yet; use --backend "
                               f"local (the opponent pool acts in the learner's process).")
+
+    def _check_exploration(self) -> None:
+        """The intrinsic-reward settings: in range, and only with --exploration."""
+        ppo, defaults = self.ppo, PPOConfig()
+        names = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "noveld_alpha",
+                 "episodic_bin")
+        if self.policy.exploration == "none":
+            given = [name for name in names if getattr(ppo, name) != getattr(defaults, name)]
+            if given:
+                raise ConfigError(f"--{flag_name(given[0])} only applies with --exploration rnd or noveld; add "
+                                  f"--exploration or drop --{flag_name(given[0])}.")
+            return
+        if self.policy.exploration != "noveld":
+            for name in ("noveld_alpha", "episodic_bin"):
+                if getattr(ppo, name) != getattr(defaults, name):
+                    raise ConfigError(f"--{flag_name(name)} only applies with --exploration noveld; pass it or drop "
+                                      f"--{flag_name(name)}.")
+        if not (ppo.intrinsic_coef >= 0 and math.isfinite(ppo.intrinsic_coef)):
+            raise ConfigError(f"--intrinsic-coef must be >= 0, got {ppo.intrinsic_coef}.")
+        if not 0 < ppo.intrinsic_gamma < 1:
+            raise ConfigError(f"--intrinsic-gamma must be in (0, 1) (the intrinsic stream never ends), got "
+                              f"{ppo.intrinsic_gamma}.")
+        if not (ppo.intrinsic_lr > 0 and math.isfinite(ppo.intrinsic_lr)):
+            raise ConfigError(f"--intrinsic-lr must be > 0, got {ppo.intrinsic_lr}.")
+        if not 0 < ppo.intrinsic_update_fraction <= 1:
+            raise ConfigError(f"--intrinsic-update-fraction must be in (0, 1], got {ppo.intrinsic_update_fraction}.")
+        if not 0 <= ppo.noveld_alpha <= 1:
+            raise ConfigError(f"--noveld-alpha must be in [0, 1], got {ppo.noveld_alpha}.")
+        if not (ppo.episodic_bin > 0 and math.isfinite(ppo.episodic_bin)):
+            raise ConfigError(f"--episodic-bin must be > 0, got {ppo.episodic_bin}.")
+        if self.run.backend != "local":
+            raise ConfigError(f"--exploration with --backend {self.run.backend} is not supported yet; use --backend "
+                              f"local.")
 
     def _check_backend(self) -> None:
         """A backend's own flags only with that backend, and a worker layout that runs exactly ``--num-envs`` envs."""

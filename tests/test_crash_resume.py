@@ -338,3 +338,23 @@ def test_a_checkpoint_without_schedule_state_resumes_on_its_own_budget(tmp_path)
     resumed = Trainer(config, resume=True)
     assert resumed.schedule_note is None
     assert _lr_per_iteration(resumed) == pytest.approx([1e-3 * 0.5, 1e-3 * 0.25], rel=1e-12)
+
+
+@pytest.mark.parametrize("exploration", ["rnd", "noveld"])
+def test_resume_with_an_exploration_bonus_is_bitwise_exact(tmp_path, exploration):
+    """--exploration: the predictor and target, their optimizer, the observation and intrinsic-return statistics,
+    the subset sampler and each env's episodic memory (NovelD's visited cells, envs mid-episode) travel in the
+    checkpoint, so the resumed run's bonus state equals the uninterrupted run's bitwise."""
+    straight_run, resumed = straight_and_resumed(tmp_path, exploration=exploration)
+    a, b = straight_run.exploration.state_dict(), resumed.exploration.state_dict()
+    for part in ("target", "predictor", "normalizers", "return_scaler"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
+    for index, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
+    assert torch.equal(a["generator"], b["generator"]) and torch.equal(a["prev_novelty"], b["prev_novelty"])
+    assert [v.tolist() for v in a["visited"]] == [v.tolist() for v in b["visited"]]
+    if exploration == "noveld":
+        assert all(v.numel() > 0 for v in a["visited"])  # the envs were mid-episode with cells to remember
+    assert straight_run.exploration.return_scaler.std != 1.0  # the statistics did move

@@ -24,12 +24,12 @@ from agents.rollout.collector import VectorCollector, make_vector_env
 
 
 def collect(core="lstm", layers=1, separate=False, carry=False, action_kind="discrete", num_steps=24, seed=0,
-            rollouts=2, noise_correlation=0.0, device="cpu", masked=False):
+            rollouts=2, noise_correlation=0.0, device="cpu", masked=False, exploration="none"):
     kwargs = {"action_kind": action_kind, **({"masked": True} if masked else {})}
     envs = make_vector_env("tests/Boundary-v0", 4, kwargs)
     torch.manual_seed(seed)
     cfg = PolicyConfig(hidden_size=16, separate_critic=separate, carry_across_episodes=carry, normalize_obs=True,
-                       **core_settings(core, layers))
+                       exploration=exploration, **core_settings(core, layers))
     device = torch.device(device)
     policy = RecurrentActorCritic(envs.single_observation_space, envs.single_action_space, cfg).to(device)
     collector = VectorCollector(envs, num_steps, noise_correlation=noise_correlation)
@@ -63,6 +63,23 @@ def assert_sequence_path_reproduces(policy, buf, carry: bool) -> None:
     real = batch.mask.bool()
     assert (logprob[real] - batch.logprobs[real]).abs().max() < 1e-5
     assert (value[real] - batch.values[real]).abs().max() < 1e-5
+    if policy.has_intrinsic_value:  # --exploration: the intrinsic head's stored values too
+        assert buf.values_int is not None and buf.bootstrap_value_int is not None
+        batch = gather_sequences(buf, seqs, adv, ret, returns_int=ret)
+        with torch.no_grad():
+            _, critic_hidden, _ = policy.memory(batch.obs, batch.start_states, batch.episode_starts)
+            value_int = policy.intrinsic_value_from(critic_hidden[real])
+        assert (value_int - batch.values_int[real]).abs().max() < 1e-5
+        assert batch.values_int[real].abs().max() > 0  # the head is there and not zero
+
+
+@pytest.mark.parametrize(("core", "separate", "carry"), [("lstm", False, False), ("gru", True, True),
+                                                         ("none", False, False)])
+def test_invariant_holds_for_the_intrinsic_value_head(core, separate, carry):
+    """--exploration: the second value head's values, stored by the collector step by step, equal those the
+    sequence path recomputes, to 1e-5, as the extrinsic values do."""
+    policy, _collector, buf = collect(core, 1, separate, carry, exploration="rnd")
+    assert_sequence_path_reproduces(policy, buf, carry)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -243,6 +260,7 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
     recording = {"on": False}
     real_loss, real_score, real_value = (ppo.loss_and_backward, RecurrentActorCritic.score_actions,
                                          RecurrentActorCritic.value_from)
+    real_value_int = RecurrentActorCritic.intrinsic_value_from
 
     def loss(policy, mb, cfg, clip_coef, parallel=None):
         recording["on"] = "terms" not in first
@@ -266,6 +284,13 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
             first.setdefault("value", out.detach())
         return out
 
+    def intrinsic_value_from(self, critic_hidden):
+        out = real_value_int(self, critic_hidden)
+        if recording["on"]:
+            first.setdefault("value_int", out.detach())
+        return out
+
+    monkeypatch.setattr(RecurrentActorCritic, "intrinsic_value_from", intrinsic_value_from)
     monkeypatch.setattr(ppo, "loss_and_backward", loss)
     monkeypatch.setattr(RecurrentActorCritic, "score_actions", score_actions)
     monkeypatch.setattr(RecurrentActorCritic, "value_from", value_from)
@@ -279,6 +304,10 @@ def test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, 
     mb, terms = first["mb"], first["terms"]
     assert (first["logprob"] - mb.old_logprob).abs().max() < 1e-5
     assert (first["value"] - mb.old_value).abs().max() < 1e-5
+    if (extra or {}).get("exploration", "none") != "none":
+        assert (first["value_int"] - mb.old_value_int).abs().max() < 1e-5
+    else:
+        assert "value_int" not in first and mb.returns_int is None
     assert abs(float(terms.approx_kl)) < 1e-10 and abs(float(terms.old_approx_kl)) < 1e-5
     assert float(terms.clipfrac) == 0.0
 
@@ -302,3 +331,12 @@ def test_the_invariant_holds_with_value_normalisation_and_previous_inputs(tmp_pa
     action and reward are part of the stored observation: the trainer's first minibatch still reproduces the
     rollout."""
     test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", True, False, "discrete", extra)
+
+
+@pytest.mark.parametrize(("exploration", "separate"), [("rnd", True), ("noveld", False)])
+def test_the_invariant_holds_on_the_trainers_loss_path_with_an_exploration_bonus(tmp_path, monkeypatch, exploration,
+                                                                                 separate):
+    """--exploration: the trainer's first minibatch reproduces the stored extrinsic and intrinsic values and the
+    log-probs (approx_kl and clipfrac 0), with the combined advantages and the intrinsic value loss on."""
+    test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", separate, False, "discrete",
+                                                        {"exploration": exploration})

@@ -101,6 +101,7 @@ class StepOutput:
     logprob: torch.Tensor  # (B,)
     value: torch.Tensor  # (B,)
     state: torch.Tensor  # (S, L, B, W): the state after processing obs_t
+    value_int: torch.Tensor | None = None  # (B,) the intrinsic value (--exploration); None without it
 
 
 class RecurrentActorCritic(nn.Module):
@@ -165,6 +166,14 @@ class RecurrentActorCritic(nn.Module):
         if config.ortho_init:
             nn.init.orthogonal_(self.value_head.weight, 1.0)
             nn.init.zeros_(self.value_head.bias)
+        # --exploration: a second critic output for the intrinsic return stream (agents/train/exploration.py),
+        # on the critic's features; made only then, so a run without it keeps its parameters and checkpoints.
+        self.value_int_head = None
+        if config.exploration != "none":
+            self.value_int_head = nn.Linear(vf_features, 1)
+            if config.ortho_init:
+                nn.init.orthogonal_(self.value_int_head.weight, 1.0)
+                nn.init.zeros_(self.value_int_head.bias)
         self._actor_states = self.actor_core.num_state_tensors
 
     def _make_central_critic(self, config: PolicyConfig) -> nn.Module:
@@ -338,6 +347,19 @@ class RecurrentActorCritic(nn.Module):
         return self.value_head(self.critic_mlp(critic_hidden)).squeeze(-1)
 
     @property
+    def has_intrinsic_value(self) -> bool:
+        """Whether the critic has the intrinsic value head (``--exploration``)."""
+        return self.value_int_head is not None
+
+    def intrinsic_value_from(self, critic_hidden: torch.Tensor) -> torch.Tensor:
+        """The intrinsic value head (requires ``has_intrinsic_value``): critic core outputs (N, F) -> V_int (N,)."""
+        return self.value_int_head(self.critic_mlp(critic_hidden)).squeeze(-1)
+
+    def intrinsic_value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+        """V_int(obs) for B envs without advancing anyone's state: (B,) (requires ``has_intrinsic_value``)."""
+        return self.intrinsic_value_from(self._step_parts(obs, state, episode_start)[3])
+
+    @property
     def value_scale(self) -> torch.Tensor | None:
         """With ``normalize_value``: the value targets' running std, by which the loss divides value errors (the
         error in normalised units); None otherwise."""
@@ -418,14 +440,15 @@ class RecurrentActorCritic(nn.Module):
         ``agent_inputs``: multi-agent inputs, leaves (B, ...); with a central critic and no ``"global_state"``
         the step is actor-only: value NaN, the critic's state returned as it came.
         """
-        dist, value, new_state = self._one_step(obs, state, episode_start, agent_inputs)
+        dist, value, new_state, critic_hidden = self._step_parts(obs, state, episode_start, agent_inputs)
+        value_int = None if self.value_int_head is None else self.intrinsic_value_from(critic_hidden)
         if deterministic:
             raw = dist.mode()
         elif noise is not None:
             raw = dist.sample(normal=noise.draw(dist.noise_shape, generator, value.device))
         else:
             raw = dist.sample(generator)
-        return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value, new_state)
+        return StepOutput(self.action_head.shape_actions(raw), dist.log_prob(raw), value, new_state, value_int)
 
     def value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor,
               agent_inputs: dict | None = None) -> torch.Tensor:
@@ -435,7 +458,14 @@ class RecurrentActorCritic(nn.Module):
     def _one_step(
         self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
     ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
-        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W).
+        """``forward_sequence`` for T = 1 without the time dim: dist (B,), value (B,), new state (S, L, B, W)."""
+        return self._step_parts(obs, state, episode_start, agent_inputs)[:3]
+
+    def _step_parts(
+        self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, agent_inputs: dict | None = None
+    ) -> tuple[Distribution, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``_one_step``'s dist, value and new state, and the critic's core outputs (B, F) (None for an actor-only
+        step), which the intrinsic value head reads.
 
         Called every rollout step, so it skips the sequence path's reshapes and segment checks.
         """
@@ -447,13 +477,13 @@ class RecurrentActorCritic(nn.Module):
             # Actor-only (no env.state() here): no value, the critic's memory held.
             dist = self.action_distribution(hidden, legal)
             value = torch.full((episode_start.shape[0],), float("nan"), device=episode_start.device)
-            return dist, value, torch.cat((new_state, state[self._actor_states:]))
+            return dist, value, torch.cat((new_state, state[self._actor_states:])), None
         if self.critic_core is not None:
             critic_in = self.encode_critic(agent_inputs) if self.central_critic else features
             critic_hidden, critic_state = self.critic_core.step(critic_in, state[self._actor_states:], episode_start)
             new_state = torch.cat((new_state, critic_state))
         dist, value = self.decode(hidden, critic_hidden, legal)
-        return dist, value, new_state
+        return dist, value, new_state, critic_hidden
 
     # ------------------------------------------------------------------ training
     def evaluate(

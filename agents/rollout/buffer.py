@@ -57,6 +57,9 @@ class Rollout:
             reward and next value known: GAE runs over these steps, ``compute_gae``); None otherwise. A
             turn-based rollout has T = num_steps + 1: step 0 holds the transitions carried from the previous
             rollout, whose reward was still arriving when it ended (docs/architecture.md).
+        values_int: (T, N) the intrinsic value head's V_int(obs_t) as the acting policy computed it
+            (``--exploration``, agents/train/exploration.py); None without it.
+        bootstrap_value_int: (N,) V_int(obs_T), with state_T; None without ``--exploration``.
     """
 
     obs: Tree
@@ -78,6 +81,8 @@ class Rollout:
     illegal_actions: int = 0
     checked_actions: int = 0
     acting: torch.Tensor | None = None
+    values_int: torch.Tensor | None = None
+    bootstrap_value_int: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Rollout:
         """The rollout on ``device`` (the tensors themselves where they are there already)."""
@@ -88,7 +93,10 @@ class Rollout:
                        episode_returns=self.episode_returns, episode_lengths=self.episode_lengths,
                        nonfinite_skips=self.nonfinite_skips, alive=alive, agent_inputs=inputs,
                        illegal_actions=self.illegal_actions, checked_actions=self.checked_actions,
-                       acting=None if self.acting is None else self.acting.to(device))
+                       acting=None if self.acting is None else self.acting.to(device),
+                       values_int=None if self.values_int is None else self.values_int.to(device),
+                       bootstrap_value_int=(None if self.bootstrap_value_int is None
+                                            else self.bootstrap_value_int.to(device)))
 
 
 _ROLLOUT_TENSORS = ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "truncation_values",
@@ -112,6 +120,7 @@ class RolloutBuffer:
         state_shape: tuple[int, int, int],
         device: torch.device,
         agent_inputs_space: spaces.Dict | None = None,
+        intrinsic: bool = False,
     ):
         t, n = num_steps, num_envs
         self.num_steps, self.num_envs, self.device = t, n, device
@@ -130,13 +139,16 @@ class RolloutBuffer:
         # Multi-agent inputs beside the observation (a Dict space of them), stored as observations are.
         self.agent_inputs = (None if agent_inputs_space is None
                              else _empty_like_space(agent_inputs_space, (t, n), device))
+        # --exploration: the intrinsic value head's outputs, stored as the values are.
+        self.values_int = torch.zeros(t, n, device=device) if intrinsic else None
 
     def store_step(
         self, t: int, obs: Tree, episode_start: torch.Tensor, state: torch.Tensor,
         action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor, agent_inputs: Tree | None = None,
+        value_int: torch.Tensor | None = None,
     ) -> None:
         """Record what the policy saw and did at step t (obs and ``agent_inputs`` leaves (N, ...), state
-        (S, L, N, W))."""
+        (S, L, N, W); ``value_int`` (N,) where the buffer keeps intrinsic values)."""
         _copy_into(self.obs, obs, t)
         if self.agent_inputs is not None:
             _copy_into(self.agent_inputs, agent_inputs, t)
@@ -145,6 +157,8 @@ class RolloutBuffer:
         self.actions[t] = action
         self.logprobs[t] = logprob
         self.values[t] = value
+        if self.values_int is not None:
+            self.values_int[t] = value_int
 
     def store_outcome(self, t: int, reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor) -> None:
         """Record what the env answered to the step-t action."""
@@ -154,12 +168,14 @@ class RolloutBuffer:
         self.truncation_values[t] = 0.0
 
     def rollout(self, bootstrap_value: torch.Tensor, episode_returns: list[float], episode_lengths: list[int],
-                nonfinite_skips: int = 0, illegal_actions: int = 0, checked_actions: int = 0) -> Rollout:
+                nonfinite_skips: int = 0, illegal_actions: int = 0, checked_actions: int = 0,
+                bootstrap_value_int: torch.Tensor | None = None) -> Rollout:
         """The filled buffer as a ``Rollout`` (no copy)."""
         return Rollout(self.obs, self.actions, self.logprobs, self.values, self.rewards, self.terminated,
                        self.truncated, self.truncation_values, self.episode_starts, self.states, bootstrap_value,
                        episode_returns, episode_lengths, nonfinite_skips, agent_inputs=self.agent_inputs,
-                       illegal_actions=illegal_actions, checked_actions=checked_actions)
+                       illegal_actions=illegal_actions, checked_actions=checked_actions,
+                       values_int=self.values_int, bootstrap_value_int=bootstrap_value_int)
 
 
 def _copy_into(storage: Tree, value: Tree, t: int) -> None:
@@ -349,6 +365,8 @@ class SequenceBatch:
     ``start_time``, ``start_env`` (M,): where each sequence starts in the rollout (for recomputing its
     start state, ``ppo.refresh_start_states``); None where unknown.
     ``agent_inputs``: the rollout's multi-agent inputs (leaves (L, M, ...)), or None.
+    ``values_int``, ``returns_int``: the stored intrinsic values and their GAE targets (L, M) with
+    ``--exploration``; None without it.
     """
 
     obs: Tree
@@ -363,6 +381,8 @@ class SequenceBatch:
     start_time: torch.Tensor | None = None
     start_env: torch.Tensor | None = None
     agent_inputs: Tree | None = None
+    values_int: torch.Tensor | None = None
+    returns_int: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -385,6 +405,8 @@ class SequenceBatch:
             start_time=None if self.start_time is None else self.start_time[ids],
             start_env=None if self.start_env is None else self.start_env[ids],
             agent_inputs=None if self.agent_inputs is None else tree_map(lambda x: x[t, ids], self.agent_inputs),
+            values_int=None if self.values_int is None else self.values_int[t, ids],
+            returns_int=None if self.returns_int is None else self.returns_int[t, ids],
         )
 
 
@@ -431,9 +453,13 @@ def length_buckets(lengths: np.ndarray, max_buckets: int = 4, call_cost: float =
 
 
 def gather_sequences(
-    buffer: Rollout | RolloutBuffer, seqs: Sequences, advantages: torch.Tensor, returns: torch.Tensor
+    buffer: Rollout | RolloutBuffer, seqs: Sequences, advantages: torch.Tensor, returns: torch.Tensor,
+    returns_int: torch.Tensor | None = None,
 ) -> SequenceBatch:
-    """Lay the rollout out as padded sequences, once per update (minibatches then only slice)."""
+    """Lay the rollout out as padded sequences, once per update (minibatches then only slice).
+
+    ``returns_int`` (T, N): the intrinsic value targets with ``--exploration`` (the stored ``values_int`` travel
+    with them); None without it."""
     device = buffer.states.device
     ti, ei = seqs.time_index.to(device), seqs.env_index.to(device)
 
@@ -456,4 +482,6 @@ def gather_sequences(
         start_time=start_time,
         start_env=start_env,
         agent_inputs=None if buffer.agent_inputs is None else tree_map(take, buffer.agent_inputs),
+        values_int=None if returns_int is None else take(buffer.values_int),
+        returns_int=None if returns_int is None else take(returns_int),
     )

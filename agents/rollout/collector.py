@@ -179,7 +179,8 @@ class VectorCollector:
         self.policy, self.device, self.seed = policy, device, env_seed
         self.generator = torch.Generator(device).manual_seed(sample_seed)
         self.buffer = RolloutBuffer(self.num_steps, self.num_envs, self.observation_space, policy.action_shape,
-                                    policy.action_dtype, policy.state_shape, device)
+                                    policy.action_dtype, policy.state_shape, device,
+                                    intrinsic=policy.has_intrinsic_value)
         obs, _ = self.envs.reset(seed=env_seed)
         self._check_reset_obs(obs, np.ones(self.num_envs, dtype=bool))
         self.next_obs = obs
@@ -206,7 +207,8 @@ class VectorCollector:
             with torch.inference_mode():
                 out = policy.step(obs_t, self.state, self.next_episode_start, generator=self.generator,
                                   noise=self.noise)
-            buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value)
+            buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value,
+                              value_int=out.value_int)
 
             env_action = policy.env_action(out.action)
             if policy.masked:
@@ -247,7 +249,8 @@ class VectorCollector:
             self.next_obs = next_obs
             self.state = out.state
             self.next_episode_start = torch.as_tensor(done, dtype=torch.float32, device=self.device)
-        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, masks.illegal, masks.checked)
+        return buffer.rollout(self._bootstrap_value(), returns, lengths, skips, masks.illegal, masks.checked,
+                              self._bootstrap_value_int())
 
     def _truncation_values(self, cut: np.ndarray, infos: dict, state: torch.Tensor,
                            agent_inputs: dict | None = None) -> torch.Tensor:
@@ -262,6 +265,15 @@ class VectorCollector:
         with torch.inference_mode():
             obs = obs_to_tensor(self.next_obs, self.device)
             return self.policy.value(obs, self.state, self.next_episode_start, agent_inputs)
+
+    def _bootstrap_value_int(self) -> torch.Tensor | None:
+        """V_int(obs_T) with state_T (N,) where the policy has an intrinsic value head (``--exploration``), else
+        None. Advances no state."""
+        if not self.policy.has_intrinsic_value:
+            return None
+        with torch.inference_mode():
+            obs = obs_to_tensor(self.next_obs, self.device)
+            return self.policy.intrinsic_value(obs, self.state, self.next_episode_start)
 
     # ---------------------------------------------------------------- non-finite env output
     def _nonfinite(self, next_obs, reward: np.ndarray, infos: dict, cut: np.ndarray) -> np.ndarray | None:

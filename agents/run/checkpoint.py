@@ -196,6 +196,7 @@ def build_payload(
     reward_scaler_state: dict[str, torch.Tensor] | None = None,
     collector: dict | None = None,
     policies: dict[str, tuple[RecurrentActorCritic, torch.optim.Optimizer, dict | None]] | None = None,
+    exploration: dict | None = None,
 ) -> dict:
     """Everything needed to act with the policy, and to resume training exactly where it stopped.
 
@@ -209,6 +210,8 @@ def build_payload(
             ``exact`` (bool) and ``reason`` (why a resume would restart episodes, or None).
         collector: for a collector other than the config's own env, ``{"factory", "env_id"}``
             (``agents.train.trainer.collector_env``); ``env_id`` None says that ``config.env`` is not its env.
+        exploration: the exploration bonus's state (``--exploration``: ``IntrinsicBonus.state_dict``), saved as
+            ``payload["exploration"]``; None (no key) without it.
     """
     first = policy if policies is None else next(iter(policies.values()))[0]
     meta = {
@@ -248,6 +251,8 @@ def build_payload(
         payload["generator"] = generator_state
     if reward_scaler_state is not None:
         payload["reward_scaler"] = reward_scaler_state
+    if exploration is not None:
+        payload["exploration"] = exploration
     payload["digest"] = payload_digest(payload)
     return payload
 

@@ -41,6 +41,8 @@ class Minibatch:
             without padding (every step real: no gather needed).
         actions: (R, *action_shape) over the R real steps, group by group.
         old_logprob, old_value, advantages, returns: (R,).
+        returns_int, old_value_int: (R,) the intrinsic value targets and the stored intrinsic values with
+            ``--exploration``; None without it.
     """
 
     groups: list[SequenceBatch]
@@ -50,6 +52,8 @@ class Minibatch:
     old_value: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    returns_int: torch.Tensor | None = None
+    old_value_int: torch.Tensor | None = None
 
 
 def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -> Minibatch:
@@ -66,7 +70,8 @@ def make_minibatch(batch: SequenceBatch, ids: np.ndarray, lengths: np.ndarray) -
         return real_steps([getattr(sub, name) for sub in groups], real)
 
     return Minibatch(groups, real, gather("actions"), gather("logprobs"), gather("values"), gather("advantages"),
-                     gather("returns"))
+                     gather("returns"), *((None, None) if batch.returns_int is None
+                                          else (gather("returns_int"), gather("values_int"))))
 
 
 def real_steps(parts: list[torch.Tensor], real: list[torch.Tensor | None]) -> torch.Tensor:
@@ -108,7 +113,18 @@ def policy_terms(
 def value_loss(
     policy: RecurrentActorCritic, critic_hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
 ) -> torch.Tensor:
-    """Critic core outputs over real steps (R, H) -> v_loss (optionally clipped around the old values)."""
+    """Critic core outputs over real steps (R, H) -> v_loss (optionally clipped around the old values); with
+    ``--exploration`` plus the intrinsic head's unclipped loss (CleanRL's RND: ``ext_v_loss + int_v_loss``)."""
+    v_loss = _extrinsic_value_loss(policy, critic_hidden, mb, cfg, clip_coef)
+    if mb.returns_int is not None:
+        v_loss = v_loss + 0.5 * (policy.intrinsic_value_from(critic_hidden) - mb.returns_int).pow(2).mean()
+    return v_loss
+
+
+def _extrinsic_value_loss(
+    policy: RecurrentActorCritic, critic_hidden: torch.Tensor, mb: Minibatch, cfg: PPOConfig, clip_coef: float
+) -> torch.Tensor:
+    """The extrinsic value head's loss over real steps (R, H) -> scalar."""
     new_value = policy.value_from(critic_hidden)
     scale = policy.value_scale
     if scale is not None:

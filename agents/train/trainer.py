@@ -69,6 +69,7 @@ from agents.run.run_log import (
 )
 from agents.train.device import resolve_device
 from agents.train.evaluation import evaluate_modes
+from agents.train.exploration import IntrinsicBonus
 from agents.train.parallel_critic import ParallelCritic, pays_off
 from agents.train.ppo import divergence_cause, ppo_update
 from agents.train.reward_scale import RewardScaler
@@ -129,6 +130,10 @@ class PolicyLearner:
     reward_scaler: RewardScaler | None
 
 
+# The exploration bonus's statistics, logged as exploration/<name> and kept in summary.json's "exploration".
+INTRINSIC_STATS = ("intrinsic_reward_raw", "intrinsic_reward", "intrinsic_return", "intrinsic_scale", "predictor_loss")
+
+
 class ResumeWarning(UserWarning):
     """A resume cannot continue exactly (the env cannot be snapshotted, or a fallback checkpoint was used)."""
 
@@ -172,6 +177,9 @@ class Trainer:
             raise ConfigError(f"--{flag_name('policy_map')} maps the agents of a multi-agent env to policies, and "
                               f"{cfg.env.env_id} is a single-agent env; drop --{flag_name('policy_map')}.")
         import_env_modules(cfg.env.env_import)
+        if cfg.policy.exploration != "none" and is_multiagent(cfg.env.env_id):
+            raise ConfigError(f"--exploration is for single-agent envs for now, and {cfg.env.env_id} is a "
+                              f"multi-agent env; drop --exploration.")
         self.run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
         check_run_dir(self.run_dir, resume, overwrite)
         self.stop_reason: str | None = None
@@ -239,6 +247,13 @@ class Trainer:
         # Whether some policy acts under the env's action masks (training and evaluation count illegal actions).
         self.masked = any(learner.policy.masked for learner in self.learners.values())
         self.np_rng = np.random.default_rng(shuffle_seed)
+        # --exploration: the bonus's networks and statistics (agents/train/exploration.py), seeded from a stream
+        # of its own, so the policy's initialisation and every other draw stay those of a run without it.
+        self.exploration: IntrinsicBonus | None = None
+        self.exploration_stats: dict[str, float] = {}
+        if cfg.policy.exploration != "none":
+            bonus_seed = int(np.random.SeedSequence(cfg.run.seed, spawn_key=(1,)).generate_state(1)[0])
+            self.exploration = IntrinsicBonus(obs_space, cfg, self.collector.num_envs, self.device, bonus_seed)
         # The critic's half of each update on a second thread pays only with a core free for it.
         if cfg.run.parallel_critic and pays_off(self.policy, self.device):
             self.parallel_critic = ParallelCritic()
@@ -339,6 +354,15 @@ class Trainer:
                 self._load_learner(self.learners[block.name], payload["policies"][block.name],
                                    payload["optimizers"][block.name],
                                    (payload.get("reward_scalers") or {}).get(block.name), path)
+        if self.exploration is not None:
+            if "exploration" not in payload:
+                raise CheckpointError(f"The checkpoint {path} holds no exploration bonus state, but the run has "
+                                      f"--exploration {cfg.policy.exploration}; resume with the run's own flags.")
+            try:
+                self.exploration.load_state_dict(payload["exploration"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise CheckpointError(f"The checkpoint {path}'s exploration bonus does not fit this run ({exc}).") \
+                    from exc
         if meta.get("numpy_rng") is not None:
             self.np_rng.bit_generator.state = meta["numpy_rng"]
         c = meta["counters"]
@@ -436,7 +460,8 @@ class Trainer:
             payload = build_payload(self.config, self.policy, self.optimizer, self._counters(), state["tensors"],
                                     state["generator"], self.np_rng.bit_generator.state, resume,
                                     self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
-                                    self.collector_record)
+                                    self.collector_record,
+                                    exploration=None if self.exploration is None else self.exploration.state_dict())
         # Every event up to this step reaches the disk before the checkpoint that a resume starts from.
         self.writer.flush()
         path = self.run_dir / CHECKPOINT_DIR / name
@@ -584,7 +609,10 @@ class Trainer:
             advantages, returns = advantages * alive, returns * alive
             seqs = make_sequences(rollout.episode_starts.cpu().numpy(), cfg.sequence_len, True,
                                   alive=alive.cpu().numpy())
-        batch = gather_sequences(rollout, seqs, advantages, returns)
+        returns_int, intrinsic_stats = None, {}
+        if self.exploration is not None:
+            advantages, returns_int, intrinsic_stats = self._add_intrinsic(rollout, advantages)
+        batch = gather_sequences(rollout, seqs, advantages, returns, returns_int)
         # --normalize-value only; the value outputs stay the same
         policy.update_value_statistics(returns if alive is None else returns[alive > 0])
         refresh = cfg.ppo.refresh_start_states and policy.state_shape[0] > 0
@@ -603,7 +631,28 @@ class Trainer:
         stats["num_sequences"] = seqs.num_sequences
         if reward_scaler is not None:
             stats["reward_scale"] = reward_scaler.std
+        stats.update(intrinsic_stats)
         return stats
+
+    def _add_intrinsic(self, rollout: Rollout, advantages: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """--exploration: the rollout's intrinsic rewards and their own GAE, non-episodic (no step ends the
+        intrinsic stream, so the dones are 0), joined to the extrinsic advantages (T, N).
+
+        Returns:
+            adv_ext + intrinsic_coef * adv_int (T, N), the intrinsic value targets (T, N), and the bonus's
+            statistics (``IntrinsicBonus.rollout_rewards``, plus ``intrinsic_return``: the targets' mean).
+        """
+        ppo = self.config.ppo
+        if rollout.values_int is None or rollout.bootstrap_value_int is None:
+            raise ConfigError("--exploration needs the intrinsic values stored in the rollout, and this run's "
+                              "collector stored none; use the built-in local collector (--backend local).")
+        rewards_int, stats = self.exploration.rollout_rewards(rollout)
+        never = torch.zeros_like(rewards_int)
+        advantages_int, returns_int = compute_gae(rewards_int, rollout.values_int, never, never, never,
+                                                  rollout.bootstrap_value_int, ppo.intrinsic_gamma, ppo.gae_lambda)
+        stats["intrinsic_return"] = float(returns_int.mean())
+        return advantages + ppo.intrinsic_coef * advantages_int, returns_int, stats
 
     def _log(self, rollouts: dict[str, Rollout], policy_stats: dict[str, dict], lr: float, clip_coef: float,
              collect_s: float, update_s: float, start_time: float, start_step: int, progress) -> None:
@@ -617,6 +666,10 @@ class Trainer:
                      "agent_steps": sum(s["agent_steps"] for s in policy_stats.values())}
         else:
             stats = policy_stats[SHARED_POLICY]
+            for name in INTRINSIC_STATS:
+                if name in stats:
+                    self.writer.add_scalar(f"exploration/{name}", stats[name], step)
+                    self.exploration_stats[name] = stats[name]
         episode_returns = [ret for rollout in rollouts.values() for ret in rollout.episode_returns]
         episode_lengths = [length for rollout in rollouts.values() for length in rollout.episode_lengths]
         skips_now = sum(rollout.nonfinite_skips for rollout in rollouts.values())
@@ -676,6 +729,8 @@ class Trainer:
             summary["action_masks"] = {"training": dataclasses.asdict(self.mask_count),
                                        "evaluation": dataclasses.asdict(eval_mask_count)}
             self.writer.add_scalar("eval/illegal_actions", eval_mask_count.illegal, self.global_step)
+        if self.exploration is not None:  # the last update's bonus figures
+            summary["exploration"] = {"method": self.config.policy.exploration, **self.exploration_stats}
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)
