@@ -228,7 +228,21 @@ def test_the_partner_in_view_is_marked_only_at_a_second_flip():
     state, _, _ = step_state(state, 4)  # player_1 turns card 4 (value 1): card 1 is its partner in view
     obs = observe(state, 1, params)
     assert turn_of(obs, params) == (1.0, 4, 1, [1])
+    assert pairs_in_view(obs, params) == [1, 4]  # a pair the view shows: the partner and the face-up card
     assert turn_of(observe(state, 0, params), params)[1:] == (None, None, [])  # only the mover has a face-up card
+    state, _, _ = step_state(state, 2)  # player_1 misses (value 2): player_0 sees 1 and 4 (value 1) and 2
+    obs = observe(state, 0, params)
+    assert view_of(obs, params) == {1: 1, 4: 1, 2: 2} and turn_of(obs, params) == (0.0, None, None, [])
+    assert pairs_in_view(obs, params) == [1, 4]  # at a first flip too: a pair it can take
+    state, _, _ = step_state(state, 1)
+    state, _, _ = step_state(state, 4)  # player_0 takes it: the view shows the pair, gone from the table
+    assert pairs_in_view(observe(state, 1, params), params) == []
+
+
+def pairs_in_view(obs: np.ndarray, params: PairsParams) -> list[int]:
+    """The rows an observation marks as one of a pair in view."""
+    rows = obs[:params.cards * (game.CARD_FEATURES + params.pairs)].reshape(params.cards, -1)
+    return np.flatnonzero(rows[:, 3]).tolist()
 
 
 def test_spaces_hold_observations_and_state():
@@ -414,8 +428,9 @@ def test_a_self_play_run_trains_with_legal_cards_only_and_plays_matches(tmp_path
 
 def test_the_default_network_learns_to_take_a_partner_the_view_shows():
     """The observation keeps matching learnable: the default memoryless network, fitted by cross-entropy to the
-    heuristic's cards (500 games), takes the visible partner at held-out second flips (a random legal card: about
-    14%; the earlier four-slot layout: 23% after 30 epochs on 1,500 games)."""
+    heuristic's cards (500 games), takes what the turn's view shows at held-out flips, a pair at a first flip and
+    the face-up card's partner at a second (a random legal card: about 14%; the earlier four-slot layout: 23% of
+    the partners after 30 epochs on 1,500 games)."""
     from benchmarks.pairs_players import imitation_accuracy
 
     assert imitation_accuracy(epochs=10, games=500)[-1] >= 0.95

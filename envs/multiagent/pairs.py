@@ -138,8 +138,9 @@ def step_state(state: PairsState, card: int) -> tuple[PairsState, tuple[float, f
 # --------------------------------------------------------------- observation
 
 
-CARD_FEATURES = 3
-"""per card, beside its face value one-hot: on the table, face up this turn, the face-up card's partner in view"""
+CARD_FEATURES = 4
+"""per card, beside its face value one-hot: on the table, face up this turn, the face-up card's partner in view,
+a pair in view"""
 
 
 def observation_size(params: PairsParams) -> int:
@@ -150,10 +151,11 @@ def observation_size(params: PairsParams) -> int:
 def observe(state: PairsState, player: int, params: PairsParams) -> np.ndarray:
     """What ``player`` sees, ``(observation_size,)`` float32 in {0, 1}: one row per card, then the turn.
 
-    Row ``c`` (``CARD_FEATURES + pairs`` values): ``[on table, face up this turn, partner in view, face value
-    one-hot]``. The face value is given only while the card is in this turn's view (``PairsState.pending``: the
-    player's own first card at its second flip, its own second card of its previous turn, the other player's
-    cards since then); *partner in view* marks, at a second flip, a card in view with the face-up card's value.
+    Row ``c`` (``CARD_FEATURES + pairs`` values): ``[on table, face up this turn, partner in view, pair in view,
+    face value one-hot]``. The face value is given only while the card is in this turn's view
+    (``PairsState.pending``: the player's own first card at its second flip, its own second card of its previous
+    turn, the other player's cards since then); *partner in view* marks, at a second flip, a card in view with the
+    face-up card's value; *pair in view* marks a card on the table whose value another card in view shows too.
     After the rows: ``[second flip (1), the face-up card's value one-hot (pairs)]``. A card leaves the view when
     the turn ends; its value is not shown again unless it is turned again, so only a memory can find it later.
     """
@@ -165,11 +167,14 @@ def observe(state: PairsState, player: int, params: PairsParams) -> np.ndarray:
     if face_up != NONE:
         rows[face_up, 1] = 1.0
         turn_value[state.values[face_up]] = 1.0
-    for card in state.pending[player]:
-        if card != NONE:
-            rows[card, CARD_FEATURES + state.values[card]] = 1.0
-            if face_up != NONE and card != face_up and state.values[card] == state.values[face_up]:
-                rows[card, 2] = 1.0
+    view = [card for card in dict.fromkeys(state.pending[player].tolist()) if card != NONE]
+    for card in view:
+        rows[card, CARD_FEATURES + state.values[card]] = 1.0
+        if face_up != NONE and card != face_up and state.values[card] == state.values[face_up]:
+            rows[card, 2] = 1.0
+        if state.on_table[card] and any(other != card and state.values[other] == state.values[card]
+                                        for other in view):
+            rows[card, 3] = 1.0
     return np.concatenate([rows.ravel(), [float(face_up != NONE)], turn_value]).astype(np.float32)
 
 
@@ -278,17 +283,18 @@ class PairsEnv(GridTeamEnv):
 
     ## Observation Space
 
-    ``Dict(observation=Box(0, 1, (cards (3 + pairs) + 1 + pairs,), float32), action_mask=Box(0, 1, (cards,),
+    ``Dict(observation=Box(0, 1, (cards (4 + pairs) + 1 + pairs,), float32), action_mask=Box(0, 1, (cards,),
     int8))``, PettingZoo's masked layout (``observe``):
 
     | Part          | Size                | Meaning                                                   |
     |---------------|---------------------|-----------------------------------------------------------|
-    | card rows     | cards x (3 + pairs) | per card: on table, face up this turn, partner in view,   |
-    |               |                     | face value one-hot (while in view)                        |
+    | card rows     | cards x (4 + pairs) | per card: on table, face up this turn, partner in view,   |
+    |               |                     | pair in view, face value one-hot (while in view)          |
     | second flip   | 1                   | 1 when the player's first card of this turn is face up    |
     | face-up value | pairs               | the face-up card's value one-hot (second flip)            |
 
-    *Partner in view* marks, at a second flip, a card in view with the face-up card's value.
+    *Partner in view* marks, at a second flip, a card in view with the face-up card's value; *pair in view* a card
+    on the table whose value another card in view shows too.
     The view (the face values shown) is the same at both flips of a turn and empty after it: the player's own
     face-up card, its own second card of its previous turn, the two cards the other player turned since.
 
