@@ -169,10 +169,10 @@ class PPOConfig:
     intrinsic_update_fraction: float = _f(
         0.25, "With --exploration: the share of each rollout's steps (drawn anew per epoch) the predictor trains "
         "on, RND's recipe to keep the bonus from fading too fast (0 < F <= 1).")
-    intrinsic_norm_window: int | None = _f(
-        None, "With --exploration: the intrinsic rewards are divided by the std of the intrinsic return over about "
-        "the last W steps (an exponential window) instead of over the whole run, so a bonus that shrinks as the "
-        "predictor learns keeps its weight against the extrinsic advantage (unset: the whole run, as in RND).")
+    intrinsic_norm_window: int = _f(
+        2048, "With --exploration: the intrinsic rewards are divided by the std of the intrinsic return over about "
+        "the last W steps (an exponential window), so a bonus that shrinks as the predictor learns keeps its "
+        "weight against the extrinsic advantage; 0: over the whole run, as in RND.")
     intrinsic_history: int = _f(
         1, "With --exploration: the bonus reads the last K steps, not the observation alone: float observations "
         "enter as their changes over the K - 1 steps before, integer ones as they were (a partially observed "
@@ -441,8 +441,9 @@ class TrainConfig:
             raise ConfigError(f"--intrinsic-lr must be > 0, got {ppo.intrinsic_lr}.")
         if not 0 < ppo.intrinsic_update_fraction <= 1:
             raise ConfigError(f"--intrinsic-update-fraction must be in (0, 1], got {ppo.intrinsic_update_fraction}.")
-        if ppo.intrinsic_norm_window is not None and ppo.intrinsic_norm_window < 1:
-            raise ConfigError(f"--intrinsic-norm-window must be >= 1 (steps), got {ppo.intrinsic_norm_window}.")
+        if ppo.intrinsic_norm_window < 0:
+            raise ConfigError(f"--intrinsic-norm-window must be >= 0 (steps; 0: the whole run), got "
+                              f"{ppo.intrinsic_norm_window}.")
         if ppo.intrinsic_history < 1:
             raise ConfigError(f"--intrinsic-history must be >= 1, got {ppo.intrinsic_history}.")
         if not 0 <= ppo.noveld_alpha <= 1:

@@ -345,9 +345,9 @@ def test_resume_with_an_exploration_bonus_is_bitwise_exact(tmp_path, exploration
     """--exploration: the predictor and target, their optimizer, the observation and intrinsic-return statistics,
     the subset sampler, each env's episodic memory (NovelD's visited cells, envs mid-episode) and, with
     --intrinsic-history, the last observations travel in the checkpoint, so the resumed run's bonus state equals
-    the uninterrupted run's bitwise (the history case also forgets its return statistics, --intrinsic-norm-window,
-    whose capped count is in the saved statistics)."""
-    window = {"intrinsic_norm_window": 512} if history > 1 else {}
+    the uninterrupted run's bitwise (with the whole run's return statistics, and with a window short enough to cap
+    their saved count within the run)."""
+    window = {"intrinsic_norm_window": 512} if history > 1 else {"intrinsic_norm_window": 0}
     straight_run, resumed = straight_and_resumed(tmp_path, exploration=exploration, intrinsic_history=history,
                                                  **window)
     a, b = straight_run.exploration.state_dict(), resumed.exploration.state_dict()

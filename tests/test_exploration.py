@@ -196,8 +196,8 @@ def test_refusals_name_the_fix(tmp_path):
         config(intrinsic_history=2).validate()
     with pytest.raises(ConfigError, match="--intrinsic-history must be >= 1"):
         config(exploration="rnd", intrinsic_history=0).validate()
-    with pytest.raises(ConfigError, match="--intrinsic-norm-window must be >= 1"):
-        config(exploration="rnd", intrinsic_norm_window=0).validate()
+    with pytest.raises(ConfigError, match="--intrinsic-norm-window must be >= 0"):
+        config(exploration="rnd", intrinsic_norm_window=-1).validate()
     with pytest.raises(ConfigError, match="--intrinsic-gamma must be in"):
         config(exploration="rnd", intrinsic_gamma=1.0).validate()
     with pytest.raises(ConfigError, match="--backend local"):

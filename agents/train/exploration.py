@@ -161,7 +161,7 @@ class IntrinsicBonus:
         self.generator = torch.Generator(device).manual_seed(seed + 1)
         # The intrinsic return never ends (dones are 0), so one discounted sum per env runs over the whole run.
         self.return_scaler = RewardScaler(num_envs, config.ppo.intrinsic_gamma, device=device,
-                                          window=config.ppo.intrinsic_norm_window)
+                                          window=config.ppo.intrinsic_norm_window or None)
         # NovelD: each env's novelty of its previous observation, and the cells visited in its current episode.
         self.prev_novelty = torch.zeros(num_envs, device=device)
         self.visited: list[set[int]] = [set() for _ in range(num_envs)]
