@@ -19,8 +19,10 @@ Where each piece lives and when it runs (docs/architecture.md, "Exploration bonu
   rewarding the transition into ``s_t``, and it needs no observation after the rollout). An episode's first
   observation pays 0: no action of that episode led there.
 - The intrinsic return stream is non-episodic (RND): its GAE runs across episode ends, with its own discount
-  (``--intrinsic-gamma``), and the rewards are divided by the running std of that discounted return, so the
-  bonus has the same scale in every env. The advantages combine as ``adv = adv_ext + intrinsic_coef * adv_int``
+  (``--intrinsic-gamma``), and the rewards are divided by the std of that discounted return over about the last
+  ``--intrinsic-norm-window`` steps, so the bonus has the same scale in every env and at every stage of a run:
+  the raw bonus falls by orders of magnitude as the predictor learns, and against the whole run's std (RND's
+  recipe, window 0) it ends up weighing nothing next to the extrinsic advantage. The advantages combine as ``adv = adv_ext + intrinsic_coef * adv_int``
   before PPO's per-minibatch normalisation.
 - The predictor trains on a random ``--intrinsic-update-fraction`` of each rollout's steps (RND's recipe: a
   predictor that sees every step learns so fast that the bonus fades before the agent can act on it), once per
@@ -28,7 +30,9 @@ Where each piece lives and when it runs (docs/architecture.md, "Exploration bonu
   PPO's gradient-norm clip, and the policy's optimizer state stays what it is without the option.
 
 Observations: the network reads what the policy's encoder reads (a masked env's observation without its
-``"action_mask"``), through the encoder of ``agents/model/encoders.py`` for that space (a small CNN for frames,
+``"action_mask"``; with ``--intrinsic-history K`` also its changes over the K - 1 steps before, ``_with_history``:
+in a partially observed game the observation is not the state, and novelty in a position's change is novelty in
+the velocity it hides), through the encoder of ``agents/model/encoders.py`` for that space (a small CNN for frames,
 an embedding per cell for grids of codes, one-hots, a flat vector), then an MLP. Float Box leaves are normalised
 first by a running mean and std of their own (clipped to +-5, as in RND); integer leaves (frames, codes) are not.
 
