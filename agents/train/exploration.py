@@ -22,8 +22,8 @@ Where each piece lives and when it runs (docs/architecture.md, "Exploration bonu
   (``--intrinsic-gamma``), and the rewards are divided by the std of that discounted return over about the last
   ``--intrinsic-norm-window`` steps, so the bonus has the same scale in every env and at every stage of a run:
   the raw bonus falls by orders of magnitude as the predictor learns, and against the whole run's std (RND's
-  recipe, window 0) it ends up weighing nothing next to the extrinsic advantage. The advantages combine as ``adv = adv_ext + intrinsic_coef * adv_int``
-  before PPO's per-minibatch normalisation.
+  recipe, window 0) it ends up weighing nothing next to the extrinsic advantage. The advantages combine as
+  ``adv = adv_ext + intrinsic_coef * adv_int`` before PPO's per-minibatch normalisation.
 - The predictor trains on a random ``--intrinsic-update-fraction`` of each rollout's steps (RND's recipe: a
   predictor that sees every step learns so fast that the bonus fades before the agent can act on it), once per
   PPO epoch and minibatch, with its own Adam optimizer: its loss has another scale than PPO's, it must not share
