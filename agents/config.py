@@ -169,6 +169,14 @@ class PPOConfig:
     intrinsic_update_fraction: float = _f(
         0.25, "With --exploration: the share of each rollout's steps (drawn anew per epoch) the predictor trains "
         "on, RND's recipe to keep the bonus from fading too fast (0 < F <= 1).")
+    intrinsic_norm_window: int = _f(
+        2048, "With --exploration: the intrinsic rewards are divided by the std of the intrinsic return over about "
+        "the last W steps (an exponential window), so a bonus that shrinks as the predictor learns keeps its "
+        "weight against the extrinsic advantage; 0: over the whole run, as in RND.")
+    intrinsic_history: int = _f(
+        1, "With --exploration: the bonus reads the last K steps, not the observation alone: float observations "
+        "enter as their changes over the K - 1 steps before, integer ones as they were (a partially observed "
+        "state, e.g. a position without its velocity, is novel where its recent motion is; 1: the observation).")
     noveld_alpha: float = _f(0.5, "With --exploration noveld: the bonus is max(novelty(s_t) - alpha * "
                              "novelty(s_t-1), 0) (NovelD's alpha).")
     episodic_bin: float = _f(
@@ -410,8 +418,9 @@ class TrainConfig:
     def _check_exploration(self) -> None:
         """The intrinsic-reward settings: in range, and only with --exploration."""
         ppo, defaults = self.ppo, PPOConfig()
-        names = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "noveld_alpha",
-                 "episodic_bin")
+        names = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "intrinsic_history",
+                 "intrinsic_norm_window",
+                 "noveld_alpha", "episodic_bin")
         if self.policy.exploration == "none":
             given = [name for name in names if getattr(ppo, name) != getattr(defaults, name)]
             if given:
@@ -432,6 +441,11 @@ class TrainConfig:
             raise ConfigError(f"--intrinsic-lr must be > 0, got {ppo.intrinsic_lr}.")
         if not 0 < ppo.intrinsic_update_fraction <= 1:
             raise ConfigError(f"--intrinsic-update-fraction must be in (0, 1], got {ppo.intrinsic_update_fraction}.")
+        if ppo.intrinsic_norm_window < 0:
+            raise ConfigError(f"--intrinsic-norm-window must be >= 0 (steps; 0: the whole run), got "
+                              f"{ppo.intrinsic_norm_window}.")
+        if ppo.intrinsic_history < 1:
+            raise ConfigError(f"--intrinsic-history must be >= 1, got {ppo.intrinsic_history}.")
         if not 0 <= ppo.noveld_alpha <= 1:
             raise ConfigError(f"--noveld-alpha must be in [0, 1], got {ppo.noveld_alpha}.")
         if not (ppo.episodic_bin > 0 and math.isfinite(ppo.episodic_bin)):

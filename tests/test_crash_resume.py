@@ -340,12 +340,16 @@ def test_a_checkpoint_without_schedule_state_resumes_on_its_own_budget(tmp_path)
     assert _lr_per_iteration(resumed) == pytest.approx([1e-3 * 0.5, 1e-3 * 0.25], rel=1e-12)
 
 
-@pytest.mark.parametrize("exploration", ["rnd", "noveld"])
-def test_resume_with_an_exploration_bonus_is_bitwise_exact(tmp_path, exploration):
+@pytest.mark.parametrize(("exploration", "history"), [("rnd", 1), ("noveld", 1), ("noveld", 3)])
+def test_resume_with_an_exploration_bonus_is_bitwise_exact(tmp_path, exploration, history):
     """--exploration: the predictor and target, their optimizer, the observation and intrinsic-return statistics,
-    the subset sampler and each env's episodic memory (NovelD's visited cells, envs mid-episode) travel in the
-    checkpoint, so the resumed run's bonus state equals the uninterrupted run's bitwise."""
-    straight_run, resumed = straight_and_resumed(tmp_path, exploration=exploration)
+    the subset sampler, each env's episodic memory (NovelD's visited cells, envs mid-episode) and, with
+    --intrinsic-history, the last observations travel in the checkpoint, so the resumed run's bonus state equals
+    the uninterrupted run's bitwise (with the whole run's return statistics, and with a window short enough to cap
+    their saved count within the run)."""
+    window = {"intrinsic_norm_window": 512} if history > 1 else {"intrinsic_norm_window": 0}
+    straight_run, resumed = straight_and_resumed(tmp_path, exploration=exploration, intrinsic_history=history,
+                                                 **window)
     a, b = straight_run.exploration.state_dict(), resumed.exploration.state_dict()
     for part in ("target", "predictor", "normalizers", "return_scaler"):
         for key, value in a[part].items():
@@ -358,3 +362,9 @@ def test_resume_with_an_exploration_bonus_is_bitwise_exact(tmp_path, exploration
     if exploration == "noveld":
         assert all(v.numel() > 0 for v in a["visited"])  # the envs were mid-episode with cells to remember
     assert straight_run.exploration.return_scaler.std != 1.0  # the statistics did move
+    if history > 1:
+        assert len(a["last_frames"]) == history - 1
+        for frame_a, frame_b in zip(a["last_frames"], b["last_frames"], strict=True):
+            assert torch.equal(frame_a, frame_b)
+    else:
+        assert a["last_frames"] is None

@@ -168,11 +168,36 @@ def test_noveld_cells_are_float_cells_of_episodic_bin_stds_and_integers_exactly(
     np.testing.assert_array_equal(b.cells(obs, (4, 1))[:, 0], cells)
 
 
+def test_intrinsic_history_reads_the_observation_and_its_changes_within_the_episode():
+    """--intrinsic-history 3 on a 1-D position: the input is (x_t, x_t - x_t-1, x_t-1 - x_t-2), a step back from an
+    episode's first observation repeats it, and the last observations carry over to the next rollout (numbers
+    worked by hand)."""
+    line = spaces.Box(-10.0, 10.0, (1,), np.float32)
+    b = bonus(num_envs=2, space=line, intrinsic_history=3)
+    assert isinstance(b.space, spaces.Tuple) and len(b.space.spaces) == 3
+    positions = torch.tensor([[1.0, 5.0], [2.0, 6.0], [4.0, 0.0], [7.0, 1.0]]).unsqueeze(-1)  # (T=4, N=2, 1)
+    starts = torch.tensor([[1, 1], [0, 0], [0, 1], [0, 0]]).bool()  # env 1 begins a new episode at step 2
+    now, change, change_before = b._with_history(positions, starts)
+    assert torch.equal(now, positions)
+    assert change.squeeze(-1).T.tolist() == [[0, 1, 2, 3], [0, 1, 0, 1]]
+    assert change_before.squeeze(-1).T.tolist() == [[0, 0, 1, 2], [0, 0, 0, 0]]
+    # The next rollout goes on from 7 (4 before it) and 1 (0 before it).
+    now, change, change_before = b._with_history(torch.tensor([[[11.0], [3.0]]]), torch.zeros(1, 2).bool())
+    assert change.flatten().tolist() == [4, 2] and change_before.flatten().tolist() == [3, 1]
+    assert bonus(space=line).space == line  # without the option: the observation alone, as before
+
+
 def test_refusals_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="only applies with --exploration"):
         config(intrinsic_coef=1.0).validate()
     with pytest.raises(ConfigError, match="--noveld-alpha only applies with --exploration noveld"):
         config(exploration="rnd", noveld_alpha=0.3).validate()
+    with pytest.raises(ConfigError, match="--intrinsic-history only applies with --exploration"):
+        config(intrinsic_history=2).validate()
+    with pytest.raises(ConfigError, match="--intrinsic-history must be >= 1"):
+        config(exploration="rnd", intrinsic_history=0).validate()
+    with pytest.raises(ConfigError, match="--intrinsic-norm-window must be >= 0"):
+        config(exploration="rnd", intrinsic_norm_window=-1).validate()
     with pytest.raises(ConfigError, match="--intrinsic-gamma must be in"):
         config(exploration="rnd", intrinsic_gamma=1.0).validate()
     with pytest.raises(ConfigError, match="--backend local"):

@@ -35,6 +35,19 @@ def test_hand_worked_single_env():
     torch.testing.assert_close(scaled, rewards * 18 ** 0.5)
 
 
+def test_a_window_caps_the_count_so_the_statistics_forget():
+    """window=2 at gamma 0 (the sums are the rewards): rollouts [1, 3], [5, 5], [5, 5]. Each update starts from a
+    count of at most 2, so the third rollout weighs half (mean 4.25, variance 1.9375, worked by hand) where the
+    whole-run statistics give it a third (mean 4, variance 7/3)."""
+    forgetting, whole = RewardScaler(1, gamma=0.0, eps=0.0, window=2), RewardScaler(1, gamma=0.0, eps=0.0)
+    for rewards in ([1.0, 3.0], [5.0, 5.0], [5.0, 5.0]):
+        for scaler in (forgetting, whole):
+            scaler.scale_rollout(torch.tensor(rewards).unsqueeze(1), torch.zeros(2, 1))
+    assert float(forgetting.return_rms.mean) == pytest.approx(4.25)
+    assert float(forgetting.return_rms.var) == pytest.approx(1.9375)
+    assert float(whole.return_rms.mean) == pytest.approx(4.0) and float(whole.return_rms.var) == pytest.approx(7 / 3)
+
+
 def test_matches_the_vecnormalize_recurrence_over_several_rollouts():
     rng = np.random.default_rng(0)
     T, N, gamma = 16, 5, 0.9

@@ -19,16 +19,20 @@ Where each piece lives and when it runs (docs/architecture.md, "Exploration bonu
   rewarding the transition into ``s_t``, and it needs no observation after the rollout). An episode's first
   observation pays 0: no action of that episode led there.
 - The intrinsic return stream is non-episodic (RND): its GAE runs across episode ends, with its own discount
-  (``--intrinsic-gamma``), and the rewards are divided by the running std of that discounted return, so the
-  bonus has the same scale in every env. The advantages combine as ``adv = adv_ext + intrinsic_coef * adv_int``
-  before PPO's per-minibatch normalisation.
+  (``--intrinsic-gamma``), and the rewards are divided by the std of that discounted return over about the last
+  ``--intrinsic-norm-window`` steps, so the bonus has the same scale in every env and at every stage of a run:
+  the raw bonus falls by orders of magnitude as the predictor learns, and against the whole run's std (RND's
+  recipe, window 0) it ends up weighing nothing next to the extrinsic advantage. The advantages combine as
+  ``adv = adv_ext + intrinsic_coef * adv_int`` before PPO's per-minibatch normalisation.
 - The predictor trains on a random ``--intrinsic-update-fraction`` of each rollout's steps (RND's recipe: a
   predictor that sees every step learns so fast that the bonus fades before the agent can act on it), once per
   PPO epoch and minibatch, with its own Adam optimizer: its loss has another scale than PPO's, it must not share
   PPO's gradient-norm clip, and the policy's optimizer state stays what it is without the option.
 
 Observations: the network reads what the policy's encoder reads (a masked env's observation without its
-``"action_mask"``), through the encoder of ``agents/model/encoders.py`` for that space (a small CNN for frames,
+``"action_mask"``; with ``--intrinsic-history K`` also its changes over the K - 1 steps before, ``_with_history``:
+in a partially observed game the observation is not the state, and novelty in a position's change is novelty in
+the velocity it hides), through the encoder of ``agents/model/encoders.py`` for that space (a small CNN for frames,
 an embedding per cell for grids of codes, one-hots, a flat vector), then an MLP. Float Box leaves are normalised
 first by a running mean and std of their own (clipped to +-5, as in RND); integer leaves (frames, codes) are not.
 
@@ -59,7 +63,7 @@ from agents.model.policy import init_image_encoders, mlp
 from agents.rollout.buffer import Rollout
 from agents.spaces import has_action_mask, leaf_spaces, policy_observation_space, split_action_mask
 from agents.train.reward_scale import RewardScaler
-from agents.trees import Tree, flatten_leading
+from agents.trees import Tree, flatten_leading, tree_map, tree_map2
 
 FEATURES = 64  # the target's output size, as CleanRL's RND over vectors uses
 HIDDEN = 64
@@ -83,6 +87,23 @@ def check_exploration_space(observation_space: spaces.Space) -> spaces.Space:
 
 def _is_float_box(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)
+
+
+def _history_space(space: spaces.Space, history: int) -> spaces.Space:
+    """What the networks read with ``--intrinsic-history K``: the space itself for K = 1, else a Tuple of K parts,
+    the observation then, per step back, its float leaves' change (an unbounded Box) and its other leaves as
+    they were."""
+    if history == 1:
+        return space
+
+    def change(leaf: spaces.Space) -> spaces.Space:
+        if isinstance(leaf, spaces.Dict):
+            return spaces.Dict({k: change(s) for k, s in leaf.spaces.items()})
+        if isinstance(leaf, spaces.Tuple):
+            return spaces.Tuple(tuple(change(s) for s in leaf.spaces))
+        return spaces.Box(-np.inf, np.inf, leaf.shape, np.float32) if _is_float_box(leaf) else leaf
+
+    return spaces.Tuple((space,) + (change(space),) * (history - 1))
 
 
 def _float_boxes(space: spaces.Space) -> list[spaces.Box]:
@@ -122,7 +143,9 @@ class IntrinsicBonus:
 
     def __init__(self, observation_space: spaces.Space, config: TrainConfig, num_envs: int, device: torch.device,
                  seed: int):
-        self.space = check_exploration_space(observation_space)
+        self.obs_space = check_exploration_space(observation_space)
+        self.history = config.ppo.intrinsic_history
+        self.space = _history_space(self.obs_space, self.history)  # what the networks read
         self.observation_space = observation_space
         self.masked = has_action_mask(observation_space)
         self.method, self.ppo = config.policy.exploration, config.ppo
@@ -141,16 +164,48 @@ class IntrinsicBonus:
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=config.ppo.intrinsic_lr)
         self.generator = torch.Generator(device).manual_seed(seed + 1)
         # The intrinsic return never ends (dones are 0), so one discounted sum per env runs over the whole run.
-        self.return_scaler = RewardScaler(num_envs, config.ppo.intrinsic_gamma, device=device)
+        self.return_scaler = RewardScaler(num_envs, config.ppo.intrinsic_gamma, device=device,
+                                          window=config.ppo.intrinsic_norm_window or None)
         # NovelD: each env's novelty of its previous observation, and the cells visited in its current episode.
         self.prev_novelty = torch.zeros(num_envs, device=device)
         self.visited: list[set[int]] = [set() for _ in range(num_envs)]
+        # --intrinsic-history: the observations 0..K-2 steps back at the previous rollout's last step, each a tree
+        # of (N, *shape) leaves (None before the first rollout).
+        self.last_frames: list[Tree] | None = None
 
     # ------------------------------------------------------------------ the bonus
-    def _encoder_obs(self, obs: Tree, n_leading: int) -> Tree:
-        """Observation leaves (*lead, *shape) -> what the networks read, flattened to (prod(lead), *shape)."""
+    def _encoder_obs(self, obs: Tree, episode_starts: torch.Tensor) -> Tree:
+        """A rollout's observation leaves (T, N, *shape) -> what the networks read, flattened to (T * N, ...):
+        without the action mask, and with ``--intrinsic-history`` the K-step input (``_with_history``)."""
         obs = split_action_mask(obs)[0] if self.masked else obs
-        return flatten_leading(obs, self.space, n_leading)
+        if self.history > 1:
+            obs = self._with_history(obs, episode_starts > 0)
+        return flatten_leading(obs, self.space, 2)
+
+    def _with_history(self, obs: Tree, starts: torch.Tensor) -> Tree:
+        """Observation leaves (T, N, *shape) -> the tuple of ``_history_space``: the observation, then for k = 1..K-1
+        the change of each float leaf from k steps back to k - 1 steps back (other leaves: as they were k steps back).
+
+        Before an episode's first step there is nothing: a step back from it repeats it (changes 0), as frame stacks
+        do, so no step of one episode reads the one before. Carries the last K - 1 observations to the next rollout
+        (``last_frames``). ``starts``: (T, N) bool, True where a step begins an episode.
+        """
+        frames = [obs]  # frames[k]: the observation k steps back, (T, N, *shape) leaves
+        for k in range(1, self.history):
+            newer = frames[k - 1]
+            carried = self.last_frames[k - 1] if self.last_frames is not None else tree_map(lambda x: x[0], newer)
+            shifted = tree_map2(lambda x, last: torch.cat((last.unsqueeze(0), x[:-1])), newer, carried)
+            frames.append(tree_map2(lambda back, now: torch.where(_expand(starts, now), now, back), shifted, obs))
+        self.last_frames = [tree_map(lambda x: x[-1].clone(), frame) for frame in frames[:-1]]
+
+        def change(space: spaces.Space, newer: Tree, older: Tree) -> Tree:
+            if isinstance(space, spaces.Dict):
+                return {k: change(s, newer[k], older[k]) for k, s in space.spaces.items()}
+            if isinstance(space, spaces.Tuple):
+                return tuple(change(s, a, b) for s, a, b in zip(space.spaces, newer, older, strict=True))
+            return newer.float() - older.float() if _is_float_box(space) else older
+
+        return (obs, *(change(self.obs_space, frames[k - 1], frames[k]) for k in range(1, self.history)))
 
     def _normalise(self, obs: Tree, normalizers: nn.ModuleList | None = None) -> Tree:
         """Float Box leaves (N, *shape) -> normalised and clipped, in their shape; other leaves unchanged.
@@ -241,7 +296,7 @@ class IntrinsicBonus:
             return) and ``predictor_loss`` (the predictor's mean loss over its training pass).
         """
         t_len, n_envs = rollout.episode_starts.shape
-        obs = self._encoder_obs(rollout.obs, 2)
+        obs = self._encoder_obs(rollout.obs, rollout.episode_starts)
         self._update_normalizers(obs, self.normalizers)
         inputs = self._normalise(obs)
         novelty = self.novelty(inputs).view(t_len, n_envs)
@@ -283,13 +338,16 @@ class IntrinsicBonus:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         """Everything a resume needs to go on bit for bit: the networks, the optimizer, the normalisers, the
-        subset sampler, the intrinsic return's statistics and each env's episodic memory."""
+        subset sampler, the intrinsic return's statistics, each env's episodic memory and, with
+        ``--intrinsic-history``, its last observations."""
         return {"target": self.target.state_dict(), "predictor": self.predictor.state_dict(),
                 "normalizers": self.normalizers.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "cell_normalizers": self.cell_normalizers.state_dict(), "cells_fixed": self.cells_fixed,
                 "generator": self.generator.get_state(), "return_scaler": self.return_scaler.state_dict(),
                 "prev_novelty": self.prev_novelty.clone(),
-                "visited": [torch.tensor(sorted(seen), dtype=torch.int64) for seen in self.visited]}
+                "visited": [torch.tensor(sorted(seen), dtype=torch.int64) for seen in self.visited],
+                "last_frames": (None if self.last_frames is None
+                                else [tree_map(torch.clone, frame) for frame in self.last_frames])}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()``'s output; ValueError when it was saved for other spaces or another env count."""
@@ -306,6 +364,8 @@ class IntrinsicBonus:
         self.return_scaler.load_state_dict(state["return_scaler"])
         self.prev_novelty = state["prev_novelty"].to(self.device)
         self.visited = [{int(c) for c in cells.tolist()} for cells in state["visited"]]
+        frames = state.get("last_frames")  # absent from checkpoints saved before --intrinsic-history
+        self.last_frames = None if frames is None else [tree_map(lambda x: x.to(self.device), f) for f in frames]
 
 
 def _leaves(space: spaces.Space, tree: Tree) -> list[torch.Tensor]:
@@ -316,6 +376,11 @@ def _leaves(space: spaces.Space, tree: Tree) -> list[torch.Tensor]:
     if isinstance(space, spaces.Tuple):
         return [leaf for sub, part in zip(space.spaces, tree, strict=True) for leaf in _leaves(sub, part)]
     return [tree]
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (T, N) mask viewed as (T, N, 1, ...) to broadcast against a (T, N, *shape) leaf."""
+    return mask.view(*mask.shape, *([1] * (like.dim() - mask.dim())))
 
 
 def _take(tree: Tree, ids: torch.Tensor) -> Tree:

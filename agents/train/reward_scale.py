@@ -29,11 +29,15 @@ class RewardScaler:
         gamma: the discount of those sums (the trainer's ``--gamma``, as in VecNormalize).
         clip: scaled rewards are clipped to ``[-clip, clip]``.
         eps: added to the variance before the square root.
+        window: None keeps the statistics of every return so far; a number W caps the sample count the
+            statistics hold at W before each update, so they forget: a rollout of n sums weighs n / (W + n), an
+            exponential window of about W samples (a reward whose scale keeps shrinking is then measured against
+            its recent scale, not its first).
     """
 
     def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8,
-                 device: torch.device | str = "cpu"):
-        self.gamma, self.clip, self.eps = gamma, clip, eps
+                 device: torch.device | str = "cpu", window: int | None = None):
+        self.gamma, self.clip, self.eps, self.window = gamma, clip, eps, window
         self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.return_rms = RunningMeanStd(1).to(device)
 
@@ -70,6 +74,8 @@ class RewardScaler:
         self.returns = running
         seen = sums.reshape(-1, 1) if alive is None else sums[alive > 0].reshape(-1, 1)
         if seen.numel() > 0:
+            if self.window is not None:
+                self.return_rms.count.clamp_(max=self.window)
             self.return_rms.update(seen)
         std = torch.sqrt(self.return_rms.var + self.eps)
         return (rewards / std).clamp(-self.clip, self.clip).float()
