@@ -419,8 +419,7 @@ class TrainConfig:
         """The intrinsic-reward settings: in range, and only with --exploration."""
         ppo, defaults = self.ppo, PPOConfig()
         names = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "intrinsic_history",
-                 "intrinsic_norm_window",
-                 "noveld_alpha", "episodic_bin")
+                 "intrinsic_norm_window", "noveld_alpha", "episodic_bin")
         if self.policy.exploration == "none":
             given = [name for name in names if getattr(ppo, name) != getattr(defaults, name)]
             if given:
