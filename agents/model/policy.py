@@ -101,7 +101,7 @@ class StepOutput:
     logprob: torch.Tensor  # (B,)
     value: torch.Tensor  # (B,)
     state: torch.Tensor  # (S, L, B, W): the state after processing obs_t
-    value_int: torch.Tensor | None = None  # (B,) the intrinsic value (--exploration); None without it
+    value_int: torch.Tensor | None = None  # (B,) the intrinsic value, asked for with step(intrinsic=True); else None
 
 
 class RecurrentActorCritic(nn.Module):
@@ -433,15 +433,18 @@ class RecurrentActorCritic(nn.Module):
         generator: torch.Generator | None = None,
         noise: CorrelatedNoise | None = None,
         agent_inputs: dict | None = None,
+        intrinsic: bool = False,
     ) -> StepOutput:
         """One step for B envs: obs leaves (B, *shape), state (S, L, B, W), episode_start (B,).
 
         ``noise`` (rollouts with ``--noise-correlation``) supplies the sampling noise instead of fresh draws.
         ``agent_inputs``: multi-agent inputs, leaves (B, ...); with a central critic and no ``"global_state"``
-        the step is actor-only: value NaN, the critic's state returned as it came.
+        the step is actor-only: value NaN, the critic's state returned as it came. ``intrinsic``: also the
+        intrinsic value (``value_int``, requires ``has_intrinsic_value``): only the training rollout stores it,
+        so evaluation, runners and watch do not compute it.
         """
         dist, value, new_state, critic_hidden = self._step_parts(obs, state, episode_start, agent_inputs)
-        value_int = None if self.value_int_head is None else self.intrinsic_value_from(critic_hidden)
+        value_int = self.intrinsic_value_from(critic_hidden) if intrinsic else None
         if deterministic:
             raw = dist.mode()
         elif noise is not None:

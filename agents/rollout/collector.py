@@ -206,7 +206,7 @@ class VectorCollector:
             obs_t = obs_to_tensor(self.next_obs, self.device)
             with torch.inference_mode():
                 out = policy.step(obs_t, self.state, self.next_episode_start, generator=self.generator,
-                                  noise=self.noise)
+                                  noise=self.noise, intrinsic=policy.has_intrinsic_value)
             buffer.store_step(t, obs_t, self.next_episode_start, self.state, out.action, out.logprob, out.value,
                               value_int=out.value_int)
 
