@@ -24,6 +24,7 @@ from agents.rollout.buffer import Rollout
 from agents.run.checkpoint import LATEST, load_payload
 from agents.train.exploration import IntrinsicBonus, check_exploration_space
 from agents.train.trainer import Trainer
+from envs.memory import TMazeEnv
 
 
 class SparseChain(gym.Env):
@@ -81,6 +82,9 @@ def config(**overrides) -> TrainConfig:
 
 
 def bonus(exploration: str = "rnd", num_envs: int = 1, space: spaces.Space = CHAIN, **ppo) -> IntrinsicBonus:
+    """A bonus on ``space``; the networks read the observation alone unless ``intrinsic_history`` says otherwise,
+    so the tests of its parts feed it plain observations."""
+    ppo.setdefault("intrinsic_history", 1)
     return IntrinsicBonus(space, config(exploration=exploration, num_envs=num_envs, **ppo), num_envs,
                           torch.device("cpu"), seed=0)
 
@@ -184,7 +188,7 @@ def test_intrinsic_history_reads_the_observation_and_its_changes_within_the_epis
     # The next rollout goes on from 7 (4 before it) and 1 (0 before it).
     now, change, change_before = b._with_history(torch.tensor([[[11.0], [3.0]]]), torch.zeros(1, 2).bool())
     assert change.flatten().tolist() == [4, 2] and change_before.flatten().tolist() == [3, 1]
-    assert bonus(space=line).space == line  # without the option: the observation alone, as before
+    assert bonus(space=line, intrinsic_history=1).space == line  # K = 1: the observation alone
 
 
 def test_refusals_name_the_fix(tmp_path):
@@ -193,7 +197,7 @@ def test_refusals_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="--noveld-alpha only applies with --exploration noveld"):
         config(exploration="rnd", noveld_alpha=0.3).validate()
     with pytest.raises(ConfigError, match="--intrinsic-history only applies with --exploration"):
-        config(intrinsic_history=2).validate()
+        config(intrinsic_history=3).validate()
     with pytest.raises(ConfigError, match="--intrinsic-history must be >= 1"):
         config(exploration="rnd", intrinsic_history=0).validate()
     with pytest.raises(ConfigError, match="--intrinsic-norm-window must be >= 0"):
@@ -286,3 +290,26 @@ def test_the_bonus_reaches_a_sparse_reward_that_ppo_alone_misses(tmp_path):
     assert set(with_bonus) == set(without) | {"exploration"}
     assert not any("value_int" in key for key in without["policy"])
     assert set(with_bonus["policy"]) == set(without["policy"]) | {"value_int_head.weight", "value_int_head.bias"}
+
+
+def test_the_sparse_suite_tight_maze_pays_only_the_turn_and_every_arm_is_a_valid_run(tmp_path):
+    """benchmarks/sparse_suite.py's T-maze: corridor 30 under a 50-step limit, +1 / -1 for the turn and nothing
+    else (walking east and bumping pay 0); and each arm's settings make a run that validates on each task."""
+    import benchmarks.variant_envs  # noqa: F401  (registers variant/...)
+    from benchmarks.defaults_suite import settings_for
+    from benchmarks.sparse_suite import ARMS, TASKS
+
+    env = gym.make("variant/TMazeSparse30Tight-v0")
+    assert env.spec.max_episode_steps == 50
+    env.reset(seed=0)
+    rewards = [env.step(TMazeEnv.NORTH)[1], *(env.step(TMazeEnv.EAST)[1] for _ in range(30))]
+    assert rewards == [0.0] * 31
+    _, reward, terminated, _, _ = env.step(TMazeEnv.NORTH)
+    assert terminated and reward in (1.0, -1.0)
+
+    for task in TASKS.values():
+        for arm, settings in ARMS.items():
+            settings = dict(settings)
+            core = settings.pop("core", "lstm")
+            run = settings_for(task, core, 1, tmp_path / arm, settings)
+            TrainConfig().with_overrides(run).validate()
