@@ -174,7 +174,7 @@ class PPOConfig:
         "the last W steps (an exponential window), so a bonus that shrinks as the predictor learns keeps its "
         "weight against the extrinsic advantage; 0: over the whole run, as in RND.")
     intrinsic_history: int = _f(
-        1, "With --exploration: the bonus reads the last K steps, not the observation alone: float observations "
+        2, "With --exploration: the bonus reads the last K steps, not the observation alone: float observations "
         "enter as their changes over the K - 1 steps before, integer ones as they were (a partially observed "
         "state, e.g. a position without its velocity, is novel where its recent motion is; 1: the observation).")
     noveld_alpha: float = _f(0.5, "With --exploration noveld: the bonus is max(novelty(s_t) - alpha * "
