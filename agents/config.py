@@ -30,6 +30,9 @@ class ConfigError(ValueError):
 # --obs-encoder every 3-dim uint8 image went to the CNN; before the chrono settings there was no chrono
 # initialisation, and when set it covered every unit's gates.
 _POLICY_BEFORE = {"obs_encoder": "image", "chrono_init": None, "chrono_gates": "both", "chrono_fraction": 1.0}
+# The exploration bonus's settings (PPOConfig), which mean something only with --exploration rnd or noveld.
+_INTRINSIC = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "intrinsic_history",
+              "intrinsic_norm_window", "noveld_alpha", "episodic_bin")
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -418,10 +421,8 @@ class TrainConfig:
     def _check_exploration(self) -> None:
         """The intrinsic-reward settings: in range, and only with --exploration."""
         ppo, defaults = self.ppo, PPOConfig()
-        names = ("intrinsic_coef", "intrinsic_gamma", "intrinsic_lr", "intrinsic_update_fraction", "intrinsic_history",
-                 "intrinsic_norm_window", "noveld_alpha", "episodic_bin")
         if self.policy.exploration == "none":
-            given = [name for name in names if getattr(ppo, name) != getattr(defaults, name)]
+            given = [name for name in _INTRINSIC if getattr(ppo, name) != getattr(defaults, name)]
             if given:
                 raise ConfigError(f"--{flag_name(given[0])} only applies with --exploration rnd or noveld; add "
                                   f"--exploration or drop --{flag_name(given[0])}.")
@@ -513,6 +514,10 @@ class TrainConfig:
                 # validation (which refuses them set without --chrono-init) passes a run saved before.
                 policy.update(chrono_gates=PolicyConfig.chrono_gates, chrono_fraction=PolicyConfig.chrono_fraction)
             data = {**data, "policy": policy}
+            if policy.get("exploration", "none") == "none" and "ppo" in data:
+                # Without a bonus its settings mean nothing: today's defaults, so that validation (which refuses
+                # them set without --exploration) passes a run saved when a default was another value.
+                data = {**data, "ppo": {**data["ppo"], **{name: getattr(PPOConfig, name) for name in _INTRINSIC}}}
         return cls._from_sections(data)
 
     @classmethod

@@ -225,6 +225,16 @@ def onnx_graph(path: Path) -> tuple:
             named, len(graph.initializer), [n.op_type for n in graph.node])
 
 
+def test_a_run_saved_under_other_bonus_defaults_loads_as_it_trained():
+    """--intrinsic-history's default was 1: a run saved then without a bonus still loads (its bonus settings
+    mean nothing and take today's values), and one saved with a bonus keeps the history it trained with."""
+    saved = TrainConfig().to_dict()
+    saved["ppo"]["intrinsic_history"] = 1
+    assert TrainConfig.from_dict(saved).validate().ppo.intrinsic_history == 2
+    saved["policy"]["exploration"] = "rnd"
+    assert TrainConfig.from_dict(saved).validate().ppo.intrinsic_history == 1
+
+
 def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_path):
     """The intrinsic head is made after every other layer, so the same seed gives the same other weights; the
     ONNX graph (inputs, outputs, initialisers, ops) and its outputs, and a PolicyRunner's actions and values, are
