@@ -24,7 +24,8 @@ Arms (``--arms``; ``--set KEY=VALUE`` adds a setting to every arm, e.g. ``intrin
 | ``noise`` | ``noise_correlation=0.98`` (MountainCarNoVel's preset's correlated sampling noise) |
 | ``rnd`` | ``exploration=rnd`` |
 | ``noveld`` | ``exploration=noveld`` |
-| ``rnd_none`` | ``exploration=rnd core=none``: the memoryless contrast |
+| ``noise_rnd`` | both |
+| ``rnd_none``, ``noise_none`` | ``rnd`` and ``noise`` with ``core=none``: the memoryless contrast |
 
     nice -n 15 python benchmarks/sparse_suite.py --seeds 1 2 3 --jobs 2
     nice -n 15 python benchmarks/sparse_suite.py --tasks variant/TMazeSparse30Tight-v0 --arms defaults rnd noveld
@@ -66,7 +67,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "noise": {"noise_correlation": 0.98},
     "rnd": {"exploration": "rnd"},
     "noveld": {"exploration": "noveld"},
+    "noise_rnd": {"noise_correlation": 0.98, "exploration": "rnd"},
     "rnd_none": {"exploration": "rnd", "core": "none"},
+    "noise_none": {"noise_correlation": 0.98, "core": "none"},
 }
 
 
