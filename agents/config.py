@@ -176,10 +176,12 @@ class PPOConfig:
         2048, "With --exploration: the intrinsic rewards are divided by the std of the intrinsic return over about "
         "the last W steps (an exponential window), so a bonus that shrinks as the predictor learns keeps its "
         "weight against the extrinsic advantage; 0: over the whole run, as in RND.")
-    intrinsic_history: int = _f(
-        2, "With --exploration: the bonus reads the last K steps, not the observation alone: float observations "
-        "enter as their changes over the K - 1 steps before, integer ones as they were (a partially observed "
-        "state, e.g. a position without its velocity, is novel where its recent motion is; 1: the observation).")
+    intrinsic_history: int | None = _f(
+        None, "With --exploration: the bonus reads the last K steps, not the observation alone: float "
+        "observations enter as their changes over the K - 1 steps before, integer ones as they were (a partially "
+        "observed state, e.g. a position without its velocity, is novel where its recent motion is; 1: the "
+        "observation). none (the default): 2, or 1 where the observation has a frame for the image CNN (a "
+        "second frame would double the bonus's CNN work).")
     noveld_alpha: float = _f(0.5, "With --exploration noveld: the bonus is max(novelty(s_t) - alpha * "
                              "novelty(s_t-1), 0) (NovelD's alpha).")
     episodic_bin: float = _f(
@@ -444,7 +446,7 @@ class TrainConfig:
         if ppo.intrinsic_norm_window < 0:
             raise ConfigError(f"--intrinsic-norm-window must be >= 0 (steps; 0: the whole run), got "
                               f"{ppo.intrinsic_norm_window}.")
-        if ppo.intrinsic_history < 1:
+        if ppo.intrinsic_history is not None and ppo.intrinsic_history < 1:
             raise ConfigError(f"--intrinsic-history must be >= 1, got {ppo.intrinsic_history}.")
         if not 0 <= ppo.noveld_alpha <= 1:
             raise ConfigError(f"--noveld-alpha must be in [0, 1], got {ppo.noveld_alpha}.")

@@ -22,7 +22,7 @@ from agents.config import ConfigError, PolicyConfig, TrainConfig
 from agents.model.policy import RecurrentActorCritic
 from agents.rollout.buffer import Rollout
 from agents.run.checkpoint import LATEST, load_payload
-from agents.train.exploration import IntrinsicBonus, check_exploration_space
+from agents.train.exploration import IntrinsicBonus, check_exploration_space, intrinsic_history
 from agents.train.trainer import Trainer
 from envs.memory import TMazeEnv
 
@@ -230,9 +230,22 @@ def test_a_run_saved_under_other_bonus_defaults_loads_as_it_trained():
     mean nothing and take today's values), and one saved with a bonus keeps the history it trained with."""
     saved = TrainConfig().to_dict()
     saved["ppo"]["intrinsic_history"] = 1
-    assert TrainConfig.from_dict(saved).validate().ppo.intrinsic_history == 2
+    assert TrainConfig.from_dict(saved).validate().ppo.intrinsic_history is None
     saved["policy"]["exploration"] = "rnd"
     assert TrainConfig.from_dict(saved).validate().ppo.intrinsic_history == 1
+
+
+def test_the_bonus_reads_the_last_change_unless_the_observation_has_a_frame():
+    """--intrinsic-history not set: 2 for vectors and grids of codes, 1 where the image CNN reads a frame (a
+    second frame would double its work); a value given is kept."""
+    frame = spaces.Box(0, 255, (32, 32, 3), np.uint8)
+    grid = spaces.Box(0, 10, (7, 7, 3), np.uint8)
+    rnd = config(exploration="rnd")
+    assert intrinsic_history(CHAIN, rnd)[0] == 2 and intrinsic_history(grid, rnd)[0] == 2
+    assert intrinsic_history(frame, rnd)[0] == 1
+    assert intrinsic_history(spaces.Dict({"view": frame, "pos": CHAIN}), rnd)[0] == 1
+    assert intrinsic_history(frame, config(exploration="rnd", intrinsic_history=3)) == (3, "given")
+    assert bonus(space=CHAIN, intrinsic_history=None).history == 2
 
 
 def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_path):

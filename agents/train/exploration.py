@@ -30,7 +30,8 @@ Where each piece lives and when it runs (docs/architecture.md, "Exploration bonu
   PPO's gradient-norm clip, and the policy's optimizer state stays what it is without the option.
 
 Observations: the network reads what the policy's encoder reads (a masked env's observation without its
-``"action_mask"``; with ``--intrinsic-history K`` also its changes over the K - 1 steps before, ``_with_history``:
+``"action_mask"``; with ``--intrinsic-history K`` also its changes over the K - 1 steps before, ``_with_history``,
+by default K = 2 where the observation has no frame for the image CNN and 1 where it has:
 in a partially observed game the observation is not the state, and novelty in a position's change is novelty in
 the velocity it hides), through the encoder of ``agents/model/encoders.py`` for that space (a small CNN for frames,
 an embedding per cell for grids of codes, one-hots, a flat vector), then an MLP. Float Box leaves are normalised
@@ -61,7 +62,7 @@ from agents.config import ConfigError, TrainConfig
 from agents.model.encoders import RunningMeanStd, make_leaf_encoder
 from agents.model.policy import init_image_encoders, mlp
 from agents.rollout.buffer import Rollout
-from agents.spaces import has_action_mask, leaf_spaces, policy_observation_space, split_action_mask
+from agents.spaces import has_action_mask, has_image, leaf_spaces, policy_observation_space, split_action_mask
 from agents.train.reward_scale import RewardScaler
 from agents.trees import Tree, flatten_leading, tree_map, tree_map2
 
@@ -87,6 +88,17 @@ def check_exploration_space(observation_space: spaces.Space) -> spaces.Space:
 
 def _is_float_box(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)
+
+
+def intrinsic_history(observation_space: spaces.Space, config: TrainConfig) -> tuple[int, str]:
+    """Steps the bonus reads (``--intrinsic-history``) and why: the flag when given, else 2 (each observation and
+    its last change), or 1 where the observation has a frame for the image CNN: a second frame doubles the bonus's
+    CNN work (``benchmarks/exploration_cost.py``), and RND reads one frame."""
+    if config.ppo.intrinsic_history is not None:
+        return config.ppo.intrinsic_history, "given"
+    if has_image(observation_space, config.policy.obs_encoder):
+        return 1, "not set: the observation has a frame for the image CNN, so the bonus reads it alone"
+    return 2, "not set: the observation and its change over the step before"
 
 
 def _history_space(space: spaces.Space, history: int) -> spaces.Space:
@@ -144,7 +156,7 @@ class IntrinsicBonus:
     def __init__(self, observation_space: spaces.Space, config: TrainConfig, num_envs: int, device: torch.device,
                  seed: int):
         self.obs_space = check_exploration_space(observation_space)
-        self.history = config.ppo.intrinsic_history
+        self.history = intrinsic_history(self.obs_space, config)[0]
         self.space = _history_space(self.obs_space, self.history)  # what the networks read
         self.observation_space = observation_space
         self.masked = has_action_mask(observation_space)
