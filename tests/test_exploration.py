@@ -302,6 +302,8 @@ def test_the_bonus_reaches_a_sparse_reward_that_ppo_alone_misses(tmp_path):
     assert set(summary) == {"method", "intrinsic_reward_raw", "intrinsic_reward", "intrinsic_return",
                             "intrinsic_scale", "predictor_loss"}
     assert "exploration" not in json.loads((tmp_path / "none" / "summary.json").read_text())
+    derived = {run: json.loads((tmp_path / run / "config.json").read_text())["derived"] for run in ("none", "rnd")}
+    assert derived["rnd"]["intrinsic_history"]["value"] == 2 and "intrinsic_history" not in derived["none"]
     acc = EventAccumulator(str(tmp_path / "rnd"), size_guidance={"scalars": 0})
     acc.Reload()
     assert {f"exploration/{name}" for name in summary if name != "method"} <= set(acc.Tags()["scalars"])

@@ -24,7 +24,6 @@ from agents.spaces import (
     leaf_spaces,
     policy_observation_space,
 )
-from agents.train.exploration import intrinsic_history
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter  # heavy: imported only by a run that trains
@@ -51,9 +50,6 @@ def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: tor
         kinds = sorted({choose_obs_encoder(leaf) for leaf in leaves})
         whys = list(dict.fromkeys(encoder_reason(leaf) for leaf in leaves))  # one per kind of leaf, in order
         derived["obs_encoder"] = {"value": kinds[0] if len(kinds) == 1 else kinds, "why": "; ".join(whys)}
-    if cfg.policy.exploration != "none" and cfg.ppo.intrinsic_history is None:
-        value, why = intrinsic_history(policy.observation_space, cfg)
-        derived["intrinsic_history"] = {"value": value, "why": why}
     if cfg.spreads_envs_over_workers:
         workers, per_worker = cfg.worker_layout
         for name, value in (("num_workers", workers), ("envs_per_worker", per_worker)):

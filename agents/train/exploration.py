@@ -156,7 +156,7 @@ class IntrinsicBonus:
     def __init__(self, observation_space: spaces.Space, config: TrainConfig, num_envs: int, device: torch.device,
                  seed: int):
         self.obs_space = check_exploration_space(observation_space)
-        self.history = intrinsic_history(self.obs_space, config)[0]
+        self.history, self.history_reason = intrinsic_history(self.obs_space, config)
         self.space = _history_space(self.obs_space, self.history)  # what the networks read
         self.observation_space = observation_space
         self.masked = has_action_mask(observation_space)

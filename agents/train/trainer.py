@@ -302,6 +302,9 @@ class Trainer:
                                         "why": "--policy-map: each policy's agents"}
         else:
             self.derived = derived_settings(cfg, self.policy, self.device, self.device_note)
+        if self.exploration is not None and cfg.ppo.intrinsic_history is None:
+            self.derived["intrinsic_history"] = {"value": self.exploration.history,
+                                                 "why": self.exploration.history_reason}
         if self.collector_record is not None:
             named = self.collector_record["env_id"] is not None
             self.derived["collector"] = {
