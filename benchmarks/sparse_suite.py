@@ -77,6 +77,13 @@ def run_dir_for(out: Path, env_id: str, arm: str, seed: int) -> Path:
     return out / f"{env_id.split('/')[-1]}__{arm}__s{seed}"
 
 
+def run_settings(env: SuiteEnv, arm: str, seed: int, run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """One run's settings: the defaults with no preset, then the arm's settings and ``extra`` (an arm's
+    ``core`` picks the recurrent core, the LSTM otherwise)."""
+    settings = {**ARMS[arm], **extra}
+    return settings_for(env, settings.pop("core", "lstm"), seed, run_dir, settings)
+
+
 def available(env: SuiteEnv) -> bool:
     """Whether the packages that register ``env`` are installed (MiniGrid is optional)."""
     return env.env_import != MINIGRID or importlib.util.find_spec("minigrid") is not None
@@ -129,9 +136,7 @@ def main() -> None:
                 run_dir = run_dir_for(a.out, env.env_id, arm, seed)
                 if a.report_only or (run_dir / "summary.json").exists():
                     continue
-                settings = {**ARMS[arm], **extra}
-                core = settings.pop("core", "lstm")
-                jobs.append(settings_for(env, core, seed, run_dir, settings))
+                jobs.append(run_settings(env, arm, seed, run_dir, extra))
     print(f"{len(jobs)} training runs, {a.jobs} at a time, cpu count {os.cpu_count()}", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         for summary in pool.map(train_one, jobs):

@@ -321,8 +321,7 @@ def test_the_sparse_suite_tight_maze_pays_only_the_turn_and_every_arm_is_a_valid
     """benchmarks/sparse_suite.py's T-maze: corridor 30 under a 50-step limit, +1 / -1 for the turn and nothing
     else (walking east and bumping pay 0); and each arm's settings make a run that validates on each task."""
     import benchmarks.variant_envs  # noqa: F401  (registers variant/...)
-    from benchmarks.defaults_suite import settings_for
-    from benchmarks.sparse_suite import ARMS, TASKS
+    from benchmarks.sparse_suite import ARMS, TASKS, run_settings
 
     env = gym.make("variant/TMazeSparse30Tight-v0")
     assert env.spec.max_episode_steps == 50
@@ -333,8 +332,5 @@ def test_the_sparse_suite_tight_maze_pays_only_the_turn_and_every_arm_is_a_valid
     assert terminated and reward in (1.0, -1.0)
 
     for task in TASKS.values():
-        for arm, settings in ARMS.items():
-            settings = dict(settings)
-            core = settings.pop("core", "lstm")
-            run = settings_for(task, core, 1, tmp_path / arm, settings)
-            TrainConfig().with_overrides(run).validate()
+        for arm in ARMS:
+            TrainConfig().with_overrides(run_settings(task, arm, 1, tmp_path / arm, {})).validate()
