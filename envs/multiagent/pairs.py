@@ -14,6 +14,7 @@ the memoryless heuristic that ``mnemo match``'s ``scripted`` player uses, and pe
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,13 +168,13 @@ def observe(state: PairsState, player: int, params: PairsParams) -> np.ndarray:
     if face_up != NONE:
         rows[face_up, 1] = 1.0
         turn_value[state.values[face_up]] = 1.0
-    view = [card for card in dict.fromkeys(state.pending[player].tolist()) if card != NONE]
+    view = [card for card in dict.fromkeys(state.pending[player].tolist()) if card != NONE]  # distinct cards
+    shown = Counter(int(state.values[card]) for card in view)  # how many cards in view show each value
     for card in view:
         rows[card, CARD_FEATURES + state.values[card]] = 1.0
         if face_up != NONE and card != face_up and state.values[card] == state.values[face_up]:
             rows[card, 2] = 1.0
-        if state.on_table[card] and any(other != card and state.values[other] == state.values[card]
-                                        for other in view):
+        if state.on_table[card] and shown[int(state.values[card])] > 1:
             rows[card, 3] = 1.0
     return np.concatenate([rows.ravel(), [float(face_up != NONE)], turn_value]).astype(np.float32)
 
