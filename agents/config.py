@@ -152,6 +152,13 @@ class PPOConfig:
         "AR(1) process); 0 draws independently, as usual. Each action keeps the policy's distribution, so "
         "log-probs stay exact, but runs of one action grow longer: 0.98 makes a near-uniform policy change "
         "action about once in 11 steps, which finds rewards that need persistence (MountainCar).")
+    sparse_noise: float = _f(
+        0.98, "Correlation of the sampling noise (as --noise-correlation) switched on for the rest of the run "
+        "when the first --sparse-noise-episodes episodes all return exactly the same total: a game that has "
+        "paid nothing yet, whose reward likely needs a long run of one action to find. Where returns differ "
+        "it never switches on and the run is as without it. 0 turns the rule off; it also stands aside with "
+        "--noise-correlation > 0 or --exploration.")
+    sparse_noise_episodes: int = _f(32, "Finished episodes the --sparse-noise rule waits for before deciding.")
     vf_coef: float = _f(0.5, "Value loss coefficient.")
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
     target_kl: float | None = _f(None, "Stop the epochs of an update early once approx KL exceeds this.")
@@ -382,6 +389,10 @@ class TrainConfig:
         if not 0 <= ppo.noise_correlation < 1:
             raise ConfigError(f"--noise-correlation must be in [0, 1) (0: independent draws), got "
                               f"{ppo.noise_correlation}.")
+        if not 0 <= ppo.sparse_noise < 1:
+            raise ConfigError(f"--sparse-noise must be in [0, 1) (0: never), got {ppo.sparse_noise}.")
+        if ppo.sparse_noise_episodes < 1:
+            raise ConfigError(f"--sparse-noise-episodes must be >= 1, got {ppo.sparse_noise_episodes}.")
         if ppo.target_kl is not None and not ppo.target_kl > 0:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
         self._check_exploration()

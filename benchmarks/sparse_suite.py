@@ -20,8 +20,10 @@ Arms (``--arms``; ``--set KEY=VALUE`` adds a setting to every arm, e.g. ``intrin
 
 | arm | settings over the defaults |
 | --- | --- |
-| ``defaults`` | none |
-| ``noise`` | ``noise_correlation=0.98`` (MountainCarNoVel's preset's correlated sampling noise) |
+| ``defaults`` | none (the ``--sparse-noise`` rule: noise on where the first 32 episodes all return the same) |
+| ``no_rule`` | ``sparse_noise=0``: the defaults as they were before that rule |
+| ``defaults_none`` | ``core=none``: the defaults' memoryless contrast |
+| ``noise`` | ``noise_correlation=0.98`` (MountainCarNoVel's preset's correlated sampling noise) from the first step |
 | ``rnd`` | ``exploration=rnd`` |
 | ``noveld`` | ``exploration=noveld`` |
 | ``noise_rnd`` | both |
@@ -64,6 +66,8 @@ TASKS = {env.env_id: env for env in (
 )}
 ARMS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    "no_rule": {"sparse_noise": 0.0},
+    "defaults_none": {"core": "none"},
     "noise": {"noise_correlation": 0.98},
     "rnd": {"exploration": "rnd"},
     "noveld": {"exploration": "noveld"},

@@ -136,6 +136,27 @@ def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
     assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
 
 
+@pytest.mark.parametrize("crash_step", [768, 1792])  # before --sparse-noise decides / after it switched noise on
+def test_resume_across_the_sparse_noise_switch_is_bitwise_exact(tmp_path, crash_step):
+    # MountainCarNoVel pays -1 a step, so the first episodes all return -200; the first 4 end at step 1024 and
+    # the rule switches the noise on there. Resumed from 512 (undecided, no episode has ended yet) or from
+    # 1536 (on, the noise drawn): the rule's state travels in the counters, the noise with the recurrent state.
+    overrides = {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise_episodes": 4}
+    straight_run = make(tmp_path / "straight", **overrides)
+    straight_run.train()
+    assert straight_run.sparse_noise.decided_at_step == 1024 and straight_run.collector.noise.rho == 0.98
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        make(run, **overrides).train(crash_at(crash_step))
+    resumed = make(run, resume=True, **overrides)
+    assert resumed.resume_note is None and resumed.global_step == crash_step - 256
+    assert resumed.sparse_noise.on == (crash_step > 1024)
+    resumed.train()
+    assert_same_training_state(straight_run, resumed)
+    assert resumed.sparse_noise.state_dict() == straight_run.sparse_noise.state_dict()
+    assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
+
+
 def test_async_envs_are_restored_exactly_in_their_workers(straight, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(Crash):

@@ -120,14 +120,22 @@ def test_recomputed_logprobs_and_values_match_the_fragments(ray_instance, core, 
     assert_sequence_path_reproduces(policy, buf, carry)
 
 
-def test_one_worker_is_bitwise_the_local_run(ray_instance, tmp_path):
+@pytest.mark.parametrize("overrides", [
+    {},
+    # MountainCarNoVel's first episodes all return -200: --sparse-noise switches every actor's noise on at step
+    # 896 (4 episodes, from 4 envs of 32 steps a rollout), as it does the local collector's.
+    {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise_episodes": 4, "total_steps": 1280},
+], ids=["cartpole", "sparse-noise"])
+def test_one_worker_is_bitwise_the_local_run(ray_instance, tmp_path, overrides):
     """W = 1, E = N: the same batch and the same sampler seed, so the same run to the last bit."""
-    local = Trainer(_config(tmp_path, "local"))
+    local = Trainer(_config(tmp_path, "local", **overrides))
     local.train()
-    remote = Trainer(_config(tmp_path, "ray", backend="ray", num_workers=1))
+    remote = Trainer(_config(tmp_path, "ray", backend="ray", num_workers=1, **overrides))
     remote.train()
     assert _same_policy(local, remote)
     assert local.recent_returns == remote.recent_returns
+    assert local.sparse_noise.state_dict() == remote.sparse_noise.state_dict()
+    assert remote.sparse_noise.on == bool(overrides)
 
 
 def test_two_workers_seed_env_i_as_the_local_run_does(ray_instance, tmp_path):

@@ -90,6 +90,10 @@ class Collector(Protocol):
     (``"next_episode_start"``, (N,)); ``resume`` the next observations, the running episodes and each env's
     state where it can be snapshotted (``"envs"`` None and ``"reason"`` otherwise). Collection and the
     update alternate, so ``state_dict`` between two ``collect`` calls captures everything a resume needs.
+
+    Optional: ``use_noise(correlation)``, draw the next rollouts' actions with correlated sampling noise
+    (``agents.model.noise``), which the ``--sparse-noise`` rule calls mid-run; the noise's state then goes in
+    ``tensors`` as ``"sampling_noise"``. A collector without it runs without the rule.
     """
 
     num_envs: int
@@ -188,6 +192,11 @@ class VectorCollector:
         self.state = policy.initial_state(self.num_envs, device)
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def use_noise(self, correlation: float) -> None:
+        """Draw the following rollouts' actions with correlated sampling noise (``--sparse-noise`` switches it on
+        mid-run); the first step after this starts a fresh noise process."""
+        self.noise = CorrelatedNoise(correlation)
 
     def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
         """The trainer's own policy's weights are the ones this collector acts with already; others are loaded

@@ -507,6 +507,10 @@ class MultiPolicyCollector(MultiAgentCollector):
                        for block in self.policy_rows}
         self.noise = None  # each policy draws from its own noise (``noises``)
 
+    def use_noise(self, correlation: float) -> None:
+        """Correlated sampling noise from now on, each policy its own (as ``VectorCollector.use_noise``)."""
+        self.noises = {block.name: CorrelatedNoise(correlation) for block in self.policy_rows}
+
     def start(self, policies: dict[str, RecurrentActorCritic], device: torch.device, sample_seed: int,
               env_seed: int) -> None:
         shapes = {name: tuple(policy.state_shape) for name, policy in policies.items()}

@@ -159,6 +159,9 @@ class RolloutWorker:
         self._load(weights)
         return self.collector.collect()  # Ray serialises it on return: the buffer may be refilled afterwards
 
+    def use_noise(self, correlation: float) -> None:
+        self.collector.use_noise(correlation)
+
     def state_dict(self, snapshot_envs: bool) -> dict:
         return self.collector.state_dict(snapshot_envs)
 
@@ -292,6 +295,12 @@ class RayCollector:
         if self.per_policy:
             return {name: self._assemble([f[name] for f in fragments]) for name in fragments[0]}
         return self._assemble(fragments)
+
+    def use_noise(self, correlation: float) -> None:
+        """Correlated sampling noise in every actor from the next rollout on (``--sparse-noise``); an actor
+        that is replaced later starts with it too."""
+        self._config_dict["ppo"] = {**self._config_dict["ppo"], "noise_correlation": correlation}
+        self._call(lambda actor: actor.use_noise.remote(correlation), "switching on the sampling noise")
 
     def _call(self, call, what: str) -> list:
         """``call(actor)`` on every actor, the results in worker order. An actor that died, or sent nothing

@@ -237,6 +237,13 @@ def stop_on_signals(trainer: Any):
             signal.signal(sig, old)
 
 
+def note_sparse_noise(trainer) -> None:
+    """Say once, at the iteration it happens, that the --sparse-noise rule switched correlated noise on."""
+    rule = trainer.sparse_noise
+    if rule.on and rule.decided_at_step == trainer.global_step:
+        print(f"note: {rule.summary()['why']} (--sparse-noise 0 keeps it off).", file=sys.stderr, flush=True)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
 
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             if note is not None:
                 print(note, file=sys.stderr, flush=True)
         with stop_on_signals(trainer):
-            summary = trainer.train()
+            summary = trainer.train(note_sparse_noise)
     except (ConfigError, CheckpointError, UnsupportedSpaceError, ModuleNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -74,6 +74,7 @@ from agents.train.parallel_critic import ParallelCritic, pays_off
 from agents.train.ppo import divergence_cause, ppo_update
 from agents.train.reward_scale import RewardScaler
 from agents.train.schedule import continue_schedule, schedule_fraction
+from agents.train.sparse_noise import SparseRewardNoise
 from agents.trees import tree_map
 
 
@@ -269,6 +270,10 @@ class Trainer:
         self.nonfinite_skips = 0
         # A masked env's env actions checked against the env's masks in training, and the illegal ones (0).
         self.mask_count = IllegalActionCount()
+        # --sparse-noise: correlated sampling noise once the first episodes have all returned the same.
+        self.sparse_noise = SparseRewardNoise(cfg)
+        if self.sparse_noise.active and not callable(getattr(self.collector, "use_noise", None)):
+            self.sparse_noise.stand_aside("the collector cannot switch noise on (it has no use_noise method)")
         env_seed = cfg.run.seed
         checkpoint = None
         if resume:
@@ -278,6 +283,8 @@ class Trainer:
             # Fallback when the envs cannot be restored exactly: restart them with a seed derived from the step.
             env_seed = cfg.run.seed + self.global_step
         self.collector.start(networks if self.named_policies else self.policy, self.device, sample_seed, env_seed)
+        if self.sparse_noise.on:  # switched on before the checkpoint: its noise process is restored with the rest
+            self.collector.use_noise(self.sparse_noise.correlation)
         if checkpoint is not None:
             payload, meta = checkpoint
             self.resume_note = self._restore_collector(payload, meta)
@@ -376,6 +383,10 @@ class Trainer:
         self.mask_count = IllegalActionCount(**c.get("action_masks", {}))
         self.agent_steps = c.get("agent_steps", 0)
         self.schedule_start, self.schedule_note = continue_schedule(c.get("schedule"), saved, cfg, self.iteration)
+        try:
+            self.sparse_noise.load_state_dict(c.get("sparse_noise"), self.global_step)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"The checkpoint {path}'s --sparse-noise state is damaged ({exc}).") from exc
         return payload, meta
 
     @staticmethod
@@ -431,6 +442,8 @@ class Trainer:
             counters["action_masks"] = dataclasses.asdict(self.mask_count)
         if self.agent_steps:
             counters["agent_steps"] = self.agent_steps
+        if self.sparse_noise.active:
+            counters["sparse_noise"] = self.sparse_noise.state_dict()
         return counters
 
     def save_checkpoint(self, name: str = LATEST, rollback: dict | None = None, reason: str | None = None) -> Path:
@@ -541,6 +554,7 @@ class Trainer:
                 t2 = time.perf_counter()
                 self._check_finite_parameters(
                     last_checkpoint_step, next((s["nonfinite"] for s in stats.values() if s.get("nonfinite")), None))
+                self._decide_sparse_noise(rollouts)
 
                 self._log(rollouts, stats, lr, clip_coef, t1 - t0, t2 - t1, start_time, start_step, progress)
                 if self.global_step - last_checkpoint_step >= cfg.run.checkpoint_every:
@@ -556,6 +570,14 @@ class Trainer:
                 progress.close()
             self.collector.close()
         return wall, start_step
+
+    def _decide_sparse_noise(self, rollouts: dict[str, Rollout]) -> None:
+        """Feed the rollout's finished episodes to the --sparse-noise rule; switch the collector's noise on when
+        the rule decides so (from the next rollout on)."""
+        returns = [ret for rollout in rollouts.values() for ret in rollout.episode_returns]
+        if self.sparse_noise.observe(returns, self.global_step):
+            self.collector.use_noise(self.sparse_noise.correlation)
+            self.writer.add_text("sparse_noise", self.sparse_noise.summary()["why"], self.global_step)
 
     def _fail_mid_rollout(self, exc: Exception, rollback: dict, last_checkpoint_step: int) -> Exception:
         """Save what is consistent (the state before this rollout), and say so in the error."""
@@ -683,6 +705,8 @@ class Trainer:
             self.writer.add_scalar("charts/illegal_actions", self.mask_count.illegal, step)
         self.episodes += len(episode_returns)
         self.recent_returns.extend(episode_returns)
+        if self.sparse_noise.active:
+            self.writer.add_scalar("charts/sparse_noise", float(self.sparse_noise.on), step)
         if skips_now:
             if self.nonfinite_skips == 0:
                 warnings.warn(f"An env returned NaN or inf output by step {step}; --on-nonfinite skip ended those "
@@ -734,6 +758,7 @@ class Trainer:
             self.writer.add_scalar("eval/illegal_actions", eval_mask_count.illegal, self.global_step)
         if self.exploration is not None:  # the last update's bonus figures
             summary["exploration"] = {"method": self.config.policy.exploration, **self.exploration_stats}
+        summary["sparse_noise"] = self.sparse_noise.summary()
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)
