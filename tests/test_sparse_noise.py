@@ -124,3 +124,28 @@ def test_the_command_line_says_when_the_rule_switches_noise_on(tmp_path, capsys)
     assert code == 0
     err = capsys.readouterr().err
     assert err.count("note: the first 4 episodes all returned -200.0: noise of correlation 0.98 from step 1024") == 1
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["shared-policy", "policy-map"])
+def test_multi_agent_collectors_switch_noise_on_mid_run_and_save_it(named):
+    from agents.config import PolicyConfig
+    from agents.model.policy import RecurrentActorCritic
+    from agents.rollout.multiagent_collector import MultiAgentCollector, MultiPolicyCollector
+    from agents.rollout.multiagent_env import make_multiagent_vector_env
+
+    envs = make_multiagent_vector_env("toy_multiagent_envs:make_respawn", 3, policy_map="*=all" if named else None)
+    block = envs.policies[0]
+    policy = RecurrentActorCritic(block.observation_space, block.action_space, PolicyConfig(hidden_size=16))
+    collector = (MultiPolicyCollector if named else MultiAgentCollector)(envs, 24)
+    try:
+        collector.start({"all": policy} if named else policy, torch.device("cpu"), 1, 2)
+        collector.collect()
+        assert "sampling_noise" not in str(list(collector.state_dict(snapshot_envs=False)["tensors"]))
+        collector.use_noise(0.9)
+        collector.collect()
+        noises = collector.noises if named else {"": collector.noise}
+        assert all(noise.rho == 0.9 and noise.last is not None for noise in noises.values())
+        saved = collector.state_dict(snapshot_envs=False)["tensors"]
+        assert ("sampling_noise/all" if named else "sampling_noise") in saved
+    finally:
+        collector.close()
