@@ -16,7 +16,6 @@ Tasks whose packages are missing (popgym, MiniGrid) are listed as skipped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -25,21 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.defaults_suite import MINIGRID, POPGYM, SUITE, SuiteEnv, settings_for  # noqa: E402
-from benchmarks.sparse_suite import TASKS  # noqa: E402
+from benchmarks.defaults_suite import SUITE, settings_for  # noqa: E402
+from benchmarks.sparse_suite import TASKS, available  # noqa: E402
 from envs.presets import PRESETS, preset_for  # noqa: E402
 
 # No decision within this many steps is reported as undecided (episodes longer than the whole budget).
 STEP_CAP = 100_000
-
-
-def installed(env: SuiteEnv) -> bool:
-    """Whether the packages that register ``env`` are there (popgym and MiniGrid are optional)."""
-    if env.env_import == POPGYM:
-        return importlib.util.find_spec("popgym") is not None
-    if env.env_import == MINIGRID:
-        return importlib.util.find_spec("minigrid") is not None
-    return True
 
 
 def decide(settings: dict[str, Any]) -> dict:
@@ -70,7 +60,7 @@ def suite_settings(suite: str, seed: int, run_dir: Path) -> list[tuple[str, dict
                 for env_id in PRESETS]
     tasks = SUITE if suite == "defaults" else TASKS
     return [(env.env_id, settings_for(env, "lstm", seed, run_dir / env.env_id.split("/")[-1], {})
-             if installed(env) else None) for env in tasks.values()]
+             if available(env) else None) for env in tasks.values()]
 
 
 def main() -> None:

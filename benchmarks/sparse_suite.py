@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.defaults_suite import MINIGRID, VARIANT, SuiteEnv, settings_for  # noqa: E402
+from benchmarks.defaults_suite import MINIGRID, POPGYM, VARIANT, SuiteEnv, settings_for  # noqa: E402
 from benchmarks.memory_suite import THRESHOLDS, Threshold, _fmt, _kilo, _parse_set, _spread, read_run, train_one  # noqa: E402
 
 TASKS = {env.env_id: env for env in (
@@ -89,8 +89,9 @@ def run_settings(env: SuiteEnv, arm: str, seed: int, run_dir: Path, extra: dict[
 
 
 def available(env: SuiteEnv) -> bool:
-    """Whether the packages that register ``env`` are installed (MiniGrid is optional)."""
-    return env.env_import != MINIGRID or importlib.util.find_spec("minigrid") is not None
+    """Whether the packages that register ``env`` are installed (MiniGrid and popgym are optional)."""
+    optional = {MINIGRID: "minigrid", POPGYM: "popgym"}.get(env.env_import)
+    return optional is None or importlib.util.find_spec(optional) is not None
 
 
 def summarise(env: SuiteEnv, arm: str, out: Path, seeds: list[int]) -> dict[str, str]:

@@ -22,9 +22,9 @@ def _eval_return(tmp_path, *flags: str) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
-def test_lstm_solves_tmaze(tmp_path, seed):
-    assert _eval_return(tmp_path, "--seed", str(seed)) >= 3.5
+def test_lstm_solves_tmaze(tmp_path):
+    # The README's quick start (the preset, 100k steps); seed 2 scores 4 as well, left out for the suite's time.
+    assert _eval_return(tmp_path, "--seed", "1") >= 3.5
 
 
 @pytest.mark.slow

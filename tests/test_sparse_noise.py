@@ -149,3 +149,16 @@ def test_multi_agent_collectors_switch_noise_on_mid_run_and_save_it(named):
         assert ("sampling_noise/all" if named else "sampling_noise") in saved
     finally:
         collector.close()
+
+
+def test_the_rule_benchmark_trains_only_until_the_rule_decides(tmp_path):
+    """benchmarks/sparse_noise_rule.py: a task's run stops at the decision, which it reports."""
+    from benchmarks.sparse_noise_rule import decide, suite_settings
+
+    settings = dict(suite_settings("presets", 1, tmp_path))["mnemo/CartPoleNoVel-v1"]
+    result = decide({**settings, "num_envs": 4})
+    assert result["decision"] == OFF and result["step"] == result["decided_at_step"] < settings["total_steps"]
+    car = {**dict(suite_settings("defaults", 1, tmp_path))["mnemo/MountainCarNoVel-v0"], "sparse_noise_episodes": 4,
+           "num_envs": 4, "num_steps": 64}
+    result = decide(car)
+    assert (result["decision"], result["decided_at_step"], result["first_return"]) == (ON, 1024, -200.0)

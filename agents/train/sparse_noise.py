@@ -8,8 +8,8 @@ from the run's first episodes, with nothing named about the env:
 
 - Once ``--sparse-noise-episodes`` (K) episodes have finished, if every one of them returned exactly the same
   total (nothing in the game has paid or cost anything the policy's actions changed), the noise of correlation
-  ``--sparse-noise`` is switched on for the rest of the run. It stays on: what it finds has to be learnt with
-  the noise that found it, and a policy that has learnt the task draws few actions the noise can change.
+  ``--sparse-noise`` is switched on for the rest of the run. It stays on, as in the runs that measured it
+  (docs/results.md); as the policy sharpens, the noise decides fewer of its actions (``agents.model.noise``).
 - If two of those episodes return different totals, the run never uses it: it trains exactly as without the
   rule (no random number is drawn differently).
 
@@ -79,7 +79,7 @@ class SparseRewardNoise:
         return self.decision == ON
 
     def summary(self) -> dict:
-        """What summary.json and config.json's ``derived`` say of the rule."""
+        """What summary.json says of the rule: ``{"value": "undecided" | "on" | "off", "why": ...}``."""
         if not self.active:
             return {"value": OFF, "why": self.reason}
         if self.decision == UNDECIDED:
