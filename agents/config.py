@@ -153,10 +153,11 @@ class PPOConfig:
         "log-probs stay exact, but runs of one action grow longer: 0.98 makes a near-uniform policy change "
         "action about once in 11 steps, which finds rewards that need persistence (MountainCar).")
     sparse_noise: float = _f(
-        0.98, "Correlation of the sampling noise (as --noise-correlation) switched on for the rest of the run "
-        "when the first --sparse-noise-episodes episodes all return exactly the same total: a game that has "
-        "paid nothing yet, whose reward likely needs a long run of one action to find. Where returns differ "
-        "it never switches on and the run is as without it. 0 turns the rule off; it also stands aside with "
+        0.0, "Off (0) by default. A correlation (0.98) asks for a rule: correlated sampling noise (as "
+        "--noise-correlation) is switched on for the rest of the run when the first --sparse-noise-episodes "
+        "episodes all return exactly the same total (a game that has paid nothing yet); where returns differ it "
+        "never switches on and the run is as without it. For running many games with one command; for one "
+        "game that pays late, --noise-correlation 0.98 did better (docs/defaults.md). Stands aside with "
         "--noise-correlation > 0 or --exploration.")
     sparse_noise_episodes: int = _f(32, "Finished episodes the --sparse-noise rule waits for before deciding.")
     vf_coef: float = _f(0.5, "Value loss coefficient.")

@@ -1,7 +1,8 @@
 """What the ``--sparse-noise`` rule decides on each task: whether a run switches correlated noise on.
 
-The rule (``agents/train/sparse_noise.py``) switches noise on when the first ``--sparse-noise-episodes``
-episodes all return the same, and otherwise leaves the run exactly as it was. So where it decides "off", the
+The rule (``agents/train/sparse_noise.py``, opt-in: ``--sparse-noise 0.98``, which every run here adds) switches
+noise on when the first ``--sparse-noise-episodes`` episodes all return the same, and otherwise leaves the run
+exactly as it was. So where it decides "off", the
 run's figures are those it had without the rule, and only the tasks where it decides "on" need training
 again. This script trains each task with the settings of its suite, only until the rule has decided (a few
 rollouts), and prints the decision, the step it came at and the return the first episodes shared.
@@ -33,14 +34,15 @@ STEP_CAP = 100_000
 
 
 def decide(settings: dict[str, Any]) -> dict:
-    """Train with ``settings`` until the rule decides (or ``STEP_CAP``); the rule's state and the step."""
+    """Train with ``settings`` (and ``--sparse-noise 0.98`` unless they set it) until the rule decides (or
+    ``STEP_CAP``); the rule's state and the step."""
     import torch
 
     from agents.config import TrainConfig
     from agents.train.trainer import Trainer
 
     torch.set_num_threads(1)
-    config = TrainConfig().with_overrides({**settings, "eval_episodes": 0}).validate()
+    config = TrainConfig().with_overrides({"sparse_noise": 0.98, **settings, "eval_episodes": 0}).validate()
     trainer = Trainer(config)
 
     def stop_once_decided(t: Trainer) -> None:

@@ -20,14 +20,13 @@ Arms (``--arms``; ``--set KEY=VALUE`` adds a setting to every arm, e.g. ``intrin
 
 | arm | settings over the defaults |
 | --- | --- |
-| ``defaults`` | none (the ``--sparse-noise`` rule: noise on where the first 32 episodes all return the same) |
-| ``no_rule`` | ``sparse_noise=0``: the defaults as they were before that rule |
-| ``defaults_none`` | ``core=none``: the defaults' memoryless contrast |
+| ``defaults`` | none |
 | ``noise`` | ``noise_correlation=0.98`` (MountainCarNoVel's preset's correlated sampling noise) from the first step |
+| ``rule`` | ``sparse_noise=0.98``: that noise from the point the first 32 episodes have all returned the same |
 | ``rnd`` | ``exploration=rnd`` |
 | ``noveld`` | ``exploration=noveld`` |
-| ``noise_rnd`` | both |
-| ``rnd_none``, ``noise_none`` | ``rnd`` and ``noise`` with ``core=none``: the memoryless contrast |
+| ``noise_rnd`` | ``noise`` and ``rnd`` |
+| ``rnd_none``, ``noise_none``, ``rule_none`` | ``rnd``, ``noise``, ``rule`` with ``core=none`` (memoryless) |
 
     nice -n 15 python benchmarks/sparse_suite.py --seeds 1 2 3 --jobs 2
     nice -n 15 python benchmarks/sparse_suite.py --tasks variant/TMazeSparse30Tight-v0 --arms defaults rnd noveld
@@ -66,14 +65,14 @@ TASKS = {env.env_id: env for env in (
 )}
 ARMS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "no_rule": {"sparse_noise": 0.0},
-    "defaults_none": {"core": "none"},
+    "rule": {"sparse_noise": 0.98},
     "noise": {"noise_correlation": 0.98},
     "rnd": {"exploration": "rnd"},
     "noveld": {"exploration": "noveld"},
     "noise_rnd": {"noise_correlation": 0.98, "exploration": "rnd"},
     "rnd_none": {"exploration": "rnd", "core": "none"},
     "noise_none": {"noise_correlation": 0.98, "core": "none"},
+    "rule_none": {"sparse_noise": 0.98, "core": "none"},
 }
 
 

@@ -102,7 +102,8 @@ def test_collector_state_resumes_exactly_through_the_seam(tmp_path):
 def test_a_collector_without_use_noise_runs_without_the_sparse_noise_rule(tmp_path):
     # MountainCarNoVel's first episodes all return -200, where the local collector would switch noise on.
     config = TrainConfig().with_overrides({**SMALL, "env_id": "mnemo/MountainCarNoVel-v0", "normalize_obs": False,
-                                           "sparse_noise_episodes": 2, "run_dir": str(tmp_path / "r")}).validate()
+                                           "sparse_noise": 0.98, "sparse_noise_episodes": 2,
+                                           "run_dir": str(tmp_path / "r")}).validate()
     trainer = Trainer(config, collector_factory=RemoteLike)
     trainer.train()
     assert trainer.sparse_noise.decision == "off" and trainer.collector.inner.noise is None

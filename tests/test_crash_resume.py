@@ -141,7 +141,7 @@ def test_resume_across_the_sparse_noise_switch_is_bitwise_exact(tmp_path, crash_
     # MountainCarNoVel pays -1 a step, so the first episodes all return -200; the first 4 end at step 1024 and
     # the rule switches the noise on there. Resumed from 512 (undecided, no episode has ended yet) or from
     # 1536 (on, the noise drawn): the rule's state travels in the counters, the noise with the recurrent state.
-    overrides = {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise_episodes": 4}
+    overrides = {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise": 0.98, "sparse_noise_episodes": 4}
     straight_run = make(tmp_path / "straight", **overrides)
     straight_run.train()
     assert straight_run.sparse_noise.decided_at_step == 1024 and straight_run.collector.noise.rho == 0.98

@@ -286,18 +286,18 @@ def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_pa
 def test_the_bonus_reaches_a_sparse_reward_that_ppo_alone_misses(tmp_path):
     """A 20-cell chain paid only at its end, 30 steps an episode, 16k steps, seed 1: PPO with no aid never
     reaches the end (evaluation return 0), with RND it walks there (1.0, greedy and sampled), and so it does with
-    the defaults' --sparse-noise rule, which sees the first 32 episodes all return 0. The runs also check what a
-    run records: summary.json's and TensorBoard's exploration figures, and the checkpoint's keys with and
-    without the bonus."""
+    the opt-in --sparse-noise rule, which sees the first 32 episodes all return 0. The runs also check what a run
+    records: summary.json's and TensorBoard's exploration figures, and the checkpoint's keys with and without the
+    bonus."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     results = {}
-    for name, settings in {"none": {"sparse_noise": 0.0}, "rnd": {"exploration": "rnd"}, "rule": {}}.items():
+    for name, settings in {"none": {}, "rnd": {"exploration": "rnd"}, "rule": {"sparse_noise": 0.98}}.items():
         run = tmp_path / name
         results[name] = Trainer(config(**settings, run_dir=str(run)).validate()).train()
     assert results["none"]["eval_return_mean"] == 0.0 and results["none"]["eval_sampled_return_mean"] == 0.0
     assert results["rnd"]["eval_return_mean"] == 1.0 and results["rnd"]["eval_sampled_return_mean"] >= 0.9
-    assert results["rule"]["sparse_noise"]["value"] == "on"
+    assert results["rule"]["sparse_noise"]["value"] == "on" and "sparse_noise" not in results["none"]
     assert results["rule"]["eval_return_mean"] == 1.0 and results["rule"]["eval_sampled_return_mean"] >= 0.9
 
     summary = json.loads((tmp_path / "rnd" / "summary.json").read_text())["exploration"]

@@ -82,17 +82,15 @@ def test_correlated_noise_makes_a_uniform_policy_hold_its_action():
     assert switch_correlated < 0.15  # about 1 in 11 (see agents/model/noise.py)
 
 
-def goals_in_first_steps(tmp_path, noise_correlation: float, steps: int = 12288, seed: int = 3,
-                         sparse_noise: float = 0.0) -> int:
-    """Episodes of MountainCarNoVel (its preset) that reach the flag (return above -200) in ``steps`` steps;
-    ``sparse_noise`` 0 keeps the --sparse-noise rule from switching noise on."""
+def goals_in_first_steps(tmp_path, noise_correlation: float, steps: int = 12288, seed: int = 3) -> int:
+    """Episodes of MountainCarNoVel (its preset) that reach the flag (return above -200) in ``steps`` steps."""
     from agents.config import TrainConfig
     from agents.train.trainer import Trainer
     from envs.presets import preset_for
 
     config = TrainConfig().with_overrides({
         **preset_for("mnemo/MountainCarNoVel-v0"), "env_id": "mnemo/MountainCarNoVel-v0",
-        "noise_correlation": noise_correlation, "sparse_noise": sparse_noise, "total_steps": steps,
+        "noise_correlation": noise_correlation, "total_steps": steps,
         "seed": seed, "eval_episodes": 0, "progress": False, "run_dir": str(tmp_path / f"rho{noise_correlation}"),
     }).validate()
     trainer, seen = Trainer(config), {}

@@ -124,7 +124,7 @@ def test_recomputed_logprobs_and_values_match_the_fragments(ray_instance, core, 
     {},
     # MountainCarNoVel's first episodes all return -200: --sparse-noise switches every actor's noise on at step
     # 896 (4 episodes, from 4 envs of 32 steps a rollout), as it does the local collector's.
-    {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise_episodes": 4, "total_steps": 1280},
+    {"env_id": "mnemo/MountainCarNoVel-v0", "sparse_noise": 0.98, "sparse_noise_episodes": 4, "total_steps": 1280},
 ], ids=["cartpole", "sparse-noise"])
 def test_one_worker_is_bitwise_the_local_run(ray_instance, tmp_path, overrides):
     """W = 1, E = N: the same batch and the same sampler seed, so the same run to the last bit."""

@@ -1,8 +1,9 @@
-"""--sparse-noise: correlated sampling noise switched on when the first episodes all return the same.
+"""--sparse-noise (opt-in): correlated sampling noise switched on when the first episodes all return the same.
 
-The rule either leaves a run bitwise as it was without it (returns differ) or switches the noise on for good
-(they never did); its state travels in the checkpoints (resume across the switch: tests/test_crash_resume.py;
-the Ray backend: tests/test_ray_backend.py).
+Off by default: a default run has no rule state, no counter and no summary entry. Asked for, the rule either
+leaves a run bitwise as it was without it (returns differ) or switches the noise on for good (they never did);
+its state travels in the checkpoints (resume across the switch: tests/test_crash_resume.py; the Ray backend:
+tests/test_ray_backend.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from agents.run.checkpoint import LATEST, load_payload
 from agents.train.sparse_noise import OFF, ON, UNDECIDED, SparseRewardNoise
 from agents.train.trainer import Trainer
 
-SMALL = {"total_steps": 1536, "num_envs": 4, "num_steps": 64, "bptt_len": 8, "num_minibatches": 2,
+SMALL = {"sparse_noise": 0.98, "total_steps": 1536, "num_envs": 4, "num_steps": 64, "bptt_len": 8, "num_minibatches": 2,
          "update_epochs": 2, "eval_episodes": 0, "progress": False, "seed": 3}
 
 
 def rule(**overrides) -> SparseRewardNoise:
-    return SparseRewardNoise(TrainConfig().with_overrides({"sparse_noise_episodes": 4, **overrides}).validate())
+    return SparseRewardNoise(TrainConfig().with_overrides({"sparse_noise": 0.98, "sparse_noise_episodes": 4,
+                                                           **overrides}).validate())
 
 
 def test_identical_returns_switch_the_noise_on_once_enough_episodes_have_finished():
@@ -120,7 +122,8 @@ def test_the_command_line_says_when_the_rule_switches_noise_on(tmp_path, capsys)
 
     code = cli.main(["--env-id", "mnemo/MountainCarNoVel-v0", "--preset", "none", "--run-dir", str(tmp_path / "r"),
                      "--total-steps", "1280", "--num-envs", "4", "--num-steps", "64", "--update-epochs", "1",
-                     "--sparse-noise-episodes", "4", "--eval-episodes", "0", "--no-progress"])
+                     "--sparse-noise", "0.98", "--sparse-noise-episodes", "4", "--eval-episodes", "0",
+                     "--no-progress"])
     assert code == 0
     err = capsys.readouterr().err
     assert err.count("note: the first 4 episodes all returned -200.0: noise of correlation 0.98 from step 1024") == 1
@@ -162,3 +165,16 @@ def test_the_rule_benchmark_trains_only_until_the_rule_decides(tmp_path):
            "num_envs": 4, "num_steps": 64}
     result = decide(car)
     assert (result["decision"], result["decided_at_step"], result["first_return"]) == (ON, 1024, -200.0)
+
+
+def test_a_default_run_holds_no_trace_of_the_rule(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(tmp_path, "default", env_id="mnemo/MountainCarNoVel-v0", sparse_noise=TrainConfig().ppo.sparse_noise,
+                total_steps=1024)
+    assert TrainConfig().ppo.sparse_noise == 0.0 and not run.sparse_noise.active and run.collector.noise is None
+    assert "sparse_noise" not in json.loads((run.run_dir / "summary.json").read_text())
+    assert "sparse_noise" not in load_payload(run.run_dir / "checkpoints" / LATEST)[1]["counters"]
+    acc = EventAccumulator(str(run.run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert "charts/sparse_noise" not in acc.Tags()["scalars"]

@@ -758,7 +758,8 @@ class Trainer:
             self.writer.add_scalar("eval/illegal_actions", eval_mask_count.illegal, self.global_step)
         if self.exploration is not None:  # the last update's bonus figures
             summary["exploration"] = {"method": self.config.policy.exploration, **self.exploration_stats}
-        summary["sparse_noise"] = self.sparse_noise.summary()
+        if self.config.ppo.sparse_noise > 0:  # asked for: what the rule decided, and why
+            summary["sparse_noise"] = self.sparse_noise.summary()
         if self.agent_steps:
             summary["agent_steps"] = self.agent_steps
             summary["agent_sps"] = round((self.agent_steps - self._start_agent_steps) / max(wall, 1e-9), 1)
