@@ -39,10 +39,15 @@ def decide(settings: dict[str, Any]) -> dict:
     import torch
 
     from agents.config import TrainConfig
+    from agents.train.sparse_noise import inactive_reason
     from agents.train.trainer import Trainer
 
     torch.set_num_threads(1)
     config = TrainConfig().with_overrides({"sparse_noise": 0.98, **settings, "eval_episodes": 0}).validate()
+    reason = inactive_reason(config)
+    if reason is not None:  # nothing to train for
+        return {"decision": f"stands aside ({reason})", "decided_at_step": None, "episodes_seen": 0,
+                "first_return": None, "step": 0}
     trainer = Trainer(config)
 
     def stop_once_decided(t: Trainer) -> None:
@@ -50,8 +55,7 @@ def decide(settings: dict[str, Any]) -> dict:
             t.request_stop("decided")
 
     trainer.train(stop_once_decided)
-    return {**trainer.sparse_noise.state_dict(), "summary": trainer.sparse_noise.summary(),
-            "step": trainer.global_step}
+    return {**trainer.sparse_noise.state_dict(), "step": trainer.global_step}
 
 
 def suite_settings(suite: str, seed: int, run_dir: Path) -> list[tuple[str, dict[str, Any] | None]]:
@@ -77,13 +81,9 @@ def main() -> None:
                 if settings is None:
                     print(f"| {name} | {seed} | skipped (not installed) | | | |", flush=True)
                     continue
-                if settings.get("noise_correlation", 0) > 0:
-                    print(f"| {name} | {seed} | stands aside (the preset sets --noise-correlation) | | | |",
-                          flush=True)
-                    continue
                 r = decide(settings)
                 shared = r["first_return"] if r["decision"] == "on" else "-"
-                print(f"| {name} | {seed} | {r['decision']} | {r['decided_at_step'] or r['step']} | "
+                print(f"| {name} | {seed} | {r['decision']} | {r['decided_at_step'] or r['step'] or ''} | "
                       f"{r['episodes_seen']} | {shared} |", flush=True)
 
 

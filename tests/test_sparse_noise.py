@@ -165,6 +165,8 @@ def test_the_rule_benchmark_trains_only_until_the_rule_decides(tmp_path):
            "num_envs": 4, "num_steps": 64}
     result = decide(car)
     assert (result["decision"], result["decided_at_step"], result["first_return"]) == (ON, 1024, -200.0)
+    preset = dict(suite_settings("presets", 1, tmp_path))["mnemo/MountainCarNoVel-v0"]  # sets the noise itself
+    assert decide(preset)["decision"] == "stands aside (--noise-correlation 0.98 is on from the start)"
 
 
 def test_a_default_run_holds_no_trace_of_the_rule(tmp_path):

@@ -47,15 +47,14 @@ class SparseRewardNoise:
         ppo = config.ppo
         self.correlation, self.episodes_needed = ppo.sparse_noise, ppo.sparse_noise_episodes
         self.reason = inactive_reason(config)
-        self.active = self.reason is None
-        self.decision = UNDECIDED if self.active else OFF
+        self.decision = UNDECIDED if self.reason is None else OFF
         self.episodes_seen = 0
         self.first_return: float | None = None
         self.decided_at_step: int | None = None
 
     def stand_aside(self, reason: str) -> None:
         """Take no part in this run (``reason`` says why), before it has collected anything."""
-        self.active, self.decision, self.reason = False, OFF, reason
+        self.decision, self.reason = OFF, reason
 
     def observe(self, episode_returns: Sequence[float], global_step: int) -> bool:
         """Take one rollout's finished episodes' returns; True when this rollout switches the noise on.
@@ -77,6 +76,11 @@ class SparseRewardNoise:
             self.decision, self.decided_at_step = ON, global_step
             return True
         return False
+
+    @property
+    def active(self) -> bool:
+        """Whether the rule takes part in this run (``reason`` None)."""
+        return self.reason is None
 
     @property
     def on(self) -> bool:

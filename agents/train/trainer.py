@@ -574,10 +574,13 @@ class Trainer:
     def _decide_sparse_noise(self, rollouts: dict[str, Rollout]) -> None:
         """Feed the rollout's finished episodes to the --sparse-noise rule; switch the collector's noise on when
         the rule decides so (from the next rollout on)."""
+        if not self.sparse_noise.active:
+            return
         returns = [ret for rollout in rollouts.values() for ret in rollout.episode_returns]
         if self.sparse_noise.observe(returns, self.global_step):
             self.collector.use_noise(self.sparse_noise.correlation)
             self.writer.add_text("sparse_noise", self.sparse_noise.summary()["why"], self.global_step)
+        self.writer.add_scalar("charts/sparse_noise", float(self.sparse_noise.on), self.global_step)
 
     def _fail_mid_rollout(self, exc: Exception, rollback: dict, last_checkpoint_step: int) -> Exception:
         """Save what is consistent (the state before this rollout), and say so in the error."""
@@ -705,8 +708,6 @@ class Trainer:
             self.writer.add_scalar("charts/illegal_actions", self.mask_count.illegal, step)
         self.episodes += len(episode_returns)
         self.recent_returns.extend(episode_returns)
-        if self.sparse_noise.active:
-            self.writer.add_scalar("charts/sparse_noise", float(self.sparse_noise.on), step)
         if skips_now:
             if self.nonfinite_skips == 0:
                 warnings.warn(f"An env returned NaN or inf output by step {step}; --on-nonfinite skip ended those "
