@@ -4,6 +4,7 @@
     python -m benchmarks.pairs_players --games 1000 --pairs 5 --max-steps 200
     python -m benchmarks.pairs_players --run runs/pairs              # what a run's policy does (sampled)
     python -m benchmarks.pairs_players --imitate                     # can the default network fit the heuristic?
+    python -m benchmarks.pairs_players --recall 64 none              # can the LSTM learn perfect memory's cards?
 
 Players: random legal cards, the memoryless heuristic (``mnemo match``'s ``scripted``) and perfect memory, each a
 baseline policy of ``envs/multiagent/pairs.py``; sides alternate, game g is seeded g (``play_game``). For each
@@ -18,6 +19,14 @@ card never turned before, beside that chance, and how long its games last.
 on the heuristic's cards (its side of 1500 games against random play, 80% to train, seed 0, Adam 1e-3,
 batches of 256, 30 epochs); the greedy card's accuracy on the held-out flips where the heuristic takes what the
 turn's view shows (at second flips the face-up card's partner, at first flips a pair), every 5 epochs.
+
+``--recall SIZES ...``: the default LSTM policy network, with each ``--encoder-sizes`` given (``none``: no
+encoder, the observation fed to the core), trained by cross-entropy through whole games (backpropagation
+through every turn of a side, the sequences a turn-based run trains on) on the perfect-memory player's cards
+(its side of ``--recall-games`` games against random play, seeds from 0; 1000 more from seed 10^6 held out;
+seed 0, Adam 1e-3, batches of 64 games). Every 5 epochs, the greedy card's accuracy on the held-out second
+flips where the face-up card's partner was shown in an earlier turn but is not in view (only a memory finds
+it), and where it is in view.
 """
 
 from __future__ import annotations
@@ -168,6 +177,88 @@ def imitation_accuracy(epochs: int = 30, games: int = 1500) -> list[float]:
     return accuracy
 
 
+def _perfect_memory_games(env, seeds: range) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The perfect-memory player's side of one game against random play per seed (it moves first in even
+    games): its observations as (T, B) leaves, its cards (T, B) (-1 past a game's end) and each flip's kind
+    (T, B): 1 the partner in view, 2 the partner only remembered, 0 otherwise (-1 past the end)."""
+    rng = np.random.default_rng(seeds.start)
+    games = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        me = "player_0" if seed % 2 == 0 else "player_1"
+        turns = []
+        while env.agents:
+            (agent,) = obs
+            if agent != me:
+                obs, *_ = env.step({agent: random_policy(env, agent, obs[agent], rng)})
+                continue
+            game = env.game
+            card = perfect_memory_policy(env, agent, obs[agent], rng)
+            _, shown, face_up = _decode(obs[agent])
+            kind = 0
+            if face_up != NONE and game.seen[card] and game.values[card] == game.values[face_up]:
+                kind = 1 if card in shown else 2  # a known partner (not one turned up by luck)
+            turns.append((obs[agent], card, kind))
+            obs, *_ = env.step({agent: card})
+        games.append(turns)
+    t_len, first = max(len(g) for g in games), games[0][0][0]
+    leaves = {k: np.zeros((t_len, len(games), *np.shape(v)), np.float32) for k, v in first.items()}
+    leaves["action_mask"][:] = 1.0  # padding: any card is legal there (its loss is masked out)
+    cards = np.full((t_len, len(games)), -1)
+    kinds = np.full((t_len, len(games)), -1)
+    for b, turns in enumerate(games):
+        for t, (observation, card, kind) in enumerate(turns):
+            for k, v in observation.items():
+                leaves[k][t, b] = v
+            cards[t, b], kinds[t, b] = card, kind
+    return leaves, cards, kinds
+
+
+def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int = 8000) -> list[tuple[float, float]]:
+    """See the module docstring (``--recall``); (remembered partner, partner in view) accuracy every 5 epochs."""
+    import torch
+
+    from agents.config import PolicyConfig
+    from agents.model.policy import RecurrentActorCritic
+
+    env = make_env()
+    train = _perfect_memory_games(env, range(games))
+    test = _perfect_memory_games(env, range(10**6, 10**6 + 1000))
+    torch.manual_seed(0)
+    policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"),
+                                  PolicyConfig(encoder_sizes=encoder_sizes))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+
+    def cards_scored(data, games_at: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-prob of the player's card, greedy card, the player's card), each (T, B) over ``games_at``."""
+        leaves, cards, _ = data
+        obs = {k: torch.as_tensor(v[:, games_at]) for k, v in leaves.items()}
+        t_len, batch = len(cards), len(games_at)
+        start = torch.zeros(t_len, batch)
+        start[0] = 1.0
+        dist, _, _ = policy.forward_sequence(obs, policy.initial_state(batch), start)
+        target = torch.as_tensor(cards[:, games_at]).clamp(min=0)
+        return (dist.log_prob(target.reshape(-1)).view(t_len, batch), dist.mode().view(t_len, batch), target)
+
+    accuracy = []
+    for epoch in range(epochs):
+        order = np.random.default_rng(epoch).permutation(games)
+        for start in range(0, games, 64):
+            at = order[start:start + 64]
+            log_prob, _, _ = cards_scored(train, at)
+            played = torch.as_tensor(train[1][:, at] >= 0)
+            loss = -log_prob[played].mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if epoch % 5 == 4:
+            with torch.no_grad():
+                _, greedy, target = cards_scored(test, np.arange(1000))
+            kinds = torch.as_tensor(test[2])
+            accuracy.append(tuple(float((greedy == target)[kinds == k].float().mean()) for k in (2, 1)))
+    return accuracy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", type=int, default=1000)
@@ -175,7 +266,20 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=100)
     parser.add_argument("--run", default=None, help="A run directory of mnemo/Pairs-v0 to probe instead.")
     parser.add_argument("--imitate", action="store_true", help="Fit the default network to the heuristic instead.")
+    parser.add_argument("--recall", nargs="+", metavar="SIZES", default=None,
+                        help="Fit the LSTM network to perfect memory instead, once per --encoder-sizes given "
+                             "('64', '256,256', 'none').")
+    parser.add_argument("--recall-games", type=int, default=8000)
+    parser.add_argument("--recall-epochs", type=int, default=20)
     args = parser.parse_args()
+    if args.recall:
+        for sizes in args.recall:
+            encoder = () if sizes == "none" else tuple(int(n) for n in sizes.split(","))
+            for k, (remembered, in_view) in enumerate(recall_accuracy(encoder, args.recall_epochs,
+                                                                      args.recall_games)):
+                print(f"encoder {sizes}, epoch {5 * (k + 1)}: partner remembered {remembered:.3f}, "
+                      f"partner in view {in_view:.3f}", flush=True)
+        return
     if args.imitate:
         for k, acc in enumerate(imitation_accuracy()):
             print(f"epoch {5 * (k + 1)}: accuracy at flips with a pair or partner in view {acc:.3f}")

@@ -434,3 +434,29 @@ def test_the_default_network_learns_to_take_a_partner_the_view_shows():
     from benchmarks.pairs_players import imitation_accuracy
 
     assert imitation_accuracy(epochs=10, games=500)[-1] >= 0.95
+
+
+def test_recall_probe_counts_only_partners_a_memory_could_know():
+    """``--recall`` scores the LSTM at the perfect-memory player's second flips that take a known partner: kind 1
+    where the observation's row of that card shows the face-up card's value (in view), kind 2 where it shows no
+    value but an earlier turn's did (only a memory finds it); a partner turned up by luck is neither, and padding
+    past a game is -1."""
+    from benchmarks.pairs_players import _perfect_memory_games
+
+    env = make_env()
+    leaves, cards, kinds = _perfect_memory_games(env, range(40))
+    rows = leaves["observation"][..., :env.params.cards * (game.CARD_FEATURES + env.params.pairs)]
+    rows = rows.reshape(*cards.shape, env.params.cards, game.CARD_FEATURES + env.params.pairs)
+    counted = Counter(kinds.ravel().tolist())
+    assert counted[1] > 20 and counted[2] > 20
+    for t, b in np.argwhere(kinds > 0):
+        face_up = int(rows[t, b, :, 1].argmax())
+        values = rows[t, b, :, game.CARD_FEATURES:]
+        assert rows[t, b, face_up, 1] == 1 and values[face_up].any()
+        shows_value = values[cards[t, b]].any()
+        assert shows_value == (kinds[t, b] == 1)
+        earlier = rows[:t, b, cards[t, b], game.CARD_FEATURES:]  # what the player's earlier turns showed of it
+        shown_value = values[cards[t, b]] if shows_value else earlier[earlier.any(axis=1)][-1]
+        assert shown_value.argmax() == values[face_up].argmax()
+    assert ((cards < 0) == (kinds < 0)).all()
+    assert (leaves["action_mask"][cards < 0] == 1).all()
