@@ -12,7 +12,8 @@ pairing the first player's score rate (win 1, draw 1/2), the draws, and the flip
 
 ``--run``: the run's policy, sampled (seeded), in 150 games against random play (sides alternating): how often
 it takes a pair the turn's view shows (at second flips: the face-up card's partner; at first flips: both cards
-of a value), beside the chance of a random legal card; then in 100 games against itself: how often it turns a
+of a value) and the face-up card's partner that only a memory finds (turned in an earlier turn, not in view),
+beside the chance of a random legal card; then in 100 games against itself: how often it turns a
 card never turned before, beside that chance, and how long its games last.
 
 ``--imitate``: the default policy network (memoryless: ``PolicyConfig(core="none")``) trained by cross-entropy
@@ -67,10 +68,11 @@ def score_rate(env, first: str, second: str, games: int) -> tuple[float, float, 
 
 def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, float, float]]:
     """At the run's flips where the turn's view shows a pair it can take: (such flips, the fraction where it
-    took it, a random legal card's chance), for second and first flips; the run plays one side (alternating)
-    against random play."""
+    took it, a random legal card's chance), for second and first flips, and at its second flips where the
+    face-up card's partner is not in view but was turned up in an earlier turn ("remembered": only a memory
+    finds it); the run plays one side (alternating) against random play."""
     rng = np.random.default_rng(0)
-    counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0]}
+    counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0], "remembered": [0, 0, 0.0]}
     for seed in range(games):
         obs, _ = env.reset(seed=seed)
         runner.remove()
@@ -84,6 +86,11 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
             if face_up != NONE:
                 kind = "second"
                 targets = {c for c, v in shown.items() if v == shown.get(face_up) and c != face_up and mask[c]}
+                game = env.game
+                if not targets:  # a partner turned up in an earlier turn only: a memory can find it
+                    kind = "remembered"
+                    targets = {int(c) for c in np.flatnonzero(mask & game.seen)
+                               if game.values[c] == game.values[face_up]}
             else:
                 kind = "first"
                 by_value: dict[int, list[int]] = {}
@@ -296,7 +303,9 @@ def main() -> None:
     runner = PolicyRunner.load(args.run, deterministic=False, seed=0)
     env = make_env(**runner.config.env.env_kwargs)
     for kind, (n, took, chance) in visible_pairs_taken(runner, env).items():
-        print(f"{kind} flips with a pair in view: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
+        what = ("second flips with the partner turned in an earlier turn, not in view" if kind == "remembered"
+                else f"{kind} flips with a pair in view")
+        print(f"{what}: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
     new, chance, mean, cut = new_cards_in_self_play(runner, env)
     print(f"self-play: turns a never-turned card {new:.3f} of the time (a random legal card {chance:.3f}); games "
           f"{mean:.1f} flips, {cut:.2f} of them cut at the time limit")
