@@ -33,7 +33,7 @@ def test_two_node_cluster_trains_tmaze_to_its_threshold(tmp_path):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         result = subprocess.run(
             [sys.executable, "train.py", "--env-id", "mnemo/TMaze-v0", "--backend", "ray", "--ray-address",
-             address, "--num-workers", "2", "--envs-per-worker", "8", "--total-steps", "60000", "--seed",
+             address, "--num-workers", "2", "--envs-per-worker", "8", "--total-steps", "40000", "--seed",
              "1", "--eval-episodes", "40", "--eval-mode", "greedy", "--no-progress", "--run-dir", str(run)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert result.returncode == 0, result.stderr[-3000:]
