@@ -13,7 +13,8 @@ pairing the first player's score rate (win 1, draw 1/2), the draws, and the flip
 ``--run``: the run's policy, sampled (seeded), in 150 games against random play (sides alternating): how often
 it takes a pair the turn's view shows (at second flips: the face-up card's partner; at first flips: both cards
 of a value) and the face-up card's partner that only a memory finds (turned in an earlier turn, not in view),
-beside the chance of a random legal card; then in 100 games against itself: how often it turns a
+beside the chance of a random legal card (for the remembered partner, of a random legal card the view does not
+show: what a player without memory can reach); then in 100 games against itself: how often it turns a
 card never turned before, beside that chance, and how long its games last.
 
 ``--imitate``: the default policy network (memoryless: ``PolicyConfig(core="none")``) trained by cross-entropy
@@ -70,7 +71,8 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
     """At the run's flips where the turn's view shows a pair it can take: (such flips, the fraction where it
     took it, a random legal card's chance), for second and first flips, and at its second flips where the
     face-up card's partner is not in view but was turned up in an earlier turn ("remembered": only a memory
-    finds it); the run plays one side (alternating) against random play."""
+    finds it; the chance there is a random legal card the view does not show, what a player without memory
+    can reach); the run plays one side (alternating) against random play."""
     rng = np.random.default_rng(0)
     counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0], "remembered": [0, 0, 0.0]}
     for seed in range(games):
@@ -99,9 +101,14 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
                 targets = {c for cards in by_value.values() if len(cards) == 2 for c in cards}
             card = int(runner.act(obs[agent], agent_ids=agent))
             if targets:
+                # The chance of a random legal card; for a remembered partner, of a random legal card the view
+                # does not show (the best a player without memory can do there: the view's cards are not it).
+                hidden = mask.copy()
+                if kind == "remembered":
+                    hidden[list(shown)] = False
                 counts[kind][0] += 1
                 counts[kind][1] += card in targets
-                counts[kind][2] += len(targets) / mask.sum()
+                counts[kind][2] += len(targets) / hidden.sum()
             obs, *_ = env.step({agent: card})
     return {k: (n, took / max(n, 1), chance / max(n, 1)) for k, (n, took, chance) in counts.items()}
 
@@ -303,9 +310,11 @@ def main() -> None:
     runner = PolicyRunner.load(args.run, deterministic=False, seed=0)
     env = make_env(**runner.config.env.env_kwargs)
     for kind, (n, took, chance) in visible_pairs_taken(runner, env).items():
-        what = ("second flips with the partner turned in an earlier turn, not in view" if kind == "remembered"
-                else f"{kind} flips with a pair in view")
-        print(f"{what}: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
+        if kind == "remembered":
+            print(f"second flips with the partner turned in an earlier turn, not in view: {n}, took it {took:.3f} "
+                  f"(a random legal card the view does not show {chance:.3f})")
+        else:
+            print(f"{kind} flips with a pair in view: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
     new, chance, mean, cut = new_cards_in_self_play(runner, env)
     print(f"self-play: turns a never-turned card {new:.3f} of the time (a random legal card {chance:.3f}); games "
           f"{mean:.1f} flips, {cut:.2f} of them cut at the time limit")
