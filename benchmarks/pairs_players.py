@@ -67,6 +67,17 @@ def score_rate(env, first: str, second: str, games: int) -> tuple[float, float, 
     return total / games, draws / games, float(np.mean(flips)), float(np.percentile(flips, 95))
 
 
+def _against_random(env, seed: int, choose, rng: np.random.Generator) -> None:
+    """One game seeded ``seed``: ``choose(agent, obs) -> card`` plays ``player_0`` in even games and ``player_1``
+    in odd ones (reading ``env.game`` as it likes), a random legal card drawn from ``rng`` the other side."""
+    obs, _ = env.reset(seed=seed)
+    side = "player_0" if seed % 2 == 0 else "player_1"
+    while env.agents:
+        (agent,) = obs
+        card = choose(agent, obs[agent]) if agent == side else random_policy(env, agent, obs[agent], rng)
+        obs, *_ = env.step({agent: card})
+
+
 def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, float, float]]:
     """At the run's flips where the turn's view shows a pair it can take: (such flips, the fraction where it
     took it, a random legal card's chance), for second and first flips, and at its second flips where the
@@ -75,41 +86,38 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
     can reach); the run plays one side (alternating) against random play."""
     rng = np.random.default_rng(0)
     counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0], "remembered": [0, 0, 0.0]}
+
+    def choose(agent: str, obs: dict[str, np.ndarray]) -> int:
+        mask, shown, face_up = _decode(obs)
+        if face_up != NONE:
+            kind = "second"
+            targets = {c for c, v in shown.items() if v == shown.get(face_up) and c != face_up and mask[c]}
+            game = env.game
+            if not targets:  # a partner turned up in an earlier turn only: a memory can find it
+                kind = "remembered"
+                targets = {int(c) for c in np.flatnonzero(mask & game.seen)
+                           if game.values[c] == game.values[face_up]}
+        else:
+            kind = "first"
+            by_value: dict[int, list[int]] = {}
+            for c, v in shown.items():
+                by_value.setdefault(v, []).append(c)
+            targets = {c for cards in by_value.values() if len(cards) == 2 for c in cards}
+        card = int(runner.act(obs, agent_ids=agent))
+        if targets:
+            # The chance of a random legal card; for a remembered partner, of a random legal card the view
+            # does not show (the best a player without memory can do there: the view's cards are not it).
+            hidden = mask.copy()
+            if kind == "remembered":
+                hidden[list(shown)] = False
+            counts[kind][0] += 1
+            counts[kind][1] += card in targets
+            counts[kind][2] += len(targets) / hidden.sum()
+        return card
+
     for seed in range(games):
-        obs, _ = env.reset(seed=seed)
         runner.remove()
-        learner = "player_0" if seed % 2 == 0 else "player_1"
-        while env.agents:
-            (agent,) = obs
-            if agent != learner:
-                obs, *_ = env.step({agent: random_policy(env, agent, obs[agent], rng)})
-                continue
-            mask, shown, face_up = _decode(obs[agent])
-            if face_up != NONE:
-                kind = "second"
-                targets = {c for c, v in shown.items() if v == shown.get(face_up) and c != face_up and mask[c]}
-                game = env.game
-                if not targets:  # a partner turned up in an earlier turn only: a memory can find it
-                    kind = "remembered"
-                    targets = {int(c) for c in np.flatnonzero(mask & game.seen)
-                               if game.values[c] == game.values[face_up]}
-            else:
-                kind = "first"
-                by_value: dict[int, list[int]] = {}
-                for c, v in shown.items():
-                    by_value.setdefault(v, []).append(c)
-                targets = {c for cards in by_value.values() if len(cards) == 2 for c in cards}
-            card = int(runner.act(obs[agent], agent_ids=agent))
-            if targets:
-                # The chance of a random legal card; for a remembered partner, of a random legal card the view
-                # does not show (the best a player without memory can do there: the view's cards are not it).
-                hidden = mask.copy()
-                if kind == "remembered":
-                    hidden[list(shown)] = False
-                counts[kind][0] += 1
-                counts[kind][1] += card in targets
-                counts[kind][2] += len(targets) / hidden.sum()
-            obs, *_ = env.step({agent: card})
+        _against_random(env, seed, choose, rng)
     return {k: (n, took / max(n, 1), chance / max(n, 1)) for k, (n, took, chance) in counts.items()}
 
 
@@ -146,24 +154,21 @@ def imitation_accuracy(epochs: int = 30, games: int = 1500) -> list[float]:
     env = make_env()
     rng = np.random.default_rng(0)
     observations, masks, actions, partner_shown = [], [], [], []
+
+    def choose(agent: str, obs: dict[str, np.ndarray]) -> int:
+        card = heuristic_policy(env, agent, obs, rng)
+        _, shown, face_up = _decode(obs)
+        observations.append(obs["observation"])
+        masks.append(obs["action_mask"])
+        actions.append(card)
+        values = list(shown.values())
+        partner_shown.append(
+            (face_up != NONE and any(v == shown.get(face_up) and c != face_up for c, v in shown.items()))
+            or (face_up == NONE and len(set(values)) < len(values)))
+        return card
+
     for seed in range(games):
-        obs, _ = env.reset(seed=seed)
-        heuristic = "player_0" if seed % 2 == 0 else "player_1"
-        while env.agents:
-            (agent,) = obs
-            if agent == heuristic:
-                card = heuristic_policy(env, agent, obs[agent], rng)
-                _, shown, face_up = _decode(obs[agent])
-                observations.append(obs[agent]["observation"])
-                masks.append(obs[agent]["action_mask"])
-                actions.append(card)
-                values = list(shown.values())
-                partner_shown.append(
-                    (face_up != NONE and any(v == shown.get(face_up) and c != face_up for c, v in shown.items()))
-                    or (face_up == NONE and len(set(values)) < len(values)))
-            else:
-                card = random_policy(env, agent, obs[agent], rng)
-            obs, *_ = env.step({agent: card})
+        _against_random(env, seed, choose, rng)
     torch.manual_seed(0)
     policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"),
                                   PolicyConfig(core="none"))
@@ -196,25 +201,21 @@ def _perfect_memory_games(env, seeds: range) -> tuple[dict, np.ndarray, np.ndarr
     games): its observations as (T, B) leaves, its cards (T, B) (-1 past a game's end) and each flip's kind
     (T, B): 1 the partner in view, 2 the partner only remembered, 0 otherwise (-1 past the end)."""
     rng = np.random.default_rng(seeds.start)
-    games = []
+    games: list[list[tuple[dict, int, int]]] = []
+
+    def choose(agent: str, obs: dict[str, np.ndarray]) -> int:
+        game = env.game
+        card = perfect_memory_policy(env, agent, obs, rng)
+        _, shown, face_up = _decode(obs)
+        kind = 0
+        if face_up != NONE and game.seen[card] and game.values[card] == game.values[face_up]:
+            kind = 1 if card in shown else 2  # a known partner (not one turned up by luck)
+        games[-1].append((obs, card, kind))
+        return card
+
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        me = "player_0" if seed % 2 == 0 else "player_1"
-        turns = []
-        while env.agents:
-            (agent,) = obs
-            if agent != me:
-                obs, *_ = env.step({agent: random_policy(env, agent, obs[agent], rng)})
-                continue
-            game = env.game
-            card = perfect_memory_policy(env, agent, obs[agent], rng)
-            _, shown, face_up = _decode(obs[agent])
-            kind = 0
-            if face_up != NONE and game.seen[card] and game.values[card] == game.values[face_up]:
-                kind = 1 if card in shown else 2  # a known partner (not one turned up by luck)
-            turns.append((obs[agent], card, kind))
-            obs, *_ = env.step({agent: card})
-        games.append(turns)
+        games.append([])
+        _against_random(env, seed, choose, rng)
     t_len, first = max(len(g) for g in games), games[0][0][0]
     leaves = {k: np.zeros((t_len, len(games), *np.shape(v)), np.float32) for k, v in first.items()}
     leaves["action_mask"][:] = 1.0  # padding: any card is legal there (its loss is masked out)
