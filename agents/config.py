@@ -125,6 +125,12 @@ class PolicyConfig:
         "(agents/train/exploration.py): 'rnd' random network distillation (Burda et al. 2018), 'noveld' its "
         "novelty difference paid at the first visit of an observation in an episode (Zhang et al. 2021); "
         "training only: evaluation, runners, watch and exports never see it.")
+    recall_coef: float = _f(
+        0.0, "Off (0) by default. The weight of an auxiliary recall loss: a training-only linear head on the "
+        "actor core's outputs predicts, at every step, the running maximum of each observation feature (as the "
+        "encoder reads it) since the episode or the training sequence began, which asks the memory to keep what "
+        "it was shown; its squared error times this weight joins the PPO loss (agents/train/ppo_loss.py). "
+        "Evaluation, runners, watch and exports never see the head.")
 
 
 @dataclass
@@ -397,6 +403,8 @@ class TrainConfig:
         if ppo.target_kl is not None and not ppo.target_kl > 0:
             raise ConfigError(f"--target-kl must be > 0 when given, got {ppo.target_kl}.")
         self._check_exploration()
+        if not (self.policy.recall_coef >= 0 and math.isfinite(self.policy.recall_coef)):
+            raise ConfigError(f"--recall-coef must be a finite number >= 0 (0: off), got {self.policy.recall_coef}.")
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
         if env.policy_map is not None:

@@ -129,10 +129,11 @@ def test_epoch_statistics_and_target_kl_weigh_minibatches_by_real_steps(monkeypa
 
     def fake_loss(policy, mb, cfg, clip_coef, parallel=None):
         r = float(mb.advantages.shape[0])  # every term equals the minibatch's real steps: 1 or 3
-        return ppo_loss.LossTerms(*(torch.tensor(r) for _ in range(7)))
+        return ppo_loss.LossTerms(*(torch.tensor(r) for _ in range(8)))
 
     monkeypatch.setattr(ppo, "loss_and_backward", fake_loss)
     net = nn.Linear(1, 1)
+    net.has_recall_head = False  # ppo_update asks the policy whether to report the recall term
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
     cfg = PPOConfig(num_minibatches=2, update_epochs=3)
     stats = ppo.ppo_update(net, optimizer, _Minibatches.batch(), cfg, 0.2, np.random.default_rng(0))
@@ -149,13 +150,16 @@ def test_epoch_statistics_and_target_kl_weigh_minibatches_by_real_steps(monkeypa
 
 def test_first_nonfinite_names_the_loss_or_the_gradients():
     nan = float("nan")
-    finite = torch.ones(7)
-    bad_pg = torch.tensor([nan, nan, 1.0, 1.0, nan, nan, 0.0])
+    finite = torch.ones(8)
+    bad_pg = torch.tensor([nan, nan, 1.0, 1.0, nan, nan, 0.0, 0.0])
     assert ppo.first_nonfinite(torch.stack([finite, finite]), torch.tensor([1.0, 2.0])) is None
     assert ppo.first_nonfinite(torch.stack([finite, bad_pg]), torch.tensor([1.0, nan])) == \
         "the loss (pg_loss) in minibatch 2 of 2"
     assert ppo.first_nonfinite(torch.stack([finite, bad_pg]), torch.tensor([float("inf"), nan])) == \
         "the gradients in minibatch 1 of 2"
+    bad_recall = torch.tensor([nan, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, nan])
+    assert ppo.first_nonfinite(torch.stack([bad_recall]), torch.tensor([nan])) == \
+        "the loss (recall_loss) in minibatch 1 of 1"
 
 
 def test_divergence_from_a_nonfinite_loss_does_not_blame_the_learning_rate(tmp_path, capsys, monkeypatch):

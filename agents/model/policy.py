@@ -174,6 +174,9 @@ class RecurrentActorCritic(nn.Module):
             if config.ortho_init:
                 nn.init.orthogonal_(self.value_int_head.weight, 1.0)
                 nn.init.zeros_(self.value_int_head.bias)
+        # --recall-coef: a training-only head from the actor core's outputs to the running maximum of the
+        # preprocessed observation (``recall_targets``); made only then, so a run without it keeps its parameters.
+        self.recall_head = nn.Linear(core_out, self.preprocess.out_features) if config.recall_coef > 0 else None
         self._actor_states = self.actor_core.num_state_tensors
 
     def _make_central_critic(self, config: PolicyConfig) -> nn.Module:
@@ -358,6 +361,34 @@ class RecurrentActorCritic(nn.Module):
     def intrinsic_value(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
         """V_int(obs) for B envs without advancing anyone's state: (B,) (requires ``has_intrinsic_value``)."""
         return self.intrinsic_value_from(self._step_parts(obs, state, episode_start)[3])
+
+    @property
+    def has_recall_head(self) -> bool:
+        """Whether the actor core has the auxiliary recall head (``--recall-coef``)."""
+        return self.recall_head is not None
+
+    @torch.no_grad()
+    def recall_targets(self, obs: Tree, episode_start: torch.Tensor) -> torch.Tensor:
+        """What the recall head is asked for: obs leaves (T, M, *shape) -> (T, M, P), at each step the elementwise
+        maximum of the preprocessed observation (P features, the encoder's input; a masked env's mask left out)
+        over the steps since the episode began or, where it began before the sequence, since the sequence's
+        first step. A feature that was ever on in that span stays on: with one-hot facts (a card's value shown
+        once) the target is everything shown so far, which only a memory knows once the view has moved on.
+
+        Args:
+            episode_start: (T, M), 1 where obs[t] begins an episode (the running maximum restarts there).
+        """
+        t_len, batch = episode_start.shape
+        seen = self.preprocess(self.encoder_obs(flatten_leading(obs, self.observation_space, 2)))
+        seen = seen.view(t_len, batch, -1)
+        targets = torch.empty_like(seen)
+        running = seen[0]
+        targets[0] = running
+        restart = episode_start.bool().unsqueeze(-1)  # (T, M, 1)
+        for t in range(1, t_len):
+            running = torch.where(restart[t], seen[t], torch.maximum(running, seen[t]))
+            targets[t] = running
+        return targets
 
     @property
     def value_scale(self) -> torch.Tensor | None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter  # heavy: imported only by a run that trains
 
 LOSS_NAMES = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac",
-              "explained_variance")
+              "explained_variance", "recall_loss")
 
 
 def derived_settings(cfg: TrainConfig, policy: RecurrentActorCritic, device: torch.device,
@@ -127,7 +127,8 @@ def log_policy_iteration(w: SummaryWriter, step: int, name: str, rollout: Rollou
         w.add_scalar(f"charts/episodic_return/{name}", ret, step)
         w.add_scalar(f"charts/episodic_length/{name}", length, step)
     for loss in LOSS_NAMES:
-        w.add_scalar(f"losses/{loss}/{name}", stats[loss], step)
+        if loss in stats:
+            w.add_scalar(f"losses/{loss}/{name}", stats[loss], step)
     w.add_scalar(f"charts/update_epochs_run/{name}", stats["epochs"], step)
     if "reward_scale" in stats:
         w.add_scalar(f"charts/reward_scale/{name}", stats["reward_scale"], step)

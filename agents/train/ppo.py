@@ -122,6 +122,8 @@ def ppo_update(
                 break
     means = weighted_mean(rows, real_steps).cpu()
     stats: dict[str, float | str] = {name: float(v) for name, v in zip(STAT_NAMES, means, strict=True)}
+    if not policy.has_recall_head:
+        del stats["recall_loss"]  # logged only by runs that train the recall head
     stats["epochs"] = epoch + 1
     stats["stopped_early"] = float(stopped_early)
     nonfinite = first_nonfinite(torch.stack(rows).cpu(), torch.stack(grad_norms).cpu())
@@ -134,7 +136,7 @@ def ppo_update(
     return stats
 
 
-STAT_NAMES = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac")
+STAT_NAMES = ("loss", "pg_loss", "v_loss", "entropy_loss", "approx_kl", "old_approx_kl", "clipfrac", "recall_loss")
 
 
 def weighted_mean(rows: list[torch.Tensor], weights: list[int]) -> torch.Tensor:
@@ -164,7 +166,7 @@ def first_nonfinite(rows: torch.Tensor, grad_norms: torch.Tensor) -> str | None:
     for k, (row, norm) in enumerate(zip(rows, grad_norms, strict=True)):
         where = f"minibatch {k + 1} of {len(rows)}"
         bad = [name for name, value in zip(STAT_NAMES, row, strict=True)
-               if name in ("loss", "pg_loss", "v_loss", "entropy_loss") and not torch.isfinite(value)]
+               if name in ("loss", "pg_loss", "v_loss", "entropy_loss", "recall_loss") and not torch.isfinite(value)]
         if bad:
             terms = [name for name in bad if name != "loss"] or bad
             return f"the loss ({', '.join(terms)}) in {where}"

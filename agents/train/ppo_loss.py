@@ -29,6 +29,7 @@ class LossTerms:
     approx_kl: torch.Tensor
     old_approx_kl: torch.Tensor
     clipfrac: torch.Tensor
+    recall_loss: torch.Tensor  # 0 without --recall-coef
 
 
 @dataclass
@@ -150,6 +151,16 @@ def _normalised_value_loss(
     return 0.5 * v_loss.mean()
 
 
+def recall_loss(policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatch) -> torch.Tensor:
+    """The auxiliary recall term (``--recall-coef``): actor core outputs over real steps (R, H) -> the mean squared
+    error of the recall head against ``policy.recall_targets`` over those steps and every feature; a zero scalar
+    for a policy without the head."""
+    if not policy.has_recall_head:
+        return hidden.new_zeros(())
+    targets = real_steps([policy.recall_targets(sub.obs, sub.episode_starts) for sub in mb.groups], mb.real)
+    return (policy.recall_head(hidden) - targets).pow(2).mean()
+
+
 def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
     """Clipped surrogate + value loss - entropy bonus for one minibatch.
 
@@ -166,5 +177,6 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
     critic_hidden = real_steps(critic_parts, mb.real) if policy.has_critic_core else hidden
     pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = policy_terms(policy, hidden, mb, cfg, clip_coef)
     v_loss = value_loss(policy, critic_hidden, mb, cfg, clip_coef)
-    loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
-    return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
+    recall = recall_loss(policy, hidden, mb)
+    loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss + policy.config.recall_coef * recall
+    return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac, recall)
