@@ -136,6 +136,12 @@ def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
     assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
 
 
+def test_resume_with_the_recall_head_is_bitwise_exact(tmp_path):
+    # The head and its optimizer state are the policy's and the optimizer's; its targets are computed anew.
+    straight_run, resumed = straight_and_resumed(tmp_path, recall_coef=1.0)
+    assert straight_run.policy.has_recall_head and resumed.policy.has_recall_head
+
+
 @pytest.mark.parametrize("crash_step", [768, 1792])  # before --sparse-noise decides / after it switched noise on
 def test_resume_across_the_sparse_noise_switch_is_bitwise_exact(tmp_path, crash_step):
     # MountainCarNoVel pays -1 a step, so the first episodes all return -200; the first 4 end at step 1024 and
