@@ -74,7 +74,7 @@ def test_the_recall_loss_alone_teaches_a_memory(core, beats_the_memoryless_floor
         hidden, _, _ = policy.memory(obs, policy.initial_state(64), starts)
         return (policy.recall_head(hidden) - policy.recall_targets(obs, starts)).pow(2).mean()
 
-    for _ in range(300):
+    for _ in range(200):
         optimizer.zero_grad()
         loss_of(*batch()).backward()
         optimizer.step()
