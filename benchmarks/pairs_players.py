@@ -14,8 +14,9 @@ pairing the first player's score rate (win 1, draw 1/2), the draws, and the flip
 it takes a pair the turn's view shows (at second flips: the face-up card's partner; at first flips: both cards
 of a value) and the face-up card's partner that only a memory finds (turned in an earlier turn, not in view),
 beside the chance of a random legal card (for the remembered partner, of a random legal card the view does not
-show: what a player without memory can reach); then in 100 games against itself: how often it turns a
-card never turned before, beside that chance, and how long its games last.
+show: what a player without memory can reach), and for a run with a recall head (``--recall-coef``, LSTM or GRU)
+whether its state holds that partner (the recall head's card for the face-up value); then in 100 games against
+itself: how often it turns a card never turned before, beside that chance, and how long its games last.
 
 ``--imitate``: the default policy network (memoryless: ``PolicyConfig(core="none")``) trained by cross-entropy
 on the heuristic's cards (its side of 1500 games against random play, 80% to train, seed 0, Adam 1e-3,
@@ -38,6 +39,7 @@ import argparse
 import numpy as np
 
 from envs.multiagent.pairs import (
+    CARD_FEATURES,
     NONE,
     _decode,
     heuristic_policy,
@@ -86,6 +88,7 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
     can reach); the run plays one side (alternating) against random play."""
     rng = np.random.default_rng(0)
     counts = {"second": [0, 0, 0.0], "first": [0, 0, 0.0], "remembered": [0, 0, 0.0]}
+    readout = [0, 0]  # remembered flips the recall head was read at, and those where it named the partner
 
     def choose(agent: str, obs: dict[str, np.ndarray]) -> int:
         mask, shown, face_up = _decode(obs)
@@ -104,6 +107,9 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
                 by_value.setdefault(v, []).append(c)
             targets = {c for cards in by_value.values() if len(cards) == 2 for c in cards}
         card = int(runner.act(obs, agent_ids=agent))
+        if kind == "remembered" and targets and _reads_recall(runner):
+            readout[0] += 1
+            readout[1] += _recalled_partner(runner, agent, mask, shown, int(env.game.values[face_up])) in targets
         if targets:
             # The chance of a random legal card; for a remembered partner, of a random legal card the view
             # does not show (the best a player without memory can do there: the view's cards are not it).
@@ -118,7 +124,31 @@ def visible_pairs_taken(runner, env, games: int = 150) -> dict[str, tuple[int, f
     for seed in range(games):
         runner.remove()
         _against_random(env, seed, choose, rng)
-    return {k: (n, took / max(n, 1), chance / max(n, 1)) for k, (n, took, chance) in counts.items()}
+    result = {k: (n, took / max(n, 1), chance / max(n, 1)) for k, (n, took, chance) in counts.items()}
+    if readout[0]:
+        result["readout"] = (readout[0], readout[1] / readout[0], result["remembered"][2])
+    return result
+
+
+def _reads_recall(runner) -> bool:
+    """Whether the run has a recall head (``--recall-coef``) and a core whose output is the top layer of its
+    state (LSTM, GRU), so the head can be read from the runner's state after a step."""
+    return runner.policy.has_recall_head and runner.config.policy.core in ("lstm", "gru")
+
+
+def _recalled_partner(runner, agent: str, mask: np.ndarray, shown: dict[int, int], value: int) -> int:
+    """The card the recall head, read from ``agent``'s state after its step, rates most likely to have shown
+    ``value``, among the legal cards the view does not show: what the state knows, whatever the policy does."""
+    import torch
+
+    hidden = runner.get_state(agent)[0, -1]  # (W,): the top layer's h, the core's output
+    with torch.no_grad():
+        predicted = runner.policy.recall_head(hidden).numpy()
+    cards = mask.size
+    rows = predicted[:cards * (CARD_FEATURES + cards // 2)].reshape(cards, CARD_FEATURES + cards // 2)
+    candidates = mask.copy()
+    candidates[list(shown)] = False
+    return int(np.where(candidates, rows[:, CARD_FEATURES + value], -np.inf).argmax())
 
 
 def new_cards_in_self_play(runner, env, games: int = 100) -> tuple[float, float, float, float]:
@@ -314,6 +344,9 @@ def main() -> None:
         if kind == "remembered":
             print(f"second flips with the partner turned in an earlier turn, not in view: {n}, took it {took:.3f} "
                   f"(a random legal card the view does not show {chance:.3f})")
+        elif kind == "readout":
+            print(f"  the recall head read from the state names that partner at {took:.3f} of them (the legal card "
+                  f"the view does not show whose predicted face is the face-up value)")
         else:
             print(f"{kind} flips with a pair in view: {n}, took it {took:.3f} (a random legal card {chance:.3f})")
     new, chance, mean, cut = new_cards_in_self_play(runner, env)

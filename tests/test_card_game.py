@@ -460,3 +460,38 @@ def test_recall_probe_counts_only_partners_a_memory_could_know():
         assert shown_value.argmax() == values[face_up].argmax()
     assert ((cards < 0) == (kinds < 0)).all()
     assert (leaves["action_mask"][cards < 0] == 1).all()
+
+
+def test_recall_readout_names_the_hidden_legal_card_the_head_rates_highest_for_the_value():
+    """``--run``'s readout of a recall head: of the legal cards the view does not show, the one whose predicted
+    face-value feature for the face-up value is highest (read from the top layer's h in the runner's state)."""
+    import torch
+    from torch import nn
+
+    from benchmarks.pairs_players import _recalled_partner
+
+    pairs, cards = 7, 14
+    width = cards * (game.CARD_FEATURES + pairs) + 1 + pairs
+    head = nn.Linear(3, width)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        rows = head.bias[:cards * (game.CARD_FEATURES + pairs)].view(cards, game.CARD_FEATURES + pairs)
+        rows[2, game.CARD_FEATURES + 5] = 0.9  # shown in view: not a candidate
+        rows[4, game.CARD_FEATURES + 5] = 0.7  # not legal: not a candidate
+        rows[9, game.CARD_FEATURES + 5] = 0.6  # the best candidate for value 5
+        rows[11, game.CARD_FEATURES + 5] = 0.4
+        rows[12, game.CARD_FEATURES + 3] = 1.0  # another value
+
+    class Runner:
+        policy = type("P", (), {"recall_head": head})()
+
+        @staticmethod
+        def get_state(agent):
+            assert agent == "player_1"
+            return torch.zeros(2, 1, 3)  # (S, L, W): h and c of one layer
+
+    mask = np.ones(cards, bool)
+    mask[4] = False
+    assert _recalled_partner(Runner, "player_1", mask, {2: 5, 6: 1}, 5) == 9
+    assert _recalled_partner(Runner, "player_1", mask, {2: 5, 6: 1}, 3) == 12
