@@ -254,33 +254,46 @@ def test_exports_and_runners_of_a_run_with_the_bonus_are_those_without_it(tmp_pa
     then those of the policy without it."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from agents.deploy.export import export_onnx
-    from agents.deploy.export_check import onnx_step_fn
-
-    graphs, outputs, runs = {}, {}, {}
+    played = {}
     for exploration in ("none", "rnd"):
         torch.manual_seed(0)
         cfg = PolicyConfig(hidden_size=16, exploration=exploration)
         policy = RecurrentActorCritic(CHAIN, spaces.Discrete(2), cfg).eval()
         assert policy.has_intrinsic_value == (exploration != "none")
-        path = tmp_path / f"{exploration}.onnx"
-        export_onnx(policy, path)
-        graphs[exploration] = onnx_graph(path)
-        feed = {"episode_start": np.ones(4, np.float32)}
-        for name, _ in graphs[exploration][0]:
-            if name == "obs":
-                feed[name] = np.eye(CHAIN.shape[0], dtype=np.float32)[:4]
-            elif name != "episode_start":  # a state input (S, L, B, W) -> (L, B, W) per named tensor
-                feed[name] = np.full((policy.state_shape[1], 4, policy.state_shape[2]), 0.1, np.float32)
-        outputs[exploration] = onnx_step_fn(path)(feed)
-        runner = PolicyRunner(policy, TrainConfig(), seed=0)
-        infos = [runner.act(np.eye(CHAIN.shape[0], dtype=np.float32)[t % 3], return_info=True) for t in range(6)]
-        runs[exploration] = [(int(action), info.value) for action, info in infos]
-    assert graphs["none"] == graphs["rnd"]
-    assert runs["none"] == runs["rnd"]
-    assert outputs["none"].keys() == outputs["rnd"].keys()
-    for name, value in outputs["none"].items():
-        np.testing.assert_array_equal(value, outputs["rnd"][name])
+        eye = np.eye(CHAIN.shape[0], dtype=np.float32)
+        played[exploration] = export_and_play(policy, tmp_path / f"{exploration}.onnx", eye[:4],
+                                              [eye[t % 3] for t in range(6)])
+    assert_same_export_and_play(played["none"], played["rnd"])
+
+
+def export_and_play(policy: RecurrentActorCritic, path: Path, obs_batch: np.ndarray,
+                    observations: list[np.ndarray]) -> tuple[tuple, dict, list]:
+    """``policy``'s ONNX export at ``path``: its graph (``onnx_graph``), its outputs for ``obs_batch`` (4, *shape)
+    at an episode start from states of 0.1, and a seeded PolicyRunner's (action, value) over ``observations``."""
+    from agents.deploy.export import export_onnx
+    from agents.deploy.export_check import onnx_step_fn
+
+    export_onnx(policy, path)
+    graph = onnx_graph(path)
+    feed = {"episode_start": np.ones(4, np.float32)}
+    for name, _ in graph[0]:
+        if name == "obs":
+            feed[name] = obs_batch
+        elif name != "episode_start":  # a state input (S, L, B, W) -> (L, B, W) per named tensor
+            feed[name] = np.full((policy.state_shape[1], 4, policy.state_shape[2]), 0.1, np.float32)
+    runner = PolicyRunner(policy, TrainConfig(), seed=0)
+    infos = [runner.act(obs, return_info=True) for obs in observations]
+    return graph, onnx_step_fn(path)(feed), [(int(action), info.value) for action, info in infos]
+
+
+def assert_same_export_and_play(a: tuple[tuple, dict, list], b: tuple[tuple, dict, list]) -> None:
+    """Two ``export_and_play`` results are the same: graph, every output bitwise, the runner's actions and values."""
+    (graph_a, outputs_a, run_a), (graph_b, outputs_b, run_b) = a, b
+    assert graph_a == graph_b
+    assert run_a == run_b
+    assert outputs_a.keys() == outputs_b.keys()
+    for name, value in outputs_a.items():
+        np.testing.assert_array_equal(value, outputs_b[name])
 
 
 def test_the_bonus_reaches_a_sparse_reward_that_ppo_alone_misses(tmp_path):

@@ -114,33 +114,15 @@ def test_acting_and_the_export_never_see_the_head(tmp_path):
     the exports' outputs and a runner's actions and values are the same."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from test_exploration import onnx_graph
-
-    from agents import PolicyRunner
-    from agents.deploy.export import export_onnx
-    from agents.deploy.export_check import onnx_step_fn
+    from test_exploration import assert_same_export_and_play, export_and_play
 
     space = spaces.Box(0, 1, (5,), np.float32)
-    graphs, outputs, runs = {}, {}, {}
+    played = {}
     for coef in (0.0, 1.0):
         torch.manual_seed(0)
         policy = RecurrentActorCritic(space, spaces.Discrete(3), PolicyConfig(hidden_size=16, recall_coef=coef)).eval()
         assert policy.has_recall_head == (coef > 0)
-        path = tmp_path / f"{coef}.onnx"
-        export_onnx(policy, path)
-        graphs[coef] = onnx_graph(path)
-        feed = {"episode_start": np.ones(4, np.float32)}
-        for name, _ in graphs[coef][0]:
-            if name == "obs":
-                feed[name] = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
-            elif name != "episode_start":  # a state input (S, L, B, W) -> (L, B, W) per named tensor
-                feed[name] = np.full((policy.state_shape[1], 4, policy.state_shape[2]), 0.1, np.float32)
-        outputs[coef] = onnx_step_fn(path)(feed)
-        runner = PolicyRunner(policy, TrainConfig(), seed=0)
-        infos = [runner.act(np.full(5, t / 6, np.float32), return_info=True) for t in range(6)]
-        runs[coef] = [(int(action), info.value) for action, info in infos]
-    assert graphs[0.0] == graphs[1.0]
-    assert runs[0.0] == runs[1.0]
-    assert outputs[0.0].keys() == outputs[1.0].keys()
-    for name, value in outputs[0.0].items():
-        np.testing.assert_array_equal(value, outputs[1.0][name])
+        played[coef] = export_and_play(policy, tmp_path / f"{coef}.onnx",
+                                       np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5),
+                                       [np.full(5, t / 6, np.float32) for t in range(6)])
+    assert_same_export_and_play(played[0.0], played[1.0])
