@@ -18,7 +18,15 @@ import torch
 
 from agents.config import PPOConfig
 from agents.model.policy import RecurrentActorCritic
-from agents.train.ppo_loss import LossTerms, Minibatch, policy_terms, real_steps, recall_loss, value_loss
+from agents.train.ppo_loss import (
+    LossTerms,
+    Minibatch,
+    actor_objective,
+    policy_terms,
+    real_steps,
+    recall_loss,
+    value_loss,
+)
 
 
 def usable_cpu_count() -> int:
@@ -78,13 +86,13 @@ class ParallelCritic:
             pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = policy_terms(policy, hidden, mb, cfg,
                                                                                      clip_coef)
             recall = recall_loss(policy, hidden, mb)
-            (pg_loss - cfg.ent_coef * entropy_loss + policy.config.recall_coef * recall).backward()
+            actor_objective(policy, cfg, pg_loss, entropy_loss, recall).backward()
         finally:
             v_loss = future.result()  # never leave the worker running (its exception is raised here)
         if encoder_grad:
             torch.autograd.backward(features, [a.grad + c.grad for a, c in zip(actor_in, critic_in, strict=True)])
         pg_loss, entropy_loss, recall = pg_loss.detach(), entropy_loss.detach(), recall.detach()
-        loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss + policy.config.recall_coef * recall
+        loss = actor_objective(policy, cfg, pg_loss, entropy_loss, recall) + cfg.vf_coef * v_loss
         return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac, recall)
 
     def close(self) -> None:

@@ -161,6 +161,13 @@ def recall_loss(policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatc
     return (policy.recall_head(hidden) - targets).pow(2).mean()
 
 
+def actor_objective(policy: RecurrentActorCritic, cfg: PPOConfig, pg_loss: torch.Tensor, entropy_loss: torch.Tensor,
+                    recall: torch.Tensor) -> torch.Tensor:
+    """The actor's part of the loss from its terms: ``pg_loss - ent_coef * entropy + recall_coef * recall``; the
+    whole loss adds ``vf_coef * v_loss`` (``ppo_loss``, and ``parallel_critic``, which backpropagates it alone)."""
+    return pg_loss - cfg.ent_coef * entropy_loss + policy.config.recall_coef * recall
+
+
 def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_coef: float) -> LossTerms:
     """Clipped surrogate + value loss - entropy bonus for one minibatch.
 
@@ -178,5 +185,5 @@ def ppo_loss(policy: RecurrentActorCritic, mb: Minibatch, cfg: PPOConfig, clip_c
     pg_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac = policy_terms(policy, hidden, mb, cfg, clip_coef)
     v_loss = value_loss(policy, critic_hidden, mb, cfg, clip_coef)
     recall = recall_loss(policy, hidden, mb)
-    loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss + policy.config.recall_coef * recall
+    loss = actor_objective(policy, cfg, pg_loss, entropy_loss, recall) + cfg.vf_coef * v_loss
     return LossTerms(loss, pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac, recall)
