@@ -131,6 +131,12 @@ class PolicyConfig:
         "encoder reads it) since the episode or the training sequence began, which asks the memory to keep what "
         "it was shown; its squared error times this weight joins the PPO loss (agents/train/ppo_loss.py). "
         "Evaluation, runners, watch and exports never see the head.")
+    readout_products: int = _f(
+        0, "Off (0) by default. N product units after the actor's core: the heads read, beside the core's output h, "
+        "N products (U h + a) * (V x + b) of h and the step's features x (the core's input), so that one layer "
+        "can match what the memory holds against what the step shows (which remembered card has the value in "
+        "view), a product that tanh units fit poorly (agents/model/readout.py). The state is unchanged; "
+        "runners, watch and exports compute the products too.")
 
 
 @dataclass
@@ -405,6 +411,8 @@ class TrainConfig:
         self._check_exploration()
         if not (self.policy.recall_coef >= 0 and math.isfinite(self.policy.recall_coef)):
             raise ConfigError(f"--recall-coef must be a finite number >= 0 (0: off), got {self.policy.recall_coef}.")
+        if self.policy.readout_products < 0:
+            raise ConfigError(f"--readout-products must be >= 0 (0: off), got {self.policy.readout_products}.")
         if run.eval_episodes < 0:
             raise ConfigError(f"--eval-episodes must be >= 0, got {run.eval_episodes}.")
         if env.policy_map is not None:

@@ -136,10 +136,12 @@ def test_resume_with_correlated_sampling_noise_is_bitwise_exact(tmp_path):
     assert torch.equal(straight_run.collector.noise.last, resumed.collector.noise.last)
 
 
-def test_resume_with_the_recall_head_is_bitwise_exact(tmp_path):
-    # The head and its optimizer state are the policy's and the optimizer's; its targets are computed anew.
-    straight_run, resumed = straight_and_resumed(tmp_path, recall_coef=1.0)
+def test_resume_with_the_recall_head_and_product_readout_is_bitwise_exact(tmp_path):
+    # The recall head, the product readout and their optimizer state are the policy's and the optimizer's; the
+    # recall targets are computed anew, and the products hold no state.
+    straight_run, resumed = straight_and_resumed(tmp_path, recall_coef=1.0, readout_products=4)
     assert straight_run.policy.has_recall_head and resumed.policy.has_recall_head
+    assert resumed.policy.actor_core.out_features == resumed.policy.config.hidden_size + 4
 
 
 @pytest.mark.parametrize("crash_step", [768, 1792])  # before --sparse-noise decides / after it switched noise on

@@ -325,11 +325,13 @@ def test_the_invariant_holds_on_the_trainers_loss_path_with_action_masks(tmp_pat
 
 
 @pytest.mark.parametrize("extra", [{"normalize_value": True}, {"normalize_value": True, "clip_vloss": True},
-                                   {"prev_action_reward": True}, {"recall_coef": 1.0}])
+                                   {"prev_action_reward": True},
+                                   {"recall_coef": 1.0, "readout_products": 4}])
 def test_the_invariant_holds_with_value_normalisation_and_previous_inputs(tmp_path, monkeypatch, extra):
     """PopArt rescales the value head before the first minibatch (its outputs stay the same), the previous
     action and reward are part of the stored observation, and the recall head (--recall-coef) adds a loss term
-    on the actor core's outputs: the trainer's first minibatch still reproduces the rollout."""
+    on the actor core's outputs (here beside --readout-products' products, which the heads read and the recall
+    head does not): the trainer's first minibatch still reproduces the rollout."""
     test_trainers_first_minibatch_reproduces_the_rollout(tmp_path, monkeypatch, "lstm", True, False, "discrete", extra)
 
 

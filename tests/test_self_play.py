@@ -293,6 +293,8 @@ FUSED_CASES = {
     "lstm-2-layers-carry": {"policy_settings": {"num_layers": 2}, "carry": True},
     "gru": {"policy_settings": {"core": "gru"}},
     "none": {"policy_settings": {"core": "none"}},
+    "lstm-readout-products": {"policy_settings": {"readout_products": 6}},
+    "none-readout-products": {"policy_settings": {"core": "none", "readout_products": 6}},
     "stack": {"policy_settings": {"core": "stack", "stack_len": 3}},
     "agent-index-relu-no-head-mlp": {"policy_settings": {"agent_index_input": True, "activation": "relu",
                                                          "encoder_sizes": (24, 16), "head_sizes": ()}},
@@ -357,7 +359,8 @@ def _dist_tensor(dist):
     return dist.mean if hasattr(dist, "mean") else dist.logits
 
 
-@pytest.mark.parametrize("case", ["lstm", "lstm-2-layers-carry", "gru", "stack", "masked", "box-correlated-noise"])
+@pytest.mark.parametrize("case", ["lstm", "lstm-2-layers-carry", "gru", "stack", "masked", "box-correlated-noise",
+                                  "lstm-readout-products", "none-readout-products"])
 def test_fused_block_equals_each_networks_own_step(case):
     """Per row block: ``FusedNetworks.step`` gives network k's own ``_one_step`` on its rows (distribution, new
     state; the value for the learner's block), for networks with different weights and normaliser statistics."""

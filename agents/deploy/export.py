@@ -74,6 +74,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from agents.model.cores import passes_through
 from agents.model.policy import RecurrentActorCritic
 from agents.spaces import ACTION_MASK_KEY, space_to_json, with_a_legal_action
 from agents.trees import Tree, tree_get, tree_stack
@@ -139,7 +140,7 @@ class PolicyStep(nn.Module):
         self.actor_only = policy.central_critic
         self.index_input = policy.config.agent_index_input
         cores = [policy.actor_core] if self.actor_only else policy.cores
-        self.cores = [core for core in cores if core.num_state_tensors]
+        self.cores = [core for core in cores if not passes_through(core)]
         # The action head's constants (Box bounds) as buffers of this module: the graph names them "low", "high".
         buffers = policy.action_head.export_buffers()
         self.head_buffers = list(buffers)

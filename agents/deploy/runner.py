@@ -69,6 +69,7 @@ from agents.deploy.agent_ids import (
     is_id_batch,
 )
 from agents.deploy.obs_input import ObservationError, to_tensor_tree
+from agents.model.cores import passes_through
 from agents.model.policy import RecurrentActorCritic
 from agents.run.checkpoint import LATEST, load_policy
 from agents.spaces import is_image_space
@@ -109,7 +110,7 @@ class PolicyRunner:
         # A central critic reads env.state(), which a game loop does not give: the runner keeps the actor alone.
         self._actor_only = policy.central_critic
         cores = [policy.actor_core] if self._actor_only else policy.cores
-        self._cores = [core for core in cores if core.num_state_tensors]
+        self._cores = [core for core in cores if not passes_through(core)]
         self._index_input = policy.config.agent_index_input
         self._encoder = _fast_mlp(policy.encoder)
         self._actor_mlp = _fast_mlp(policy.actor_mlp)

@@ -162,6 +162,12 @@ def inspect_step(core: MemoryCore, x: torch.Tensor, state: torch.Tensor,
     return (columns if core.state_shape[0] else []), new_state
 
 
+def passes_through(core: MemoryCore) -> bool:
+    """Whether ``core`` returns its input unchanged: no state and no weights (``none``). The game runtime and the
+    export skip such a core and hand the features to the heads themselves."""
+    return not core.num_state_tensors and not any(True for _ in core.parameters())
+
+
 def _zero_started(state: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
     """state (S, L, B, W) with the envs whose episode_start (B,) is 1 zeroed."""
     return state * (1.0 - episode_start.to(state.dtype)).view(1, 1, -1, 1)

@@ -23,10 +23,10 @@ What it fuses (``fusable`` says why not, and the caller then keeps the one-netwo
 plain ``RecurrentActorCritic`` whose observation preprocessing is a flat Box (with or without the running
 normaliser) or has no weights or statistics at all, an MLP encoder and actor MLP of ``nn.Linear`` and
 activations, an ``lstm`` or ``gru`` core (any layers, reset or carry mode) or a core without weights (``none``,
-``stack``: run over the gathered blocks as one batch), no critic core of its own (``--separate-critic``,
-``--central-critic`` fall back), any action head whose forward is its ``linear`` then its ``distribution``.
-Action masks and the agent-index input are supported. Only network 0's critic head runs (the others are
-opponents, whose values nobody reads).
+``stack``: run over the gathered blocks as one batch), either one with ``--readout-products``, no critic core of
+its own (``--separate-critic``, ``--central-critic`` fall back), any action head whose forward is its ``linear``
+then its ``distribution``. Action masks and the agent-index input are supported. Only network 0's critic head
+runs (the others are opponents, whose values nobody reads).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from agents.model.action_heads import ActionHead
 from agents.model.cores import GRUCore, LSTMCore, RNNCore, _zero_started
 from agents.model.encoders import BoxVectorEncoder
 from agents.model.policy import RecurrentActorCritic
+from agents.model.readout import ProductReadout, memory_core
 from agents.trees import Tree
 
 _ACTIVATION_TYPES = (nn.Tanh, nn.ReLU)
@@ -67,7 +68,7 @@ def fusable(policy: nn.Module) -> str | None:
         return f"the observation encoder {type(preprocess).__name__} has weights or statistics"
     if not (_mlp_fusable(policy.encoder) and _mlp_fusable(policy.actor_mlp)):
         return "the encoder or actor MLP is not a plain stack of nn.Linear and activations"
-    core = policy.actor_core
+    core = memory_core(policy.actor_core)
     if isinstance(core, RNNCore):
         if type(core) not in (LSTMCore, GRUCore) or core.rnn.bias is False:
             return f"the {core.kind} core is not the plain LSTM / GRU core"
@@ -133,15 +134,20 @@ class FusedNetworks:
         self.encoder = _FusedMLP([network.encoder for network in self.networks])
         self.actor_mlp = _FusedMLP([network.actor_mlp for network in self.networks])
         self.head = _stack_linear([network.action_head.linear for network in self.networks])
-        core = first.actor_core
+        core = memory_core(first.actor_core)
         self.core = core
+        # --readout-products: the two readouts stacked, applied after the core (``_readout``); None without.
+        self.readout = None
+        if isinstance(first.actor_core, ProductReadout):
+            self.readout = tuple(_stack_linear([getattr(network.actor_core, name) for network in self.networks])
+                                 for name in ("memory_readout", "input_readout"))
         # Per layer, G the gates' width: for a GRU (w_ih^T (K, in, G), w_hh^T (K, H, G), b_ih (K, 1, G),
         # b_hh (K, 1, G)); for an LSTM, whose gates sum both products, one matmul over [x, h]: ([w_ih, w_hh]^T
         # (K, in + H, G), b_ih + b_hh (K, 1, G)) (one call instead of two and an add: ~10-30% less time at 256
         # units; the sum's rounding differs from lstm_cell's by ~1e-7).
         self.cell_weights: list[tuple[torch.Tensor, ...]] = []
         if isinstance(core, RNNCore):
-            per_network = [network.actor_core._runtime_weights() for network in self.networks]
+            per_network = [memory_core(network.actor_core)._runtime_weights() for network in self.networks]
             for layer in range(core.num_layers):
                 w_ih, w_hh, b_ih, b_hh = (torch.stack([weights[layer][i] for weights in per_network])
                                           for i in range(4))
@@ -211,6 +217,11 @@ class FusedNetworks:
             x = h
         return x, torch.stack(new_states, dim=1)
 
+    def _readout(self, hidden: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``ProductReadout.readout`` over K blocks: hidden (K, P, O), x (K, P, F) -> (K, P, O + N)."""
+        (u, a), (v, b) = self.readout
+        return torch.cat((hidden, torch.baddbmm(a, hidden, u) * torch.baddbmm(b, x, v)), dim=2)
+
     def step(self, obs: Tree, state: torch.Tensor, episode_start: torch.Tensor, block_index: torch.Tensor,
              source: torch.Tensor, agent_inputs: dict | None = None,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -235,7 +246,10 @@ class FusedNetworks:
             state = _zero_started(state, episode_start)
         block_state = state.index_select(2, block_index)
         block_state = block_state.view(*block_state.shape[:2], k, block_index.numel() // k, *block_state.shape[3:])
-        hidden, new_state = self._core(self._features(obs, block_index, agent_inputs), block_state)
+        features = self._features(obs, block_index, agent_inputs)
+        hidden, new_state = self._core(features, block_state)
+        if self.readout is not None:
+            hidden = self._readout(hidden, features)
         raw = torch.baddbmm(self.head[1], self.actor_mlp(hidden), self.head[0])
         value = self.policy.value_from(hidden.flatten(0, 1).index_select(0, source))
         return (raw, raw.flatten(0, 1).index_select(0, source), value,

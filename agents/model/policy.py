@@ -55,6 +55,7 @@ from agents.model.action_heads import Distribution, check_action_space, make_act
 from agents.model.cores import make_core
 from agents.model.encoders import make_leaf_encoder, update_normalizers
 from agents.model.noise import CorrelatedNoise
+from agents.model.readout import ProductReadout
 from agents.model.value_norm import PopArtValueHead
 from agents.spaces import (
     action_mask_sizes,
@@ -148,13 +149,17 @@ class RecurrentActorCritic(nn.Module):
             init_image_encoders(self.preprocess)
         self.encoder, features = mlp(self.preprocess.out_features + actor_index_size, tuple(config.encoder_sizes),
                                      config.activation)
-        self.actor_core = make_core(config, features)
+        memory = make_core(config, features)
+        # --readout-products: the heads also read products of the memory and the step's features
+        # (agents/model/readout.py); the state and its rules stay the memory core's.
+        self.actor_core = (ProductReadout(memory, features, config.readout_products, config.ortho_init)
+                           if config.readout_products else memory)
         if config.central_critic:
             self.critic_core = self._make_central_critic(config)
         else:
             # A core without weights (none, stack) would compute exactly the actor's memory again: the critic
             # reads the actor's core then (its head MLP is its own either way).
-            has_weights = any(True for _ in self.actor_core.parameters())
+            has_weights = any(True for _ in memory.parameters())
             self.critic_core = make_core(config, features) if config.separate_critic and has_weights else None
         core_out = self.actor_core.out_features
         critic_out = core_out if self.critic_core is None else self.critic_core.out_features
@@ -176,7 +181,10 @@ class RecurrentActorCritic(nn.Module):
                 nn.init.zeros_(self.value_int_head.bias)
         # --recall-coef: a training-only head from the actor core's outputs to the running maximum of the
         # preprocessed observation (``recall_targets``); made only then, so a run without it keeps its parameters.
-        self.recall_head = nn.Linear(core_out, self.preprocess.out_features) if config.recall_coef > 0 else None
+        # It reads the memory's output alone (without --readout-products' products, which hold nothing more of
+        # the past): ``recall_input``.
+        self.recall_head = (nn.Linear(memory.out_features, self.preprocess.out_features) if config.recall_coef > 0
+                            else None)
         self._actor_states = self.actor_core.num_state_tensors
 
     def _make_central_critic(self, config: PolicyConfig) -> nn.Module:
@@ -366,6 +374,11 @@ class RecurrentActorCritic(nn.Module):
     def has_recall_head(self) -> bool:
         """Whether the actor core has the auxiliary recall head (``--recall-coef``)."""
         return self.recall_head is not None
+
+    def recall_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the recall head reads of the actor core's outputs (..., O): the memory core's own output, the first
+        ``memory_core(actor_core).out_features`` of them (all of them without ``--readout-products``)."""
+        return hidden[..., : self.recall_head.in_features]
 
     @torch.no_grad()
     def recall_targets(self, obs: Tree, episode_start: torch.Tensor) -> torch.Tensor:

@@ -158,7 +158,7 @@ def recall_loss(policy: RecurrentActorCritic, hidden: torch.Tensor, mb: Minibatc
     if not policy.has_recall_head:
         return hidden.new_zeros(())
     targets = real_steps([policy.recall_targets(sub.obs, sub.episode_starts) for sub in mb.groups], mb.real)
-    return (policy.recall_head(hidden) - targets).pow(2).mean()
+    return (policy.recall_head(policy.recall_input(hidden)) - targets).pow(2).mean()
 
 
 def actor_objective(policy: RecurrentActorCritic, cfg: PPOConfig, pg_loss: torch.Tensor, entropy_loss: torch.Tensor,
