@@ -27,9 +27,10 @@ turn's view shows (at second flips the face-up card's partner, at first flips a 
 encoder, the observation fed to the core), trained by cross-entropy through whole games (backpropagation
 through every turn of a side, the sequences a turn-based run trains on) on the perfect-memory player's cards
 (its side of ``--recall-games`` games against random play, seeds from 0; 1000 more from seed 10^6 held out;
-seed 0, Adam 1e-3, batches of 64 games). Every 5 epochs, the greedy card's accuracy on the held-out second
-flips where the face-up card's partner was shown in an earlier turn but is not in view (only a memory finds
-it), and where it is in view.
+seed 0, Adam 1e-3, batches of 64 games; ``--recall-products N`` adds the product readout, ``--recall-coef C`` the
+recall loss with weight C). Every 5 epochs, the
+greedy card's accuracy on the held-out second flips where the face-up card's partner was shown in an earlier
+turn but is not in view (only a memory finds it), and where it is in view.
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ def _perfect_memory_games(env, seeds: range) -> tuple[dict, np.ndarray, np.ndarr
     return leaves, cards, kinds
 
 
-def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int = 8000) -> list[tuple[float, float]]:
+def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int = 8000,
+                    readout_products: int = 0, recall_coef: float = 0.0) -> list[tuple[float, float]]:
     """See the module docstring (``--recall``); (remembered partner, partner in view) accuracy every 5 epochs."""
     import torch
 
@@ -271,34 +273,43 @@ def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int
     test = _perfect_memory_games(env, range(10**6, 10**6 + 1000))
     torch.manual_seed(0)
     policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"),
-                                  PolicyConfig(encoder_sizes=encoder_sizes))
+                                  PolicyConfig(encoder_sizes=encoder_sizes, readout_products=readout_products,
+                                               recall_coef=recall_coef))
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
 
-    def cards_scored(data, games_at: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-prob of the player's card, greedy card, the player's card), each (T, B) over ``games_at``."""
+    def cards_scored(data, games_at: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-prob of the player's card, greedy card, the player's card), each (T, B) over ``games_at``, and the
+        recall loss (0 without ``recall_coef``)."""
         leaves, cards, _ = data
         obs = {k: torch.as_tensor(v[:, games_at]) for k, v in leaves.items()}
         t_len, batch = len(cards), len(games_at)
         start = torch.zeros(t_len, batch)
         start[0] = 1.0
-        dist, _, _ = policy.forward_sequence(obs, policy.initial_state(batch), start)
+        hidden, _, _ = policy.memory(obs, policy.initial_state(batch), start)
+        dist = policy.action_distribution(hidden.reshape(t_len * batch, -1),
+                                          policy.legal_actions(obs).reshape(t_len * batch, -1))
+        recall = torch.zeros(())
+        if recall_coef:
+            predicted = policy.recall_head(policy.recall_input(hidden))
+            recall = (predicted - policy.recall_targets(obs, start)).pow(2).mean()
         target = torch.as_tensor(cards[:, games_at]).clamp(min=0)
-        return (dist.log_prob(target.reshape(-1)).view(t_len, batch), dist.mode().view(t_len, batch), target)
+        return (dist.log_prob(target.reshape(-1)).view(t_len, batch), dist.mode().view(t_len, batch), target,
+                recall)
 
     accuracy = []
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(games)
         for start in range(0, games, 64):
             at = order[start:start + 64]
-            log_prob, _, _ = cards_scored(train, at)
+            log_prob, _, _, recall = cards_scored(train, at)
             played = torch.as_tensor(train[1][:, at] >= 0)
-            loss = -log_prob[played].mean()
+            loss = -log_prob[played].mean() + recall_coef * recall
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         if epoch % 5 == 4:
             with torch.no_grad():
-                _, greedy, target = cards_scored(test, np.arange(1000))
+                _, greedy, target, _ = cards_scored(test, np.arange(1000))
             kinds = torch.as_tensor(test[2])
             accuracy.append(tuple(float((greedy == target)[kinds == k].float().mean()) for k in (2, 1)))
     return accuracy
@@ -316,14 +327,18 @@ def main() -> None:
                              "('64', '256,256', 'none').")
     parser.add_argument("--recall-games", type=int, default=8000)
     parser.add_argument("--recall-epochs", type=int, default=20)
+    parser.add_argument("--recall-products", type=int, default=0, help="The network's --readout-products.")
+    parser.add_argument("--recall-coef", type=float, default=0.0, help="The network's --recall-coef: the recall "
+                        "loss joins the fit, with this weight.")
     args = parser.parse_args()
     if args.recall:
         for sizes in args.recall:
             encoder = () if sizes == "none" else tuple(int(n) for n in sizes.split(","))
             for k, (remembered, in_view) in enumerate(recall_accuracy(encoder, args.recall_epochs,
-                                                                      args.recall_games)):
-                print(f"encoder {sizes}, epoch {5 * (k + 1)}: partner remembered {remembered:.3f}, "
-                      f"partner in view {in_view:.3f}", flush=True)
+                                                                      args.recall_games, args.recall_products,
+                                                                      args.recall_coef)):
+                print(f"encoder {sizes}, products {args.recall_products}, recall coef {args.recall_coef}, epoch "
+                      f"{5 * (k + 1)}: partner remembered {remembered:.3f}, partner in view {in_view:.3f}", flush=True)
         return
     if args.imitate:
         for k, acc in enumerate(imitation_accuracy()):
