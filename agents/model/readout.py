@@ -3,16 +3,17 @@
 ``--readout-products N`` wraps the actor's core: at every step the heads read ``[h, (U h + a) * (V x + b)]``,
 the core's output ``h`` (B, O) beside N products of a linear readout of it and a linear readout of the step's
 features ``x`` (B, F), the core's own input. Why: many memory tasks end in a lookup, "which stored fact matches
-what I see now" (Pairs: which remembered card has the face-up card's value). That is a product of two inputs, and
-an MLP of tanh units fits it poorly and slowly; fitted by supervised learning on a trained Pairs run's frozen
-state, such heads named the remembered partner about as often as a random card the view does not show, while a
-head of products named it twice as often (docs/multiagent_games.md, "Pairs"). With the products one layer of the
-head can form the match.
+what I see now" (Pairs: which remembered card has the face-up card's value). That is a product of two inputs,
+which an MLP of tanh units fits poorly and slowly; with the products one layer of the head can form the match.
+Fitted to perfect memory's cards in Pairs by supervised learning with the recall loss, the network named 83% of
+the remembered partners with 128 products and 68% without (docs/multiagent_games.md, "Pairs: self-play
+training", which also says what self-play made of it).
 
 The products are stateless: they are computed from what the step already has, so the state, its shape and every
 rule about it (resets at episode starts, carry mode, stored start states) are the inner core's, unchanged. The
 wrapper delegates everything else to the inner core (its state names, the inspector's view, the export's
-metadata), and ``inner_out_features`` says where ``h`` ends in its output (the recall head reads ``h`` only).
+metadata). ``h`` comes first in its output, so a reader of the memory alone (the recall head) takes the first
+``inner.out_features`` columns.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class ProductReadout(nn.Module):
             for layer in (self.memory_readout, self.input_readout):
                 nn.init.orthogonal_(layer.weight, 1.0)
                 nn.init.zeros_(layer.bias)
-        self.inner_out_features = inner.out_features
         self.out_features = inner.out_features + products
 
     # The state and its rules are the inner core's.
