@@ -28,7 +28,9 @@ encoder, the observation fed to the core), trained by cross-entropy through whol
 through every turn of a side, the sequences a turn-based run trains on) on the perfect-memory player's cards
 (its side of ``--recall-games`` games against random play, seeds from 0; 1000 more from seed 10^6 held out;
 seed 0, Adam 1e-3, batches of 64 games; ``--recall-products N`` adds the product readout, ``--recall-coef C`` the
-recall loss with weight C). Every 5 epochs, the
+recall loss with weight C, ``--recall-lookup D`` a lookup head, an experiment that is not a mnemo option: the logits
+gain, for each card c, the dot product of D keys read linearly from the memory's output for card c with D query
+numbers read linearly from the step's features). Every 5 epochs, the
 greedy card's accuracy on the held-out second flips where the face-up card's partner was shown in an earlier
 turn but is not in view (only a memory finds it), and where it is in view.
 """
@@ -261,12 +263,15 @@ def _perfect_memory_games(env, seeds: range) -> tuple[dict, np.ndarray, np.ndarr
 
 
 def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int = 8000,
-                    readout_products: int = 0, recall_coef: float = 0.0) -> list[tuple[float, float]]:
+                    readout_products: int = 0, recall_coef: float = 0.0,
+                    lookup_keys: int = 0) -> list[tuple[float, float]]:
     """See the module docstring (``--recall``); (remembered partner, partner in view) accuracy every 5 epochs."""
     import torch
+    from torch import nn
 
     from agents.config import PolicyConfig
     from agents.model.policy import RecurrentActorCritic
+    from agents.model.readout import memory_core
 
     env = make_env()
     train = _perfect_memory_games(env, range(games))
@@ -275,7 +280,13 @@ def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int
     policy = RecurrentActorCritic(env.observation_space("player_0"), env.action_space("player_0"),
                                   PolicyConfig(encoder_sizes=encoder_sizes, readout_products=readout_products,
                                                recall_coef=recall_coef))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    parameters = list(policy.parameters())
+    n_cards = policy.action_head.linear.out_features
+    if lookup_keys:  # the lookup head (module docstring): per-card keys from the memory, a query from the features
+        keys = nn.Linear(memory_core(policy.actor_core).out_features, n_cards * lookup_keys)
+        query = nn.Linear(encoder_sizes[-1] if encoder_sizes else policy.preprocess.out_features, lookup_keys)
+        parameters += [*keys.parameters(), *query.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
 
     def cards_scored(data, games_at: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-prob of the player's card, greedy card, the player's card), each (T, B) over ``games_at``, and the
@@ -285,9 +296,14 @@ def recall_accuracy(encoder_sizes: tuple[int, ...], epochs: int = 20, games: int
         t_len, batch = len(cards), len(games_at)
         start = torch.zeros(t_len, batch)
         start[0] = 1.0
-        hidden, _, _ = policy.memory(obs, policy.initial_state(batch), start)
-        dist = policy.action_distribution(hidden.reshape(t_len * batch, -1),
-                                          policy.legal_actions(obs).reshape(t_len * batch, -1))
+        features = policy.encode_sequence(obs, t_len, batch)
+        hidden, _ = policy.actor_memory(features, policy.initial_state(batch), start)
+        flat = hidden.reshape(t_len * batch, -1)
+        raw = policy.action_head.linear(policy.actor_mlp(flat))
+        if lookup_keys:  # logits += <key_c(h), query(x)> for each card c
+            card_keys = keys(flat[:, :keys.in_features]).view(-1, n_cards, lookup_keys)  # h: the memory's output
+            raw = raw + (card_keys * query(features.reshape(t_len * batch, -1)).unsqueeze(1)).sum(-1)
+        dist = policy.action_head.distribution(raw, policy.legal_actions(obs).reshape(t_len * batch, -1))
         recall = torch.zeros(())
         if recall_coef:
             predicted = policy.recall_head(policy.recall_input(hidden))
@@ -330,15 +346,18 @@ def main() -> None:
     parser.add_argument("--recall-products", type=int, default=0, help="The network's --readout-products.")
     parser.add_argument("--recall-coef", type=float, default=0.0, help="The network's --recall-coef: the recall "
                         "loss joins the fit, with this weight.")
+    parser.add_argument("--recall-lookup", type=int, default=0, metavar="D",
+                        help="Add the lookup head with keys of D numbers (not a mnemo option: an experiment).")
     args = parser.parse_args()
     if args.recall:
         for sizes in args.recall:
             encoder = () if sizes == "none" else tuple(int(n) for n in sizes.split(","))
             for k, (remembered, in_view) in enumerate(recall_accuracy(encoder, args.recall_epochs,
                                                                       args.recall_games, args.recall_products,
-                                                                      args.recall_coef)):
-                print(f"encoder {sizes}, products {args.recall_products}, recall coef {args.recall_coef}, epoch "
-                      f"{5 * (k + 1)}: partner remembered {remembered:.3f}, partner in view {in_view:.3f}", flush=True)
+                                                                      args.recall_coef, args.recall_lookup)):
+                print(f"encoder {sizes}, products {args.recall_products}, recall coef {args.recall_coef}, lookup "
+                      f"{args.recall_lookup}, epoch {5 * (k + 1)}: partner remembered {remembered:.3f}, partner in "
+                      f"view {in_view:.3f}", flush=True)
         return
     if args.imitate:
         for k, acc in enumerate(imitation_accuracy()):
