@@ -58,14 +58,9 @@ def test_the_heads_read_the_core_output_and_its_products_with_the_features(core)
 def test_the_runner_and_the_exports_compute_the_readout(core, tmp_path):
     pytest.importorskip("onnxruntime")
     from test_export import check_exports_match_torch
-    from test_runner import check_runner_matches_policy_step
+    from test_runner import check_runner_matches_policy_step, make_policy
 
-    def decisive(policy):
-        with torch.no_grad():  # decisive logits: greedy actions cannot tie at float rounding
-            policy.action_head.linear.weight.mul_(100.0)
-        return policy
-
-    policy = decisive(_policy(core, hidden_size=32))
+    policy = make_policy(core=core, readout_products=5)  # decisive logits: greedy actions cannot tie
     check_runner_matches_policy_step(policy)
     check_exports_match_torch(policy, tmp_path)
 
